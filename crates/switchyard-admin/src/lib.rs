@@ -1,0 +1,1 @@
+//! Admin listener: metrics exposition and the admin API.

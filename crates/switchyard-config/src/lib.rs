@@ -1,0 +1,1 @@
+//! gateway.toml: specs, validation with key and line, compiled snapshot.

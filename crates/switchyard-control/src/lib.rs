@@ -1,0 +1,1 @@
+//! Signals, alerts and the control loop.

@@ -1,0 +1,1 @@
+//! Shared vocabulary: body type, error alias, request facts, metric names.

@@ -1,0 +1,1 @@
+//! Pure LLM protocol code: dialects, inspection, SSE framing, usage extraction, error bodies.

@@ -1,0 +1,1 @@
+//! Listeners, TLS, the request path and upstream forwarding.

@@ -1,0 +1,1 @@
+//! The simulated agent upstream: OpenAI and Anthropic dialects with a runtime-controllable profile.
