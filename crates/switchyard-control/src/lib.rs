@@ -1,1 +1,11 @@
-//! Signals, alerts and the control loop.
+//! The control plane: signals from every exchange, sliding windows, and golden-signal alerts.
+
+pub mod alerts;
+pub mod exchange;
+pub mod histogram;
+pub mod signals;
+pub mod window;
+
+pub use alerts::{AlertKind, Alerts, FiringAlert};
+pub use exchange::{Exchange, Outcome};
+pub use signals::{RouteSignals, Signals};

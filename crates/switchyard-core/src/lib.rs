@@ -1,1 +1,11 @@
-//! Shared vocabulary: body type, error alias, request facts, metric names.
+//! Shared vocabulary of switchyard: body and error types, per-request facts, metric names.
+
+pub mod body;
+pub mod facts;
+pub mod metrics;
+
+/// The error type carried between layers; leaf errors are small `thiserror` types.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+pub use body::Body;
+pub use facts::{ErrorClass, RequestFacts, RequestId};

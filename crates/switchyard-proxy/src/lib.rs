@@ -1,1 +1,16 @@
-//! Listeners, TLS, the request path and upstream forwarding.
+//! The data path: listeners, TLS, the request path and upstream forwarding.
+
+mod forward;
+mod gateway;
+mod headers;
+mod inspect;
+mod local;
+mod meter;
+mod rescue;
+mod server;
+mod table;
+
+pub use gateway::Gateway;
+pub use gateway::Peer;
+pub use server::{serve, tls_acceptor, Listener, ServeError};
+pub use table::{CompileError, Table};

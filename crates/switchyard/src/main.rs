@@ -1,2 +1,173 @@
-//! The switchyard binary.
-fn main() {}
+//! The switchyard binary: serve, check, sim.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use switchyard_config::{Config, LogFormat};
+
+#[derive(Parser)]
+#[command(
+    name = "switchyard",
+    version,
+    about = "A reverse-proxy gateway for LLM agent services"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve {
+        #[arg(long, default_value = "gateway.toml")]
+        config: PathBuf,
+        /// Overrides [log] format.
+        #[arg(long, value_enum)]
+        log_format: Option<Format>,
+    },
+    /// Validate a config: errors name the key and the line; exit 1 when invalid.
+    Check {
+        #[arg(long, default_value = "gateway.toml")]
+        config: PathBuf,
+    },
+    /// Run the simulated agent upstream.
+    Sim {
+        #[arg(long, default_value = "127.0.0.1:7001")]
+        listen: SocketAddr,
+        /// A named profile (healthy, instant, slow, flaky, overloaded, token-explosion, truncating).
+        #[arg(long, default_value = "healthy")]
+        profile: String,
+        #[arg(long, value_enum, default_value = "text")]
+        log_format: Format,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+fn init_logging(format: Format, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stdout);
+    match format {
+        Format::Json => builder.json().flatten_event(true).init(),
+        Format::Text => builder.init(),
+    }
+}
+
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+}
+
+fn check(path: &PathBuf) -> ExitCode {
+    match Config::load(path) {
+        Ok(config) => {
+            for warning in &config.warnings {
+                eprintln!("warning: {warning}");
+            }
+            if let Err(error) =
+                runtime().map(|rt| rt.block_on(switchyard::validate_runtime(&config)))
+            {
+                eprintln!("error: {error}");
+                return ExitCode::FAILURE;
+            }
+            println!(
+                "{}: ok ({} routes, {} upstreams, version {})",
+                config.origin,
+                config.routes.len(),
+                config.upstreams.len(),
+                config.version
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(path: &PathBuf, format: Option<Format>) -> ExitCode {
+    let config = match Config::load(path) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let format = format.unwrap_or(match config.log.format {
+        LogFormat::Json => Format::Json,
+        LogFormat::Text => Format::Text,
+    });
+    init_logging(format, &config.log.level);
+    for warning in &config.warnings {
+        tracing::warn!(%warning, "config warning");
+    }
+    let result = runtime().map_err(|e| e.to_string()).and_then(|rt| {
+        rt.block_on(async {
+            let running = switchyard::start(config).await.map_err(|e| e.to_string())?;
+            switchyard::shutdown_signal().await;
+            tracing::info!("shutting down: finishing open requests");
+            running.stop().await;
+            Ok(())
+        })
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn sim(listen: SocketAddr, profile: &str, format: Format) -> ExitCode {
+    init_logging(format, "info");
+    let Some(p) = switchyard_sim::named(profile) else {
+        eprintln!(
+            "error: unknown profile {profile:?} (known: {})",
+            switchyard_sim::PROFILE_NAMES.join(", ")
+        );
+        return ExitCode::FAILURE;
+    };
+    let result = runtime().and_then(|rt| {
+        rt.block_on(async {
+            let listener = tokio::net::TcpListener::bind(listen).await?;
+            tracing::info!(addr = %listener.local_addr()?, profile, "simulated agent listening");
+            tokio::select! {
+                served = switchyard_sim::Sim::new(p).serve(listener) => served,
+                () = switchyard::shutdown_signal() => Ok(()),
+            }
+        })
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { config, log_format } => serve(&config, log_format),
+        Command::Check { config } => check(&config),
+        Command::Sim {
+            listen,
+            profile,
+            log_format,
+        } => sim(listen, &profile, log_format),
+    }
+}

@@ -1,0 +1,103 @@
+//! The Prometheus recorder: installed once per process, every family described up front.
+
+use std::sync::OnceLock;
+
+use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use switchyard_core::metrics as names;
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// The process's recorder, installed on first call.
+pub fn install() -> PrometheusHandle {
+    HANDLE.get_or_init(build).clone()
+}
+
+fn with_buckets() -> Result<PrometheusBuilder, metrics_exporter_prometheus::BuildError> {
+    let latency = names::LATENCY_BUCKETS;
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full(names::REQUEST_DURATION_SECONDS.into()),
+            latency,
+        )?
+        .set_buckets_for_metric(Matcher::Full(names::TTFB_SECONDS.into()), latency)?
+        .set_buckets_for_metric(
+            Matcher::Full(names::CONTEXT_FILL_RATIO.into()),
+            names::FILL_BUCKETS,
+        )
+}
+
+fn build() -> PrometheusHandle {
+    let builder = with_buckets().unwrap_or_else(|error| {
+        // Only empty bucket lists fail, and ours are constants.
+        tracing::error!(%error, "histogram buckets rejected; histograms render as summaries");
+        PrometheusBuilder::new()
+    });
+    let recorder = builder.build_recorder();
+    let handle = recorder.handle();
+    // Another recorder may already be installed (an embedding program's); then our
+    // families go to it, and /metrics shows what this handle sees.
+    if metrics::set_global_recorder(recorder).is_err() {
+        tracing::warn!("a metrics recorder was already installed; /metrics may be empty");
+    }
+    describe();
+    handle
+}
+
+fn describe() {
+    describe_counter!(
+        names::REQUESTS_TOTAL,
+        "Requests proxied, by route, upstream, variant, model and status class."
+    );
+    describe_histogram!(
+        names::REQUEST_DURATION_SECONDS,
+        Unit::Seconds,
+        "Total request duration, to the end of the response body."
+    );
+    describe_histogram!(
+        names::TTFB_SECONDS,
+        Unit::Seconds,
+        "Time to the first byte of the response body."
+    );
+    describe_counter!(
+        names::TOKENS_TOTAL,
+        "Tokens by direction (prompt | completion), from the upstream's usage."
+    );
+    describe_histogram!(
+        names::CONTEXT_FILL_RATIO,
+        "Estimated prompt tokens over the model's context window."
+    );
+    describe_counter!(
+        names::COST_USD_TOTAL,
+        "Cost in US dollars from the configured model prices."
+    );
+    describe_gauge!(names::IN_FLIGHT_REQUESTS, "Requests being served now.");
+    describe_gauge!(names::QUEUED_REQUESTS, "Requests waiting for admission.");
+    describe_gauge!(
+        names::TOKEN_BUDGET_USED_RATIO,
+        "Share of the daily token budget used today (UTC)."
+    );
+    describe_counter!(names::UPSTREAM_ERRORS_TOTAL, "Upstream failures by class (connect, timeout, reset, status_4xx, status_5xx, or the upstream's own error type).");
+    describe_gauge!(
+        names::ALERTS_FIRING,
+        "1 while an alert fires, by alert and route."
+    );
+    describe_counter!(
+        names::UNPARSED_REQUESTS_TOTAL,
+        "LLM requests whose body did not parse; forwarded unchanged."
+    );
+    describe_counter!(
+        names::GATEWAY_ERRORS_TOTAL,
+        "Requests the gateway answered itself before routing, by reason."
+    );
+}
+
+/// The exposition text.
+pub fn render(handle: &PrometheusHandle) -> String {
+    let text = handle.render();
+    // Cost is a float that only grows: recorded as a gauge because `metrics` counters are
+    // integers, declared here with the type it has.
+    let gauge_line = format!("# TYPE {} gauge", names::COST_USD_TOTAL);
+    let counter_line = format!("# TYPE {} counter", names::COST_USD_TOTAL);
+    text.replace(&gauge_line, &counter_line)
+}

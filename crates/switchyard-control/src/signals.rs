@@ -1,0 +1,161 @@
+//! Per-route sliding windows fed by every exchange, and the daily token budget.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::exchange::Exchange;
+use crate::window::{Bucket, CountRing, Ring};
+
+/// Seconds since the Unix epoch: windows are aligned to wall-clock seconds so the daily
+/// budget rolls over at midnight UTC.
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic elsewhere must not take the data path down with it: the windows are plain
+    // counters, still usable after a poisoning.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[derive(Debug)]
+struct Windows {
+    detail: Ring,
+    counts: CountRing,
+}
+
+/// One route's windows. The compiled route holds an `Arc` to it, so the data path records
+/// without a map lookup, and a reload that keeps the route's name keeps its history.
+#[derive(Debug)]
+pub struct RouteSignals {
+    name: Arc<str>,
+    fill_threshold_bits: AtomicU64,
+    windows: Mutex<Windows>,
+}
+
+impl RouteSignals {
+    pub fn name(&self) -> &Arc<str> {
+        &self.name
+    }
+
+    fn fill_threshold(&self) -> f64 {
+        f64::from_bits(self.fill_threshold_bits.load(Ordering::Relaxed))
+    }
+
+    /// Adds one exchange to the current second.
+    pub fn record(&self, exchange: &Exchange, now: u64) {
+        let over = exchange
+            .context_fill
+            .is_some_and(|fill| fill > self.fill_threshold());
+        let mut windows = lock(&self.windows);
+        windows.counts.add(now, 1);
+        let bucket = windows.detail.bucket(now);
+        bucket.requests += 1;
+        bucket.errors += u64::from(exchange.is_error());
+        bucket.tokens += exchange.prompt_tokens + exchange.completion_tokens;
+        bucket.fill_over += u64::from(over);
+        bucket.latency.record(exchange.duration);
+    }
+
+    /// The detail of seconds `from..=to`.
+    pub fn window(&self, from: u64, to: u64) -> Bucket {
+        lock(&self.windows).detail.sum(from, to)
+    }
+
+    /// Requests in seconds `from..=to` (may reach back further than the detail window).
+    pub fn requests(&self, from: u64, to: u64) -> u64 {
+        lock(&self.windows).counts.requests(from, to)
+    }
+}
+
+/// Window spans: the detail window (alerts) and the baseline (traffic spikes).
+#[derive(Debug, Clone, Copy)]
+pub struct Spans {
+    pub window: Duration,
+    pub baseline: Duration,
+    pub context_fill: f64,
+}
+
+/// All routes' signals, keyed by route name, and the gateway-wide token budget.
+#[derive(Debug, Default)]
+pub struct Signals {
+    routes: Mutex<HashMap<Arc<str>, Arc<RouteSignals>>>,
+    /// (day number, tokens used that day) packed as two atomics updated together rarely.
+    budget_day: AtomicU64,
+    budget_tokens: AtomicU64,
+    queued: AtomicU64,
+}
+
+impl Signals {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Signals::default())
+    }
+
+    /// The route's signals, made on first use; the spans apply from now on.
+    pub fn route(&self, name: &str, spans: Spans) -> Arc<RouteSignals> {
+        let mut routes = lock(&self.routes);
+        if let Some(existing) = routes.get(name) {
+            existing
+                .fill_threshold_bits
+                .store(spans.context_fill.to_bits(), Ordering::Relaxed);
+            return existing.clone();
+        }
+        let name: Arc<str> = Arc::from(name);
+        let signals = Arc::new(RouteSignals {
+            name: name.clone(),
+            fill_threshold_bits: AtomicU64::new(spans.context_fill.to_bits()),
+            windows: Mutex::new(Windows {
+                detail: Ring::new(spans.window),
+                counts: CountRing::new(spans.window + spans.baseline),
+            }),
+        });
+        routes.insert(name, signals.clone());
+        signals
+    }
+
+    /// Every route's signals, for the evaluator.
+    pub fn routes(&self) -> Vec<Arc<RouteSignals>> {
+        let mut all: Vec<_> = lock(&self.routes).values().cloned().collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+
+    /// Records an exchange: metrics, the route's windows, the token budget.
+    pub fn record(&self, route: &RouteSignals, exchange: &Exchange) {
+        exchange.emit_metrics();
+        let now = now_secs();
+        route.record(exchange, now);
+        let tokens = exchange.prompt_tokens + exchange.completion_tokens;
+        if tokens > 0 {
+            self.add_tokens(now / 86_400, tokens);
+        }
+    }
+
+    fn add_tokens(&self, day: u64, tokens: u64) {
+        if self.budget_day.load(Ordering::Relaxed) != day {
+            // The first exchange of a new day resets the count; a race here can lose the
+            // tokens of a few requests at midnight, which a budget alert tolerates.
+            self.budget_day.store(day, Ordering::Relaxed);
+            self.budget_tokens.store(0, Ordering::Relaxed);
+        }
+        self.budget_tokens.fetch_add(tokens, Ordering::Relaxed);
+    }
+
+    /// Tokens used today (UTC).
+    pub fn tokens_today(&self) -> u64 {
+        if self.budget_day.load(Ordering::Relaxed) != now_secs() / 86_400 {
+            return 0;
+        }
+        self.budget_tokens.load(Ordering::Relaxed)
+    }
+
+    /// Requests waiting in admission queues (the saturation signal).
+    pub fn queued(&self) -> &AtomicU64 {
+        &self.queued
+    }
+}

@@ -1,0 +1,118 @@
+//! A ring of one-second buckets: the sliding windows alerts and rollbacks read.
+
+use std::time::Duration;
+
+use crate::histogram::Histogram;
+
+/// What one second of one route's traffic looked like.
+#[derive(Debug, Clone, Default)]
+pub struct Bucket {
+    pub requests: u64,
+    pub errors: u64,
+    pub tokens: u64,
+    pub fill_over: u64,
+    pub latency: Histogram,
+}
+
+impl Bucket {
+    fn merge(&mut self, other: &Bucket) {
+        self.requests += other.requests;
+        self.errors += other.errors;
+        self.tokens += other.tokens;
+        self.fill_over += other.fill_over;
+        self.latency.merge(&other.latency);
+    }
+}
+
+/// Per-second buckets for the last `len` seconds.
+#[derive(Debug)]
+pub struct Ring {
+    slots: Vec<(u64, Bucket)>,
+}
+
+impl Ring {
+    pub fn new(span: Duration) -> Self {
+        let len = span.as_secs().max(1) as usize + 1;
+        Ring {
+            slots: vec![(u64::MAX, Bucket::default()); len],
+        }
+    }
+
+    /// The bucket for second `now`, cleared if it last held an older second.
+    pub fn bucket(&mut self, now: u64) -> &mut Bucket {
+        let len = self.slots.len();
+        let slot = &mut self.slots[(now % len as u64) as usize];
+        if slot.0 != now {
+            *slot = (now, Bucket::default());
+        }
+        &mut slot.1
+    }
+
+    /// The sum of seconds `from..=to` that are still held.
+    pub fn sum(&self, from: u64, to: u64) -> Bucket {
+        let mut total = Bucket::default();
+        for (second, bucket) in &self.slots {
+            if *second != u64::MAX && *second >= from && *second <= to {
+                total.merge(bucket);
+            }
+        }
+        total
+    }
+}
+
+/// Request counts per second over a long span (the traffic baseline), without the detail.
+#[derive(Debug)]
+pub struct CountRing {
+    slots: Vec<(u64, u64)>,
+}
+
+impl CountRing {
+    pub fn new(span: Duration) -> Self {
+        let len = span.as_secs().max(1) as usize + 1;
+        CountRing {
+            slots: vec![(u64::MAX, 0); len],
+        }
+    }
+
+    pub fn add(&mut self, now: u64, n: u64) {
+        let len = self.slots.len();
+        let slot = &mut self.slots[(now % len as u64) as usize];
+        if slot.0 != now {
+            *slot = (now, 0);
+        }
+        slot.1 += n;
+    }
+
+    /// Requests in seconds `from..=to` that the ring still holds.
+    pub fn requests(&self, from: u64, to: u64) -> u64 {
+        self.slots
+            .iter()
+            .filter(|(second, _)| *second != u64::MAX && *second >= from && *second <= to)
+            .map(|(_, n)| n)
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn old_seconds_fall_out_of_the_window() {
+        let mut ring = Ring::new(Duration::from_secs(3));
+        ring.bucket(10).requests += 1;
+        ring.bucket(11).requests += 2;
+        assert_eq!(ring.sum(10, 11).requests, 3);
+        ring.bucket(14).requests += 5; // reuses second 10's slot
+        assert_eq!(ring.sum(11, 14).requests, 7);
+    }
+
+    #[test]
+    fn count_ring_keeps_only_its_span() {
+        let mut ring = CountRing::new(Duration::from_secs(2));
+        ring.add(1, 4);
+        ring.add(2, 1);
+        ring.add(4, 2); // overwrites second 1
+        assert_eq!(ring.requests(0, 10), 3);
+    }
+}

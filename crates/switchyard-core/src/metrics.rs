@@ -1,0 +1,29 @@
+//! Metric names: the product's public surface, defined once.
+
+pub const REQUESTS_TOTAL: &str = "switchyard_requests_total";
+pub const REQUEST_DURATION_SECONDS: &str = "switchyard_request_duration_seconds";
+pub const TTFB_SECONDS: &str = "switchyard_ttfb_seconds";
+pub const TOKENS_TOTAL: &str = "switchyard_tokens_total";
+pub const CONTEXT_FILL_RATIO: &str = "switchyard_context_fill_ratio";
+pub const COST_USD_TOTAL: &str = "switchyard_cost_usd_total";
+pub const IN_FLIGHT_REQUESTS: &str = "switchyard_in_flight_requests";
+pub const QUEUED_REQUESTS: &str = "switchyard_queued_requests";
+pub const TOKEN_BUDGET_USED_RATIO: &str = "switchyard_token_budget_used_ratio";
+pub const UPSTREAM_ERRORS_TOTAL: &str = "switchyard_upstream_errors_total";
+pub const ROUTE_WEIGHT: &str = "switchyard_route_weight";
+pub const KILL_SWITCH_ENGAGED: &str = "switchyard_kill_switch_engaged";
+pub const ALERTS_FIRING: &str = "switchyard_alerts_firing";
+pub const ROLLBACKS_TOTAL: &str = "switchyard_rollbacks_total";
+pub const CONFIG_RELOADS_TOTAL: &str = "switchyard_config_reloads_total";
+pub const UNPARSED_REQUESTS_TOTAL: &str = "switchyard_unparsed_requests_total";
+pub const GATEWAY_ERRORS_TOTAL: &str = "switchyard_gateway_errors_total";
+
+/// Buckets for latency histograms, in seconds: fine below a second for the proxy's own
+/// overhead, coarse up to the ten-minute agent turns the seeds describe.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    120.0, 300.0, 600.0,
+];
+
+/// Buckets for the context fill ratio: they separate 0.8, 0.9 and 0.95, the alert levels.
+pub const FILL_BUCKETS: &[f64] = &[0.1, 0.25, 0.5, 0.7, 0.8, 0.9, 0.95, 1.0];

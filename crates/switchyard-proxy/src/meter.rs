@@ -1,0 +1,290 @@
+//! Meter: watches the response body go by, and records the exchange exactly once.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use pin_project_lite::pin_project;
+use switchyard_control::{Exchange, Outcome, RouteSignals, Signals};
+use switchyard_core::{BoxError, ErrorClass, RequestFacts};
+use switchyard_llm::{Dialect, SseScanner, Usage};
+use tokio::time::Sleep;
+
+use crate::table::ModelInfo;
+
+/// Non-streaming bodies larger than this are forwarded but not parsed for usage.
+const MAX_JSON_SCAN: usize = 4 << 20;
+
+/// Decrements the route's in-flight gauge when the exchange is over, however it ends.
+#[derive(Debug)]
+pub struct InFlight(metrics::Gauge);
+
+impl InFlight {
+    pub fn enter(gauge: &metrics::Gauge) -> Self {
+        gauge.increment(1.0);
+        InFlight(gauge.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
+}
+
+/// How the body is read for usage as it passes.
+#[derive(Debug)]
+pub enum Scan {
+    None,
+    Json { chunks: Vec<Bytes>, len: usize },
+    Sse(Box<SseScanner>),
+}
+
+impl Scan {
+    /// Chooses by dialect and the response's content type.
+    pub fn for_response(dialect: Dialect, content_type: Option<&str>) -> Scan {
+        if dialect == Dialect::Opaque {
+            return Scan::None;
+        }
+        match content_type {
+            Some(ct) if ct.starts_with("text/event-stream") => {
+                Scan::Sse(Box::new(SseScanner::new(dialect)))
+            }
+            Some(ct) if ct.contains("json") => Scan::Json {
+                chunks: Vec::new(),
+                len: 0,
+            },
+            _ => Scan::None,
+        }
+    }
+
+    fn observe(&mut self, data: &Bytes) {
+        match self {
+            Scan::None => {}
+            Scan::Sse(scanner) => scanner.feed(data),
+            Scan::Json { chunks, len } => {
+                *len += data.len();
+                if *len <= MAX_JSON_SCAN {
+                    // A reference-counted clone: the bytes are shared, not copied.
+                    chunks.push(data.clone());
+                } else {
+                    chunks.clear();
+                }
+            }
+        }
+    }
+
+    fn usage(&self, dialect: Dialect) -> (Usage, u64) {
+        match self {
+            Scan::None => (Usage::default(), 0),
+            Scan::Sse(scanner) => (scanner.usage().clone(), scanner.events()),
+            Scan::Json { chunks, len } if *len <= MAX_JSON_SCAN && !chunks.is_empty() => {
+                let whole: Vec<u8> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
+                (switchyard_llm::usage_from_json(dialect, &whole), 0)
+            }
+            Scan::Json { .. } => (Usage::default(), 0),
+        }
+    }
+}
+
+/// What is needed to record the exchange when the body ends.
+#[derive(Debug)]
+pub struct Record {
+    pub started: Instant,
+    pub ttfb: Option<Duration>,
+    pub facts: RequestFacts,
+    pub dialect: Dialect,
+    pub status: u16,
+    /// The error the status alone implies: an upstream 4xx/5xx, or the refusal's class.
+    pub status_error: Option<ErrorClass>,
+    pub model: Option<ModelInfo>,
+    pub route: Arc<RouteSignals>,
+    pub signals: Arc<Signals>,
+    pub _in_flight: InFlight,
+}
+
+impl Record {
+    /// Records the exchange: metrics, windows, and the one log line.
+    pub fn finish(self, outcome: Outcome, broken: Option<ErrorClass>, scan: &Scan) {
+        let (usage, events) = scan.usage(self.dialect);
+        let estimated = usage.prompt_tokens.is_none()
+            && usage.completion_tokens.is_none()
+            && self.dialect != Dialect::Opaque;
+        // When usage never arrived (a cancelled or broken stream), count what was sent and
+        // seen rather than lose the record: the pre-send prompt estimate, and one token per
+        // SSE event, the rate at which the APIs stream.
+        let prompt = usage.prompt_tokens.unwrap_or(if estimated {
+            self.facts.prompt_tokens_estimate
+        } else {
+            0
+        });
+        let completion = usage
+            .completion_tokens
+            .unwrap_or(if estimated { events } else { 0 });
+        let model = self.model.as_ref();
+        let cost = model.map_or(0.0, |m| {
+            (prompt as f64 * m.input_usd_per_mtok + completion as f64 * m.output_usd_per_mtok) / 1e6
+        });
+        let error = broken.or(self.status_error);
+        let exchange = Exchange {
+            route: self.facts.route.clone(),
+            upstream: self.facts.upstream.clone(),
+            variant: self
+                .facts
+                .variant
+                .clone()
+                .unwrap_or_else(|| Arc::from("none")),
+            model: self.facts.model_label.clone(),
+            status: self.status,
+            error,
+            upstream_error_type: usage.error_type.clone(),
+            outcome,
+            duration: self.started.elapsed(),
+            ttfb: self.ttfb,
+            prompt_tokens: prompt,
+            completion_tokens: completion,
+            cost_usd: cost,
+            context_fill: self.facts.context_fill,
+        };
+        self.signals.record(&self.route, &exchange);
+        log_exchange(&self.facts, &exchange, &usage, estimated);
+    }
+}
+
+/// The one structured line per request. Never prompt or completion text.
+pub fn log_exchange(facts: &RequestFacts, ex: &Exchange, usage: &Usage, estimated: bool) {
+    tracing::info!(
+        target: "switchyard::access",
+        request_id = %facts.request_id.0,
+        route = %ex.route,
+        upstream = %ex.upstream,
+        model = facts.model.as_deref().unwrap_or("-"),
+        response_model = usage.model.as_deref().unwrap_or("-"),
+        status = ex.status,
+        outcome = ex.outcome.as_str(),
+        error_class = ex.error.map_or("-", ErrorClass::as_str),
+        upstream_error = ex.upstream_error_type.as_deref().unwrap_or("-"),
+        prompt_tokens = ex.prompt_tokens,
+        completion_tokens = ex.completion_tokens,
+        tokens_estimated = estimated,
+        context_fill = facts.context_fill.unwrap_or(0.0),
+        fingerprint = facts.prompt_fingerprint.map(|f| format!("{f:016x}")).as_deref().unwrap_or("-"),
+        latency_ms = ex.duration.as_secs_f64() * 1000.0,
+        ttfb_ms = ex.ttfb.map_or(0.0, |t| t.as_secs_f64() * 1000.0),
+        "request"
+    );
+}
+
+pin_project! {
+    /// The upstream's body on its way to the client: frames pass through untouched and
+    /// at once; the meter only looks.
+    pub struct Metered<B> {
+        #[pin]
+        inner: B,
+        #[pin]
+        idle: Sleep,
+        idle_timeout: Duration,
+        scan: Scan,
+        record: Option<Record>,
+        // Bytes still due by the upstream's Content-Length: hyper stops polling a body whose
+        // length it knows once that many bytes went out, so the end is seen here, not at None.
+        remaining: Option<u64>,
+    }
+
+    impl<B> PinnedDrop for Metered<B> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(record) = this.record.take() {
+                record.finish(Outcome::Cancelled, None, this.scan);
+            }
+        }
+    }
+}
+
+impl<B: HttpBody> Metered<B> {
+    pub fn new(inner: B, scan: Scan, record: Record, idle_timeout: Duration) -> Self {
+        Metered {
+            idle: tokio::time::sleep(idle_timeout),
+            idle_timeout,
+            remaining: inner.size_hint().exact(),
+            inner,
+            scan,
+            record: Some(record),
+        }
+    }
+}
+
+/// The upstream fell silent for longer than `stream_idle_timeout`.
+#[derive(Debug, thiserror::Error)]
+#[error("upstream stream idle for longer than {0:?}")]
+pub struct IdleTimeout(Duration);
+
+impl<B> HttpBody for Metered<B>
+where
+    B: HttpBody<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let mut this = self.project();
+        match this.inner.poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    if let Some(record) = this.record.as_mut() {
+                        record.ttfb.get_or_insert_with(|| record.started.elapsed());
+                    }
+                    this.scan.observe(data);
+                    if let Some(remaining) = this.remaining.as_mut() {
+                        *remaining = remaining.saturating_sub(data.len() as u64);
+                        if *remaining == 0 {
+                            if let Some(record) = this.record.take() {
+                                record.finish(Outcome::Complete, None, this.scan);
+                            }
+                        }
+                    }
+                }
+                let deadline = tokio::time::Instant::now() + *this.idle_timeout;
+                this.idle.as_mut().reset(deadline);
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(error))) => {
+                if let Some(record) = this.record.take() {
+                    record.finish(Outcome::Broken, Some(ErrorClass::Reset), this.scan);
+                }
+                Poll::Ready(Some(Err(error.into())))
+            }
+            Poll::Ready(None) => {
+                if let Some(record) = this.record.take() {
+                    record.finish(Outcome::Complete, None, this.scan);
+                }
+                Poll::Ready(None)
+            }
+            Poll::Pending => {
+                ready!(this.idle.poll(cx));
+                if let Some(record) = this.record.take() {
+                    record.finish(Outcome::Broken, Some(ErrorClass::Timeout), this.scan);
+                }
+                Poll::Ready(Some(Err(Box::new(IdleTimeout(*this.idle_timeout)))))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        // Until the exchange is recorded, claim more may come, so hyper polls to the end
+        // and the meter sees it, instead of dropping the body as if it were cancelled.
+        self.record.is_none() && self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -1,0 +1,90 @@
+//! The edge rescue: every answer the gateway makes itself, shaped in the client's dialect.
+
+use http::{header, HeaderValue, Response, StatusCode};
+use switchyard_core::{body, Body, ErrorClass};
+use switchyard_llm::Dialect;
+
+/// Why the gateway answered instead of the upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// No route matches the request.
+    NoRoute,
+    /// The request body is larger than `max_body_bytes`.
+    BodyTooLarge,
+    /// The request body could not be read (the client went away or sent a broken body).
+    BadBody,
+    /// The upstream could not be dialled.
+    UpstreamConnect,
+    /// The upstream sent no response headers within `upstream_timeout`.
+    UpstreamTimeout,
+    /// The upstream broke the exchange before its response headers.
+    UpstreamFailed,
+    /// The request's path cannot be joined to the upstream's URL.
+    BadTarget,
+}
+
+impl Refusal {
+    pub fn status(self) -> StatusCode {
+        match self {
+            Refusal::NoRoute => StatusCode::NOT_FOUND,
+            Refusal::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Refusal::BadBody | Refusal::BadTarget => StatusCode::BAD_REQUEST,
+            Refusal::UpstreamConnect | Refusal::UpstreamFailed => StatusCode::BAD_GATEWAY,
+            Refusal::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// A short machine-readable code, also the log's `reason`.
+    pub fn code(self) -> &'static str {
+        match self {
+            Refusal::NoRoute => "no_route",
+            Refusal::BodyTooLarge => "request_too_large",
+            Refusal::BadBody => "bad_request_body",
+            Refusal::UpstreamConnect => "upstream_connect_failed",
+            Refusal::UpstreamTimeout => "upstream_timeout",
+            Refusal::UpstreamFailed => "upstream_failed",
+            Refusal::BadTarget => "bad_target",
+        }
+    }
+
+    fn message(self) -> &'static str {
+        match self {
+            Refusal::NoRoute => "no switchyard route matches this request",
+            Refusal::BodyTooLarge => "the request body is larger than the gateway's max_body_bytes",
+            Refusal::BadBody => "the request body could not be read",
+            Refusal::UpstreamConnect => "the gateway could not connect to the upstream",
+            Refusal::UpstreamTimeout => {
+                "the upstream did not answer within the gateway's upstream_timeout"
+            }
+            Refusal::UpstreamFailed => "the upstream closed the connection before answering",
+            Refusal::BadTarget => "the request path cannot be forwarded to the upstream",
+        }
+    }
+
+    /// The upstream error class this refusal counts as, if it is the upstream's fault.
+    pub fn class(self) -> Option<ErrorClass> {
+        match self {
+            Refusal::UpstreamConnect => Some(ErrorClass::Connect),
+            Refusal::UpstreamTimeout => Some(ErrorClass::Timeout),
+            Refusal::UpstreamFailed => Some(ErrorClass::Reset),
+            _ => None,
+        }
+    }
+
+    /// The answer, in the client's dialect, tagged with the request id.
+    pub fn respond(self, dialect: Dialect, request_id: &HeaderValue) -> Response<Body> {
+        let status = self.status();
+        let bytes =
+            switchyard_llm::error_body(dialect, status.as_u16(), self.code(), self.message());
+        let mut response = Response::new(body::full(bytes));
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        headers.insert("x-request-id", request_id.clone());
+        headers.insert("x-switchyard-error", HeaderValue::from_static(self.code()));
+        response
+    }
+}

@@ -1,0 +1,148 @@
+//! Listeners: TCP or TLS, HTTP/1.1 and HTTP/2, with head-read and handshake bounds.
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use crate::gateway::{Gateway, Peer};
+
+/// A TLS handshake that takes longer than this is dropped (a slow-handshake guard).
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long open requests may finish after shutdown begins.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A listener failed to start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("reading {path}: {source}")]
+    Pem {
+        path: String,
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("TLS configuration: {0}")]
+    Tls(#[from] rustls::Error),
+}
+
+/// A bound traffic listener and how it speaks.
+pub struct Listener {
+    pub tcp: TcpListener,
+    pub tls: Option<TlsAcceptor>,
+    pub header_read_timeout: Duration,
+    pub max_header_bytes: usize,
+}
+
+/// A TLS acceptor for the PEM certificate chain and key, offering h2 and http/1.1.
+pub fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, ServeError> {
+    let pem_error = |path: &Path| {
+        let path = path.display().to_string();
+        move |source| ServeError::Pem { path, source }
+    };
+    let certs = CertificateDer::pem_file_iter(cert)
+        .map_err(pem_error(cert))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(pem_error(cert))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(pem_error(key))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+fn builder(listener: &Listener) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(listener.header_read_timeout)
+        .max_buf_size(listener.max_header_bytes.max(8192))
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(listener.max_header_bytes).unwrap_or(u32::MAX));
+    builder
+}
+
+/// Serves until `shutdown` resolves, then lets open requests finish (up to 30 s).
+pub async fn serve(listener: Listener, gateway: Arc<Gateway>, shutdown: impl Future<Output = ()>) {
+    let builder = Arc::new(builder(&listener));
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, addr) = tokio::select! {
+            accepted = listener.tcp.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(error) => {
+                    // Out of descriptors or similar: back off instead of spinning.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let gateway = gateway.clone();
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let tls = listener.tls.clone();
+        tokio::spawn(async move {
+            let peer = Peer {
+                addr,
+                tls: tls.is_some(),
+            };
+            let service = service_fn(move |req| gateway.clone().handle(req, peer));
+            let result = match tls {
+                None => {
+                    watcher
+                        .watch(
+                            builder
+                                .serve_connection(TokioIo::new(stream), service)
+                                .into_owned(),
+                        )
+                        .await
+                }
+                Some(acceptor) => {
+                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
+                    {
+                        Ok(Ok(tls_stream)) => {
+                            watcher
+                                .watch(
+                                    builder
+                                        .serve_connection(TokioIo::new(tls_stream), service)
+                                        .into_owned(),
+                                )
+                                .await
+                        }
+                        Ok(Err(error)) => {
+                            return tracing::debug!(%error, %addr, "TLS handshake failed")
+                        }
+                        Err(_) => return tracing::debug!(%addr, "TLS handshake timed out"),
+                    }
+                }
+            };
+            if let Err(error) = result {
+                tracing::debug!(%error, %addr, "connection ended with an error");
+            }
+        });
+    }
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("open requests did not finish within the drain timeout");
+    }
+}

@@ -1,0 +1,259 @@
+//! The compiled routing table: an immutable snapshot the data path reads through `ArcSwap`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::uri::{Authority, Scheme};
+use http::{HeaderName, HeaderValue};
+use switchyard_config::{Config, DialectSetting as ConfigDialect, UpstreamTarget, UserKeySource};
+use switchyard_control::{RouteSignals, Signals};
+use switchyard_llm::DialectSetting;
+
+use crate::forward::{self, UpstreamClient};
+
+/// A failure to turn a valid config into a table (e.g. an embedded simulator has no address).
+#[derive(Debug, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct CompileError {
+    pub key: String,
+    pub message: String,
+}
+
+/// One place an upstream answers.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub scheme: Scheme,
+    pub authority: Authority,
+    /// A path prefix of the upstream's URL, without a trailing slash ("" for none).
+    pub base_path: String,
+}
+
+/// An upstream: its endpoints and its own connection pool.
+#[derive(Debug)]
+pub struct Upstream {
+    pub name: Arc<str>,
+    pub endpoints: Vec<Endpoint>,
+    pub client: UpstreamClient,
+}
+
+/// Prices and window of a configured model.
+#[derive(Debug, Clone)]
+pub struct ModelInfo {
+    pub label: Arc<str>,
+    pub context_window: u64,
+    pub input_usd_per_mtok: f64,
+    pub output_usd_per_mtok: f64,
+}
+
+/// A route, compiled.
+#[derive(Debug)]
+pub struct Route {
+    pub name: Arc<str>,
+    pub path_prefix: String,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub host: Option<String>,
+    pub dialect: DialectSetting,
+    pub user_key: Vec<UserKeySource>,
+    /// The `body:` sources of `user_key`, in order, for the inspector.
+    pub body_user_paths: Vec<String>,
+    pub upstream: Arc<Upstream>,
+    pub signals: Arc<RouteSignals>,
+    pub in_flight: metrics::Gauge,
+}
+
+/// Data-path settings from `[server]`.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub max_body_bytes: usize,
+    pub upstream_timeout: Duration,
+    pub stream_idle_timeout: Duration,
+    pub routing_headers: bool,
+}
+
+/// Everything a request needs to be routed and metered, frozen at one config version.
+#[derive(Debug)]
+pub struct Table {
+    pub version: String,
+    pub settings: Settings,
+    pub routes: Vec<Route>,
+    pub models: HashMap<String, ModelInfo>,
+    pub upstreams: Vec<Arc<Upstream>>,
+}
+
+impl Table {
+    /// Compiles a validated config. `sims` holds the addresses of embedded simulators.
+    pub fn compile(
+        config: &Config,
+        sims: &HashMap<String, SocketAddr>,
+        signals: &Signals,
+    ) -> Result<Table, CompileError> {
+        let mut upstreams = HashMap::new();
+        for (name, spec) in &config.upstreams {
+            let endpoints = endpoints_of(name, &spec.target, sims)?;
+            let client = forward::client(spec.connect_timeout).map_err(|e| CompileError {
+                key: format!("upstreams.{name}"),
+                message: format!("TLS client: {e}"),
+            })?;
+            let upstream = Arc::new(Upstream {
+                name: Arc::from(name.as_str()),
+                endpoints,
+                client,
+            });
+            upstreams.insert(name.clone(), upstream);
+        }
+        let spans = switchyard_control::signals::Spans {
+            window: config.alerts.window,
+            baseline: config.alerts.baseline,
+            context_fill: config.alerts.context_fill,
+        };
+        let mut routes = Vec::with_capacity(config.routes.len());
+        for (index, spec) in config.routes.iter().enumerate() {
+            let upstream = upstreams
+                .get(&spec.upstream)
+                .cloned()
+                .ok_or_else(|| CompileError {
+                    key: format!("routes[{index}].upstream"),
+                    message: format!("unknown upstream {:?}", spec.upstream),
+                })?;
+            let name: Arc<str> = Arc::from(spec.name.as_str());
+            let body_user_paths = spec
+                .user_key
+                .iter()
+                .filter_map(|s| match s {
+                    UserKeySource::Body(path) => Some(path.clone()),
+                    _ => None,
+                })
+                .collect();
+            routes.push(Route {
+                in_flight: metrics::gauge!(switchyard_core::metrics::IN_FLIGHT_REQUESTS, "route" => name.clone()),
+                signals: signals.route(&spec.name, spans),
+                name,
+                path_prefix: spec.matcher.path_prefix.clone(),
+                headers: spec.matcher.headers.clone(),
+                host: spec.matcher.host.clone(),
+                dialect: dialect_of(spec.dialect),
+                user_key: spec.user_key.clone(),
+                body_user_paths,
+                upstream,
+            });
+        }
+        Ok(Table {
+            version: config.version.clone(),
+            settings: Settings {
+                max_body_bytes: config.server.max_body_bytes,
+                upstream_timeout: config.server.upstream_timeout,
+                stream_idle_timeout: config.server.stream_idle_timeout,
+                routing_headers: config.server.routing_headers,
+            },
+            routes,
+            models: models_of(config),
+            upstreams: upstreams.into_values().collect(),
+        })
+    }
+
+    /// The first route whose match holds for this request.
+    pub fn route_for(
+        &self,
+        path: &str,
+        headers: &http::HeaderMap,
+        host: Option<&str>,
+    ) -> Option<&Route> {
+        self.routes.iter().find(|route| {
+            path.starts_with(route.path_prefix.as_str())
+                && route
+                    .host
+                    .as_deref()
+                    .is_none_or(|want| host.is_some_and(|h| host_matches(h, want)))
+                && route
+                    .headers
+                    .iter()
+                    .all(|(name, value)| headers.get(name) == Some(value))
+        })
+    }
+
+    /// The configured model of this name or alias.
+    pub fn model(&self, name: &str) -> Option<&ModelInfo> {
+        self.models.get(name)
+    }
+}
+
+fn host_matches(host: &str, want: &str) -> bool {
+    let bare = host.rsplit_once(':').map_or(host, |(h, port)| {
+        if port.bytes().all(|b| b.is_ascii_digit()) {
+            h
+        } else {
+            host
+        }
+    });
+    bare.eq_ignore_ascii_case(want)
+}
+
+fn dialect_of(setting: ConfigDialect) -> DialectSetting {
+    match setting {
+        ConfigDialect::OpenAi => DialectSetting::OpenAi,
+        ConfigDialect::Anthropic => DialectSetting::Anthropic,
+        ConfigDialect::Auto => DialectSetting::Auto,
+        ConfigDialect::Opaque => DialectSetting::Opaque,
+    }
+}
+
+fn models_of(config: &Config) -> HashMap<String, ModelInfo> {
+    let mut models = HashMap::new();
+    for (name, model) in &config.models {
+        let info = ModelInfo {
+            label: Arc::from(name.as_str()),
+            context_window: model.context_window,
+            input_usd_per_mtok: model.input_usd_per_mtok,
+            output_usd_per_mtok: model.output_usd_per_mtok,
+        };
+        for alias in &model.aliases {
+            models.insert(alias.clone(), info.clone());
+        }
+        models.insert(name.clone(), info);
+    }
+    models
+}
+
+fn endpoints_of(
+    name: &str,
+    target: &UpstreamTarget,
+    sims: &HashMap<String, SocketAddr>,
+) -> Result<Vec<Endpoint>, CompileError> {
+    let uris = match target {
+        UpstreamTarget::Endpoints(uris) => uris.clone(),
+        UpstreamTarget::Sim { .. } => {
+            let addr = sims.get(name).ok_or_else(|| CompileError {
+                key: format!("upstreams.{name}.sim"),
+                message: "the embedded simulator is not running".into(),
+            })?;
+            let uri = format!("http://{addr}")
+                .parse::<http::Uri>()
+                .map_err(|e| CompileError {
+                    key: format!("upstreams.{name}.sim"),
+                    message: e.to_string(),
+                })?;
+            vec![uri]
+        }
+    };
+    uris.iter()
+        .map(|uri| {
+            let parts = uri.clone().into_parts();
+            match (parts.scheme, parts.authority) {
+                (Some(scheme), Some(authority)) => Ok(Endpoint {
+                    scheme,
+                    authority,
+                    base_path: parts
+                        .path_and_query
+                        .map(|p| p.path().trim_end_matches('/').to_string())
+                        .unwrap_or_default(),
+                }),
+                _ => Err(CompileError {
+                    key: format!("upstreams.{name}"),
+                    message: format!("{uri} has no scheme or host"),
+                }),
+            }
+        })
+        .collect()
+}
