@@ -1,0 +1,145 @@
+//! `[alerts]` thresholds and the `[budgets]` token budget.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::ctx::Ctx;
+use crate::error::ConfigError;
+
+/// `[alerts]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AlertsSpec {
+    /// Default `30s`.
+    p99_latency: Option<Spanned<String>>,
+    /// Fraction of failed requests in the window, `0..=1`. Default 0.01.
+    error_rate: Option<Spanned<f64>>,
+    /// Evaluation window. Default `5m`.
+    window: Option<Spanned<String>>,
+    /// Window rate over baseline rate, > 1. Default 3.0.
+    traffic_spike: Option<Spanned<f64>>,
+    /// Trailing baseline window for `traffic_spike`. Default `1h`.
+    baseline: Option<Spanned<String>>,
+    /// Requests an error-rate or latency alert needs in the window. Default 20.
+    min_requests: Option<u64>,
+    /// Default 500.
+    queue_depth: Option<u64>,
+    /// Fraction of a model's context window a request fills, `0..=1`. Default 0.8.
+    context_fill: Option<Spanned<f64>>,
+}
+
+/// `[budgets]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BudgetsSpec {
+    /// Default none (no budget). > 0.
+    daily_tokens: Option<Spanned<u64>>,
+    /// Fraction of the budget that raises an alert, `0..=1`. Default 0.8.
+    alert_at: Option<Spanned<f64>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Alerts {
+    pub p99_latency: Duration,
+    pub error_rate: f64,
+    pub window: Duration,
+    pub traffic_spike: f64,
+    pub baseline: Duration,
+    pub min_requests: u64,
+    pub queue_depth: u64,
+    pub context_fill: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Budgets {
+    pub daily_tokens: Option<u64>,
+    pub alert_at: f64,
+}
+
+impl Default for Alerts {
+    fn default() -> Self {
+        Alerts {
+            p99_latency: Duration::from_secs(30),
+            error_rate: 0.01,
+            window: Duration::from_secs(5 * 60),
+            traffic_spike: 3.0,
+            baseline: Duration::from_secs(60 * 60),
+            min_requests: 20,
+            queue_depth: 500,
+            context_fill: 0.8,
+        }
+    }
+}
+
+impl Default for Budgets {
+    fn default() -> Self {
+        Budgets {
+            daily_tokens: None,
+            alert_at: 0.8,
+        }
+    }
+}
+
+pub(crate) fn compile_alerts(spec: &AlertsSpec, ctx: &mut Ctx) -> Result<Alerts, ConfigError> {
+    let d = Alerts::default();
+    let traffic_spike = match &spec.traffic_spike {
+        Some(v) if !(v.get_ref().is_finite() && *v.get_ref() > 1.0) => {
+            let msg = format!("must be a ratio greater than 1, got {}", v.get_ref());
+            return Err(ctx.at(v, "alerts.traffic_spike", msg));
+        }
+        Some(v) => *v.get_ref(),
+        None => d.traffic_spike,
+    };
+    let alerts = Alerts {
+        p99_latency: ctx.duration(
+            spec.p99_latency.as_ref(),
+            "alerts.p99_latency",
+            d.p99_latency,
+        )?,
+        error_rate: ctx.fraction(spec.error_rate.as_ref(), "alerts.error_rate", d.error_rate)?,
+        window: ctx.duration(spec.window.as_ref(), "alerts.window", d.window)?,
+        traffic_spike,
+        baseline: ctx.duration(spec.baseline.as_ref(), "alerts.baseline", d.baseline)?,
+        min_requests: spec.min_requests.unwrap_or(d.min_requests),
+        queue_depth: spec.queue_depth.unwrap_or(d.queue_depth),
+        context_fill: ctx.fraction(
+            spec.context_fill.as_ref(),
+            "alerts.context_fill",
+            d.context_fill,
+        )?,
+    };
+    if alerts.baseline <= alerts.window {
+        // Legal, but a spike is measured against the baseline, so a baseline no longer than the
+        // window compares the window mostly with itself.
+        let (span, key) = match (&spec.baseline, &spec.window) {
+            (Some(b), _) => (Some(b.span()), "alerts.baseline"),
+            (None, Some(w)) => (Some(w.span()), "alerts.window"),
+            (None, None) => (None, "alerts.baseline"),
+        };
+        let msg = format!(
+            "baseline ({:?}) is not longer than window ({:?}); traffic_spike will rarely fire",
+            alerts.baseline, alerts.window
+        );
+        ctx.warn(span.as_ref(), key, msg);
+    }
+    Ok(alerts)
+}
+
+pub(crate) fn compile_budgets(spec: &BudgetsSpec, ctx: &mut Ctx) -> Result<Budgets, ConfigError> {
+    let d = Budgets::default();
+    let daily_tokens = match &spec.daily_tokens {
+        Some(v) => Some(ctx.positive(Some(v), "budgets.daily_tokens", 0)?),
+        None => None,
+    };
+    let alert_at = ctx.fraction(spec.alert_at.as_ref(), "budgets.alert_at", d.alert_at)?;
+    if let (None, Some(at)) = (daily_tokens, &spec.alert_at) {
+        let msg = "has no effect without budgets.daily_tokens";
+        ctx.warn(Some(&at.span()), "budgets.alert_at", msg);
+    }
+    Ok(Budgets {
+        daily_tokens,
+        alert_at,
+    })
+}

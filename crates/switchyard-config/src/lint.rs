@@ -1,0 +1,31 @@
+//! Warnings that need more than one section: legal configurations that are probably mistakes.
+
+use std::collections::BTreeMap;
+
+use crate::ctx::Ctx;
+use crate::error::join;
+use crate::route::Route;
+use crate::upstream::Upstream;
+
+pub(crate) fn lint(routes: &[Route], upstreams: &BTreeMap<String, Upstream>, ctx: &mut Ctx) {
+    if routes.is_empty() {
+        ctx.warn(None, "routes", "no routes: every request answers 404");
+    }
+    for (name, upstream) in upstreams {
+        if !routes.iter().any(|r| &r.upstream == name) {
+            let key = join("upstreams", name);
+            let msg = format!("no route sends traffic to upstream {name:?}");
+            ctx.warn_line(Some(upstream.line), &key, msg);
+        }
+    }
+    for (j, later) in routes.iter().enumerate() {
+        let twin = routes.iter().take(j).find(|r| r.matcher == later.matcher);
+        if let Some(first) = twin {
+            let msg = format!(
+                "route {:?} matches exactly the same requests as route {:?} (line {}); only one of them can get traffic",
+                later.name, first.name, first.line
+            );
+            ctx.warn_line(Some(later.line), &format!("routes[{j}].match"), msg);
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! `[server]`, `[admin]` and `[log]`: listeners, limits and logging.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::ctx::Ctx;
+use crate::error::ConfigError;
+
+/// hyper refuses an HTTP/1 read buffer below this, so a smaller budget could never take effect.
+pub const MIN_HEADER_BYTES: usize = 8192;
+
+/// `[server]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ServerSpec {
+    /// Default `127.0.0.1:8080`.
+    listen: Option<Spanned<String>>,
+    /// Default 8 MiB. Bodies of LLM routes are read up to this.
+    max_body_bytes: Option<Spanned<u64>>,
+    /// Until the upstream's response headers. Default `300s`.
+    upstream_timeout: Option<Spanned<String>>,
+    /// Slowloris guard for client request headers. Default `10s`.
+    header_read_timeout: Option<Spanned<String>>,
+    /// Max silence between two chunks of an upstream response body. Default `120s`.
+    stream_idle_timeout: Option<Spanned<String>>,
+    /// Default `true`.
+    routing_headers: Option<bool>,
+    /// Total request-head budget (HTTP/1 read buffer). Default 64 KiB, min 8192.
+    max_header_bytes: Option<Spanned<u64>>,
+    /// Optional; without it the listener speaks plain HTTP.
+    tls: Option<TlsSpec>,
+}
+
+/// `server.tls` as written; both paths relative to the config file's directory.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TlsSpec {
+    /// Required. PEM certificate chain.
+    cert: Spanned<String>,
+    /// Required. PEM private key.
+    key: Spanned<String>,
+}
+
+/// `[admin]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AdminSpec {
+    /// Default `127.0.0.1:9090`; must differ from `server.listen`.
+    listen: Option<Spanned<String>>,
+    /// Default `var`, relative to the config file's directory.
+    state_dir: Option<Spanned<String>>,
+}
+
+/// `[log]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LogSpec {
+    /// `text` or `json`. Default `text`.
+    format: Option<LogFormat>,
+    /// A tracing filter string. Default `info`.
+    level: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Server {
+    pub listen: SocketAddr,
+    pub max_body_bytes: usize,
+    pub upstream_timeout: Duration,
+    pub header_read_timeout: Duration,
+    pub stream_idle_timeout: Duration,
+    pub routing_headers: bool,
+    pub max_header_bytes: usize,
+    pub tls: Option<Tls>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admin {
+    pub listen: SocketAddr,
+    pub state_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Log {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Server {
+            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080),
+            max_body_bytes: 8 * 1024 * 1024,
+            upstream_timeout: Duration::from_secs(300),
+            header_read_timeout: Duration::from_secs(10),
+            stream_idle_timeout: Duration::from_secs(120),
+            routing_headers: true,
+            max_header_bytes: 64 * 1024,
+            tls: None,
+        }
+    }
+}
+
+/// The defaults; `state_dir` here is relative, `Config::parse` resolves it against the file.
+impl Default for Admin {
+    fn default() -> Self {
+        Admin {
+            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9090),
+            state_dir: PathBuf::from("var"),
+        }
+    }
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Log {
+            format: LogFormat::Text,
+            level: "info".to_owned(),
+        }
+    }
+}
+
+pub(crate) fn compile_server(spec: &ServerSpec, ctx: &Ctx) -> Result<Server, ConfigError> {
+    let d = Server::default();
+    let tls = match &spec.tls {
+        Some(t) => Some(Tls {
+            cert: ctx.path(&t.cert, "server.tls.cert")?,
+            key: ctx.path(&t.key, "server.tls.key")?,
+        }),
+        None => None,
+    };
+    Ok(Server {
+        listen: ctx.socket_addr(spec.listen.as_ref(), "server.listen", d.listen)?,
+        max_body_bytes: ctx.bytes(
+            spec.max_body_bytes.as_ref(),
+            "server.max_body_bytes",
+            d.max_body_bytes,
+            1,
+        )?,
+        upstream_timeout: ctx.duration(
+            spec.upstream_timeout.as_ref(),
+            "server.upstream_timeout",
+            d.upstream_timeout,
+        )?,
+        header_read_timeout: ctx.duration(
+            spec.header_read_timeout.as_ref(),
+            "server.header_read_timeout",
+            d.header_read_timeout,
+        )?,
+        stream_idle_timeout: ctx.duration(
+            spec.stream_idle_timeout.as_ref(),
+            "server.stream_idle_timeout",
+            d.stream_idle_timeout,
+        )?,
+        routing_headers: spec.routing_headers.unwrap_or(d.routing_headers),
+        max_header_bytes: ctx.bytes(
+            spec.max_header_bytes.as_ref(),
+            "server.max_header_bytes",
+            d.max_header_bytes,
+            MIN_HEADER_BYTES,
+        )?,
+        tls,
+    })
+}
+
+/// Needs the server section to reject an admin listener on the server's own address.
+pub(crate) fn compile_admin(
+    spec: &AdminSpec,
+    server_spec: &ServerSpec,
+    server: &Server,
+    ctx: &Ctx,
+) -> Result<Admin, ConfigError> {
+    let d = Admin::default();
+    let listen = ctx.socket_addr(spec.listen.as_ref(), "admin.listen", d.listen)?;
+    // Port 0 asks the OS for a fresh port each time, so two such listeners never collide.
+    if listen == server.listen && listen.port() != 0 {
+        // Point at whichever of the two the user actually wrote; both defaults never collide.
+        let (span, key, other) = match (&spec.listen, &server_spec.listen) {
+            (Some(a), _) => (a.span(), "admin.listen", "server.listen"),
+            (None, Some(s)) => (s.span(), "server.listen", "admin.listen (default)"),
+            (None, None) => (0..0, "admin.listen", "server.listen"),
+        };
+        let msg = format!("{listen} is also {other}; the admin API needs its own address");
+        return Err(ctx.err(&span, key, msg));
+    }
+    let state_dir = match &spec.state_dir {
+        Some(dir) => ctx.path(dir, "admin.state_dir")?,
+        None => ctx.resolve(&d.state_dir),
+    };
+    Ok(Admin { listen, state_dir })
+}
+
+pub(crate) fn compile_log(spec: &LogSpec, ctx: &Ctx) -> Result<Log, ConfigError> {
+    let d = Log::default();
+    let level = match &spec.level {
+        Some(level) if level.get_ref().trim().is_empty() => {
+            return Err(ctx.at(level, "log.level", "must not be empty (e.g. \"info\")"));
+        }
+        Some(level) => level.get_ref().trim().to_owned(),
+        None => d.level,
+    };
+    Ok(Log {
+        format: spec.format.unwrap_or(d.format),
+        level,
+    })
+}
