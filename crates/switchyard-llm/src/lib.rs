@@ -1,1 +1,18 @@
-//! Pure LLM protocol code: dialects, inspection, SSE framing, usage extraction, error bodies.
+//! Pure LLM protocol code: dialects, request inspection, SSE usage scanning, usage extraction, error bodies.
+
+mod dialect;
+mod error_body;
+mod inspect;
+mod json;
+mod sse;
+mod text;
+mod usage;
+
+pub use dialect::{classify, Dialect, DialectSetting, Operation, UnknownDialect};
+pub use error_body::{error_body, error_kind};
+pub use inspect::{inspect, Inspection};
+pub use sse::{SseScanner, MAX_LINE_BYTES};
+pub use text::{
+    estimate_tokens_for_text, fingerprint_text, BYTES_PER_TOKEN, MESSAGE_OVERHEAD_TOKENS,
+};
+pub use usage::{usage_from_json, Usage};

@@ -1,0 +1,208 @@
+//! One-pass inspection of request bodies: model, stream flags, user, system fingerprint, token estimate.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+use crate::dialect::{Dialect, Operation};
+use crate::json::{first_byte, push_text_pieces, raw_text_len, scalar_text, Str};
+use crate::text::{estimate_tokens_for_text, fingerprint_pieces, MESSAGE_OVERHEAD_TOKENS};
+
+/// What the gateway learned from a request body before forwarding it unchanged.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Inspection {
+    /// False when the body was not a JSON object of the expected shape.
+    pub parsed: bool,
+    pub model: Option<String>,
+    pub stream: bool,
+    /// OpenAI `stream_options.include_usage == true`.
+    pub include_usage: bool,
+    /// First hit of the configured body paths, a string or number rendered as text.
+    pub user: Option<String>,
+    /// `fingerprint_text` of the system prompt, parts joined with "\n".
+    pub system_fingerprint: Option<u64>,
+    /// See [`inspect`] for the heuristic.
+    pub prompt_tokens_estimate: u64,
+}
+
+/// The union of the request fields of every inspected operation. Parts we only
+/// measure stay raw so serde skims them without allocating.
+#[derive(Deserialize)]
+struct Request<'a> {
+    #[serde(borrow)]
+    model: Option<Str<'a>>,
+    stream: Option<bool>,
+    stream_options: Option<StreamOptions>,
+    #[serde(borrow)]
+    user: Option<&'a RawValue>,
+    #[serde(borrow)]
+    metadata: Option<&'a RawValue>,
+    #[serde(borrow)]
+    messages: Option<Vec<Message<'a>>>,
+    #[serde(borrow)]
+    system: Option<&'a RawValue>,
+    #[serde(borrow)]
+    instructions: Option<&'a RawValue>,
+    #[serde(borrow)]
+    tools: Option<&'a RawValue>,
+    #[serde(borrow)]
+    functions: Option<&'a RawValue>,
+    #[serde(borrow)]
+    input: Option<&'a RawValue>,
+    #[serde(borrow)]
+    prompt: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct StreamOptions {
+    include_usage: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct Message<'a> {
+    #[serde(borrow)]
+    role: Option<Str<'a>>,
+    #[serde(borrow)]
+    content: Option<&'a RawValue>,
+    #[serde(borrow)]
+    tool_calls: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct Metadata<'a> {
+    #[serde(borrow)]
+    user_id: Option<&'a RawValue>,
+}
+
+/// Inspect a request body, parsing it once.
+///
+/// `body_user_paths` are dot paths ("user", "metadata.user_id", "a.0.b") tried in
+/// order; the first string or number found wins. Paths other than the two common
+/// ones cost a second, full parse, paid only when such a path is configured.
+///
+/// Token estimate (0 for `Operation::Other`): `ceil(bytes / 4)` over the text of
+/// message contents, system/instructions, `input`/`prompt`, plus the JSON length of
+/// tool definitions, tool calls and non-string content (so base64 media counts by
+/// its encoded size), plus 4 tokens per message.
+pub fn inspect(
+    dialect: Dialect,
+    op: Operation,
+    body: &[u8],
+    body_user_paths: &[String],
+) -> Inspection {
+    if first_byte(body) != Some(b'{') {
+        return Inspection::default();
+    }
+    let Ok(req) = serde_json::from_slice::<Request<'_>>(body) else {
+        return Inspection::default();
+    };
+    let mut system = Vec::new();
+    let prompt_tokens_estimate = if op == Operation::Other {
+        0
+    } else {
+        collect_system(op, &req, &mut system);
+        estimate(&req)
+    };
+    let include_usage = dialect == Dialect::OpenAi
+        && req
+            .stream_options
+            .as_ref()
+            .and_then(|o| o.include_usage)
+            .unwrap_or(false);
+    Inspection {
+        parsed: true,
+        model: req.model.as_ref().map(|m| m.0.to_string()),
+        stream: req.stream.unwrap_or(false),
+        include_usage,
+        user: find_user(&req, body, body_user_paths),
+        system_fingerprint: fingerprint_pieces(&system),
+        prompt_tokens_estimate,
+    }
+}
+
+fn collect_system<'a>(op: Operation, req: &Request<'a>, out: &mut Vec<Cow<'a, str>>) {
+    match op {
+        Operation::ChatCompletions => {
+            let system_messages = req.messages.iter().flatten().filter(|m| {
+                m.role
+                    .as_ref()
+                    .is_some_and(|r| r.0 == "system" || r.0 == "developer")
+            });
+            for content in system_messages.filter_map(|m| m.content) {
+                push_text_pieces(content, out);
+            }
+        }
+        Operation::Responses => req
+            .instructions
+            .iter()
+            .for_each(|i| push_text_pieces(i, out)),
+        Operation::Messages => req.system.iter().for_each(|s| push_text_pieces(s, out)),
+        _ => {}
+    }
+}
+
+/// Fields belong to one operation or another, so summing all of them is exact
+/// enough and keeps the estimate free of per-operation branches.
+fn estimate(req: &Request<'_>) -> u64 {
+    let len = |raw: Option<&RawValue>| raw.map_or(0, raw_text_len);
+    let top = [
+        req.system,
+        req.instructions,
+        req.tools,
+        req.functions,
+        req.input,
+        req.prompt,
+    ];
+    let messages = req.messages.as_deref().unwrap_or_default();
+    let bytes = top.into_iter().map(len).sum::<usize>()
+        + messages
+            .iter()
+            .map(|m| len(m.content) + len(m.tool_calls))
+            .sum::<usize>();
+    let count = u64::try_from(messages.len()).unwrap_or(u64::MAX);
+    estimate_tokens_for_text(bytes).saturating_add(count.saturating_mul(MESSAGE_OVERHEAD_TOKENS))
+}
+
+fn find_user(req: &Request<'_>, body: &[u8], paths: &[String]) -> Option<String> {
+    // Parsed on first use only: most deployments configure just the typed paths.
+    let mut tree: Option<Option<Value>> = None;
+    for path in paths {
+        let hit = match path.as_str() {
+            "user" => req.user.and_then(scalar_text),
+            "metadata.user_id" => req.metadata.and_then(metadata_user_id),
+            other => tree
+                .get_or_insert_with(|| serde_json::from_slice(body).ok())
+                .as_ref()
+                .and_then(|root| lookup(root, other))
+                .and_then(value_text),
+        };
+        if hit.is_some() {
+            return hit;
+        }
+    }
+    None
+}
+
+/// Metadata stays raw in the main parse so an odd shape there cannot fail the request parse.
+fn metadata_user_id(raw: &RawValue) -> Option<String> {
+    let meta = serde_json::from_str::<Metadata<'_>>(raw.get()).ok()?;
+    meta.user_id.and_then(scalar_text)
+}
+
+fn lookup<'v>(root: &'v Value, path: &str) -> Option<&'v Value> {
+    path.split('.').try_fold(root, |node, segment| match node {
+        Value::Object(map) => map.get(segment),
+        Value::Array(items) => segment.parse::<usize>().ok().and_then(|i| items.get(i)),
+        _ => None,
+    })
+}
+
+fn value_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
