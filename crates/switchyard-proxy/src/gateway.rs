@@ -201,8 +201,7 @@ impl Exchange<'_> {
             self.request_id.0.clone(),
             self.peer.addr,
             headers,
-            self.dialect,
-            self.op,
+            (self.dialect, self.op),
             body,
         )
     }

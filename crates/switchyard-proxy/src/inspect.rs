@@ -84,8 +84,7 @@ pub fn facts(
     request_id: RequestId,
     client: SocketAddr,
     headers: &HeaderMap,
-    dialect: Dialect,
-    op: Operation,
+    (dialect, op): (Dialect, Operation),
     body: Option<&Bytes>,
 ) -> RequestFacts {
     let inspection = match (op, body) {

@@ -1,7 +1,7 @@
 //! The switchyard binary: serve, check, sim.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -69,15 +69,17 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
-fn check(path: &PathBuf) -> ExitCode {
+fn check(path: &Path) -> ExitCode {
     match Config::load(path) {
         Ok(config) => {
             for warning in &config.warnings {
                 eprintln!("warning: {warning}");
             }
-            if let Err(error) =
-                runtime().map(|rt| rt.block_on(switchyard::validate_runtime(&config)))
-            {
+            let validated = runtime().map_err(|e| e.to_string()).and_then(|rt| {
+                rt.block_on(switchyard::validate_runtime(&config))
+                    .map_err(|e| e.to_string())
+            });
+            if let Err(error) = validated {
                 eprintln!("error: {error}");
                 return ExitCode::FAILURE;
             }
@@ -97,7 +99,7 @@ fn check(path: &PathBuf) -> ExitCode {
     }
 }
 
-fn serve(path: &PathBuf, format: Option<Format>) -> ExitCode {
+fn serve(path: &Path, format: Option<Format>) -> ExitCode {
     let config = match Config::load(path) {
         Ok(config) => config,
         Err(error) => {

@@ -1,0 +1,10 @@
+//! End-to-end tests: real gateways and simulated agents on 127.0.0.1, real HTTP clients.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod alerts;
+mod cli;
+mod common;
+mod faults;
+mod metering;
+mod proxy;
+mod streaming;
