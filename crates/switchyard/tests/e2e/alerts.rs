@@ -125,3 +125,43 @@ async fn futures_join<F: std::future::Future<Output = Answer> + Send + 'static>(
     }
     out
 }
+
+#[tokio::test]
+async fn traffic_spike_alert_compares_the_window_with_the_trailing_baseline() {
+    let (_sim, up) = sim(Profile::default()).await;
+    let config = format!(
+        "[alerts]\nwindow = \"1s\"\nbaseline = \"4s\"\nmin_requests = 3\ntraffic_spike = 3.0\n{}",
+        one_route("a-spike", &format!("http://{up}"), "")
+    );
+    let gw = gateway(&config).await;
+    // Steady baseline traffic: one request every 250 ms for 4 s.
+    for _ in 0..16 {
+        post_json(
+            gw.traffic,
+            "/v1/chat/completions",
+            &[],
+            chat("gpt-4o", false),
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(
+        !gw.alerts
+            .firing()
+            .iter()
+            .any(|a| a.kind == AlertKind::TrafficSpike),
+        "steady traffic is no spike"
+    );
+    // Then 40 requests at once: ten times the baseline rate.
+    let burst = (0..40).map(|_| {
+        post_json(
+            gw.traffic,
+            "/v1/chat/completions",
+            &[],
+            chat("gpt-4o", false),
+        )
+    });
+    futures_join(burst).await;
+    wait_for(&gw, AlertKind::TrafficSpike, "a-spike", true).await;
+    gw.stop().await;
+}

@@ -189,3 +189,101 @@ async fn metrics_are_valid_prometheus_text() {
     }
     gw.stop().await;
 }
+
+/// Runs `switchyard serve` on a config and yields its stdout lines.
+struct Served {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Served {
+    fn start(config: &str, args: &[&str]) -> (Served, PathBuf) {
+        let dir = std::env::temp_dir().join(format!(
+            "switchyard-serve-{}-{}",
+            std::process::id(),
+            args.len()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("gateway.toml");
+        std::fs::write(&path, config).unwrap();
+        let mut child = switchyard()
+            .args(["serve", "--config"])
+            .arg(&path)
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        (Served { child, lines }, dir)
+    }
+
+    fn line_with(&self, needle: &str) -> String {
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(std::time::Duration::from_secs(10))
+                .expect("a log line");
+            assert!(
+                !line.contains("PURPLE-ELEPHANT"),
+                "prompt text in the log: {line}"
+            );
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn json_logs_one_line_per_request_without_prompt_text() {
+    let config = "[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+        [models.\"gpt-4o\"]\ncontext_window = 128000\n\
+        [upstreams.demo]\nsim = { profile = \"instant\" }\n[[routes]]\nname = \"logged\"\nupstream = \"demo\"\n";
+    let (mut served, dir) = Served::start(config, &["--log-format", "json"]);
+    let ready: serde_json::Value =
+        serde_json::from_str(&served.line_with("switchyard serving")).unwrap();
+    let traffic: std::net::SocketAddr = ready["traffic"].as_str().unwrap().parse().unwrap();
+    let mut body = crate::common::chat("gpt-4o", false);
+    body["messages"][1]["content"] = "PURPLE-ELEPHANT secret customer words".into();
+    let answer = crate::common::post_json(
+        traffic,
+        "/v1/chat/completions",
+        &[("x-request-id", "log-test-1")],
+        body,
+    )
+    .await;
+    assert_eq!(answer.status, 200);
+    let line: serde_json::Value = serde_json::from_str(&served.line_with("log-test-1")).unwrap();
+    assert_eq!(line["target"], "switchyard::access");
+    assert_eq!(line["route"], "logged");
+    assert_eq!(line["upstream"], "demo");
+    assert_eq!(line["model"], "gpt-4o");
+    assert_eq!(line["status"], 200);
+    assert_eq!(line["outcome"], "complete");
+    assert!(line["prompt_tokens"].as_u64().unwrap() > 0);
+    assert!(line["completion_tokens"].as_u64().unwrap() > 0);
+    assert!(line["context_fill"].as_f64().unwrap() > 0.0);
+    assert!(line["latency_ms"].as_f64().is_some() && line["ttfb_ms"].as_f64().is_some());
+    assert_eq!(line["error_class"], "-");
+    let pid = served.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = served.child.wait().unwrap();
+    assert!(status.success(), "serve exits cleanly on SIGTERM: {status}");
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -213,3 +213,71 @@ async fn http2_cleartext_clients_are_served() {
     assert!(String::from_utf8_lossy(&body).contains("data: [DONE]"));
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_tls_listener_serves_https_with_h2_and_http1() {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let (_sim, up) = sim(Profile::default()).await;
+    let tls = format!(
+        "[server]\ntls = {{ cert = \"{}\", key = \"{}\" }}\n",
+        fixtures.join("test-cert.pem").display(),
+        fixtures.join("test-key.pem").display()
+    );
+    let gw = gateway(&format!(
+        "{tls}{}",
+        one_route("secure", &format!("http://{up}"), "")
+    ))
+    .await;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(fixtures.join("test-ca.pem")).unwrap())
+        .unwrap();
+    for alpn in [&b"h2"[..], &b"http/1.1"[..]] {
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots.clone())
+            .with_no_client_auth();
+        config.alpn_protocols = vec![alpn.to_vec()];
+        let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+        let tcp = tokio::net::TcpStream::connect(gw.traffic).await.unwrap();
+        let stream = connector
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .unwrap();
+        let io = hyper_util::rt::TokioIo::new(stream);
+        let req = Request::post("/v1/chat/completions")
+            .header("host", "localhost")
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(chat("gpt-4o", false).to_string())))
+            .unwrap();
+        let response = if alpn == b"h2" {
+            let (mut sender, conn) =
+                hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+                    .await
+                    .unwrap();
+            tokio::spawn(conn);
+            let mut req = req;
+            *req.uri_mut() = "https://localhost/v1/chat/completions".parse().unwrap();
+            sender.send_request(req).await.unwrap()
+        } else {
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+            tokio::spawn(conn);
+            sender.send_request(req).await.unwrap()
+        };
+        assert_eq!(
+            response.status(),
+            200,
+            "over {}",
+            String::from_utf8_lossy(alpn)
+        );
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let echo_proto = serde_json::from_slice::<serde_json::Value>(&body).unwrap();
+        assert!(echo_proto["usage"]["prompt_tokens"].as_u64().unwrap() > 0);
+    }
+    gw.stop().await;
+}
