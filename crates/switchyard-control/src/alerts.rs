@@ -122,6 +122,7 @@ impl Alerts {
             .signals
             .queued()
             .load(std::sync::atomic::Ordering::Relaxed) as f64;
+        gauge!(names::QUEUED_REQUESTS).set(queued);
         let depth = settings.queue_depth as f64;
         seen.push((
             AlertKind::QueueDepth,
@@ -231,8 +232,9 @@ fn route_checks(
     checks
 }
 
-/// The window's request rate against the trailing baseline's, which needs enough history
-/// to mean anything: a gateway that just started has no baseline and raises no spike.
+/// The window's request rate against the trailing baseline's. The baseline covers only the
+/// seconds that were observed (a gateway that just started has little history, not a quiet
+/// one), and needs at least one window's worth of them to mean anything.
 fn traffic_check(
     route: &RouteSignals,
     s: &AlertSettings,
@@ -241,15 +243,19 @@ fn traffic_check(
     requests: u64,
 ) -> (AlertKind, f64, f64, bool) {
     let window_secs = (to + 1 - from) as f64;
-    let base_secs = s.baseline.as_secs().max(1);
-    let base_requests = route.requests(from.saturating_sub(base_secs), from.saturating_sub(1));
+    let base_from = from
+        .saturating_sub(s.baseline.as_secs().max(1))
+        .max(route.born());
+    let base_secs = from.saturating_sub(base_from);
+    let base_requests = route.requests(base_from, from.saturating_sub(1));
     let rate = requests as f64 / window_secs;
-    let base_rate = base_requests as f64 / base_secs as f64;
+    let base_rate = base_requests as f64 / base_secs.max(1) as f64;
     let ratio = if base_rate > 0.0 {
         rate / base_rate
     } else {
         0.0
     };
-    let breached = base_requests >= s.min_requests.max(1) && ratio > s.traffic_spike;
+    let enough = base_secs as f64 >= window_secs && base_requests >= s.min_requests.max(1);
+    let breached = enough && ratio > s.traffic_spike;
     (AlertKind::TrafficSpike, ratio, s.traffic_spike, breached)
 }

@@ -3,8 +3,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use metrics::{counter, gauge, histogram};
-use switchyard_core::metrics as names;
 use switchyard_core::ErrorClass;
 
 /// How the response body ended.
@@ -61,69 +59,18 @@ impl Exchange {
             )
     }
 
-    /// Emits the exchange's samples to the metrics recorder.
-    pub fn emit_metrics(&self) {
-        let base = [
-            ("route", self.route.clone()),
-            ("upstream", self.upstream.clone()),
-            ("variant", self.variant.clone()),
-            ("model", self.model.clone()),
-        ];
-        let labels = |extra: Option<(&'static str, Arc<str>)>| {
-            let mut v: Vec<metrics::Label> = base
-                .iter()
-                .map(|(k, val)| metrics::Label::new(*k, val.clone()))
-                .collect();
-            if let Some((k, val)) = extra {
-                v.push(metrics::Label::new(k, val));
-            }
-            v
-        };
-        let status: Arc<str> = Arc::from(status_class(self.status));
-        counter!(names::REQUESTS_TOTAL, labels(Some(("status", status)))).increment(1);
-        histogram!(names::REQUEST_DURATION_SECONDS, labels(None))
-            .record(self.duration.as_secs_f64());
-        if let Some(ttfb) = self.ttfb {
-            histogram!(names::TTFB_SECONDS, labels(None)).record(ttfb.as_secs_f64());
-        }
-        self.emit_usage(&labels);
-        if let Some(class) = self.error {
-            let class = self
-                .upstream_error_type
-                .as_deref()
-                .map(|t| Arc::from(sanitize_class(t)))
-                .unwrap_or_else(|| Arc::from(class.as_str()));
-            counter!(names::UPSTREAM_ERRORS_TOTAL, labels(Some(("class", class)))).increment(1);
-        }
-    }
-
-    fn emit_usage(&self, labels: &dyn Fn(Option<(&'static str, Arc<str>)>) -> Vec<metrics::Label>) {
-        if self.prompt_tokens > 0 {
-            counter!(
-                names::TOKENS_TOTAL,
-                labels(Some(("direction", Arc::from("prompt"))))
-            )
-            .increment(self.prompt_tokens);
-        }
-        if self.completion_tokens > 0 {
-            counter!(
-                names::TOKENS_TOTAL,
-                labels(Some(("direction", Arc::from("completion"))))
-            )
-            .increment(self.completion_tokens);
-        }
-        if self.cost_usd > 0.0 {
-            // `metrics` counters are integers; a float that only grows is kept in a gauge
-            // and exposed with counter type (switchyard-admin's exposition).
-            gauge!(names::COST_USD_TOTAL, labels(None)).increment(self.cost_usd);
-        }
-        if let Some(fill) = self.context_fill {
-            histogram!(names::CONTEXT_FILL_RATIO, labels(None)).record(fill);
-        }
+    /// The `class` label of the upstream error, if any: the upstream's own error type when
+    /// its body named one, else the transport or status class.
+    pub fn error_label(&self) -> Option<Arc<str>> {
+        let class = self.error?;
+        Some(match self.upstream_error_type.as_deref() {
+            Some(kind) => Arc::from(sanitize_class(kind)),
+            None => Arc::from(class.as_str()),
+        })
     }
 }
 
-/// `2xx`, `4xx`, ...; `0xx` when no status was sent.
+/// `2xx`, `4xx`, ...; `none` when no status was sent.
 pub fn status_class(status: u16) -> &'static str {
     match status / 100 {
         1 => "1xx",

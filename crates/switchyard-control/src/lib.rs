@@ -2,6 +2,7 @@
 
 pub mod alerts;
 pub mod exchange;
+pub mod handles;
 pub mod histogram;
 pub mod signals;
 pub mod window;

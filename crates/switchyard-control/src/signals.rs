@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::exchange::Exchange;
+use crate::handles::{Handles, LabelSet};
 use crate::window::{Bucket, CountRing, Ring};
 
 /// Seconds since the Unix epoch: windows are aligned to wall-clock seconds so the daily
@@ -27,6 +28,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 struct Windows {
     detail: Ring,
     counts: CountRing,
+    handles: HashMap<LabelSet, Handles>,
 }
 
 /// One route's windows. The compiled route holds an `Arc` to it, so the data path records
@@ -34,6 +36,8 @@ struct Windows {
 #[derive(Debug)]
 pub struct RouteSignals {
     name: Arc<str>,
+    /// The second these signals started: history before it is unknown, not zero.
+    born: u64,
     fill_threshold_bits: AtomicU64,
     windows: Mutex<Windows>,
 }
@@ -47,12 +51,25 @@ impl RouteSignals {
         f64::from_bits(self.fill_threshold_bits.load(Ordering::Relaxed))
     }
 
-    /// Adds one exchange to the current second.
+    /// Adds one exchange to the current second and emits its metric samples.
     pub fn record(&self, exchange: &Exchange, now: u64) {
         let over = exchange
             .context_fill
             .is_some_and(|fill| fill > self.fill_threshold());
+        let set = LabelSet {
+            upstream: exchange.upstream.clone(),
+            variant: exchange.variant.clone(),
+            model: exchange.model.clone(),
+        };
         let mut windows = lock(&self.windows);
+        match windows.handles.get_mut(&set) {
+            Some(handles) => handles.emit(exchange),
+            None => {
+                let mut handles = Handles::new(&self.name, &set);
+                handles.emit(exchange);
+                windows.handles.insert(set, handles);
+            }
+        }
         windows.counts.add(now, 1);
         let bucket = windows.detail.bucket(now);
         bucket.requests += 1;
@@ -60,6 +77,11 @@ impl RouteSignals {
         bucket.tokens += exchange.prompt_tokens + exchange.completion_tokens;
         bucket.fill_over += u64::from(over);
         bucket.latency.record(exchange.duration);
+    }
+
+    /// The first second these signals cover.
+    pub fn born(&self) -> u64 {
+        self.born
     }
 
     /// The detail of seconds `from..=to`.
@@ -108,10 +130,12 @@ impl Signals {
         let name: Arc<str> = Arc::from(name);
         let signals = Arc::new(RouteSignals {
             name: name.clone(),
+            born: now_secs(),
             fill_threshold_bits: AtomicU64::new(spans.context_fill.to_bits()),
             windows: Mutex::new(Windows {
                 detail: Ring::new(spans.window),
                 counts: CountRing::new(spans.window + spans.baseline),
+                handles: HashMap::new(),
             }),
         });
         routes.insert(name, signals.clone());
@@ -127,7 +151,6 @@ impl Signals {
 
     /// Records an exchange: metrics, the route's windows, the token budget.
     pub fn record(&self, route: &RouteSignals, exchange: &Exchange) {
-        exchange.emit_metrics();
         let now = now_secs();
         route.record(exchange, now);
         let tokens = exchange.prompt_tokens + exchange.completion_tokens;

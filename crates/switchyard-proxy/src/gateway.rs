@@ -279,11 +279,11 @@ impl Exchange<'_> {
         if !self.table.settings.routing_headers {
             return;
         }
-        if let Ok(v) = HeaderValue::from_str(&self.route.name) {
-            headers.insert("x-switchyard-route", v);
+        if let Some(v) = &self.route.route_header {
+            headers.insert("x-switchyard-route", v.clone());
         }
-        if let Ok(v) = HeaderValue::from_str(&self.route.upstream.name) {
-            headers.insert("x-switchyard-upstream", v);
+        if let Some(v) = &self.route.upstream_header {
+            headers.insert("x-switchyard-upstream", v.clone());
         }
     }
 }

@@ -83,8 +83,17 @@ impl Scan {
             Scan::None => (Usage::default(), 0),
             Scan::Sse(scanner) => (scanner.usage().clone(), scanner.events()),
             Scan::Json { chunks, len } if *len <= MAX_JSON_SCAN && !chunks.is_empty() => {
-                let whole: Vec<u8> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
-                (switchyard_llm::usage_from_json(dialect, &whole), 0)
+                let usage = match chunks.as_slice() {
+                    [only] => switchyard_llm::usage_from_json(dialect, only),
+                    _ => {
+                        let mut whole = Vec::with_capacity(*len);
+                        for chunk in chunks {
+                            whole.extend_from_slice(chunk);
+                        }
+                        switchyard_llm::usage_from_json(dialect, &whole)
+                    }
+                };
+                (usage, 0)
             }
             Scan::Json { .. } => (Usage::default(), 0),
         }
@@ -111,9 +120,13 @@ impl Record {
     /// Records the exchange: metrics, windows, and the one log line.
     pub fn finish(self, outcome: Outcome, broken: Option<ErrorClass>, scan: &Scan) {
         let (usage, events) = scan.usage(self.dialect);
-        let estimated = usage.prompt_tokens.is_none()
+        // Only an upstream that accepted the request (2xx) produced tokens to estimate; a
+        // refusal or an upstream error without usage costs nothing.
+        let answered = (200..300).contains(&self.status) && self.dialect != Dialect::Opaque;
+        let estimated = answered
+            && usage.prompt_tokens.is_none()
             && usage.completion_tokens.is_none()
-            && self.dialect != Dialect::Opaque;
+            && (self.facts.prompt_tokens_estimate > 0 || events > 0);
         // When usage never arrived (a cancelled or broken stream), count what was sent and
         // seen rather than lose the record: the pre-send prompt estimate, and one token per
         // SSE event, the rate at which the APIs stream.

@@ -59,6 +59,9 @@ pub struct Route {
     /// The `body:` sources of `user_key`, in order, for the inspector.
     pub body_user_paths: Vec<String>,
     pub upstream: Arc<Upstream>,
+    /// `x-switchyard-route` and `x-switchyard-upstream`, made once.
+    pub route_header: Option<HeaderValue>,
+    pub upstream_header: Option<HeaderValue>,
     pub signals: Arc<RouteSignals>,
     pub in_flight: metrics::Gauge,
 }
@@ -136,6 +139,8 @@ impl Table {
                 dialect: dialect_of(spec.dialect),
                 user_key: spec.user_key.clone(),
                 body_user_paths,
+                route_header: HeaderValue::from_str(&spec.name).ok(),
+                upstream_header: HeaderValue::from_str(&spec.upstream).ok(),
                 upstream,
             });
         }
@@ -179,7 +184,12 @@ impl Table {
     }
 }
 
+/// A configured host with a port must match the request's host and port; one without a
+/// port matches the request's host on any port.
 fn host_matches(host: &str, want: &str) -> bool {
+    if want.contains(':') {
+        return host.eq_ignore_ascii_case(want);
+    }
     let bare = host.rsplit_once(':').map_or(host, |(h, port)| {
         if port.bytes().all(|b| b.is_ascii_digit()) {
             h
@@ -256,4 +266,19 @@ fn endpoints_of(
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_matches;
+
+    #[test]
+    fn hosts_match_with_or_without_a_port() {
+        assert!(host_matches("api.example.com", "api.example.com"));
+        assert!(host_matches("API.example.com:8443", "api.example.com"));
+        assert!(host_matches("localhost:18081", "localhost:18081"));
+        assert!(!host_matches("localhost:18082", "localhost:18081"));
+        assert!(!host_matches("localhost", "localhost:18081"));
+        assert!(!host_matches("other.example.com", "api.example.com"));
+    }
 }

@@ -43,7 +43,7 @@ async fn refused_upstream_is_a_502_in_each_dialect() {
     let json = anthropic.json();
     assert_eq!(json["type"], "error");
     assert_eq!(json["error"]["type"], "api_error", "{json}");
-    eventually_metrics(&gw, "connect errors", |m| {
+    let m = eventually_metrics(&gw, "connect errors", |m| {
         metric(
             m,
             "switchyard_upstream_errors_total",
@@ -51,6 +51,11 @@ async fn refused_upstream_is_a_502_in_each_dialect() {
         ) == 2.0
     })
     .await;
+    assert_eq!(
+        metric(&m, "switchyard_tokens_total", &[("route", "refused")]),
+        0.0,
+        "a refused request costs no tokens"
+    );
     gw.stop().await;
 }
 

@@ -1,0 +1,112 @@
+//! Registered metric handles per label set, so recording an exchange is a few atomic
+//! operations instead of building and hashing label vectors for every sample.
+
+use std::sync::Arc;
+
+use metrics::{Counter, Gauge, Histogram, Label};
+use switchyard_core::metrics as names;
+
+use crate::exchange::{status_class, Exchange};
+
+/// The label values every exchange sample carries besides the route.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LabelSet {
+    pub upstream: Arc<str>,
+    pub variant: Arc<str>,
+    pub model: Arc<str>,
+}
+
+const STATUS_CLASSES: [&str; 6] = ["none", "1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// The handles for one (route, upstream, variant, model).
+#[derive(Debug)]
+pub struct Handles {
+    labels: Vec<Label>,
+    requests: [Counter; 6],
+    duration: Histogram,
+    ttfb: Histogram,
+    prompt: Counter,
+    completion: Counter,
+    cost: Gauge,
+    fill: Histogram,
+    /// Error counters by class, registered on first use: classes include upstream error
+    /// types read from bodies, so the set is open.
+    errors: Vec<(Arc<str>, Counter)>,
+}
+
+fn with(labels: &[Label], key: &'static str, value: &'static str) -> Vec<Label> {
+    let mut all = labels.to_vec();
+    all.push(Label::new(key, value));
+    all
+}
+
+impl Handles {
+    pub fn new(route: &Arc<str>, set: &LabelSet) -> Self {
+        let labels = vec![
+            Label::new("route", route.clone()),
+            Label::new("upstream", set.upstream.clone()),
+            Label::new("variant", set.variant.clone()),
+            Label::new("model", set.model.clone()),
+        ];
+        let requests = STATUS_CLASSES
+            .map(|class| metrics::counter!(names::REQUESTS_TOTAL, with(&labels, "status", class)));
+        Handles {
+            requests,
+            duration: metrics::histogram!(names::REQUEST_DURATION_SECONDS, labels.clone()),
+            ttfb: metrics::histogram!(names::TTFB_SECONDS, labels.clone()),
+            prompt: metrics::counter!(names::TOKENS_TOTAL, with(&labels, "direction", "prompt")),
+            completion: metrics::counter!(
+                names::TOKENS_TOTAL,
+                with(&labels, "direction", "completion")
+            ),
+            cost: metrics::gauge!(names::COST_USD_TOTAL, labels.clone()),
+            fill: metrics::histogram!(names::CONTEXT_FILL_RATIO, labels.clone()),
+            errors: Vec::new(),
+            labels,
+        }
+    }
+
+    /// Records the exchange's samples.
+    pub fn emit(&mut self, exchange: &Exchange) {
+        let class = status_class(exchange.status);
+        let index = STATUS_CLASSES.iter().position(|c| *c == class).unwrap_or(0);
+        self.requests[index].increment(1);
+        self.duration.record(exchange.duration.as_secs_f64());
+        if let Some(ttfb) = exchange.ttfb {
+            self.ttfb.record(ttfb.as_secs_f64());
+        }
+        if exchange.prompt_tokens > 0 {
+            self.prompt.increment(exchange.prompt_tokens);
+        }
+        if exchange.completion_tokens > 0 {
+            self.completion.increment(exchange.completion_tokens);
+        }
+        if exchange.cost_usd > 0.0 {
+            // `metrics` counters are integers; a float that only grows is kept in a gauge
+            // and exposed with counter type (switchyard-admin's exposition).
+            self.cost.increment(exchange.cost_usd);
+        }
+        if let Some(fill) = exchange.context_fill {
+            self.fill.record(fill);
+        }
+        if let Some(class) = exchange.error_label() {
+            self.error_counter(class).increment(1);
+        }
+    }
+
+    fn error_counter(&mut self, class: Arc<str>) -> &Counter {
+        let index = match self.errors.iter().position(|(c, _)| *c == class) {
+            Some(index) => index,
+            None => {
+                let mut labels = self.labels.clone();
+                labels.push(Label::new("class", class.clone()));
+                self.errors.push((
+                    class,
+                    metrics::counter!(names::UPSTREAM_ERRORS_TOTAL, labels),
+                ));
+                self.errors.len() - 1
+            }
+        };
+        &self.errors[index].1
+    }
+}
