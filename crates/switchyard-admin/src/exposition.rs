@@ -86,6 +86,15 @@ fn describe() {
         names::UNPARSED_REQUESTS_TOTAL,
         "LLM requests whose body did not parse; forwarded unchanged."
     );
+    describe_gauge!(
+        names::KILL_SWITCH_ENGAGED,
+        "1 while the route's kill switch is engaged."
+    );
+    describe_counter!(names::SHED_REQUESTS_TOTAL, "Requests refused by admission (rate limits, full queue, queue timeout), by route and reason.");
+    describe_counter!(
+        names::CONFIG_RELOADS_TOTAL,
+        "Config reloads by result (applied, unchanged, rejected)."
+    );
     describe_counter!(
         names::GATEWAY_ERRORS_TOTAL,
         "Requests the gateway answered itself before routing, by reason."

@@ -1,7 +1,26 @@
 //! The admin listener: Prometheus metrics and the admin API, never on the traffic port.
 
+mod actions;
+pub mod audit;
+pub mod auth;
+mod clock;
 pub mod exposition;
+pub mod incidents;
+mod kill;
+mod mutation;
+mod reads;
+mod reply;
+mod request;
+mod router;
 mod server;
+mod state;
 mod status;
+mod views;
 
-pub use server::{serve, AdminState};
+pub use audit::{AuditEntry, AuditError, AuditLog};
+pub use auth::Principal;
+pub use incidents::{Incident, IncidentError, Incidents};
+pub use request::MAX_BODY_BYTES;
+pub use server::serve;
+pub use state::{fallback_kinds, AdminParts, AdminState, ReloadOutcome, Reloader, StateError};
+pub use views::AlertView;

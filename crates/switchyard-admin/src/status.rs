@@ -1,15 +1,20 @@
 //! GET /admin/status: what is in force now.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
-use switchyard_control::FiringAlert;
+use switchyard_control::{FiringAlert, KillBoard, KillSwitch};
 use switchyard_proxy::Table;
+
+use crate::views::{self, AlertView};
 
 #[derive(Serialize)]
 struct Status<'a> {
     config_version: &'a str,
     routes: Vec<RouteStatus<'a>>,
-    alerts_firing: Vec<Alert<'a>>,
+    alerts_firing: Vec<AlertView>,
     tokens_today: u64,
+    open_incidents: usize,
 }
 
 #[derive(Serialize)]
@@ -18,6 +23,8 @@ struct RouteStatus<'a> {
     upstream: &'a str,
     endpoints: Vec<String>,
     weights: Vec<Weight<'a>>,
+    kill_switch: Option<KillSwitch>,
+    fallback: &'a str,
 }
 
 #[derive(Serialize)]
@@ -26,18 +33,20 @@ struct Weight<'a> {
     percent: f64,
 }
 
-#[derive(Serialize)]
-struct Alert<'a> {
-    alert: &'a str,
-    route: &'a str,
-    value: f64,
-    threshold: f64,
-    since: u64,
+/// Everything the status document is made of, read once per request.
+pub struct Inputs<'a> {
+    pub table: &'a Table,
+    pub kills: &'a KillBoard,
+    pub fallbacks: &'a BTreeMap<String, String>,
+    pub firing: &'a [FiringAlert],
+    pub tokens_today: u64,
+    pub open_incidents: usize,
 }
 
-/// The status document.
-pub fn render(table: &Table, firing: &[FiringAlert], tokens_today: u64) -> String {
-    let routes = table
+/// The status document, pretty-printed for people reading it with curl.
+pub fn render(inputs: &Inputs<'_>) -> String {
+    let routes = inputs
+        .table
         .routes
         .iter()
         .map(|route| RouteStatus {
@@ -53,23 +62,19 @@ pub fn render(table: &Table, firing: &[FiringAlert], tokens_today: u64) -> Strin
                 upstream: &route.upstream.name,
                 percent: 100.0,
             }],
-        })
-        .collect();
-    let alerts_firing = firing
-        .iter()
-        .map(|a| Alert {
-            alert: a.kind.as_str(),
-            route: &a.route,
-            value: a.value,
-            threshold: a.threshold,
-            since: a.since,
+            kill_switch: inputs.kills.get(&route.name).map(|k| (*k).clone()),
+            fallback: inputs
+                .fallbacks
+                .get(&*route.name)
+                .map_or("none", String::as_str),
         })
         .collect();
     let status = Status {
-        config_version: &table.version,
+        config_version: &inputs.table.version,
         routes,
-        alerts_firing,
-        tokens_today,
+        alerts_firing: views::alerts(inputs.firing),
+        tokens_today: inputs.tokens_today,
+        open_incidents: inputs.open_incidents,
     };
     serde_json::to_string_pretty(&status).unwrap_or_else(|_| "{}".into())
 }

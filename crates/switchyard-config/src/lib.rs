@@ -8,11 +8,14 @@ mod alerts;
 mod ctx;
 mod duration;
 mod error;
+mod kill_switch;
+mod limits;
 mod lint;
 mod locate;
 mod model;
 mod route;
 mod server;
+mod token;
 mod upstream;
 
 use std::collections::BTreeMap;
@@ -23,12 +26,17 @@ use serde::Deserialize;
 pub use alerts::{Alerts, Budgets};
 pub use duration::parse_duration;
 pub use error::{ConfigError, ConfigWarning};
+pub use kill_switch::{
+    Fallback, KillSwitchConfig, DEFAULT_FALLBACK_CONTENT_TYPE, DEFAULT_RETRY_AFTER,
+};
+pub use limits::{Limits, DEFAULT_QUEUE_TIMEOUT};
 pub use model::Model;
 pub use route::{
     default_user_key, parse_user_key, DialectSetting, Route, RouteMatch, UserKeySource,
     DEFAULT_USER_KEY,
 };
 pub use server::{Admin, Log, LogFormat, Server, Tls, MIN_HEADER_BYTES};
+pub use token::{AdminToken, Role, TokenKind, MIN_TOKEN_BYTES};
 pub use upstream::{parse_endpoint, Upstream, UpstreamTarget, DEFAULT_CONNECT_TIMEOUT};
 
 /// The origin used for text that did not come from a file.
@@ -84,7 +92,7 @@ impl Config {
             toml::from_str(text).map_err(|e| locate::from_toml_error(&e, text, origin))?;
         let mut ctx = ctx::Ctx::new(text, origin, base_dir);
         let server = server::compile_server(&spec.server, &ctx)?;
-        let admin = server::compile_admin(&spec.admin, &spec.server, &server, &ctx)?;
+        let admin = server::compile_admin(&spec.admin, &spec.server, &server, &mut ctx)?;
         let log = server::compile_log(&spec.log, &ctx)?;
         let models = model::compile_models(&spec.models, &ctx)?;
         let upstreams = upstream::compile_upstreams(&spec.upstreams, &ctx)?;

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use crate::ctx::Ctx;
 use crate::error::join;
+use crate::kill_switch::Fallback;
 use crate::route::Route;
 use crate::upstream::Upstream;
 
@@ -12,7 +13,12 @@ pub(crate) fn lint(routes: &[Route], upstreams: &BTreeMap<String, Upstream>, ctx
         ctx.warn(None, "routes", "no routes: every request answers 404");
     }
     for (name, upstream) in upstreams {
-        if !routes.iter().any(|r| &r.upstream == name) {
+        // A kill-switch fallback also sends traffic there, while its route is killed.
+        let used = routes.iter().any(|r| {
+            &r.upstream == name
+                || matches!(&r.kill_switch.fallback, Some(Fallback::Upstream(f)) if f == name)
+        });
+        if !used {
             let key = join("upstreams", name);
             let msg = format!("no route sends traffic to upstream {name:?}");
             ctx.warn_line(Some(upstream.line), &key, msg);

@@ -9,6 +9,8 @@ use toml::Spanned;
 
 use crate::ctx::Ctx;
 use crate::error::{join, ConfigError};
+use crate::kill_switch::{compile_kill_switch, KillSwitchConfig, KillSwitchSpec, RouteRef};
+use crate::limits::{compile_limits, Limits, LimitsSpec};
 use crate::upstream::Upstream;
 
 /// One `[[routes]]` table as written.
@@ -26,6 +28,10 @@ pub(crate) struct RouteSpec {
     user_key: Option<Vec<Spanned<String>>>,
     /// Required; must name an `[upstreams]` entry.
     upstream: Spanned<String>,
+    /// Default: no fallback (a killed route answers 503), `retry_after = "30s"`.
+    kill_switch: Option<Spanned<KillSwitchSpec>>,
+    /// Default: unlimited.
+    limits: Option<LimitsSpec>,
 }
 
 /// `match = { ... }` as written; every condition must hold.
@@ -41,13 +47,18 @@ struct MatchSpec {
     host: Option<Spanned<String>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Not `Eq`: [`Limits`] holds rates as `f64`.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Route {
     pub name: String,
     pub matcher: RouteMatch,
     pub dialect: DialectSetting,
     pub user_key: Vec<UserKeySource>,
     pub upstream: String,
+    /// What the route answers while killed.
+    pub kill_switch: KillSwitchConfig,
+    /// Admission limits; [`Limits::default`] is unlimited.
+    pub limits: Limits,
     /// Line of the route's `[[routes]]` header.
     pub line: usize,
 }
@@ -162,13 +173,24 @@ fn compile_route(
         Some(list) => compile_user_key(list, dialect, key, ctx)?,
         None => default_user_key(),
     };
+    let matcher = compile_match(&s.matcher, &format!("{key}.match"), ctx)?;
+    let line = ctx.line(&spec.span());
+    let route = RouteRef {
+        key,
+        upstream,
+        line,
+    };
+    let kill_switch = compile_kill_switch(s.kill_switch.as_ref(), &route, upstreams, ctx)?;
+    let limits = compile_limits(s.limits.as_ref(), key, ctx)?;
     Ok(Route {
         name: name.clone(),
-        matcher: compile_match(&s.matcher, &format!("{key}.match"), ctx)?,
+        matcher,
         dialect,
         user_key,
         upstream: upstream.clone(),
-        line: ctx.line(&spec.span()),
+        kill_switch,
+        limits,
+        line,
     })
 }
 

@@ -9,6 +9,7 @@ use toml::Spanned;
 
 use crate::ctx::Ctx;
 use crate::error::ConfigError;
+use crate::token::{compile_tokens, AdminToken, TokenSpec};
 
 /// hyper refuses an HTTP/1 read buffer below this, so a smaller budget could never take effect.
 pub const MIN_HEADER_BYTES: usize = 8192;
@@ -53,6 +54,9 @@ pub(crate) struct AdminSpec {
     listen: Option<Spanned<String>>,
     /// Default `var`, relative to the config file's directory.
     state_dir: Option<Spanned<String>>,
+    /// `[[admin.tokens]]`. Default none.
+    #[serde(default)]
+    tokens: Vec<Spanned<TokenSpec>>,
 }
 
 /// `[log]` as written.
@@ -87,6 +91,8 @@ pub struct Tls {
 pub struct Admin {
     pub listen: SocketAddr,
     pub state_dir: PathBuf,
+    /// In file order; names and secrets unique.
+    pub tokens: Vec<AdminToken>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,6 +130,7 @@ impl Default for Admin {
         Admin {
             listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9090),
             state_dir: PathBuf::from("var"),
+            tokens: Vec::new(),
         }
     }
 }
@@ -185,7 +192,7 @@ pub(crate) fn compile_admin(
     spec: &AdminSpec,
     server_spec: &ServerSpec,
     server: &Server,
-    ctx: &Ctx,
+    ctx: &mut Ctx,
 ) -> Result<Admin, ConfigError> {
     let d = Admin::default();
     let listen = ctx.socket_addr(spec.listen.as_ref(), "admin.listen", d.listen)?;
@@ -204,7 +211,12 @@ pub(crate) fn compile_admin(
         Some(dir) => ctx.path(dir, "admin.state_dir")?,
         None => ctx.resolve(&d.state_dir),
     };
-    Ok(Admin { listen, state_dir })
+    let tokens = compile_tokens(&spec.tokens, ctx)?;
+    Ok(Admin {
+        listen,
+        state_dir,
+        tokens,
+    })
 }
 
 pub(crate) fn compile_log(spec: &LogSpec, ctx: &Ctx) -> Result<Log, ConfigError> {

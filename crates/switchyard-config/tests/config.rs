@@ -7,6 +7,13 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue};
 use switchyard_config::*;
 
+#[path = "config/admin_tokens.rs"]
+mod admin_tokens;
+#[path = "config/route_controls.rs"]
+mod route_controls;
+#[path = "config/shipped.rs"]
+mod shipped;
+
 const FULL: &str = include_str!("valid/full.toml");
 const MINIMAL: &str = "[upstreams.x]\nurl = \"http://127.0.0.1:7001\"\n\n[[routes]]\nname = \"r\"\nupstream = \"x\"\n";
 
@@ -101,7 +108,7 @@ fn full_example_parses_to_expected_values() {
             alert_at: 0.8
         }
     );
-    // pool and demo are defined but no route uses them.
+    // The route has no kill-switch fallback; pool and demo are defined but no route uses them.
     let unused: Vec<_> = c
         .warnings
         .iter()
@@ -109,7 +116,11 @@ fn full_example_parses_to_expected_values() {
         .collect();
     assert_eq!(
         unused,
-        [("upstreams.demo", Some(29)), ("upstreams.pool", Some(27))]
+        [
+            ("routes[0].kill_switch", Some(33)),
+            ("upstreams.demo", Some(29)),
+            ("upstreams.pool", Some(27))
+        ]
     );
 }
 
@@ -128,7 +139,8 @@ fn defaults_fill_every_optional_key() {
         c.admin,
         Admin {
             listen: addr("127.0.0.1:9090"),
-            state_dir: "/etc/switchyard/var".into()
+            state_dir: "/etc/switchyard/var".into(),
+            tokens: Vec::new(),
         }
     );
     assert_eq!(c.log, Log::default());
@@ -166,8 +178,21 @@ fn defaults_fill_every_optional_key() {
         UserKeySource::ClientIp,
     ];
     assert_eq!(r.user_key, names);
+    assert_eq!(r.kill_switch, KillSwitchConfig::default());
+    assert_eq!(r.limits, Limits::default());
     assert!(c.models.is_empty());
-    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    // The only warning: a route without a kill-switch fallback.
+    let keys: Vec<_> = c
+        .warnings
+        .iter()
+        .map(|w| (w.key.as_str(), w.line))
+        .collect();
+    assert_eq!(
+        keys,
+        [("routes[0].kill_switch", Some(4))],
+        "{:?}",
+        c.warnings
+    );
 }
 
 #[test]
@@ -234,6 +259,8 @@ alert_at = 0.5
         got,
         [
             ("routes[0].user_key[1]", Some(9)),
+            ("routes[0].kill_switch", Some(6)),
+            ("routes[1].kill_switch", Some(12)),
             ("alerts.window", Some(19)),
             ("budgets.alert_at", Some(22)),
             ("upstreams.idle", Some(3)),
@@ -245,7 +272,7 @@ alert_at = 0.5
         "{}",
         c.warnings[0]
     );
-    assert!(c.warnings[3]
+    assert!(c.warnings[5]
         .to_string()
         .starts_with("gateway.toml:3: upstreams.idle: "));
 }
@@ -281,45 +308,6 @@ fn load_resolves_paths_against_the_file_and_reports_read_errors() {
     let e = Config::load(&dir.join("missing.toml")).unwrap_err();
     assert_eq!((e.line, e.key.as_str()), (None, ""));
     assert!(!e.message.is_empty());
-}
-
-#[test]
-fn shipped_valid_file_loads() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/valid/full.toml");
-    let c = Config::load(&path).unwrap();
-    assert_eq!(
-        c.server.tls.unwrap().cert,
-        path.parent().unwrap().join("certs/gateway.pem")
-    );
-}
-
-/// Every file in tests/invalid starts with `# expect: <key> <line>`.
-#[test]
-fn shipped_invalid_files_fail_at_the_expected_key_and_line() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/invalid");
-    let mut checked = 0;
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_none_or(|e| e != "toml") {
-            continue;
-        }
-        let text = std::fs::read_to_string(&path).unwrap();
-        let expect = text
-            .lines()
-            .next()
-            .and_then(|l| l.strip_prefix("# expect: "))
-            .unwrap();
-        let (key, line) = expect.rsplit_once(' ').unwrap();
-        let e = Config::load(&path).unwrap_err();
-        assert_eq!(
-            (e.key.as_str(), e.line),
-            (key, Some(line.parse().unwrap())),
-            "{}: {e}",
-            path.display()
-        );
-        checked += 1;
-    }
-    assert!(checked >= 6, "only {checked} invalid files");
 }
 
 /// (expected key, expected line, fragment of the message, file text)

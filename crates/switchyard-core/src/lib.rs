@@ -3,6 +3,7 @@
 pub mod body;
 pub mod facts;
 pub mod metrics;
+pub mod split;
 
 /// The error type carried between layers; leaf errors are small `thiserror` types.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

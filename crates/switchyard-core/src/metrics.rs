@@ -17,6 +17,7 @@ pub const ROLLBACKS_TOTAL: &str = "switchyard_rollbacks_total";
 pub const CONFIG_RELOADS_TOTAL: &str = "switchyard_config_reloads_total";
 pub const UNPARSED_REQUESTS_TOTAL: &str = "switchyard_unparsed_requests_total";
 pub const GATEWAY_ERRORS_TOTAL: &str = "switchyard_gateway_errors_total";
+pub const SHED_REQUESTS_TOTAL: &str = "switchyard_shed_requests_total";
 
 /// Buckets for latency histograms, in seconds: fine below a second for the proxy's own
 /// overhead, coarse up to the ten-minute agent turns the seeds describe.

@@ -2,6 +2,7 @@
 
 mod dialect;
 mod error_body;
+mod fallback;
 mod inspect;
 mod json;
 mod sse;
@@ -10,6 +11,7 @@ mod usage;
 
 pub use dialect::{classify, Dialect, DialectSetting, Operation, UnknownDialect};
 pub use error_body::{error_body, error_kind};
+pub use fallback::{completion as fallback_completion, FallbackAnswer, FALLBACK_MODEL};
 pub use inspect::{inspect, Inspection};
 pub use sse::{SseScanner, MAX_LINE_BYTES};
 pub use text::{

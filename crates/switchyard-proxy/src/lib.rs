@@ -1,16 +1,20 @@
 //! The data path: listeners, TLS, the request path and upstream forwarding.
 
+mod admission;
+mod exchange;
 mod forward;
 mod gateway;
 mod headers;
 mod inspect;
+mod kill;
 mod local;
 mod meter;
 mod rescue;
 mod server;
 mod table;
 
+pub use admission::Shed;
 pub use gateway::Gateway;
 pub use gateway::Peer;
 pub use server::{serve, tls_acceptor, Listener, ServeError};
-pub use table::{CompileError, Table};
+pub use table::{CompileError, CompiledFallback, Table};

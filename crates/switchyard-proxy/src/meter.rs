@@ -114,6 +114,8 @@ pub struct Record {
     pub route: Arc<RouteSignals>,
     pub signals: Arc<Signals>,
     pub _in_flight: InFlight,
+    /// The route's concurrency slot, released when the exchange ends (streams included).
+    pub _slot: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl Record {

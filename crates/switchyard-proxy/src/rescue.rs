@@ -21,6 +21,14 @@ pub enum Refusal {
     UpstreamFailed,
     /// The request's path cannot be joined to the upstream's URL.
     BadTarget,
+    /// The route's kill switch is engaged and it has no fallback.
+    Killed,
+    /// A rate limit (route or user) is used up.
+    RateLimited,
+    /// Every concurrency slot is busy and the queue is full.
+    QueueFull,
+    /// The request waited in the queue for `queue_timeout` without a slot.
+    QueueTimeout,
 }
 
 impl Refusal {
@@ -31,6 +39,10 @@ impl Refusal {
             Refusal::BadBody | Refusal::BadTarget => StatusCode::BAD_REQUEST,
             Refusal::UpstreamConnect | Refusal::UpstreamFailed => StatusCode::BAD_GATEWAY,
             Refusal::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Refusal::Killed | Refusal::QueueFull | Refusal::QueueTimeout => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Refusal::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -44,6 +56,10 @@ impl Refusal {
             Refusal::UpstreamTimeout => "upstream_timeout",
             Refusal::UpstreamFailed => "upstream_failed",
             Refusal::BadTarget => "bad_target",
+            Refusal::Killed => "route_killed",
+            Refusal::RateLimited => "rate_limited",
+            Refusal::QueueFull => "overloaded",
+            Refusal::QueueTimeout => "queue_timeout",
         }
     }
 
@@ -58,6 +74,14 @@ impl Refusal {
             }
             Refusal::UpstreamFailed => "the upstream closed the connection before answering",
             Refusal::BadTarget => "the request path cannot be forwarded to the upstream",
+            Refusal::Killed => "this route is switched off by its kill switch; retry later",
+            Refusal::RateLimited => {
+                "the gateway's rate limit for this route or user is used up; retry later"
+            }
+            Refusal::QueueFull => {
+                "the upstream is at its concurrency limit and the queue is full; retry later"
+            }
+            Refusal::QueueTimeout => "no upstream slot became free in time; retry later",
         }
     }
 
@@ -72,7 +96,12 @@ impl Refusal {
     }
 
     /// The answer, in the client's dialect, tagged with the request id.
-    pub fn respond(self, dialect: Dialect, request_id: &HeaderValue) -> Response<Body> {
+    pub fn respond(
+        self,
+        dialect: Dialect,
+        request_id: &HeaderValue,
+        retry_after_secs: Option<u64>,
+    ) -> Response<Body> {
         let status = self.status();
         let bytes =
             switchyard_llm::error_body(dialect, status.as_u16(), self.code(), self.message());
@@ -85,6 +114,9 @@ impl Refusal {
         );
         headers.insert("x-request-id", request_id.clone());
         headers.insert("x-switchyard-error", HeaderValue::from_static(self.code()));
+        if let Some(secs) = retry_after_secs {
+            headers.insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         response
     }
 }

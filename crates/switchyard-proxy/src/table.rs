@@ -11,7 +11,10 @@ use switchyard_config::{Config, DialectSetting as ConfigDialect, UpstreamTarget,
 use switchyard_control::{RouteSignals, Signals};
 use switchyard_llm::DialectSetting;
 
+use crate::admission::Admission;
 use crate::forward::{self, UpstreamClient};
+pub use crate::kill::CompiledFallback;
+use crate::kill::{kill_plan, KillPlan};
 
 /// A failure to turn a valid config into a table (e.g. an embedded simulator has no address).
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +37,8 @@ pub struct Endpoint {
 #[derive(Debug)]
 pub struct Upstream {
     pub name: Arc<str>,
+    /// `x-switchyard-upstream`, made once.
+    pub header: Option<HeaderValue>,
     pub endpoints: Vec<Endpoint>,
     pub client: UpstreamClient,
 }
@@ -59,9 +64,12 @@ pub struct Route {
     /// The `body:` sources of `user_key`, in order, for the inspector.
     pub body_user_paths: Vec<String>,
     pub upstream: Arc<Upstream>,
-    /// `x-switchyard-route` and `x-switchyard-upstream`, made once.
+    /// `x-switchyard-route`, made once.
     pub route_header: Option<HeaderValue>,
-    pub upstream_header: Option<HeaderValue>,
+    /// What the route answers while its kill switch is engaged.
+    pub kill: KillPlan,
+    /// Rate limits and the concurrency limit with its queue.
+    pub admission: Arc<Admission>,
     pub signals: Arc<RouteSignals>,
     pub in_flight: metrics::Gauge,
 }
@@ -101,6 +109,7 @@ impl Table {
             })?;
             let upstream = Arc::new(Upstream {
                 name: Arc::from(name.as_str()),
+                header: HeaderValue::from_str(name).ok(),
                 endpoints,
                 client,
             });
@@ -140,7 +149,8 @@ impl Table {
                 user_key: spec.user_key.clone(),
                 body_user_paths,
                 route_header: HeaderValue::from_str(&spec.name).ok(),
-                upstream_header: HeaderValue::from_str(&spec.upstream).ok(),
+                kill: kill_plan(&spec.kill_switch, &upstreams),
+                admission: Arc::new(Admission::new(&spec.name, &spec.limits)),
                 upstream,
             });
         }
@@ -176,6 +186,17 @@ impl Table {
                     .iter()
                     .all(|(name, value)| headers.get(name) == Some(value))
         })
+    }
+
+    /// Keeps the admission state of routes whose limits did not change, so a reload resets
+    /// no rate and drops no queued request.
+    pub fn carry_over(&mut self, previous: &Table) {
+        for route in &mut self.routes {
+            let kept = previous.routes.iter().find(|old| old.name == route.name);
+            if let Some(old) = kept.filter(|old| old.admission.limits == route.admission.limits) {
+                route.admission = old.admission.clone();
+            }
+        }
     }
 
     /// The configured model of this name or alias.

@@ -1,16 +1,23 @@
 //! Assembly: turns a validated config into a running gateway (listeners, simulators, alerts).
 
-use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
+use switchyard_admin::{AdminParts, AdminState};
 use switchyard_config::{Config, UpstreamTarget};
 use switchyard_control::alerts::AlertSettings;
-use switchyard_control::{Alerts, Signals};
+use switchyard_control::{Alerts, KillBoard, Signals};
 use switchyard_proxy::{Gateway, Listener, Table};
 use switchyard_sim::Sim;
 use tokio::net::TcpListener;
+
+pub mod reload;
+
+pub use reload::ConfigReloader;
+use reload::{Live, Sims};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -35,6 +42,8 @@ pub enum StartError {
     Compile(#[from] switchyard_proxy::CompileError),
     #[error(transparent)]
     Tls(#[from] switchyard_proxy::ServeError),
+    #[error("state_dir {dir}: {source}")]
+    State { dir: String, source: std::io::Error },
 }
 
 /// A running gateway.
@@ -45,11 +54,11 @@ pub struct Running {
     pub admin: SocketAddr,
     pub gateway: Arc<Gateway>,
     pub alerts: Arc<Alerts>,
-    /// The embedded simulators by upstream name.
-    pub sims: HashMap<String, (Sim, SocketAddr)>,
+    pub reloader: Arc<ConfigReloader>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     background: Vec<JoinHandle<()>>,
+    _watcher: Option<notify::RecommendedWatcher>,
 }
 
 impl Running {
@@ -62,6 +71,14 @@ impl Running {
         for task in self.background {
             task.abort();
         }
+    }
+
+    /// The embedded simulator of an upstream, if it has one.
+    pub async fn sim(&self, upstream: &str) -> Option<(Sim, SocketAddr)> {
+        let live = self.reloader.live.lock().await;
+        live.sims
+            .get(upstream)
+            .map(|(sim, addr, _)| (sim.clone(), *addr))
     }
 }
 
@@ -82,55 +99,38 @@ pub fn alert_settings(config: &Config) -> AlertSettings {
     }
 }
 
-async fn start_sims(config: &Config) -> Result<HashMap<String, (Sim, SocketAddr)>, StartError> {
-    let mut sims = HashMap::new();
-    for (name, upstream) in &config.upstreams {
-        let UpstreamTarget::Sim { profile } = &upstream.target else {
-            continue;
-        };
-        let Some(p) = switchyard_sim::named(profile) else {
-            return Err(StartError::UnknownProfile {
-                origin: config.origin.clone(),
-                line: upstream.line,
-                name: name.clone(),
-                profile: profile.clone(),
-                known: switchyard_sim::PROFILE_NAMES.join(", "),
-            });
-        };
-        let sim = Sim::new(p);
-        let loopback = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
-        let (addr, _task) =
-            switchyard_sim::spawn(loopback, sim.clone())
-                .await
-                .map_err(|source| StartError::Bind {
-                    what: "embedded simulator",
-                    addr: loopback,
-                    source,
-                })?;
-        tracing::info!(upstream = %name, %addr, profile = %profile, "embedded simulator listening");
-        sims.insert(name.clone(), (sim, addr));
-    }
-    Ok(sims)
-}
-
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
     TcpListener::bind(addr)
         .await
         .map_err(|source| StartError::Bind { what, addr, source })
 }
 
-/// Starts everything the config describes.
+/// Starts everything the config describes; reloads read the file the config came from.
 pub async fn start(config: Config) -> Result<Running, StartError> {
+    let path = Some(PathBuf::from(&config.origin)).filter(|p| p.is_file());
+    start_with(config, path).await
+}
+
+/// Starts everything the config describes; `path` is the file reloads read, if any.
+pub async fn start_with(config: Config, path: Option<PathBuf>) -> Result<Running, StartError> {
     let metrics = switchyard_admin::exposition::install();
-    let sims = start_sims(&config).await?;
-    let sim_addrs = sims
-        .iter()
-        .map(|(name, (_, addr))| (name.clone(), *addr))
-        .collect();
+    let mut sims = Sims::new();
+    reload::ensure_sims(&config, &mut sims).await?;
     let signals = Signals::new();
-    let table = Table::compile(&config, &sim_addrs, &signals)?;
-    let gateway = Gateway::new(table, signals.clone());
-    let alerts = Alerts::new(signals, alert_settings(&config));
+    let table = Table::compile(&config, &reload::sim_addrs(&sims), &signals)?;
+    let kills = KillBoard::open(&config.admin.state_dir).map_err(|source| StartError::State {
+        dir: config.admin.state_dir.display().to_string(),
+        source,
+    })?;
+    kills.publish(
+        &config
+            .routes
+            .iter()
+            .map(|r| r.name.clone())
+            .collect::<Vec<_>>(),
+    );
+    let gateway = Gateway::with_kill_board(table, signals.clone(), kills.clone());
+    let alerts = Alerts::new(signals.clone(), alert_settings(&config));
     let tls = match &config.server.tls {
         Some(files) => Some(switchyard_proxy::tls_acceptor(&files.cert, &files.key)?),
         None => None,
@@ -141,7 +141,6 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         local(&traffic, config.server.listen),
         local(&admin, config.admin.listen),
     );
-    let (shutdown, watcher) = watch::channel(false);
     let listener = Listener {
         tcp: traffic,
         tls,
@@ -149,12 +148,40 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         max_header_bytes: config.server.max_header_bytes,
     };
     let tick = (config.alerts.window / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
-    let background = vec![tokio::spawn(alerts.clone().run(tick))];
-    let state = switchyard_admin::AdminState {
+    let tokens = Arc::new(ArcSwap::from_pointee(config.admin.tokens.clone()));
+    let fallbacks = Arc::new(ArcSwap::from_pointee(switchyard_admin::fallback_kinds(
+        &config,
+    )));
+    let state_dir = config.admin.state_dir.clone();
+    let version = config.version.clone();
+    let reloader = Arc::new(ConfigReloader {
+        path,
+        live: tokio::sync::Mutex::new(Live { config, sims }),
+        gateway: gateway.clone(),
+        alerts: alerts.clone(),
+        signals,
+        kills: kills.clone(),
+        tokens: tokens.clone(),
+        fallbacks: fallbacks.clone(),
+    });
+    let parts = AdminParts {
         gateway: gateway.clone(),
         alerts: alerts.clone(),
         metrics,
+        kills,
+        tokens,
+        fallbacks,
+        reloader: reloader.clone(),
     };
+    let state = AdminState::new(parts, &state_dir).map_err(|e| StartError::State {
+        dir: state_dir.display().to_string(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    let (shutdown, watcher) = watch::channel(false);
+    let background = vec![
+        tokio::spawn(alerts.clone().run(tick)),
+        tokio::spawn(reload::on_sighup(reloader.clone())),
+    ];
     let tasks = vec![
         tokio::spawn(switchyard_proxy::serve(
             listener,
@@ -163,16 +190,18 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         )),
         tokio::spawn(switchyard_admin::serve(admin, state, stopped(watcher))),
     ];
-    tracing::info!(traffic = %traffic_addr, admin = %admin_addr, config_version = %config.version, "switchyard serving");
+    let file_watcher = reload::watch(reloader.clone());
+    tracing::info!(traffic = %traffic_addr, admin = %admin_addr, config_version = %version, "switchyard serving");
     Ok(Running {
         traffic: traffic_addr,
         admin: admin_addr,
         gateway,
         alerts,
-        sims,
+        reloader,
         shutdown,
         tasks,
         background,
+        _watcher: file_watcher,
     })
 }
 

@@ -1,4 +1,6 @@
-//! The switchyard binary: serve, check, sim.
+//! The switchyard binary: serve, check, sim, ctl.
+
+mod ctl;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -43,6 +45,8 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         log_format: Format,
     },
+    /// Talk to a running gateway's admin API: status, kill, revive, reload, incidents, audit.
+    Ctl(ctl::CtlArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -172,5 +176,6 @@ fn main() -> ExitCode {
             profile,
             log_format,
         } => sim(listen, &profile, log_format),
+        Command::Ctl(args) => ctl::run(args),
     }
 }

@@ -20,7 +20,64 @@ pub async fn gateway(toml: &str) -> Running {
     let mut config = Config::parse(toml, "test.toml", Path::new(".")).expect("valid test config");
     config.server.listen = "127.0.0.1:0".parse().unwrap();
     config.admin.listen = "127.0.0.1:0".parse().unwrap();
+    config.admin.state_dir = temp_dir("state");
     switchyard::start(config).await.expect("gateway starts")
+}
+
+/// A fresh directory under the system temp dir, unique to this call.
+pub fn temp_dir(what: &str) -> std::path::PathBuf {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir =
+        std::env::temp_dir().join(format!("switchyard-e2e-{}-{what}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The secrets of the tokens `admin_tokens` configures.
+pub const OPERATOR: &str = "operator-secret-0123456789";
+pub const VIEWER: &str = "viewer-secret-0123456789";
+pub const ROBOT: &str = "robot-secret-0123456789";
+
+/// `[[admin.tokens]]` for a human operator, a human viewer and an automation operator,
+/// with their secrets in files.
+pub fn admin_tokens() -> String {
+    let dir = temp_dir("tokens");
+    let mut toml = String::new();
+    for (name, role, kind, secret) in [
+        ("oncall", "operator", "human", OPERATOR),
+        ("dashboard", "viewer", "human", VIEWER),
+        ("bot", "operator", "automation", ROBOT),
+    ] {
+        let file = dir.join(format!("{name}.token"));
+        std::fs::write(&file, secret).unwrap();
+        toml.push_str(&format!(
+            "[[admin.tokens]]\nname = \"{name}\"\nrole = \"{role}\"\nkind = \"{kind}\"\ntoken_file = \"{}\"\n\n",
+            file.display()
+        ));
+    }
+    toml
+}
+
+/// An admin API call with a bearer token.
+pub async fn admin(
+    running: &Running,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<serde_json::Value>,
+) -> Answer {
+    let req = Request::builder()
+        .method(method)
+        .uri(format!("http://{}{path}", running.admin))
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .body(Full::new(
+            body.map_or_else(Bytes::new, |b| Bytes::from(b.to_string())),
+        ))
+        .unwrap();
+    send(req).await
 }
 
 /// Starts a simulated agent with the profile.

@@ -2,9 +2,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod alerts;
+mod brake;
 mod cli;
 mod common;
+mod ctl;
 mod faults;
 mod metering;
 mod proxy;
+mod reload;
 mod streaming;

@@ -1,0 +1,192 @@
+//! The audit log: one JSON line per mutation in `state_dir/audit.jsonl`, appended before the
+//! answer leaves, read back from the end for `GET /admin/audit`.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::auth::Principal;
+
+const FILE: &str = "audit.jsonl";
+
+/// One audited mutation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub at_ms: u64,
+    pub who: String,
+    pub role: String,
+    pub kind: String,
+    /// `kill`, `revive`, `reload` or `ack`.
+    pub action: String,
+    /// The route, the incident id, or nothing (reload).
+    pub target: Option<String>,
+    pub reason: Option<String>,
+    pub before: Value,
+    pub after: Value,
+    /// `ok`, or `rejected: <why>`.
+    pub result: String,
+}
+
+impl AuditEntry {
+    /// An entry for `who` doing `action`, before its outcome is known.
+    pub fn new(who: &Principal, action: &'static str, target: Option<String>) -> Self {
+        AuditEntry {
+            at_ms: switchyard_control::kill::now_ms(),
+            who: who.name.clone(),
+            role: who.role.as_str().to_owned(),
+            kind: who.kind.as_str().to_owned(),
+            action: action.to_owned(),
+            target,
+            reason: None,
+            before: Value::Null,
+            after: Value::Null,
+            result: "ok".into(),
+        }
+    }
+
+    pub fn rejected(mut self, why: &str) -> Self {
+        self.result = format!("rejected: {why}");
+        self
+    }
+}
+
+/// A failure to read or write the audit log.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {source}")]
+pub struct AuditError {
+    pub path: String,
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// The append-only log. Writes are small and synchronous: mutations are rare, and their
+/// answer has to wait for the entry anyway.
+#[derive(Debug)]
+pub struct AuditLog {
+    path: PathBuf,
+    /// One writer at a time, so two entries never interleave within a line.
+    writer: Mutex<()>,
+}
+
+impl AuditLog {
+    /// Opens (creating if needed) `state_dir/audit.jsonl`.
+    pub fn open(state_dir: &Path) -> Result<Self, AuditError> {
+        let path = state_dir.join(FILE);
+        let log = AuditLog {
+            path,
+            writer: Mutex::new(()),
+        };
+        std::fs::create_dir_all(state_dir)
+            .and_then(|()| log.append_file().map(drop))
+            .map_err(|source| log.error(source))?;
+        Ok(log)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn error(&self, source: std::io::Error) -> AuditError {
+        AuditError {
+            path: self.path.display().to_string(),
+            source,
+        }
+    }
+
+    // Opened per append rather than kept open, so a log moved aside by rotation is
+    // recreated instead of written to under its old name.
+    fn append_file(&self) -> std::io::Result<File> {
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+    }
+
+    /// Appends one entry as one line with one write.
+    pub fn append(&self, entry: &AuditEntry) -> Result<(), AuditError> {
+        let mut line = serde_json::to_vec(entry)
+            .map_err(|e| self.error(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
+        line.push(b'\n');
+        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        self.append_file()
+            .and_then(|mut file| file.write_all(&line))
+            .map_err(|source| self.error(source))
+    }
+
+    /// The last `limit` entries, oldest first. Lines that do not parse (a torn last line
+    /// after a crash) are skipped.
+    pub fn tail(&self, limit: usize) -> Result<Vec<AuditEntry>, AuditError> {
+        let mut file = match File::open(&self.path) {
+            Ok(file) => file,
+            // Moved aside by rotation and nothing audited since: an empty log.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => return Err(self.error(source)),
+        };
+        let text = last_lines(&mut file, limit).map_err(|source| self.error(source))?;
+        let entries: Vec<AuditEntry> = text
+            .lines()
+            .filter(|line| !line.trim().is_empty())
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect();
+        let skip = entries.len().saturating_sub(limit);
+        Ok(entries.into_iter().skip(skip).collect())
+    }
+}
+
+const CHUNK: u64 = 64 * 1024;
+
+/// Reads backwards from the end until the text holds more than `limit` line breaks (or the
+/// file is exhausted), so a long log costs only what the caller asks for.
+fn last_lines(file: &mut File, limit: usize) -> std::io::Result<String> {
+    let len = file.seek(SeekFrom::End(0))?;
+    let mut start = len;
+    let mut buf: Vec<u8> = Vec::new();
+    while start > 0 && count_breaks(&buf) <= limit {
+        let step = CHUNK.min(start);
+        start -= step;
+        file.seek(SeekFrom::Start(start))?;
+        let mut chunk = vec![0; usize::try_from(step).unwrap_or(0)];
+        file.read_exact(&mut chunk)?;
+        chunk.extend_from_slice(&buf);
+        buf = chunk;
+    }
+    if start > 0 {
+        // The first line is probably cut in the middle: drop it.
+        let cut = buf.iter().position(|b| *b == b'\n').map_or(0, |i| i + 1);
+        buf.drain(..cut);
+    }
+    Ok(String::from_utf8_lossy(&buf).into_owned())
+}
+
+fn count_breaks(buf: &[u8]) -> usize {
+    buf.iter().filter(|b| **b == b'\n').count()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn tail_reads_only_the_end_in_order() {
+        let dir = std::env::temp_dir().join(format!("switchyard-audit-{}", fastrand::u64(..)));
+        let mut file = File::create(dir.with_extension("jsonl")).unwrap();
+        for i in 0..5000 {
+            writeln!(file, "{{\"n\":{i},\"pad\":\"{}\"}}", "x".repeat(40)).unwrap();
+        }
+        drop(file);
+        let mut file = File::open(dir.with_extension("jsonl")).unwrap();
+        let text = last_lines(&mut file, 3).unwrap();
+        let numbers: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap()["n"].clone())
+            .collect();
+        assert_eq!(numbers.last().unwrap(), 4999);
+        assert!(numbers.len() >= 3);
+        std::fs::remove_file(dir.with_extension("jsonl")).unwrap();
+    }
+}

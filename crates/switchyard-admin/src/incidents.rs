@@ -1,0 +1,212 @@
+//! Incidents: one JSON file per incident under `state_dir/incidents`, kept in memory too.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
+
+use serde::{Deserialize, Serialize};
+use switchyard_control::KillSwitch;
+
+use crate::views::AlertView;
+
+const DIR: &str = "incidents";
+
+/// The full record of an incident.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Incident {
+    pub id: String,
+    pub kind: String,
+    pub route: String,
+    pub opened_at_ms: u64,
+    pub reason: String,
+    pub by: String,
+    pub config_version: String,
+    pub before: Option<KillSwitch>,
+    pub after: Option<KillSwitch>,
+    pub alerts_firing: Vec<AlertView>,
+    pub acknowledged_by: Option<String>,
+    pub acknowledged_at_ms: Option<u64>,
+    pub ack_note: Option<String>,
+}
+
+/// What `GET /admin/incidents` lists for each incident.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary<'a> {
+    pub id: &'a str,
+    pub kind: &'a str,
+    pub route: &'a str,
+    pub opened_at_ms: u64,
+    pub reason: &'a str,
+    pub by: &'a str,
+    pub acknowledged_by: Option<&'a str>,
+    pub acknowledged_at_ms: Option<u64>,
+}
+
+impl Incident {
+    pub fn summary(&self) -> Summary<'_> {
+        Summary {
+            id: &self.id,
+            kind: &self.kind,
+            route: &self.route,
+            opened_at_ms: self.opened_at_ms,
+            reason: &self.reason,
+            by: &self.by,
+            acknowledged_by: self.acknowledged_by.as_deref(),
+            acknowledged_at_ms: self.acknowledged_at_ms,
+        }
+    }
+}
+
+/// A failure of the incident store.
+#[derive(Debug, thiserror::Error)]
+pub enum IncidentError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("no incident {0}")]
+    Unknown(String),
+    #[error("{id} was already acknowledged by {by}")]
+    AlreadyAcknowledged { id: String, by: String, at_ms: u64 },
+}
+
+/// Every incident, newest first on listing.
+#[derive(Debug)]
+pub struct Incidents {
+    dir: PathBuf,
+    /// By id. The lock also serialises file writes, and makes an ack's check-and-set atomic.
+    records: Mutex<BTreeMap<String, Incident>>,
+}
+
+fn io_error(path: &Path, source: std::io::Error) -> IncidentError {
+    IncidentError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+impl Incidents {
+    /// Opens `state_dir/incidents`, creating it, and loads every record in it.
+    pub fn open(state_dir: &Path) -> Result<Self, IncidentError> {
+        let dir = state_dir.join(DIR);
+        std::fs::create_dir_all(&dir).map_err(|e| io_error(&dir, e))?;
+        let mut records = BTreeMap::new();
+        for entry in std::fs::read_dir(&dir).map_err(|e| io_error(&dir, e))? {
+            let path = entry.map_err(|e| io_error(&dir, e))?.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("json") {
+                continue; // leftovers of an interrupted write end in .tmp
+            }
+            match load(&path) {
+                Ok(incident) => {
+                    records.insert(incident.id.clone(), incident);
+                }
+                // One damaged file must not hide the others or stop the gateway.
+                Err(error) => tracing::warn!(%error, "skipping an unreadable incident"),
+            }
+        }
+        Ok(Incidents {
+            dir,
+            records: Mutex::new(records),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Incident>> {
+        self.records.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A fresh id, `inc-<UTC time>-<4 hex>`, unused so far.
+    fn fresh_id(records: &BTreeMap<String, Incident>, at_ms: u64) -> String {
+        let stamp = crate::clock::compact_utc(at_ms);
+        loop {
+            let id = format!("inc-{stamp}-{:04x}", fastrand::u16(..));
+            if !records.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+
+    /// Records a new incident; its id is chosen here. The record is kept in memory even if
+    /// the file could not be written, and the write error is returned beside the id.
+    pub fn open_incident(&self, mut incident: Incident) -> (Incident, Result<(), IncidentError>) {
+        let mut records = self.lock();
+        incident.id = Self::fresh_id(&records, incident.opened_at_ms);
+        let written = self.write(&incident);
+        records.insert(incident.id.clone(), incident.clone());
+        (incident, written)
+    }
+
+    /// Every incident, newest first.
+    pub fn list(&self) -> Vec<Incident> {
+        let mut all: Vec<Incident> = self.lock().values().cloned().collect();
+        all.sort_by(|a, b| (b.opened_at_ms, &b.id).cmp(&(a.opened_at_ms, &a.id)));
+        all
+    }
+
+    pub fn get(&self, id: &str) -> Option<Incident> {
+        self.lock().get(id).cloned()
+    }
+
+    /// How many incidents nobody has acknowledged yet.
+    pub fn open_count(&self) -> usize {
+        self.lock()
+            .values()
+            .filter(|i| i.acknowledged_by.is_none())
+            .count()
+    }
+
+    /// Marks an incident acknowledged, on disk first: an ack that was not written is not one.
+    pub fn ack(
+        &self,
+        id: &str,
+        by: &str,
+        at_ms: u64,
+        note: Option<String>,
+    ) -> Result<Incident, IncidentError> {
+        let mut records = self.lock();
+        let current = records
+            .get(id)
+            .ok_or_else(|| IncidentError::Unknown(id.to_owned()))?;
+        if let Some(earlier) = &current.acknowledged_by {
+            return Err(IncidentError::AlreadyAcknowledged {
+                id: id.to_owned(),
+                by: earlier.clone(),
+                at_ms: current.acknowledged_at_ms.unwrap_or(0),
+            });
+        }
+        let mut updated = current.clone();
+        updated.acknowledged_by = Some(by.to_owned());
+        updated.acknowledged_at_ms = Some(at_ms);
+        updated.ack_note = note;
+        self.write(&updated)?;
+        records.insert(id.to_owned(), updated.clone());
+        Ok(updated)
+    }
+
+    /// Writes a record to a temporary file, then renames it over the old one, so a reader
+    /// (or a crash) never sees half a record.
+    fn write(&self, incident: &Incident) -> Result<(), IncidentError> {
+        let path = self.dir.join(format!("{}.json", incident.id));
+        let tmp = self.dir.join(format!("{}.json.tmp", incident.id));
+        let text = serde_json::to_vec_pretty(incident).map_err(|e| {
+            io_error(
+                &path,
+                std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+            )
+        })?;
+        std::fs::write(&tmp, text)
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .map_err(|e| io_error(&path, e))
+    }
+}
+
+fn load(path: &Path) -> Result<Incident, IncidentError> {
+    let bytes = std::fs::read(path).map_err(|e| io_error(path, e))?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        io_error(
+            path,
+            std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+        )
+    })
+}

@@ -1,0 +1,150 @@
+//! Which endpoint a request is for, what it needs of the caller, and who answers it.
+
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use switchyard_core::Body;
+
+use crate::auth::{self, Need};
+use crate::reply::{respond, ApiError};
+use crate::state::AdminState;
+use crate::{actions, exposition, kill, reads};
+
+/// The admin API's endpoints; path parameters are kept as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Endpoint {
+    Metrics,
+    Status,
+    Kill(String),
+    Reload,
+    Incidents,
+    Incident(String),
+    Ack(String),
+    Audit,
+}
+
+impl Endpoint {
+    fn parse(path: &str) -> Option<Endpoint> {
+        let segments: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
+        let endpoint = match segments.as_slice() {
+            ["metrics"] => Endpoint::Metrics,
+            ["admin", "status"] => Endpoint::Status,
+            ["admin", "reload"] => Endpoint::Reload,
+            ["admin", "incidents"] => Endpoint::Incidents,
+            ["admin", "audit"] => Endpoint::Audit,
+            ["admin", "routes", route, "kill"] if !route.is_empty() => {
+                Endpoint::Kill((*route).to_owned())
+            }
+            ["admin", "incidents", id] if !id.is_empty() => Endpoint::Incident((*id).to_owned()),
+            ["admin", "incidents", id, "ack"] if !id.is_empty() => Endpoint::Ack((*id).to_owned()),
+            _ => return None,
+        };
+        Some(endpoint)
+    }
+
+    /// The methods served here, as the `Allow` header lists them.
+    fn allowed(&self) -> &'static str {
+        match self {
+            Endpoint::Kill(_) => "POST, DELETE",
+            Endpoint::Reload | Endpoint::Ack(_) => "POST",
+            _ => "GET",
+        }
+    }
+
+    fn allows(&self, method: &Method) -> bool {
+        self.allowed().split(", ").any(|m| m == method.as_str())
+    }
+
+    fn need(&self) -> Need {
+        match self {
+            Endpoint::Kill(_) | Endpoint::Reload => Need::Operate,
+            Endpoint::Ack(_) => Need::HumanOperator,
+            _ => Need::Read,
+        }
+    }
+}
+
+fn not_allowed(endpoint: &Endpoint) -> Response<Body> {
+    let allowed = endpoint.allowed();
+    let message = format!("use {}", allowed.replace(", ", " or "));
+    let mut response = ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        message,
+    )
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allowed));
+    response
+}
+
+/// Answers one admin request. The endpoint is resolved before the token is checked, so an
+/// unknown path is a 404 and a wrong method a 405 whoever asks; everything past that needs a
+/// valid token.
+pub async fn route(state: AdminState, req: Request<Incoming>) -> Response<Body> {
+    let Some(endpoint) = Endpoint::parse(req.uri().path()) else {
+        return ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such admin endpoint")
+            .into_response();
+    };
+    if !endpoint.allows(req.method()) {
+        return not_allowed(&endpoint);
+    }
+    if endpoint == Endpoint::Metrics {
+        // Prometheus scrapes without a token; the listener is not public.
+        return respond(
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            exposition::render(&state.metrics),
+        );
+    }
+    let principal = {
+        let tokens = state.tokens.load();
+        match auth::authorize(req.headers(), &tokens, endpoint.need()) {
+            Ok(principal) => principal,
+            Err(refusal) => return refusal.into_response(),
+        }
+    };
+    let (parts, body) = req.into_parts();
+    match endpoint {
+        Endpoint::Metrics | Endpoint::Status => reads::status(&state),
+        Endpoint::Incidents => reads::incidents(&state),
+        Endpoint::Incident(id) => reads::incident(&state, &id),
+        Endpoint::Audit => reads::audit(&state, parts.uri.query()),
+        Endpoint::Kill(route) if parts.method == Method::DELETE => {
+            kill::revive(&state, &principal, &route, body).await
+        }
+        Endpoint::Kill(route) => kill::kill(&state, &principal, &route, body).await,
+        Endpoint::Reload => actions::reload(&state, &principal, body).await,
+        Endpoint::Ack(id) => actions::ack(&state, &principal, &id, body).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths() {
+        assert_eq!(Endpoint::parse("/metrics"), Some(Endpoint::Metrics));
+        assert_eq!(
+            Endpoint::parse("/admin/routes/support/kill"),
+            Some(Endpoint::Kill("support".into()))
+        );
+        assert_eq!(
+            Endpoint::parse("/admin/incidents/inc-1/ack"),
+            Some(Endpoint::Ack("inc-1".into()))
+        );
+        assert_eq!(Endpoint::parse("/admin/routes//kill"), None);
+        assert_eq!(Endpoint::parse("/admin/status/"), None);
+        assert_eq!(Endpoint::parse("/admin"), None);
+        assert_eq!(Endpoint::parse(""), None);
+    }
+
+    #[test]
+    fn methods() {
+        let kill = Endpoint::Kill("r".into());
+        assert!(kill.allows(&Method::POST) && kill.allows(&Method::DELETE));
+        assert!(!kill.allows(&Method::GET));
+        assert!(!Endpoint::Status.allows(&Method::HEAD));
+    }
+}

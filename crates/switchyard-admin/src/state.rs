@@ -1,0 +1,104 @@
+//! What the admin API reads and acts on, and the hooks the binary provides.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use metrics_exporter_prometheus::PrometheusHandle;
+use switchyard_config::{AdminToken, Config, Fallback};
+use switchyard_control::{Alerts, KillBoard};
+use switchyard_proxy::Gateway;
+
+use crate::audit::{AuditError, AuditLog};
+use crate::incidents::{IncidentError, Incidents};
+
+/// A configuration reload that took effect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReloadOutcome {
+    /// The version now in force.
+    pub version: String,
+    /// The version it replaced.
+    pub previous: String,
+}
+
+/// Re-reads the configuration and puts it in force (parse, validate, compile, swap). The
+/// binary implements it; `Err` carries the message shown to the operator, e.g.
+/// `gateway.toml:12: routes[0].upstream: …`, and means the old configuration stays.
+pub trait Reloader: Send + Sync {
+    fn reload(&self) -> Pin<Box<dyn Future<Output = Result<ReloadOutcome, String>> + Send + '_>>;
+}
+
+/// What the binary hands over to build an [`AdminState`].
+pub struct AdminParts {
+    pub gateway: Arc<Gateway>,
+    pub alerts: Arc<Alerts>,
+    pub metrics: PrometheusHandle,
+    pub kills: Arc<KillBoard>,
+    /// Swapped by the reloader when `[[admin.tokens]]` change.
+    pub tokens: Arc<ArcSwap<Vec<AdminToken>>>,
+    /// Route → fallback kind ([`fallback_kinds`]), swapped by the reloader.
+    pub fallbacks: Arc<ArcSwap<BTreeMap<String, String>>>,
+    pub reloader: Arc<dyn Reloader>,
+}
+
+/// Everything the admin API serves from.
+#[derive(Clone)]
+pub struct AdminState {
+    pub gateway: Arc<Gateway>,
+    pub alerts: Arc<Alerts>,
+    pub metrics: PrometheusHandle,
+    pub kills: Arc<KillBoard>,
+    pub tokens: Arc<ArcSwap<Vec<AdminToken>>>,
+    pub fallbacks: Arc<ArcSwap<BTreeMap<String, String>>>,
+    pub reloader: Arc<dyn Reloader>,
+    pub audit: Arc<AuditLog>,
+    pub incidents: Arc<Incidents>,
+}
+
+/// The audit log or the incident store could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("opening the audit log: {0}")]
+    Audit(#[from] AuditError),
+    #[error("opening the incident store: {0}")]
+    Incidents(#[from] IncidentError),
+}
+
+impl AdminState {
+    /// Opens (creating them if needed) `state_dir/audit.jsonl` and `state_dir/incidents/`.
+    pub fn new(parts: AdminParts, state_dir: &Path) -> Result<Self, StateError> {
+        let audit = Arc::new(AuditLog::open(state_dir)?);
+        let incidents = Arc::new(Incidents::open(state_dir)?);
+        Ok(AdminState {
+            gateway: parts.gateway,
+            alerts: parts.alerts,
+            metrics: parts.metrics,
+            kills: parts.kills,
+            tokens: parts.tokens,
+            fallbacks: parts.fallbacks,
+            reloader: parts.reloader,
+            audit,
+            incidents,
+        })
+    }
+}
+
+/// Route → what it answers while killed: `text`, `static`, `upstream:NAME` or `none`.
+pub fn fallback_kinds(config: &Config) -> BTreeMap<String, String> {
+    config
+        .routes
+        .iter()
+        .map(|route| {
+            let kind = match &route.kill_switch.fallback {
+                None => "none".to_owned(),
+                Some(Fallback::Text(_)) => "text".to_owned(),
+                Some(Fallback::Static { .. }) => "static".to_owned(),
+                Some(Fallback::Upstream(name)) => format!("upstream:{name}"),
+            };
+            (route.name.clone(), kind)
+        })
+        .collect()
+}

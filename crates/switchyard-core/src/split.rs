@@ -1,0 +1,65 @@
+//! The sticky position of a user in a split: the one hash every split and partial kill uses.
+//!
+//! `position(user_key, split) = xxh3_64(user_key ++ 0x00 ++ split) / 2^64`, a number in
+//! [0, 1). It is version-stable (XXH3-64 with seed 0 is a fixed, published function), so the
+//! same user lands on the same side on every replica and after restarts. A user is "in" a
+//! share `s` of a split when `position < s`: widening the share only ever adds users.
+
+/// The user's position in the named split, in [0, 1).
+pub fn position(user_key: &str, split: &str) -> f64 {
+    let mut input = Vec::with_capacity(user_key.len() + 1 + split.len());
+    input.extend_from_slice(user_key.as_bytes());
+    input.push(0);
+    input.extend_from_slice(split.as_bytes());
+    let hash = xxhash_rust::xxh3::xxh3_64(&input);
+    // The top 53 bits fill an f64 mantissa exactly: the result is strictly below 1.
+    (hash >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Whether the user is in the first `share` (0..=1) of the split.
+pub fn within(user_key: &str, split: &str, share: f64) -> bool {
+    position(user_key, split) < share
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pinned vectors: a change of hash must never slip in (docs/architecture.md lists them).
+    #[test]
+    fn positions_are_pinned() {
+        let vectors = [
+            ("user-1", "kill:support"),
+            ("user-2", "kill:support"),
+            ("alice@example.com", "sonnet-vs-opus"),
+        ];
+        let got: Vec<String> = vectors
+            .iter()
+            .map(|(u, s)| format!("{:.6}", position(u, s)))
+            .collect();
+        assert_eq!(got, PINNED);
+    }
+
+    const PINNED: [&str; 3] = ["0.184590", "0.512114", "0.942668"];
+
+    #[test]
+    fn widening_only_adds_users() {
+        for i in 0..2000 {
+            let user = format!("u{i}");
+            if within(&user, "s", 0.05) {
+                assert!(within(&user, "s", 0.25));
+            }
+        }
+    }
+
+    #[test]
+    fn spread_is_even() {
+        let inside = (0..10_000)
+            .filter(|i| within(&format!("user-{i}"), "split", 0.25))
+            .count();
+        assert!(
+            (2_300..2_700).contains(&inside),
+            "{inside} of 10000 in a 25 % share"
+        );
+    }
+}

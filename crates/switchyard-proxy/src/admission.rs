@@ -1,0 +1,199 @@
+//! Admission: per-route rate limits and a concurrency limit with a bounded queue. Over a
+//! limit the answer is immediate; the upstream never sees more than it was promised.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use pingora_limits::rate::Rate;
+use switchyard_config::Limits;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Why a request was shed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shed {
+    /// The route's admitted rate is used up.
+    RouteRate,
+    /// This user's admitted rate is used up.
+    UserRate,
+    /// Every slot is busy and the queue is full.
+    QueueFull,
+    /// The request waited `queue_timeout` without getting a slot.
+    QueueTimeout,
+}
+
+impl Shed {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Shed::RouteRate => "route_rate",
+            Shed::UserRate => "user_rate",
+            Shed::QueueFull => "queue_full",
+            Shed::QueueTimeout => "queue_timeout",
+        }
+    }
+}
+
+/// A rate limit on a sliding one-interval estimate (pingora-limits).
+struct RateLimit {
+    rate: Rate,
+    per_interval: isize,
+}
+
+impl RateLimit {
+    /// An interval of at least a second, long enough that fractional rates (0.5/s) allow a
+    /// whole request per interval.
+    fn new(per_second: f64) -> Self {
+        let interval = (1.0 / per_second).max(1.0);
+        let per_interval = (per_second * interval).floor().max(1.0) as isize;
+        RateLimit {
+            rate: Rate::new(Duration::from_secs_f64(interval)),
+            per_interval,
+        }
+    }
+
+    fn admit<K: std::hash::Hash>(&self, key: &K) -> bool {
+        self.rate.observe(key, 1) <= self.per_interval
+    }
+}
+
+/// One route's admission state. Kept across reloads while the route's limits are unchanged,
+/// so a reload neither resets rates nor forgets requests in the queue.
+pub struct Admission {
+    pub limits: Limits,
+    slots: Option<Arc<Semaphore>>,
+    queued: AtomicUsize,
+    queued_gauge: metrics::Gauge,
+    route_rate: Option<RateLimit>,
+    user_rate: Option<RateLimit>,
+}
+
+impl std::fmt::Debug for Admission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Admission")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Admission {
+    pub fn new(route: &str, limits: &Limits) -> Self {
+        Admission {
+            limits: limits.clone(),
+            slots: limits.max_concurrency.map(|n| Arc::new(Semaphore::new(n))),
+            queued: AtomicUsize::new(0),
+            queued_gauge: metrics::gauge!(switchyard_core::metrics::QUEUED_REQUESTS, "route" => route.to_string()),
+            route_rate: limits.requests_per_second.map(RateLimit::new),
+            user_rate: limits.user_requests_per_second.map(RateLimit::new),
+        }
+    }
+
+    /// The rate limits: route-wide, then per user (requests without a user key are limited
+    /// by the route's rate only).
+    pub fn check_rates(&self, user_key: Option<&str>) -> Result<(), Shed> {
+        if let Some(limit) = &self.route_rate {
+            if !limit.admit(&0u8) {
+                return Err(Shed::RouteRate);
+            }
+        }
+        if let (Some(limit), Some(user)) = (&self.user_rate, user_key) {
+            if !limit.admit(&user) {
+                return Err(Shed::UserRate);
+            }
+        }
+        Ok(())
+    }
+
+    /// A concurrency slot, waiting in the bounded queue if all are busy. `total_queued` is
+    /// the gateway-wide queue depth the saturation alert reads.
+    pub async fn enter(
+        &self,
+        total_queued: &AtomicU64,
+    ) -> Result<Option<OwnedSemaphorePermit>, Shed> {
+        let Some(slots) = &self.slots else {
+            return Ok(None);
+        };
+        if let Ok(permit) = slots.clone().try_acquire_owned() {
+            return Ok(Some(permit));
+        }
+        if self.queued.fetch_add(1, Ordering::AcqRel) >= self.limits.max_queue {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            return Err(Shed::QueueFull);
+        }
+        let _waiting = Waiting::new(self, total_queued);
+        match tokio::time::timeout(self.limits.queue_timeout, slots.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(Some(permit)),
+            // The semaphore is never closed; treat it as a timeout should that change.
+            Ok(Err(_)) | Err(_) => Err(Shed::QueueTimeout),
+        }
+    }
+}
+
+/// Counts a request in the queue for as long as it waits, however the wait ends.
+struct Waiting<'a> {
+    admission: &'a Admission,
+    total: &'a AtomicU64,
+}
+
+impl<'a> Waiting<'a> {
+    fn new(admission: &'a Admission, total: &'a AtomicU64) -> Self {
+        total.fetch_add(1, Ordering::Relaxed);
+        admission.queued_gauge.increment(1.0);
+        Waiting { admission, total }
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.admission.queued.fetch_sub(1, Ordering::AcqRel);
+        self.admission.queued_gauge.decrement(1.0);
+        self.total.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn limits(concurrency: Option<usize>, queue: usize, rps: Option<f64>) -> Limits {
+        Limits {
+            max_concurrency: concurrency,
+            max_queue: queue,
+            queue_timeout: Duration::from_millis(100),
+            requests_per_second: rps,
+            user_requests_per_second: Some(2.0),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_sheds_at_once_and_a_slow_slot_times_out() {
+        let total = AtomicU64::new(0);
+        let admission = Admission::new("t", &limits(Some(1), 1, None));
+        let held = admission.enter(&total).await.unwrap();
+        assert!(held.is_some());
+        let waiter = admission.enter(&total);
+        let (waited, shed) = tokio::join!(waiter, async {
+            tokio::task::yield_now().await;
+            admission.enter(&total).await
+        });
+        assert_eq!(shed.unwrap_err(), Shed::QueueFull);
+        assert_eq!(waited.unwrap_err(), Shed::QueueTimeout);
+        assert_eq!(total.load(Ordering::Relaxed), 0);
+        drop(held);
+        assert!(admission.enter(&total).await.unwrap().is_some());
+    }
+
+    #[test]
+    fn rates_shed_over_the_limit_per_route_and_per_user() {
+        let admission = Admission::new("t", &limits(None, 0, Some(5.0)));
+        let admitted = (0..10)
+            .filter(|_| admission.check_rates(None).is_ok())
+            .count();
+        assert_eq!(admitted, 5);
+        let per_user = Admission::new("u", &limits(None, 0, None));
+        assert!(per_user.check_rates(Some("a")).is_ok());
+        assert!(per_user.check_rates(Some("a")).is_ok());
+        assert_eq!(per_user.check_rates(Some("a")), Err(Shed::UserRate));
+        assert!(per_user.check_rates(Some("b")).is_ok());
+    }
+}

@@ -1,0 +1,304 @@
+//! One request on one route, outermost first: inspect, kill switch, admission, forward, meter.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::{header, HeaderValue, Request, Response};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use switchyard_control::Outcome;
+use switchyard_core::{body, Body, ErrorClass, RequestFacts, RequestId};
+use switchyard_llm::{Dialect, Operation};
+use tokio::sync::OwnedSemaphorePermit;
+
+use crate::admission::Shed;
+use crate::gateway::{Gateway, Peer};
+use crate::headers::{append_list, strip_hop_by_hop};
+use crate::meter::{InFlight, Metered, Record, Scan};
+use crate::rescue::Refusal;
+use crate::table::{CompiledFallback, Route, Table, Upstream};
+use crate::{forward, inspect};
+
+/// The `x-switchyard-fallback` value on answers a kill switch made.
+const KILLED: HeaderValue = HeaderValue::from_static("kill_switch");
+
+pub(crate) struct Exchange<'a> {
+    pub gateway: &'a Gateway,
+    pub table: &'a Table,
+    pub route: &'a Route,
+    /// Where the request goes: the route's upstream, or its kill switch's fallback upstream.
+    pub upstream: &'a Arc<Upstream>,
+    /// The answer is a kill switch's fallback.
+    pub fallback: bool,
+    pub dialect: Dialect,
+    pub op: Operation,
+    pub started: Instant,
+    pub peer: Peer,
+    pub request_id: (RequestId, HeaderValue),
+}
+
+/// Held for the whole exchange: the in-flight count and, under a concurrency limit, a slot.
+pub(crate) struct Held {
+    in_flight: InFlight,
+    slot: Option<OwnedSemaphorePermit>,
+}
+
+impl<'a> Exchange<'a> {
+    pub async fn run(mut self, req: Request<Incoming>, host: Option<String>) -> Response<Body> {
+        let mut held = Held {
+            in_flight: InFlight::enter(&self.route.in_flight),
+            slot: None,
+        };
+        let (mut parts, incoming) = req.into_parts();
+        // Inspectable LLM requests are read whole (up to the limit) to be understood;
+        // everything else streams through untouched.
+        let (mut facts, upstream_body) = if self.op == Operation::Other {
+            (
+                self.facts(&parts.headers, None),
+                incoming.map_err(Into::into).boxed_unsync(),
+            )
+        } else {
+            match inspect::read_body(incoming, &parts.headers, self.table.settings.max_body_bytes)
+                .await
+            {
+                Ok(bytes) => (self.facts(&parts.headers, Some(&bytes)), body::full(bytes)),
+                Err(refusal) => {
+                    let facts = self.facts(&parts.headers, None);
+                    return self.refuse(refusal, facts, held);
+                }
+            }
+        };
+        if facts.unparsed {
+            metrics::counter!(switchyard_core::metrics::UNPARSED_REQUESTS_TOTAL, "route" => self.route.name.clone()).increment(1);
+        }
+        // One atomic load: a switch engaged a microsecond ago applies to this request.
+        if let Some(kill) = self.gateway.kills().get(&self.route.name) {
+            if kill.applies(&parts.headers, facts.user_key.as_deref()) {
+                match self.killed(&mut facts) {
+                    Some(answer) => return self.answer_fallback(answer, facts, held),
+                    None if !self.fallback => return self.refuse(Refusal::Killed, facts, held),
+                    None => {}
+                }
+            }
+        }
+        if let Err(shed) = self.route.admission.check_rates(facts.user_key.as_deref()) {
+            return self.shed(shed, facts, held);
+        }
+        match self
+            .route
+            .admission
+            .enter(self.gateway.signals().queued())
+            .await
+        {
+            Ok(slot) => held.slot = slot,
+            Err(shed) => return self.shed(shed, facts, held),
+        }
+        self.forward_headers(&mut parts, host.as_deref());
+        self.forward(parts, upstream_body, facts, held).await
+    }
+
+    /// The kill switch's answer: a made response (text or static), or `None` with
+    /// `self.upstream` switched to the fallback upstream, or `None` for no fallback (503).
+    fn killed(&mut self, facts: &mut RequestFacts) -> Option<Response<Body>> {
+        let route = self.route;
+        match &route.kill.fallback {
+            None => None,
+            Some(CompiledFallback::Upstream(upstream)) => {
+                self.upstream = upstream;
+                self.fallback = true;
+                facts.upstream = upstream.name.clone();
+                None
+            }
+            Some(fallback) => {
+                facts.upstream = Arc::from("fallback");
+                Some(fallback.respond(self.dialect, self.op, facts.stream))
+            }
+        }
+    }
+
+    fn answer_fallback(
+        &self,
+        mut response: Response<Body>,
+        facts: RequestFacts,
+        held: Held,
+    ) -> Response<Body> {
+        let headers = response.headers_mut();
+        headers.insert("x-request-id", self.request_id.1.clone());
+        headers.insert("x-switchyard-fallback", KILLED);
+        self.routing_headers(headers);
+        let status = response.status().as_u16();
+        self.record(facts, status, None, held)
+            .finish(Outcome::Complete, None, &Scan::None);
+        response
+    }
+
+    fn shed(&self, shed: Shed, facts: RequestFacts, held: Held) -> Response<Body> {
+        metrics::counter!(switchyard_core::metrics::SHED_REQUESTS_TOTAL, "route" => self.route.name.clone(), "reason" => shed.as_str()).increment(1);
+        let refusal = match shed {
+            Shed::RouteRate | Shed::UserRate => Refusal::RateLimited,
+            Shed::QueueFull => Refusal::QueueFull,
+            Shed::QueueTimeout => Refusal::QueueTimeout,
+        };
+        self.refuse(refusal, facts, held)
+    }
+
+    fn forward_headers(&self, parts: &mut Parts, host: Option<&str>) {
+        strip_hop_by_hop(&mut parts.headers);
+        append_list(
+            &mut parts.headers,
+            "x-forwarded-for",
+            &self.peer.addr.ip().to_string(),
+        );
+        append_list(
+            &mut parts.headers,
+            "x-forwarded-proto",
+            if self.peer.tls { "https" } else { "http" },
+        );
+        if let Some(host) = host.and_then(|h| HeaderValue::from_str(h).ok()) {
+            parts.headers.insert("x-forwarded-host", host);
+        }
+    }
+
+    async fn forward(
+        &self,
+        parts: Parts,
+        body: Body,
+        facts: RequestFacts,
+        held: Held,
+    ) -> Response<Body> {
+        let Some(endpoint) = forward::pick(&self.upstream.endpoints, facts.user_key.as_deref())
+        else {
+            return self.refuse(Refusal::UpstreamConnect, facts, held);
+        };
+        let Ok(uri) = forward::upstream_uri(endpoint, parts.uri.path_and_query()) else {
+            return self.refuse(Refusal::BadTarget, facts, held);
+        };
+        let mut upstream_req = Request::from_parts(parts, body);
+        forward::prepare(&mut upstream_req, uri, &self.request_id.1);
+        let sent = tokio::time::timeout(
+            self.table.settings.upstream_timeout,
+            self.upstream.client.request(upstream_req),
+        )
+        .await;
+        match sent {
+            Err(_) => self.refuse(Refusal::UpstreamTimeout, facts, held),
+            Ok(Err(error)) if error.is_connect() => {
+                self.refuse(Refusal::UpstreamConnect, facts, held)
+            }
+            Ok(Err(error)) => {
+                tracing::debug!(%error, route = %self.route.name, "upstream failed before its response");
+                self.refuse(Refusal::UpstreamFailed, facts, held)
+            }
+            Ok(Ok(response)) => self.respond(response, facts, held),
+        }
+    }
+
+    fn facts(&self, headers: &http::HeaderMap, body: Option<&Bytes>) -> RequestFacts {
+        inspect::facts(
+            self.table,
+            self.route,
+            self.request_id.0.clone(),
+            self.peer.addr,
+            headers,
+            (self.dialect, self.op),
+            body,
+        )
+    }
+
+    fn record(
+        &self,
+        facts: RequestFacts,
+        status: u16,
+        status_error: Option<ErrorClass>,
+        held: Held,
+    ) -> Record {
+        let model = self
+            .table
+            .model(facts.model.as_deref().unwrap_or(""))
+            .cloned();
+        Record {
+            started: self.started,
+            ttfb: None,
+            facts,
+            dialect: self.dialect,
+            status,
+            status_error,
+            model,
+            route: self.route.signals.clone(),
+            signals: self.gateway.signals().clone(),
+            _in_flight: held.in_flight,
+            _slot: held.slot,
+        }
+    }
+
+    fn refuse(&self, refusal: Refusal, facts: RequestFacts, held: Held) -> Response<Body> {
+        let retry_after = match refusal {
+            Refusal::Killed => Some(self.route.kill.retry_after_secs),
+            Refusal::RateLimited | Refusal::QueueFull | Refusal::QueueTimeout => Some(1),
+            _ => None,
+        };
+        let mut response = refusal.respond(self.dialect, &self.request_id.1, retry_after);
+        self.routing_headers(response.headers_mut());
+        let record = self.record(facts, refusal.status().as_u16(), refusal.class(), held);
+        record.finish(Outcome::Complete, None, &Scan::None);
+        response
+    }
+
+    fn respond(
+        &self,
+        response: Response<Incoming>,
+        facts: RequestFacts,
+        held: Held,
+    ) -> Response<Body> {
+        let (mut parts, incoming) = response.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        parts
+            .headers
+            .insert("x-request-id", self.request_id.1.clone());
+        self.routing_headers(&mut parts.headers);
+        if self.fallback {
+            parts.headers.insert("x-switchyard-fallback", KILLED);
+        }
+        let content_type = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        let scan = if self.op == Operation::Other {
+            Scan::None
+        } else {
+            Scan::for_response(self.dialect, content_type)
+        };
+        let status = parts.status.as_u16();
+        let record = self.record(facts, status, ErrorClass::of_status(status), held);
+        if http_body::Body::is_end_stream(&incoming) {
+            record.finish(Outcome::Complete, None, &scan);
+            return Response::from_parts(parts, body::empty());
+        }
+        let metered = Metered::new(
+            incoming,
+            scan,
+            record,
+            self.table.settings.stream_idle_timeout,
+        );
+        Response::from_parts(parts, metered.boxed_unsync())
+    }
+
+    fn routing_headers(&self, headers: &mut http::HeaderMap) {
+        if !self.table.settings.routing_headers {
+            return;
+        }
+        if let Some(v) = &self.route.route_header {
+            headers.insert("x-switchyard-route", v.clone());
+        }
+        let upstream = if self.fallback {
+            &self.upstream.header
+        } else {
+            &self.route.upstream.header
+        };
+        if let Some(v) = upstream {
+            headers.insert("x-switchyard-upstream", v.clone());
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! What the admin API answers (docs: the admin API contract, v0.3).
+//!
+//! Every field has a default and unknown fields are ignored, so a server that adds or drops an
+//! optional field never breaks the on-call engineer's client mid-incident.
+
+use serde::Deserialize;
+
+/// `{"error":{"code","message"}}`, the body of every error answer.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct ErrorBody {
+    pub error: ApiError,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default)]
+pub struct ApiError {
+    pub code: String,
+    pub message: String,
+}
+
+/// GET /admin/status.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Status {
+    pub config_version: String,
+    pub routes: Vec<Route>,
+    pub alerts_firing: Vec<Alert>,
+    pub tokens_today: Option<u64>,
+    pub open_incidents: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Route {
+    pub name: String,
+    pub upstream: String,
+    pub endpoints: Vec<String>,
+    pub weights: Vec<Weight>,
+    pub kill_switch: Option<KillSwitch>,
+    pub fallback: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Weight {
+    pub upstream: String,
+    pub percent: f64,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default)]
+pub struct KillSwitch {
+    pub route: String,
+    pub reason: String,
+    pub percent: Option<f64>,
+    pub segment: Option<Segment>,
+    pub engaged_at_ms: Option<u64>,
+    pub by: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default)]
+pub struct Segment {
+    pub header: String,
+    pub value: String,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default)]
+pub struct Alert {
+    pub alert: String,
+    pub route: String,
+    pub value: f64,
+    pub threshold: f64,
+    /// Unix seconds or milliseconds: see [`crate::ctl::text::epoch_ms`].
+    pub since: u64,
+}
+
+/// POST and DELETE /admin/routes/{route}/kill.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct KillReply {
+    pub route: String,
+    pub engaged: bool,
+    pub kill_switch: Option<KillSwitch>,
+    pub before: Option<KillSwitch>,
+    pub effective_at_ms: u64,
+    pub took_us: Option<u64>,
+    /// Absent means the server did not say; only an explicit `false` deserves a warning.
+    pub persisted: Option<bool>,
+    pub incident: Option<String>,
+    /// What was not saved (the audit entry, the incident), when something was not.
+    pub warning: Option<String>,
+}
+
+/// POST /admin/reload, both the 200 and the 422 body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct ReloadReply {
+    pub result: String,
+    pub config_version: String,
+    pub previous_version: Option<String>,
+    pub error: Option<ApiError>,
+    pub warning: Option<String>,
+}
+
+/// GET /admin/incidents.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Incidents {
+    pub incidents: Vec<Incident>,
+}
+
+/// One incident: the list carries a summary, GET /admin/incidents/{id} the full record.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Incident {
+    pub id: String,
+    pub kind: Option<String>,
+    pub route: String,
+    pub opened_at_ms: u64,
+    pub reason: String,
+    pub by: String,
+    pub config_version: Option<String>,
+    pub before: Option<KillSwitch>,
+    pub after: Option<KillSwitch>,
+    pub alerts_firing: Vec<Alert>,
+    pub acknowledged_by: Option<String>,
+    pub acknowledged_at_ms: Option<u64>,
+    pub ack_note: Option<String>,
+    /// Set on an ack whose audit entry was not written.
+    pub warning: Option<String>,
+}
+
+/// GET /admin/audit.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Audit {
+    pub entries: Vec<AuditEntry>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct AuditEntry {
+    pub at_ms: u64,
+    pub who: String,
+    pub role: String,
+    pub kind: String,
+    pub action: String,
+    pub target: Option<String>,
+    pub reason: Option<String>,
+    pub result: String,
+}

@@ -1,0 +1,258 @@
+//! What `status`, `kill`, `revive` and `reload` print: pure functions of the API's answers.
+
+use super::api::{Alert, KillReply, KillSwitch, ReloadReply, Route, Status};
+use super::text::{age, hms, hms_millis, num, pct, when, Cell, Table, View, WIDTH};
+
+/// "all traffic", "25% of users", "x-tenant=acme", "25% of users with x-tenant=acme".
+pub fn scope(switch: &KillSwitch) -> String {
+    let segment = switch
+        .segment
+        .as_ref()
+        .map(|s| format!("{}={}", s.header, s.value));
+    match (switch.percent, segment) {
+        (None, None) => "all traffic".into(),
+        (Some(p), None) => format!("{}% of users", num(p)),
+        (None, Some(seg)) => seg,
+        (Some(p), Some(seg)) => format!("{}% of users with {seg}", num(p)),
+    }
+}
+
+/// "since 11:30:00Z (4m ago) by oncall", leaving out what the server did not say.
+fn engaged(switch: &KillSwitch, view: &View) -> String {
+    let mut out = String::new();
+    if let Some(at) = switch.engaged_at_ms {
+        out.push_str(&format!("since {}", when(at, view)));
+    }
+    if let Some(by) = switch.by.as_deref().filter(|b| !b.is_empty()) {
+        out.push_str(if out.is_empty() { "by " } else { " by " });
+        out.push_str(by);
+    }
+    out
+}
+
+/// One sentence about an engaged switch, for notes and incident details.
+pub fn describe(switch: &KillSwitch, view: &View) -> String {
+    let mut out = format!("killed: {}", scope(switch));
+    let engaged = engaged(switch, view);
+    if !engaged.is_empty() {
+        out.push_str(&format!(", {engaged}"));
+    }
+    if !switch.reason.is_empty() {
+        out.push_str(&format!(": {}", switch.reason));
+    }
+    out
+}
+
+/// The route's upstream, or its weighted split: "billing-a 90% / billing-b 10%".
+fn split(route: &Route) -> String {
+    let single = matches!(route.weights.as_slice(), [w] if w.upstream == route.upstream);
+    if route.weights.is_empty() || single {
+        return route.upstream.clone();
+    }
+    route
+        .weights
+        .iter()
+        .map(|w| format!("{} {}%", w.upstream, num(w.percent)))
+        .collect::<Vec<_>>()
+        .join(" / ")
+}
+
+/// An alert's figure against its threshold, in the alert's own unit.
+pub fn figures(alert: &Alert) -> String {
+    let (v, t) = (alert.value, alert.threshold);
+    match alert.alert.as_str() {
+        "p99_latency" => format!("{}s vs {}s", num(v), num(t)),
+        "error_rate" | "token_budget" => format!("{} vs {}", pct(v), pct(t)),
+        "traffic_spike" => format!("{}x vs {}x", num(v), num(t)),
+        "context_fill" => format!("{} req over {}", num(v), pct(t)),
+        _ => format!("{} vs {}", num(v), num(t)),
+    }
+}
+
+fn headline(status: &Status) -> String {
+    let mut parts = vec![format!("config {}", status.config_version)];
+    if let Some(open) = status.open_incidents {
+        let noun = if open == 1 { "incident" } else { "incidents" };
+        parts.push(format!("{open} open {noun}"));
+    }
+    if let Some(tokens) = status.tokens_today {
+        parts.push(format!("{tokens} tokens today"));
+    }
+    parts.join(" · ")
+}
+
+fn routes(status: &Status, view: &View) -> String {
+    if status.routes.is_empty() {
+        return "no routes\n".into();
+    }
+    let mut table = Table::new(&[
+        ("ROUTE", 20),
+        ("STATE", 6),
+        ("UPSTREAM", 30),
+        ("FALLBACK", 16),
+    ]);
+    for route in &status.routes {
+        let state = match &route.kill_switch {
+            Some(_) => Cell::loud("KILLED"),
+            None => Cell::plain("ok"),
+        };
+        let fallback = route.fallback.clone().unwrap_or_else(|| "-".into());
+        table.row(vec![
+            Cell::plain(&route.name),
+            state,
+            Cell::plain(split(route)),
+            Cell::plain(fallback),
+        ]);
+        if let Some(switch) = &route.kill_switch {
+            table.note(&describe(switch, view));
+        }
+    }
+    table.render(view)
+}
+
+fn alerts(firing: &[Alert], view: &View) -> String {
+    if firing.is_empty() {
+        return "no alerts firing\n".into();
+    }
+    let noun = if firing.len() == 1 { "alert" } else { "alerts" };
+    let mut table = Table::new(&[("ALERT", 14), ("ROUTE", 16), ("VALUE", 22), ("SINCE", 26)]);
+    for alert in firing {
+        table.row(vec![
+            Cell::loud(&alert.alert),
+            Cell::plain(&alert.route),
+            Cell::plain(figures(alert)),
+            Cell::plain(when(super::text::epoch_ms(alert.since), view)),
+        ]);
+    }
+    format!("{} {noun} firing\n{}", firing.len(), table.render(view))
+}
+
+/// `switchyard ctl status`.
+pub fn render_status(status: &Status, view: &View) -> String {
+    format!(
+        "{}\n\n{}\n{}",
+        headline(status),
+        routes(status, view),
+        alerts(&status.alerts_firing, view)
+    )
+}
+
+/// "14 µs", "2.3 ms".
+fn took(us: u64) -> String {
+    if us < 1000 {
+        format!("{us} µs")
+    } else {
+        format!("{} ms", num(us as f64 / 1000.0))
+    }
+}
+
+/// "at 11:30:00.123Z, in force for new requests (took 14 µs)." after `head`, on the same line
+/// when that fits a phone's width, else on the next, so the terminal never splits a word.
+fn in_force(head: &str, head_width: usize, at_ms: u64, took_us: Option<u64>) -> String {
+    let mut tail = "in force for new requests".to_string();
+    if let Some(us) = took_us {
+        tail.push_str(&format!(" (took {})", took(us)));
+    }
+    let at = format!("at {},", hms_millis(at_ms));
+    let joiner = if head_width + at.len() + tail.chars().count() + 3 <= WIDTH {
+        " "
+    } else {
+        "\n"
+    };
+    format!("{head} {at}{joiner}{tail}.\n")
+}
+
+/// `switchyard ctl kill`.
+pub fn render_kill(reply: &KillReply, view: &View) -> String {
+    let scope = reply
+        .kill_switch
+        .as_ref()
+        .map_or("all traffic".into(), scope);
+    let plain = format!("{} KILLED ({scope})", reply.route);
+    let head = format!("{} {} ({scope})", reply.route, view.loud("KILLED"));
+    let took_us = reply.took_us;
+    let mut out = in_force(&head, plain.chars().count(), reply.effective_at_ms, took_us);
+    if let Some(before) = &reply.before {
+        out.push_str(&format!(
+            "It replaces the earlier kill ({}, {}).\n",
+            self::scope(before),
+            engaged(before, view)
+        ));
+    }
+    if let Some(id) = reply.incident.as_deref().filter(|i| !i.is_empty()) {
+        out.push_str(&format!("Incident {id} opened.\n"));
+    }
+    out.push_str(&format!("Revive: switchyard ctl revive {}\n", reply.route));
+    out
+}
+
+/// `switchyard ctl revive`.
+pub fn render_revive(reply: &KillReply) -> String {
+    let Some(before) = &reply.before else {
+        return format!(
+            "{} was not killed; nothing changed ({}).\n",
+            reply.route,
+            hms_millis(reply.effective_at_ms)
+        );
+    };
+    let head = format!("{} revived", reply.route);
+    let width = head.chars().count();
+    let mut out = in_force(&head, width, reply.effective_at_ms, reply.took_us);
+    let mut had = format!("It had been killed ({})", scope(before));
+    if let Some(at) = before.engaged_at_ms {
+        had.push_str(&format!(
+            " since {} (for {})",
+            hms(at),
+            age(at, reply.effective_at_ms).trim_end_matches(" ago")
+        ));
+    }
+    out.push_str(&had);
+    out.push_str(".\n");
+    out
+}
+
+/// What to say on stderr after a kill or revive that was not all saved to disk.
+pub fn persistence_warning(reply: &KillReply) -> Option<String> {
+    let detail = reply.warning.as_deref().filter(|w| !w.is_empty());
+    if reply.persisted != Some(false) {
+        return detail.map(|w| format!("warning: {w}"));
+    }
+    let mut out = if reply.engaged {
+        format!(
+            "warning: the kill on {} is in force but was NOT saved to disk: a restart would \
+             lift it.",
+            reply.route
+        )
+    } else {
+        format!(
+            "warning: {} is revived but that was NOT saved to disk: a restart would bring \
+             the kill back.",
+            reply.route
+        )
+    };
+    out.push_str(" Check the gateway's log and its state_dir (disk full? permissions?).");
+    if let Some(detail) = detail {
+        out.push_str(&format!("\nThe server says: {detail}"));
+    }
+    Some(out)
+}
+
+/// The server's own warning on an answer that succeeded (an audit entry not written).
+pub fn server_warning(warning: Option<&String>) -> Option<String> {
+    warning
+        .filter(|w| !w.is_empty())
+        .map(|w| format!("warning: {w}"))
+}
+
+/// `switchyard ctl reload`, when applied.
+pub fn render_reload(reply: &ReloadReply) -> String {
+    match reply.previous_version.as_deref() {
+        // Common after an edit: the file watcher applied it before this reload came in.
+        Some(old) if old == reply.config_version => format!(
+            "config {} in force (unchanged: the file matches what is serving)\n",
+            reply.config_version
+        ),
+        Some(old) => format!("config {} applied (was {old})\n", reply.config_version),
+        None => format!("config {} applied\n", reply.config_version),
+    }
+}

@@ -1,0 +1,246 @@
+//! Hot reload: a new gateway.toml is parsed, validated and compiled off the data path, then
+//! put in force with one atomic swap. Anything wrong and the old config keeps serving.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use switchyard_admin::{ReloadOutcome, Reloader};
+use switchyard_config::{AdminToken, Config, UpstreamTarget};
+use switchyard_control::{Alerts, KillBoard, Signals};
+use switchyard_proxy::{Gateway, Table};
+use switchyard_sim::Sim;
+use tokio::sync::Mutex;
+
+use crate::{alert_settings, validate_runtime, StartError};
+
+/// The embedded simulators by upstream name, with their addresses and profile names.
+pub type Sims = HashMap<String, (Sim, SocketAddr, String)>;
+
+/// What a reload changes, and the config it compares against.
+pub struct ConfigReloader {
+    pub(crate) path: Option<PathBuf>,
+    pub(crate) live: Mutex<Live>,
+    pub(crate) gateway: Arc<Gateway>,
+    pub(crate) alerts: Arc<Alerts>,
+    pub(crate) signals: Arc<Signals>,
+    pub(crate) kills: Arc<KillBoard>,
+    pub(crate) tokens: Arc<ArcSwap<Vec<AdminToken>>>,
+    pub(crate) fallbacks: Arc<ArcSwap<std::collections::BTreeMap<String, String>>>,
+}
+
+/// The config in force and the simulators it runs.
+pub struct Live {
+    pub config: Config,
+    pub sims: Sims,
+}
+
+/// Starts (or reuses, by upstream name) an embedded simulator for every `sim` upstream.
+pub async fn ensure_sims(config: &Config, sims: &mut Sims) -> Result<(), StartError> {
+    for (name, upstream) in &config.upstreams {
+        let UpstreamTarget::Sim { profile } = &upstream.target else {
+            continue;
+        };
+        let Some(p) = switchyard_sim::named(profile) else {
+            return Err(StartError::UnknownProfile {
+                origin: config.origin.clone(),
+                line: upstream.line,
+                name: name.clone(),
+                profile: profile.clone(),
+                known: switchyard_sim::PROFILE_NAMES.join(", "),
+            });
+        };
+        if let Some((sim, _, running)) = sims.get_mut(name) {
+            if running != profile {
+                sim.set_profile(p);
+                running.clone_from(profile);
+            }
+            continue;
+        }
+        let sim = Sim::new(p);
+        let loopback = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+        let (addr, _task) =
+            switchyard_sim::spawn(loopback, sim.clone())
+                .await
+                .map_err(|source| StartError::Bind {
+                    what: "embedded simulator",
+                    addr: loopback,
+                    source,
+                })?;
+        tracing::info!(upstream = %name, %addr, profile = %profile, "embedded simulator listening");
+        sims.insert(name.clone(), (sim, addr, profile.clone()));
+    }
+    Ok(())
+}
+
+pub fn sim_addrs(sims: &Sims) -> HashMap<String, SocketAddr> {
+    sims.iter()
+        .map(|(name, (_, addr, _))| (name.clone(), *addr))
+        .collect()
+}
+
+impl ConfigReloader {
+    /// Reloads from the config file; counts and logs the outcome.
+    pub async fn reload_now(&self) -> Result<ReloadOutcome, String> {
+        let mut live = self.live.lock().await;
+        let result = self.try_reload(&mut live).await;
+        let label = match &result {
+            Ok(outcome) if outcome.version == outcome.previous => "unchanged",
+            Ok(_) => "applied",
+            Err(_) => "rejected",
+        };
+        metrics::counter!(switchyard_core::metrics::CONFIG_RELOADS_TOTAL, "result" => label)
+            .increment(1);
+        match &result {
+            Ok(outcome) => {
+                tracing::info!(result = label, version = %outcome.version, previous = %outcome.previous, "config reload")
+            }
+            Err(error) => {
+                tracing::warn!(result = label, %error, version = %live.config.version, "config reload rejected; the old config keeps serving")
+            }
+        }
+        result
+    }
+
+    async fn try_reload(&self, live: &mut Live) -> Result<ReloadOutcome, String> {
+        let Some(path) = &self.path else {
+            return Err("the gateway was started without a config file; nothing to reload".into());
+        };
+        let config = Config::load(path).map_err(|e| e.to_string())?;
+        let previous = live.config.version.clone();
+        if config.version == previous {
+            return Ok(ReloadOutcome {
+                version: previous.clone(),
+                previous,
+            });
+        }
+        validate_runtime(&config).await.map_err(|e| e.to_string())?;
+        self.check_kill_switches(&config)?;
+        warn_fixed_at_start(&live.config, &config);
+        ensure_sims(&config, &mut live.sims)
+            .await
+            .map_err(|e| e.to_string())?;
+        let table = Table::compile(&config, &sim_addrs(&live.sims), &self.signals)
+            .map_err(|e| format!("{}: {e}", config.origin))?;
+        // Nothing below can fail: the new config is all in force, or none of it is.
+        self.gateway.swap(table);
+        self.alerts.set_settings(alert_settings(&config));
+        self.tokens.store(Arc::new(config.admin.tokens.clone()));
+        self.fallbacks
+            .store(Arc::new(switchyard_admin::fallback_kinds(&config)));
+        self.kills.publish(
+            &config
+                .routes
+                .iter()
+                .map(|r| r.name.clone())
+                .collect::<Vec<_>>(),
+        );
+        let version = config.version.clone();
+        live.config = config;
+        Ok(ReloadOutcome { version, previous })
+    }
+
+    /// A kill switch is a route's permanent property: a reload may not drop an engaged one.
+    fn check_kill_switches(&self, config: &Config) -> Result<(), String> {
+        for switch in self.kills.all() {
+            if !config.routes.iter().any(|r| r.name == switch.route) {
+                return Err(format!(
+                    "{}: route {:?} is missing, but its kill switch is engaged ({}); keep the route, \
+                     or revive it first with `switchyard ctl revive {}`",
+                    config.origin, switch.route, switch.reason, switch.route
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Listeners and TLS are bound at start; say so instead of pretending they moved.
+fn warn_fixed_at_start(old: &Config, new: &Config) {
+    let fixed = [
+        ("server.listen", old.server.listen != new.server.listen),
+        ("admin.listen", old.admin.listen != new.admin.listen),
+        ("server.tls", old.server.tls != new.server.tls),
+        (
+            "admin.state_dir",
+            old.admin.state_dir != new.admin.state_dir,
+        ),
+    ];
+    for (key, changed) in fixed {
+        if changed {
+            tracing::warn!(key, "changed in the config, but only a restart applies it");
+        }
+    }
+}
+
+impl Reloader for ConfigReloader {
+    fn reload(&self) -> Pin<Box<dyn Future<Output = Result<ReloadOutcome, String>> + Send + '_>> {
+        Box::pin(self.reload_now())
+    }
+}
+
+/// Reloads on SIGHUP until the task is dropped.
+pub async fn on_sighup(reloader: Arc<ConfigReloader>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            tracing::warn!("SIGHUP cannot be watched; reload with POST /admin/reload");
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            let _ = reloader.reload_now().await;
+        }
+    }
+    #[cfg(not(unix))]
+    std::future::pending::<()>().await;
+}
+
+/// Watches the config file's directory (editors and config maps replace files by rename)
+/// and reloads shortly after the file changes. The returned watcher must be kept alive.
+pub fn watch(reloader: Arc<ConfigReloader>) -> Option<notify::RecommendedWatcher> {
+    use notify::Watcher;
+    let path = reloader.path.clone()?;
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path.file_name()?.to_os_string();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
+    let handler = move |event: notify::Result<notify::Event>| {
+        if let Ok(event) = event {
+            if event
+                .paths
+                .iter()
+                .any(|p| p.file_name() == Some(name.as_os_str()))
+            {
+                let _ = tx.try_send(());
+            }
+        }
+    };
+    let mut watcher = match notify::recommended_watcher(handler) {
+        Ok(watcher) => watcher,
+        Err(error) => {
+            tracing::warn!(%error, "cannot watch the config file; reload with SIGHUP or POST /admin/reload");
+            return None;
+        }
+    };
+    if let Err(error) = watcher.watch(&dir, notify::RecursiveMode::NonRecursive) {
+        tracing::warn!(%error, dir = %dir.display(), "cannot watch the config directory");
+        return None;
+    }
+    tokio::spawn(async move {
+        while rx.recv().await.is_some() {
+            // Let a burst of writes (save, rename, chmod) settle into one reload.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            while rx.try_recv().is_ok() {}
+            let _ = reloader.reload_now().await;
+        }
+    });
+    Some(watcher)
+}

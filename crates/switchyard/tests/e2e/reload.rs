@@ -1,0 +1,214 @@
+//! Hot reload: atomic, under load, and refusing anything invalid while the old config serves.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use switchyard_sim::Profile;
+
+use crate::common::*;
+
+/// Writes the config to a file and starts a gateway that reloads from it.
+async fn gateway_from_file(text: &str) -> (switchyard::Running, PathBuf) {
+    let path = temp_dir("reload").join("gateway.toml");
+    std::fs::write(&path, text).unwrap();
+    let mut config = switchyard_config::Config::load(&path).unwrap();
+    config.server.listen = "127.0.0.1:0".parse().unwrap();
+    config.admin.listen = "127.0.0.1:0".parse().unwrap();
+    (
+        switchyard::start_with(config, Some(path.clone()))
+            .await
+            .unwrap(),
+        path,
+    )
+}
+
+fn base(up: std::net::SocketAddr, error_rate: f64) -> String {
+    format!(
+        "{}[admin]\nlisten = \"127.0.0.1:0\"\n[server]\nlisten = \"127.0.0.1:0\"\n[alerts]\nerror_rate = {error_rate}\n{}",
+        admin_tokens(),
+        one_route("r-live", &format!("http://{up}"), "")
+    )
+}
+
+async fn version(gw: &switchyard::Running) -> String {
+    get(gw.traffic, "/health").await.json()["config_version"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+async fn reload(gw: &switchyard::Running) -> Answer {
+    admin(gw, "POST", "/admin/reload", OPERATOR, None).await
+}
+
+#[tokio::test]
+async fn twenty_five_reloads_under_load_fail_no_request() {
+    let (_sim, up) = sim(Profile::default()).await;
+    let (gw, path) = gateway_from_file(&base(up, 0.01)).await;
+    let gw = Arc::new(gw);
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = (0..6)
+        .map(|_| {
+            let (gw, stop) = (gw.clone(), stop.clone());
+            tokio::spawn(async move {
+                let (mut sent, mut failed) = (0, 0);
+                while !stop.load(Ordering::Relaxed) {
+                    let answer = post_json(
+                        gw.traffic,
+                        "/v1/chat/completions",
+                        &[],
+                        chat("gpt-4o", true),
+                    )
+                    .await;
+                    sent += 1;
+                    failed += usize::from(
+                        answer.status != 200
+                            || !String::from_utf8_lossy(&answer.body).contains("[DONE]"),
+                    );
+                }
+                (sent, failed)
+            })
+        })
+        .collect();
+    let mut versions = vec![version(&gw).await];
+    for i in 0..25 {
+        std::fs::write(&path, base(up, 0.01 + f64::from(i + 1) / 1000.0)).unwrap();
+        let answer = reload(&gw).await;
+        assert_eq!(answer.status, 200, "{:?}", answer.body);
+        let now = version(&gw).await;
+        assert_ne!(
+            versions.last(),
+            Some(&now),
+            "reload {i} did not change the version"
+        );
+        versions.push(now);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let (mut sent, mut failed) = (0, 0);
+    for worker in workers {
+        let (s, f) = worker.await.unwrap();
+        sent += s;
+        failed += f;
+    }
+    assert!(sent > 25, "the load was too light to mean anything: {sent}");
+    assert_eq!(
+        failed, 0,
+        "{failed} of {sent} requests failed across 25 reloads"
+    );
+    Arc::try_unwrap(gw).ok().unwrap().stop().await;
+}
+
+#[tokio::test]
+async fn invalid_configs_are_rejected_and_the_old_one_keeps_serving() {
+    let (_sim, up) = sim(Profile::default()).await;
+    let good = base(up, 0.01);
+    let (gw, path) = gateway_from_file(&good).await;
+    let before = version(&gw).await;
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../switchyard-config/tests/invalid");
+    let mut cases: Vec<(String, String)> = std::fs::read_dir(&corpus)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| {
+            (
+                p.display().to_string(),
+                std::fs::read_to_string(&p).unwrap(),
+            )
+        })
+        // Files naming other files by relative path only fail beside their fixtures.
+        .filter(|(_, text)| !text.contains("_file"))
+        .collect();
+    assert!(cases.len() >= 8, "the invalid-config corpus is missing");
+    cases.push(("half-written".into(), good[..good.len() / 2].to_string()));
+    cases.push((
+        "unknown sim profile".into(),
+        format!("{good}\n[upstreams.x]\nsim = {{ profile = \"nope\" }}\n"),
+    ));
+    for (name, text) in &cases {
+        std::fs::write(&path, text).unwrap();
+        let answer = reload(&gw).await;
+        assert_eq!(
+            answer.status, 422,
+            "{name} was not rejected: {:?}",
+            answer.body
+        );
+        let json = answer.json();
+        assert_eq!(json["result"], "rejected");
+        assert!(
+            json["error"]["message"].as_str().unwrap().contains(':'),
+            "{name}: {json}"
+        );
+        assert_eq!(
+            version(&gw).await,
+            before,
+            "{name} changed the config in force"
+        );
+        let served = post_json(
+            gw.traffic,
+            "/v1/chat/completions",
+            &[],
+            chat("gpt-4o", false),
+        )
+        .await;
+        assert_eq!(served.status, 200, "{name}: the old config stopped serving");
+    }
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(reload(&gw).await.status, 422, "a deleted file is rejected");
+    assert_eq!(version(&gw).await, before);
+    let m = metrics(&gw).await;
+    assert!(
+        metric(
+            &m,
+            "switchyard_config_reloads_total",
+            &[("result", "rejected")]
+        ) >= cases.len() as f64 + 1.0
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_reload_may_not_drop_a_route_whose_kill_switch_is_engaged() {
+    let (_sim, up) = sim(Profile::default()).await;
+    let (gw, path) = gateway_from_file(&base(up, 0.01)).await;
+    let killed = admin(
+        &gw,
+        "POST",
+        "/admin/routes/r-live/kill",
+        OPERATOR,
+        Some(serde_json::json!({"reason": "outage"})),
+    )
+    .await;
+    assert_eq!(killed.status, 200);
+    let without = base(up, 0.01).replace("name = \"r-live\"", "name = \"renamed\"");
+    std::fs::write(&path, without).unwrap();
+    let answer = reload(&gw).await;
+    assert_eq!(answer.status, 422);
+    let message = answer.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        message.contains("r-live") && message.contains("revive"),
+        "{message}"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn an_edited_file_is_picked_up_without_being_asked() {
+    let (_sim, up) = sim(Profile::default()).await;
+    let (gw, path) = gateway_from_file(&base(up, 0.01)).await;
+    let before = version(&gw).await;
+    std::fs::write(&path, base(up, 0.02)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while version(&gw).await == before && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_ne!(
+        version(&gw).await,
+        before,
+        "the file watcher did not reload the edited config"
+    );
+    gw.stop().await;
+}
