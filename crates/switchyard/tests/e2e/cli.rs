@@ -287,3 +287,63 @@ async fn json_logs_one_line_per_request_without_prompt_text() {
     assert!(status.success(), "serve exits cleanly on SIGTERM: {status}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[tokio::test]
+async fn sighup_reloads_a_config_the_file_watcher_cannot_see() {
+    // The config is a symlink into another directory (as config maps mount them): edits of
+    // the target are invisible to the watcher on the link's directory, so SIGHUP is the lever.
+    let target_dir = crate::common::temp_dir("sighup-target");
+    let target = target_dir.join("real.toml");
+    let body = |rate: &str| {
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\nstate_dir = \"{}\"\n\
+             [alerts]\nerror_rate = {rate}\n[upstreams.demo]\nsim = {{ profile = \"instant\" }}\n\
+             [[routes]]\nname = \"hup\"\nupstream = \"demo\"\n",
+            target_dir.join("state").display()
+        )
+    };
+    std::fs::write(&target, body("0.01")).unwrap();
+    let link_dir = crate::common::temp_dir("sighup-link");
+    let link = link_dir.join("gateway.toml");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let mut child = switchyard()
+        .args(["serve", "--log-format", "json", "--config"])
+        .arg(&link)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let ready = std::io::BufRead::lines(stdout)
+        .map_while(Result::ok)
+        .find(|l| l.contains("switchyard serving"))
+        .unwrap();
+    let ready: serde_json::Value = serde_json::from_str(&ready).unwrap();
+    let traffic: std::net::SocketAddr = ready["traffic"].as_str().unwrap().parse().unwrap();
+    let version =
+        || async { crate::common::get(traffic, "/health").await.json()["config_version"].clone() };
+    let before = version().await;
+    std::fs::write(&target, body("0.02")).unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert_eq!(
+        version().await,
+        before,
+        "the watcher saw an edit it should not see"
+    );
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while version().await == before && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_ne!(version().await, before, "SIGHUP did not reload");
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    assert!(child.wait().unwrap().success());
+}

@@ -10,4 +10,5 @@ mod faults;
 mod metering;
 mod proxy;
 mod reload;
+mod sdk;
 mod streaming;
