@@ -84,6 +84,9 @@ pub fn status_class(status: u16) -> &'static str {
 
 /// Upstream error types come from response bodies: keep label values short and tame.
 fn sanitize_class(raw: &str) -> String {
+    if raw.is_empty() {
+        return "unknown".into();
+    }
     raw.chars()
         .take(48)
         .map(|c| {

@@ -16,6 +16,9 @@ pub struct LabelSet {
     pub model: Arc<str>,
 }
 
+/// Distinct `class` values per label set before the rest are folded into `other`.
+const MAX_ERROR_CLASSES: usize = 16;
+
 const STATUS_CLASSES: [&str; 6] = ["none", "1xx", "2xx", "3xx", "4xx", "5xx"];
 
 /// The handles for one (route, upstream, variant, model).
@@ -95,6 +98,15 @@ impl Handles {
     }
 
     fn error_counter(&mut self, class: Arc<str>) -> &Counter {
+        // Error types come from upstream bodies: past a few distinct ones per label set,
+        // new ones are counted as `other` so a misbehaving upstream cannot grow the series.
+        let class = if self.errors.len() >= MAX_ERROR_CLASSES
+            && !self.errors.iter().any(|(c, _)| *c == class)
+        {
+            Arc::from("other")
+        } else {
+            class
+        };
         let index = match self.errors.iter().position(|(c, _)| *c == class) {
             Some(index) => index,
             None => {

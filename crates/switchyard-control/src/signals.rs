@@ -29,6 +29,8 @@ struct Windows {
     detail: Ring,
     counts: CountRing,
     handles: HashMap<LabelSet, Handles>,
+    /// (window, baseline) the rings were sized for.
+    spans: (Duration, Duration),
 }
 
 /// One route's windows. The compiled route holds an `Arc` to it, so the data path records
@@ -125,6 +127,15 @@ impl Signals {
             existing
                 .fill_threshold_bits
                 .store(spans.context_fill.to_bits(), Ordering::Relaxed);
+            let mut windows = lock(&existing.windows);
+            if windows.spans != (spans.window, spans.baseline) {
+                // A new window length needs rings of the new size; the history of the old
+                // ones is dropped rather than misread at the wrong length.
+                windows.detail = Ring::new(spans.window);
+                windows.counts = CountRing::new(spans.window + spans.baseline);
+                windows.spans = (spans.window, spans.baseline);
+            }
+            drop(windows);
             return existing.clone();
         }
         let name: Arc<str> = Arc::from(name);
@@ -136,6 +147,7 @@ impl Signals {
                 detail: Ring::new(spans.window),
                 counts: CountRing::new(spans.window + spans.baseline),
                 handles: HashMap::new(),
+                spans: (spans.window, spans.baseline),
             }),
         });
         routes.insert(name, signals.clone());

@@ -23,13 +23,7 @@ pub fn completion(dialect: Dialect, op: Operation, text: &str, stream: bool) -> 
         (Dialect::Anthropic, _, true) => anthropic_stream(text),
         (_, Operation::Completions, false) => json_bytes(&openai_text_completion(text)),
         (_, Operation::Responses, false) => json_bytes(&openai_response(text)),
-        (_, Operation::Responses, true) => sse(
-            &[(
-                Some("response.completed"),
-                json!({"type": "response.completed", "response": openai_response(text)}),
-            )],
-            false,
-        ),
+        (_, Operation::Responses, true) => openai_response_stream(text),
         (_, _, false) => json_bytes(&openai_chat(text)),
         (_, _, true) => openai_chat_stream(text),
     };
@@ -78,6 +72,66 @@ fn openai_response(text: &str) -> serde_json::Value {
                     "content": [{"type": "output_text", "text": text, "annotations": []}]}],
         "usage": {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0}
     })
+}
+
+/// The Responses API stream, in the order SDKs assemble it: the response, its message item and
+/// text part announced, the text, then each of them done, numbered.
+fn openai_response_stream(text: &str) -> Bytes {
+    let mut created = openai_response("");
+    created["status"] = json!("in_progress");
+    created["output"] = json!([]);
+    let item = "msg_switchyard_fallback";
+    let part = |t: &str| json!({"type": "output_text", "text": t, "annotations": []});
+    let message = |status: &str, content: serde_json::Value| json!({"type": "message", "id": item, "status": status, "role": "assistant", "content": content});
+    let at = json!({"item_id": item, "output_index": 0, "content_index": 0});
+    let with = |mut base: serde_json::Value, extra: serde_json::Value| {
+        if let (Some(b), Some(e)) = (base.as_object_mut(), extra.as_object()) {
+            b.extend(e.clone());
+        }
+        base
+    };
+    let events = [
+        ("response.created", json!({"response": created})),
+        (
+            "response.output_item.added",
+            json!({"output_index": 0, "item": message("in_progress", json!([]))}),
+        ),
+        (
+            "response.content_part.added",
+            with(at.clone(), json!({"part": part("")})),
+        ),
+        (
+            "response.output_text.delta",
+            with(at.clone(), json!({"delta": text, "logprobs": []})),
+        ),
+        (
+            "response.output_text.done",
+            with(at.clone(), json!({"text": text, "logprobs": []})),
+        ),
+        (
+            "response.content_part.done",
+            with(at, json!({"part": part(text)})),
+        ),
+        (
+            "response.output_item.done",
+            json!({"output_index": 0, "item": message("completed", json!([part(text)]))}),
+        ),
+        (
+            "response.completed",
+            json!({"response": openai_response(text)}),
+        ),
+    ];
+    let named: Vec<(Option<&str>, serde_json::Value)> = events
+        .into_iter()
+        .enumerate()
+        .map(|(n, (name, data))| {
+            (
+                Some(name),
+                with(json!({"type": name, "sequence_number": n}), data),
+            )
+        })
+        .collect();
+    sse(&named, false)
 }
 
 fn openai_chat_stream(text: &str) -> Bytes {

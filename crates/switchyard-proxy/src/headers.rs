@@ -29,12 +29,16 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     headers.remove(header::PROXY_AUTHORIZATION);
 }
 
-/// Appends `value` to a comma-separated list header.
+/// Appends `value` to a comma-separated list header, keeping every line the client sent.
 pub fn append_list(headers: &mut HeaderMap, name: &'static str, value: &str) {
-    let joined = match headers.get(name).and_then(|v| v.to_str().ok()) {
-        Some(existing) if !existing.is_empty() => format!("{existing}, {value}"),
-        _ => value.to_string(),
-    };
+    let mut joined = String::new();
+    for line in headers.get_all(name).iter().filter_map(|v| v.to_str().ok()) {
+        if !line.is_empty() {
+            joined.push_str(line);
+            joined.push_str(", ");
+        }
+    }
+    joined.push_str(value);
     if let Ok(v) = HeaderValue::from_str(&joined) {
         headers.insert(HeaderName::from_static(name), v);
     }
@@ -65,5 +69,12 @@ mod tests {
         append_list(&mut h, "x-forwarded-for", "10.0.0.1");
         append_list(&mut h, "x-forwarded-for", "127.0.0.1");
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
+        h.append("x-forwarded-for", "10.9.9.9".parse().unwrap());
+        append_list(&mut h, "x-forwarded-for", "127.0.0.2");
+        assert_eq!(
+            h["x-forwarded-for"],
+            "10.0.0.1, 127.0.0.1, 10.9.9.9, 127.0.0.2"
+        );
+        assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
     }
 }

@@ -138,6 +138,18 @@ pub(crate) fn responses(
         response: render(&plan, &ids, None),
     };
     let mut events = vec![sse_event(created.kind, &created)];
+    // The SDKs assemble the response from these events and refuse content for an output item
+    // they were not told about: announce the message item and its text part first.
+    let item = serde_json::json!({"type": "message", "id": ids.item, "status": "in_progress", "role": "assistant", "content": []});
+    let part = serde_json::json!({"type": "output_text", "text": "", "annotations": []});
+    events.push(sse_event(
+        "response.output_item.added",
+        &serde_json::json!({
+        "type": "response.output_item.added", "output_index": 0, "item": item}),
+    ));
+    events.push(sse_event("response.content_part.added", &serde_json::json!({
+        "type": "response.content_part.added", "item_id": ids.item, "output_index": 0, "content_index": 0, "part": part})));
+    let first_content = events.len();
     let mut full = String::new();
     for (i, n) in plan.chunk_sizes(profile.stream_chunks).enumerate() {
         let delta = filler(n, i > 0);
@@ -151,7 +163,23 @@ pub(crate) fn responses(
         };
         events.push(sse_event(event.kind, &event));
     }
-    let content = 1..events.len();
+    let content = first_content..events.len();
+    let text_part = serde_json::json!({"type": "output_text", "text": full, "annotations": []});
+    let item_status = if plan.truncated {
+        "incomplete"
+    } else {
+        "completed"
+    };
+    let done_item = serde_json::json!({"type": "message", "id": ids.item, "status": item_status, "role": "assistant", "content": [text_part]});
+    events.push(sse_event("response.output_text.done", &serde_json::json!({
+        "type": "response.output_text.done", "item_id": ids.item, "output_index": 0, "content_index": 0, "text": full})));
+    events.push(sse_event("response.content_part.done", &serde_json::json!({
+        "type": "response.content_part.done", "item_id": ids.item, "output_index": 0, "content_index": 0, "part": text_part})));
+    events.push(sse_event(
+        "response.output_item.done",
+        &serde_json::json!({
+        "type": "response.output_item.done", "output_index": 0, "item": done_item}),
+    ));
     let kind = if plan.truncated {
         "response.incomplete"
     } else {

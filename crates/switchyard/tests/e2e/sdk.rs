@@ -55,7 +55,14 @@ async fn sdk_clients_parse_upstream_answers_and_fallbacks() {
     let Some(live) = tokio::task::block_in_place(|| sdk_run(&gw)) else {
         return gw.stop().await;
     };
-    for key in ["openai", "openai_stream", "anthropic", "anthropic_stream"] {
+    for key in [
+        "openai",
+        "openai_stream",
+        "responses",
+        "responses_stream",
+        "anthropic",
+        "anthropic_stream",
+    ] {
         let text = live[key].as_str().unwrap();
         assert!(!text.is_empty() && text != TEXT, "{key}: {text:?}");
     }
@@ -69,7 +76,14 @@ async fn sdk_clients_parse_upstream_answers_and_fallbacks() {
     .await;
     assert_eq!(killed.status, 200);
     let fallback = tokio::task::block_in_place(|| sdk_run(&gw)).unwrap();
-    for key in ["openai", "openai_stream", "anthropic", "anthropic_stream"] {
+    for key in [
+        "openai",
+        "openai_stream",
+        "responses",
+        "responses_stream",
+        "anthropic",
+        "anthropic_stream",
+    ] {
         assert_eq!(fallback[key], TEXT, "{key}");
     }
     gw.stop().await;

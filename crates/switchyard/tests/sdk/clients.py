@@ -29,6 +29,13 @@ out["openai_stream"] = "".join(
     chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices
 )
 
+resp = oa.responses.create(model="gpt-4o", input="Where is my order?")
+out["responses"] = resp.output_text
+with oa.responses.stream(model="gpt-4o", input="Where is my order?") as s:
+    for _ in s:
+        pass
+    out["responses_stream"] = s.get_final_response().output_text
+
 an = anthropic.Anthropic(base_url=base, api_key="sk-ant-test", max_retries=0)
 msg = an.messages.create(
     model="claude-sonnet-4-6",
