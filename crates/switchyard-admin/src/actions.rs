@@ -5,6 +5,7 @@ use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use switchyard_control::kill::now_ms;
+use switchyard_control::Event;
 use switchyard_core::Body;
 
 use crate::audit::AuditEntry;
@@ -155,6 +156,9 @@ pub async fn ack(state: &AdminState, who: &Principal, id: &str, body: Incoming) 
             let mut warnings = Vec::new();
             record(state, &entry, &mut warnings);
             tracing::info!(incident = id, by = %who.name, "incident acknowledged");
+            let note = incident.ack_note.as_deref();
+            let event = Event::ack(id, &incident.route, &who.name, note);
+            state.notifier.notify(event);
             let answer = Acknowledged {
                 incident: &incident,
                 warning: warning(&warnings),

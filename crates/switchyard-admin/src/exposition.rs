@@ -90,6 +90,7 @@ fn describe() {
         names::KILL_SWITCH_ENGAGED,
         "1 while the route's kill switch is engaged."
     );
+    describe_gauge!(names::ENDPOINT_HEALTHY, "1 while the upstream endpoint is in its pool, 0 from its ejection until a request or probe to it succeeds again.");
     describe_counter!(names::SHED_REQUESTS_TOTAL, "Requests refused by admission (rate limits, full queue, queue timeout), by route and reason.");
     describe_counter!(
         names::CONFIG_RELOADS_TOTAL,
@@ -98,6 +99,14 @@ fn describe() {
     describe_counter!(
         names::GATEWAY_ERRORS_TOTAL,
         "Requests the gateway answered itself before routing, by reason."
+    );
+    describe_counter!(
+        names::WEBHOOK_DELIVERIES_TOTAL,
+        "Webhook delivery attempts by webhook (host:port) and result (delivered, retried, failed)."
+    );
+    describe_counter!(
+        names::WEBHOOK_EVENTS_DROPPED_TOTAL,
+        "Events not sent to a webhook because its queue was full."
     );
 }
 

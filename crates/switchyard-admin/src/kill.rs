@@ -4,8 +4,9 @@ use http::{HeaderName, HeaderValue, Response, StatusCode};
 use hyper::body::Incoming;
 use serde::Deserialize;
 use serde_json::json;
+use switchyard_config::EventKind;
 use switchyard_control::kill::now_ms;
-use switchyard_control::{Flip, KillSwitch, Segment};
+use switchyard_control::{Event, Flip, KillSwitch, Segment};
 use switchyard_core::Body;
 
 use crate::audit::AuditEntry;
@@ -164,6 +165,17 @@ pub async fn kill(
     entry.after = json!(flip.after);
     record(state, &entry, &mut warnings);
     tracing::warn!(route, by = %who.name, reason = %switch.reason, incident = %incident, "kill switch engaged");
+    let notifier = &state.notifier;
+    notifier.notify(Event::flip(
+        EventKind::Kill,
+        route,
+        Some(&switch.reason),
+        &who.name,
+        Some(&switch),
+    ));
+    if !incident.is_empty() {
+        notifier.notify(Event::incident(&incident, "kill", route));
+    }
     let answer = FlipAnswer {
         incident: Some(incident),
         ..FlipAnswer::new(route, &flip, &warnings)
@@ -199,5 +211,8 @@ pub async fn revive(
     entry.after = json!(flip.after);
     record(state, &entry, &mut warnings);
     tracing::info!(route, by = %who.name, "kill switch released");
+    let (reason, released) = (entry.reason.as_deref(), flip.before.as_ref());
+    let event = Event::flip(EventKind::Revive, route, reason, &who.name, released);
+    state.notifier.notify(event);
     reply::json(StatusCode::OK, &FlipAnswer::new(route, &flip, &warnings))
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use metrics_exporter_prometheus::PrometheusHandle;
 use switchyard_config::{AdminToken, Config, Fallback};
-use switchyard_control::{Alerts, KillBoard};
+use switchyard_control::{Alerts, KillBoard, Notifier};
 use switchyard_proxy::Gateway;
 
 use crate::audit::{AuditError, AuditLog};
@@ -42,6 +42,8 @@ pub struct AdminParts {
     /// Route → fallback kind ([`fallback_kinds`]), swapped by the reloader.
     pub fallbacks: Arc<ArcSwap<BTreeMap<String, String>>>,
     pub reloader: Arc<dyn Reloader>,
+    /// Told of kills, revives, incidents and acknowledgements once they took effect.
+    pub notifier: Notifier,
 }
 
 /// Everything the admin API serves from.
@@ -54,6 +56,7 @@ pub struct AdminState {
     pub tokens: Arc<ArcSwap<Vec<AdminToken>>>,
     pub fallbacks: Arc<ArcSwap<BTreeMap<String, String>>>,
     pub reloader: Arc<dyn Reloader>,
+    pub notifier: Notifier,
     pub audit: Arc<AuditLog>,
     pub incidents: Arc<Incidents>,
 }
@@ -80,6 +83,7 @@ impl AdminState {
             tokens: parts.tokens,
             fallbacks: parts.fallbacks,
             reloader: parts.reloader,
+            notifier: parts.notifier,
             audit,
             incidents,
         })

@@ -13,6 +13,7 @@ mod limits;
 mod lint;
 mod locate;
 mod model;
+mod notify;
 mod route;
 mod server;
 mod token;
@@ -31,13 +32,17 @@ pub use kill_switch::{
 };
 pub use limits::{Limits, DEFAULT_QUEUE_TIMEOUT};
 pub use model::Model;
+pub use notify::{EventKind, Notify, Webhook, DEFAULT_WEBHOOK_RETRIES, DEFAULT_WEBHOOK_TIMEOUT};
 pub use route::{
     default_user_key, parse_user_key, DialectSetting, Route, RouteMatch, UserKeySource,
     DEFAULT_USER_KEY,
 };
 pub use server::{Admin, Log, LogFormat, Server, Tls, MIN_HEADER_BYTES};
 pub use token::{AdminToken, Role, TokenKind, MIN_TOKEN_BYTES};
-pub use upstream::{parse_endpoint, Upstream, UpstreamTarget, DEFAULT_CONNECT_TIMEOUT};
+pub use upstream::{
+    parse_endpoint, HealthCheck, Upstream, UpstreamTarget, DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_EJECT_FOR, DEFAULT_HEALTH_INTERVAL, DEFAULT_HEALTH_TIMEOUT, DEFAULT_UNHEALTHY_AFTER,
+};
 
 /// The origin used for text that did not come from a file.
 pub const INLINE_ORIGIN: &str = "<inline>";
@@ -63,6 +68,8 @@ struct FileSpec {
     alerts: alerts::AlertsSpec,
     #[serde(default)]
     budgets: alerts::BudgetsSpec,
+    #[serde(default)]
+    notify: notify::NotifySpec,
 }
 
 /// A validated gateway.toml.
@@ -81,6 +88,7 @@ pub struct Config {
     pub routes: Vec<Route>,
     pub alerts: Alerts,
     pub budgets: Budgets,
+    pub notify: Notify,
     pub warnings: Vec<ConfigWarning>,
 }
 
@@ -99,6 +107,7 @@ impl Config {
         let routes = route::compile_routes(&spec.routes, &upstreams, &mut ctx)?;
         let alerts = alerts::compile_alerts(&spec.alerts, &mut ctx)?;
         let budgets = alerts::compile_budgets(&spec.budgets, &mut ctx)?;
+        let notify = notify::compile_notify(&spec.notify, &ctx)?;
         lint::lint(&routes, &upstreams, &mut ctx);
         Ok(Config {
             version: format!("{:016x}", xxhash_rust::xxh3::xxh3_64(text.as_bytes())),
@@ -111,6 +120,7 @@ impl Config {
             routes,
             alerts,
             budgets,
+            notify,
             warnings: ctx.warnings,
         })
     }

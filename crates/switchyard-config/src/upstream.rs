@@ -22,6 +22,23 @@ pub(crate) struct UpstreamSpec {
     sim: Option<Spanned<SimSpec>>,
     /// Default `5s`.
     connect_timeout: Option<Spanned<String>>,
+    /// Consecutive failures (connect errors, 5xx, failed probes) that eject an endpoint.
+    unhealthy_after: Option<Spanned<u64>>,
+    /// How long an ejected endpoint stays out before it is tried again.
+    eject_for: Option<Spanned<String>>,
+    /// The active probe; none by default.
+    health_check: Option<Spanned<HealthCheckSpec>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HealthCheckSpec {
+    /// Required. Joined to each endpoint's URL like a client's path.
+    path: Spanned<String>,
+    /// Default `5s`.
+    interval: Option<Spanned<String>>,
+    /// Default `1s`; at most `interval`.
+    timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -36,8 +53,22 @@ pub struct Upstream {
     pub name: String,
     pub target: UpstreamTarget,
     pub connect_timeout: Duration,
+    /// Consecutive failures that eject an endpoint from the pool.
+    pub unhealthy_after: u32,
+    /// How long an ejected endpoint stays out before one request or probe may try it again.
+    pub eject_for: Duration,
+    pub health_check: Option<HealthCheck>,
     /// Line of the upstream's table, for messages about it at runtime.
     pub line: usize,
+}
+
+/// `health_check = { path, interval, timeout }`: a GET to every endpoint each interval.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    /// Starts with `/`; may carry a query.
+    pub path: String,
+    pub interval: Duration,
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +80,10 @@ pub enum UpstreamTarget {
 }
 
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_UNHEALTHY_AFTER: u32 = 3;
+pub const DEFAULT_EJECT_FOR: Duration = Duration::from_secs(10);
+pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub(crate) type UpstreamSpecs = BTreeMap<Spanned<String>, Spanned<UpstreamSpec>>;
 
@@ -62,19 +97,76 @@ pub(crate) fn compile_upstreams(
             return Err(ctx.at(name, "upstreams", "an upstream name must not be empty"));
         }
         let key = join("upstreams", name.get_ref());
+        let s = spec.get_ref();
         let upstream = Upstream {
             name: name.get_ref().clone(),
             target: compile_target(spec, &key, ctx)?,
             connect_timeout: ctx.duration(
-                spec.get_ref().connect_timeout.as_ref(),
+                s.connect_timeout.as_ref(),
                 &format!("{key}.connect_timeout"),
                 DEFAULT_CONNECT_TIMEOUT,
             )?,
+            unhealthy_after: unhealthy_after(s.unhealthy_after.as_ref(), &key, ctx)?,
+            eject_for: ctx.duration(
+                s.eject_for.as_ref(),
+                &format!("{key}.eject_for"),
+                DEFAULT_EJECT_FOR,
+            )?,
+            health_check: match &s.health_check {
+                Some(check) => Some(compile_health_check(check, &key, ctx)?),
+                None => None,
+            },
             line: ctx.line(&spec.span()),
         };
         out.insert(name.get_ref().clone(), upstream);
     }
     Ok(out)
+}
+
+fn unhealthy_after(v: Option<&Spanned<u64>>, key: &str, ctx: &Ctx) -> Result<u32, ConfigError> {
+    let key = format!("{key}.unhealthy_after");
+    let n = ctx.positive(v, &key, u64::from(DEFAULT_UNHEALTHY_AFTER))?;
+    match (u32::try_from(n), v) {
+        (Ok(n), _) => Ok(n),
+        (Err(_), Some(v)) => Err(ctx.at(v, &key, format!("must be at most {}", u32::MAX))),
+        // The default always fits; this arm only keeps the match total.
+        (Err(_), None) => Ok(DEFAULT_UNHEALTHY_AFTER),
+    }
+}
+
+fn compile_health_check(
+    spec: &Spanned<HealthCheckSpec>,
+    key: &str,
+    ctx: &Ctx,
+) -> Result<HealthCheck, ConfigError> {
+    let key = format!("{key}.health_check");
+    let s = spec.get_ref();
+    let path = s.path.get_ref();
+    if !path.starts_with('/') || path.parse::<http::uri::PathAndQuery>().is_err() {
+        let msg = format!("invalid path {path:?}: expected an absolute path such as \"/health\"");
+        return Err(ctx.at(&s.path, &format!("{key}.path"), msg));
+    }
+    let interval = ctx.duration(
+        s.interval.as_ref(),
+        &format!("{key}.interval"),
+        DEFAULT_HEALTH_INTERVAL,
+    )?;
+    let timeout_key = format!("{key}.timeout");
+    let timeout = ctx.duration(s.timeout.as_ref(), &timeout_key, DEFAULT_HEALTH_TIMEOUT)?;
+    // A probe still running when the next one is due would pile up on a stuck endpoint.
+    if timeout > interval {
+        let span = s
+            .timeout
+            .as_ref()
+            .map_or_else(|| spec.span(), Spanned::span);
+        let msg = format!("must not exceed the interval ({interval:?}), got {timeout:?}");
+        return Err(ctx.err(&span, &timeout_key, msg));
+    }
+    Ok(HealthCheck {
+        path: path.clone(),
+        interval,
+        timeout,
+    })
 }
 
 fn compile_target(
@@ -216,6 +308,91 @@ mod tests {
             "",
         ] {
             assert!(parse_endpoint(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    fn upstream(extra: &str) -> Result<Upstream, ConfigError> {
+        let text = format!("[upstreams.a]\nendpoints = [\"http://a:1\", \"http://b:1\"]\n{extra}");
+        let config = crate::Config::parse(&text, "t.toml", std::path::Path::new("."))?;
+        Ok(config.upstreams["a"].clone())
+    }
+
+    #[test]
+    fn health_keys_default_to_passive_only() {
+        let a = upstream("").unwrap();
+        assert_eq!(a.unhealthy_after, DEFAULT_UNHEALTHY_AFTER);
+        assert_eq!(a.eject_for, DEFAULT_EJECT_FOR);
+        assert_eq!(a.health_check, None);
+    }
+
+    #[test]
+    fn health_keys_parse() {
+        let a = upstream(
+            "unhealthy_after = 2\neject_for = \"30s\"\nhealth_check = { path = \"/health?deep=1\", interval = \"2s\", timeout = \"500ms\" }\n",
+        )
+        .unwrap();
+        assert_eq!(a.unhealthy_after, 2);
+        assert_eq!(a.eject_for, Duration::from_secs(30));
+        let check = a.health_check.unwrap();
+        assert_eq!(check.path, "/health?deep=1");
+        assert_eq!(check.interval, Duration::from_secs(2));
+        assert_eq!(check.timeout, Duration::from_millis(500));
+        let defaults = upstream("health_check = { path = \"/h\" }\n").unwrap();
+        let check = defaults.health_check.unwrap();
+        assert_eq!(check.interval, DEFAULT_HEALTH_INTERVAL);
+        assert_eq!(check.timeout, DEFAULT_HEALTH_TIMEOUT);
+    }
+
+    #[test]
+    fn bad_health_keys_name_key_and_line() {
+        for (extra, key, line, words) in [
+            (
+                "unhealthy_after = 0\n",
+                "upstreams.a.unhealthy_after",
+                3,
+                "greater than 0",
+            ),
+            (
+                "unhealthy_after = 5000000000\n",
+                "upstreams.a.unhealthy_after",
+                3,
+                "at most",
+            ),
+            (
+                "eject_for = \"0s\"\n",
+                "upstreams.a.eject_for",
+                3,
+                "greater than 0s",
+            ),
+            (
+                "\nhealth_check = { path = \"health\" }\n",
+                "upstreams.a.health_check.path",
+                4,
+                "absolute path",
+            ),
+            (
+                "health_check = { path = \"/h\", interval = \"1s\", timeout = \"2s\" }\n",
+                "upstreams.a.health_check.timeout",
+                3,
+                "must not exceed",
+            ),
+            (
+                "health_check = { path = \"/h\", interval = \"soon\" }\n",
+                "upstreams.a.health_check.interval",
+                3,
+                "invalid duration",
+            ),
+            (
+                "health_check = { path = \"/h\", every = \"1s\" }\n",
+                "upstreams.a.health_check",
+                3,
+                "every",
+            ),
+        ] {
+            let err = upstream(extra).unwrap_err();
+            assert!(err.key.starts_with(key), "{extra:?}: key {}", err.key);
+            assert_eq!(err.line, Some(line), "{extra:?}: {err}");
+            assert!(err.message.contains(words), "{extra:?}: {}", err.message);
         }
     }
 }

@@ -9,6 +9,8 @@ use switchyard_config::*;
 
 #[path = "config/admin_tokens.rs"]
 mod admin_tokens;
+#[path = "config/notify.rs"]
+mod notify;
 #[path = "config/route_controls.rs"]
 mod route_controls;
 #[path = "config/shipped.rs"]

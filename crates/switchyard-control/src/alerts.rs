@@ -7,6 +7,7 @@ use std::time::Duration;
 use metrics::gauge;
 use switchyard_core::metrics as names;
 
+use crate::notify::{Event, Notifier};
 use crate::signals::{now_secs, RouteSignals, Signals};
 
 /// The thresholds, with the seeds' defaults.
@@ -79,6 +80,8 @@ pub struct Alerts {
     signals: Arc<Signals>,
     settings: Mutex<AlertSettings>,
     firing: Mutex<BTreeMap<(AlertKind, String), FiringAlert>>,
+    /// Told of every transition, firing and cleared.
+    notifier: Mutex<Option<Notifier>>,
 }
 
 impl Alerts {
@@ -87,7 +90,20 @@ impl Alerts {
             signals,
             settings: Mutex::new(settings),
             firing: Mutex::new(BTreeMap::new()),
+            notifier: Mutex::new(None),
         })
+    }
+
+    /// Sends an `alert` event on every transition from now on.
+    pub fn set_notifier(&self, notifier: Notifier) {
+        *self.notifier.lock().unwrap_or_else(PoisonError::into_inner) = Some(notifier);
+    }
+
+    fn tell(&self, kind: AlertKind, route: &str, value: f64, threshold: f64, firing: bool) {
+        let notifier = self.notifier.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(notifier) = notifier.as_ref() {
+            notifier.notify(Event::alert(kind.as_str(), route, value, threshold, firing));
+        }
     }
 
     /// New thresholds, from the next evaluation on.
@@ -172,10 +188,12 @@ impl Alerts {
             firing.insert(key.clone(), alert);
             if !was {
                 tracing::warn!(alert = kind.as_str(), route = %key.1, value, threshold, "alert firing");
+                self.tell(kind, &key.1, value, threshold, true);
             }
         } else if was {
             firing.remove(&key);
             tracing::info!(alert = kind.as_str(), route = %key.1, value, threshold, "alert cleared");
+            self.tell(kind, &key.1, value, threshold, false);
         }
         gauge!(names::ALERTS_FIRING, "alert" => kind.as_str(), "route" => key.1).set(if breached {
             1.0

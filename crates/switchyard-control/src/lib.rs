@@ -1,14 +1,19 @@
-//! The control plane: signals from every exchange, sliding windows, and golden-signal alerts.
+//! The control plane: signals from every exchange, sliding windows, golden-signal alerts, and
+//! webhook notifications.
 
 pub mod alerts;
 pub mod exchange;
 pub mod handles;
 pub mod histogram;
 pub mod kill;
+pub mod notify;
 pub mod signals;
+pub mod webhook;
 pub mod window;
 
 pub use alerts::{AlertKind, Alerts, FiringAlert};
 pub use exchange::{Exchange, Outcome};
 pub use kill::{Flip, KillBoard, KillSwitch, Segment};
+pub use notify::{Event, Notifier};
 pub use signals::{RouteSignals, Signals};
+pub use switchyard_config::{EventKind, Webhook};

@@ -18,6 +18,9 @@ pub const CONFIG_RELOADS_TOTAL: &str = "switchyard_config_reloads_total";
 pub const UNPARSED_REQUESTS_TOTAL: &str = "switchyard_unparsed_requests_total";
 pub const GATEWAY_ERRORS_TOTAL: &str = "switchyard_gateway_errors_total";
 pub const SHED_REQUESTS_TOTAL: &str = "switchyard_shed_requests_total";
+pub const ENDPOINT_HEALTHY: &str = "switchyard_endpoint_healthy";
+pub const WEBHOOK_DELIVERIES_TOTAL: &str = "switchyard_webhook_deliveries_total";
+pub const WEBHOOK_EVENTS_DROPPED_TOTAL: &str = "switchyard_webhook_events_dropped_total";
 
 /// Buckets for latency histograms, in seconds: fine below a second for the proxy's own
 /// overhead, coarse up to the ten-minute agent turns the seeds describe.

@@ -14,12 +14,13 @@ use switchyard_llm::{Dialect, Operation};
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::admission::Shed;
+use crate::forward::{self, Sent};
 use crate::gateway::{Gateway, Peer};
 use crate::headers::{append_list, strip_hop_by_hop};
+use crate::inspect;
 use crate::meter::{InFlight, Metered, Record, Scan};
 use crate::rescue::Refusal;
 use crate::table::{CompiledFallback, Route, Table, Upstream};
-use crate::{forward, inspect};
 
 /// The `x-switchyard-fallback` value on answers a kill switch made.
 const KILLED: HeaderValue = HeaderValue::from_static("kill_switch");
@@ -54,16 +55,23 @@ impl<'a> Exchange<'a> {
         let (mut parts, incoming) = req.into_parts();
         // Inspectable LLM requests are read whole (up to the limit) to be understood;
         // everything else streams through untouched.
-        let (mut facts, upstream_body) = if self.op == Operation::Other {
+        // A body known whole can be sent again if the first endpoint refuses the connection.
+        let (mut facts, upstream_body, replay) = if self.op == Operation::Other {
+            let empty = http_body::Body::is_end_stream(&incoming);
             (
                 self.facts(&parts.headers, None),
                 incoming.map_err(Into::into).boxed_unsync(),
+                empty.then(Bytes::new),
             )
         } else {
             match inspect::read_body(incoming, &parts.headers, self.table.settings.max_body_bytes)
                 .await
             {
-                Ok(bytes) => (self.facts(&parts.headers, Some(&bytes)), body::full(bytes)),
+                Ok(bytes) => (
+                    self.facts(&parts.headers, Some(&bytes)),
+                    body::full(bytes.clone()),
+                    Some(bytes),
+                ),
                 Err(refusal) => {
                     let facts = self.facts(&parts.headers, None);
                     return self.refuse(refusal, facts, held);
@@ -96,7 +104,8 @@ impl<'a> Exchange<'a> {
             Err(shed) => return self.shed(shed, facts, held),
         }
         self.forward_headers(&mut parts, host.as_deref());
-        self.forward(parts, upstream_body, facts, held).await
+        self.forward(parts, (upstream_body, replay), facts, held)
+            .await
     }
 
     /// The kill switch's answer: a made response (text or static), or `None` with
@@ -164,34 +173,27 @@ impl<'a> Exchange<'a> {
     async fn forward(
         &self,
         parts: Parts,
-        body: Body,
+        (body, replay): (Body, Option<Bytes>),
         facts: RequestFacts,
         held: Held,
     ) -> Response<Body> {
-        let Some(endpoint) = forward::pick(&self.upstream.endpoints, facts.user_key.as_deref())
-        else {
-            return self.refuse(Refusal::UpstreamConnect, facts, held);
+        let out = forward::Outbound {
+            parts,
+            body,
+            replay,
+            user_key: facts.user_key.as_deref(),
+            request_id: &self.request_id.1,
+            deadline: tokio::time::Instant::now() + self.table.settings.upstream_timeout,
         };
-        let Ok(uri) = forward::upstream_uri(endpoint, parts.uri.path_and_query()) else {
-            return self.refuse(Refusal::BadTarget, facts, held);
-        };
-        let mut upstream_req = Request::from_parts(parts, body);
-        forward::prepare(&mut upstream_req, uri, &self.request_id.1);
-        let sent = tokio::time::timeout(
-            self.table.settings.upstream_timeout,
-            self.upstream.client.request(upstream_req),
-        )
-        .await;
-        match sent {
-            Err(_) => self.refuse(Refusal::UpstreamTimeout, facts, held),
-            Ok(Err(error)) if error.is_connect() => {
-                self.refuse(Refusal::UpstreamConnect, facts, held)
-            }
-            Ok(Err(error)) => {
+        match forward::send(self.upstream, out).await {
+            Sent::Response(response) => self.respond(response, facts, held),
+            Sent::NoEndpoint | Sent::Connect => self.refuse(Refusal::UpstreamConnect, facts, held),
+            Sent::BadTarget => self.refuse(Refusal::BadTarget, facts, held),
+            Sent::Timeout => self.refuse(Refusal::UpstreamTimeout, facts, held),
+            Sent::Failed(error) => {
                 tracing::debug!(%error, route = %self.route.name, "upstream failed before its response");
                 self.refuse(Refusal::UpstreamFailed, facts, held)
             }
-            Ok(Ok(response)) => self.respond(response, facts, held),
         }
     }
 

@@ -13,6 +13,7 @@ use switchyard_core::{Body, RequestId};
 use switchyard_llm::DialectSetting;
 
 use crate::exchange::Exchange;
+use crate::health::HealthRegistry;
 use crate::local;
 use crate::rescue::Refusal;
 use crate::table::Table;
@@ -23,6 +24,8 @@ pub struct Gateway {
     table: ArcSwap<Table>,
     signals: Arc<Signals>,
     kills: Arc<KillBoard>,
+    /// Endpoint health and probes, kept across swaps by (upstream, endpoint).
+    health: HealthRegistry,
 }
 
 /// What the listener knows about the connection a request came on.
@@ -44,10 +47,13 @@ impl Gateway {
         signals: Arc<Signals>,
         kills: Arc<KillBoard>,
     ) -> Arc<Self> {
+        let health = HealthRegistry::default();
+        health.adopt(&table);
         Arc::new(Gateway {
             table: ArcSwap::from_pointee(table),
             signals,
             kills,
+            health,
         })
     }
 
@@ -61,9 +67,11 @@ impl Gateway {
     }
 
     /// Puts a new snapshot in force with one atomic store; requests in flight keep theirs.
-    /// Admission state (rates, queues) carries over for routes whose limits are unchanged.
+    /// Admission state (rates, queues) carries over for routes whose limits are unchanged;
+    /// endpoint health carries over for every (upstream, endpoint) still configured.
     pub fn swap(&self, mut table: Table) {
         table.carry_over(&self.table.load());
+        self.health.adopt(&table);
         self.table.store(Arc::new(table));
     }
 

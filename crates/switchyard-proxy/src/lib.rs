@@ -1,14 +1,17 @@
 //! The data path: listeners, TLS, the request path and upstream forwarding.
 
 mod admission;
+mod affinity;
 mod exchange;
 mod forward;
 mod gateway;
 mod headers;
+mod health;
 mod inspect;
 mod kill;
 mod local;
 mod meter;
+mod probe;
 mod rescue;
 mod server;
 mod table;

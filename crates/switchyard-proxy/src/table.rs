@@ -2,17 +2,21 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use http::uri::{Authority, Scheme};
 use http::{HeaderName, HeaderValue};
-use switchyard_config::{Config, DialectSetting as ConfigDialect, UpstreamTarget, UserKeySource};
+use switchyard_config::{
+    Config, DialectSetting as ConfigDialect, HealthCheck, UpstreamTarget, UserKeySource,
+};
 use switchyard_control::{RouteSignals, Signals};
 use switchyard_llm::DialectSetting;
 
 use crate::admission::Admission;
+use crate::affinity::Ring;
 use crate::forward::{self, UpstreamClient};
+use crate::health::{EndpointHealth, HealthPolicy};
 pub use crate::kill::CompiledFallback;
 use crate::kill::{kill_plan, KillPlan};
 
@@ -31,6 +35,8 @@ pub struct Endpoint {
     pub authority: Authority,
     /// A path prefix of the upstream's URL, without a trailing slash ("" for none).
     pub base_path: String,
+    /// scheme://authority/base_path: the endpoint's name in health state and metrics.
+    pub label: Arc<str>,
 }
 
 /// An upstream: its endpoints and its own connection pool.
@@ -41,6 +47,19 @@ pub struct Upstream {
     pub header: Option<HeaderValue>,
     pub endpoints: Vec<Endpoint>,
     pub client: UpstreamClient,
+    /// The consistent-hash ring, for two endpoints or more.
+    pub ring: Option<Ring>,
+    pub policy: HealthPolicy,
+    pub health_check: Option<HealthCheck>,
+    /// Each endpoint's health, by index; set by the gateway's health registry when the table
+    /// is put in force, so it is shared with earlier and later tables.
+    pub health: OnceLock<Box<[Arc<EndpointHealth>]>>,
+}
+
+impl Upstream {
+    pub fn health_of(&self, index: usize) -> Option<&Arc<EndpointHealth>> {
+        self.health.get()?.get(index)
+    }
 }
 
 /// Prices and window of a configured model.
@@ -107,11 +126,22 @@ impl Table {
                 key: format!("upstreams.{name}"),
                 message: format!("TLS client: {e}"),
             })?;
+            let ring = (endpoints.len() >= 2).then(|| {
+                let labels: Vec<&str> = endpoints.iter().map(|e| &*e.label).collect();
+                Ring::new(&labels)
+            });
             let upstream = Arc::new(Upstream {
                 name: Arc::from(name.as_str()),
                 header: HeaderValue::from_str(name).ok(),
                 endpoints,
                 client,
+                ring,
+                policy: HealthPolicy {
+                    unhealthy_after: spec.unhealthy_after,
+                    eject_for: spec.eject_for,
+                },
+                health_check: spec.health_check.clone(),
+                health: OnceLock::new(),
             });
             upstreams.insert(name.clone(), upstream);
         }
@@ -272,14 +302,18 @@ fn endpoints_of(
         .map(|uri| {
             let parts = uri.clone().into_parts();
             match (parts.scheme, parts.authority) {
-                (Some(scheme), Some(authority)) => Ok(Endpoint {
-                    scheme,
-                    authority,
-                    base_path: parts
+                (Some(scheme), Some(authority)) => {
+                    let base_path = parts
                         .path_and_query
                         .map(|p| p.path().trim_end_matches('/').to_string())
-                        .unwrap_or_default(),
-                }),
+                        .unwrap_or_default();
+                    Ok(Endpoint {
+                        label: Arc::from(format!("{scheme}://{authority}{base_path}")),
+                        scheme,
+                        authority,
+                        base_path,
+                    })
+                }
                 _ => Err(CompileError {
                     key: format!("upstreams.{name}"),
                     message: format!("{uri} has no scheme or host"),

@@ -9,7 +9,7 @@ use arc_swap::ArcSwap;
 use switchyard_admin::{AdminParts, AdminState};
 use switchyard_config::{Config, UpstreamTarget};
 use switchyard_control::alerts::AlertSettings;
-use switchyard_control::{Alerts, KillBoard, Signals};
+use switchyard_control::{Alerts, KillBoard, Notifier, Signals};
 use switchyard_proxy::{Gateway, Listener, Table};
 use switchyard_sim::Sim;
 use tokio::net::TcpListener;
@@ -131,6 +131,8 @@ pub async fn start_with(config: Config, path: Option<PathBuf>) -> Result<Running
     );
     let gateway = Gateway::with_kill_board(table, signals.clone(), kills.clone());
     let alerts = Alerts::new(signals.clone(), alert_settings(&config));
+    let notifier = Notifier::new(config.notify.webhooks.clone());
+    alerts.set_notifier(notifier.clone());
     let tls = match &config.server.tls {
         Some(files) => Some(switchyard_proxy::tls_acceptor(&files.cert, &files.key)?),
         None => None,
@@ -163,6 +165,7 @@ pub async fn start_with(config: Config, path: Option<PathBuf>) -> Result<Running
         kills: kills.clone(),
         tokens: tokens.clone(),
         fallbacks: fallbacks.clone(),
+        notifier: notifier.clone(),
     });
     let parts = AdminParts {
         gateway: gateway.clone(),
@@ -172,6 +175,7 @@ pub async fn start_with(config: Config, path: Option<PathBuf>) -> Result<Running
         tokens,
         fallbacks,
         reloader: reloader.clone(),
+        notifier,
     };
     let state = AdminState::new(parts, &state_dir).map_err(|e| StartError::State {
         dir: state_dir.display().to_string(),

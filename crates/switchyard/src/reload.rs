@@ -12,7 +12,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use switchyard_admin::{ReloadOutcome, Reloader};
 use switchyard_config::{AdminToken, Config, UpstreamTarget};
-use switchyard_control::{Alerts, KillBoard, Signals};
+use switchyard_control::{Alerts, Event, KillBoard, Notifier, Signals};
 use switchyard_proxy::{Gateway, Table};
 use switchyard_sim::Sim;
 use tokio::sync::Mutex;
@@ -32,6 +32,8 @@ pub struct ConfigReloader {
     pub(crate) kills: Arc<KillBoard>,
     pub(crate) tokens: Arc<ArcSwap<Vec<AdminToken>>>,
     pub(crate) fallbacks: Arc<ArcSwap<std::collections::BTreeMap<String, String>>>,
+    /// Gets the new webhooks, and is told of every reload that was applied or rejected.
+    pub(crate) notifier: Notifier,
 }
 
 /// The config in force and the simulators it runs.
@@ -104,6 +106,20 @@ impl ConfigReloader {
                 tracing::warn!(result = label, %error, version = %live.config.version, "config reload rejected; the old config keeps serving")
             }
         }
+        // Every trigger (file watch, SIGHUP, the admin API) comes through here, so this is
+        // the one place that tells the webhooks; an unchanged file is not news.
+        match &result {
+            Ok(o) if label == "applied" => {
+                self.notifier
+                    .notify(Event::reload(&o.version, &o.previous, None));
+            }
+            Ok(_) => {}
+            Err(error) => {
+                let in_force = &live.config.version;
+                let event = Event::reload(in_force, in_force, Some(error));
+                self.notifier.notify(event);
+            }
+        }
         result
     }
 
@@ -133,6 +149,7 @@ impl ConfigReloader {
         self.tokens.store(Arc::new(config.admin.tokens.clone()));
         self.fallbacks
             .store(Arc::new(switchyard_admin::fallback_kinds(&config)));
+        self.notifier.set_webhooks(config.notify.webhooks.clone());
         self.kills.publish(
             &config
                 .routes

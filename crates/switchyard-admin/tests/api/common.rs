@@ -166,6 +166,7 @@ pub fn state(dir: &Path) -> (AdminState, Arc<StubReloader>) {
         tokens: Arc::new(ArcSwap::from_pointee(tokens())),
         fallbacks: Arc::new(ArcSwap::from_pointee(fallbacks)),
         reloader: reloader.clone(),
+        notifier: switchyard_control::Notifier::disabled(),
     };
     (AdminState::new(parts, dir).unwrap(), reloader)
 }

@@ -1,6 +1,7 @@
 //! End-to-end tests: real gateways and simulated agents on 127.0.0.1, real HTTP clients.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod affinity;
 mod alerts;
 mod brake;
 mod cli;
@@ -8,6 +9,7 @@ mod common;
 mod ctl;
 mod faults;
 mod metering;
+mod notify;
 mod proxy;
 mod reload;
 mod sdk;

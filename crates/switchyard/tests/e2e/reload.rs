@@ -10,7 +10,7 @@ use switchyard_sim::Profile;
 use crate::common::*;
 
 /// Writes the config to a file and starts a gateway that reloads from it.
-async fn gateway_from_file(text: &str) -> (switchyard::Running, PathBuf) {
+pub async fn gateway_from_file(text: &str) -> (switchyard::Running, PathBuf) {
     let path = temp_dir("reload").join("gateway.toml");
     std::fs::write(&path, text).unwrap();
     let mut config = switchyard_config::Config::load(&path).unwrap();

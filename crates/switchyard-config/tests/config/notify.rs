@@ -1,0 +1,83 @@
+//! `[[notify.webhooks]]`: defaults, event lists, and errors with key and line.
+
+use std::path::Path;
+use std::time::Duration;
+
+use switchyard_config::*;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, "gateway.toml", Path::new("/etc/switchyard"))
+}
+
+#[test]
+fn no_section_means_no_webhooks() {
+    assert_eq!(parse("").unwrap().notify, Notify::default());
+}
+
+#[test]
+fn defaults_subscribe_to_everything() {
+    let c = parse("[[notify.webhooks]]\nurl = \"http://127.0.0.1:9999/hook\"\n").unwrap();
+    let [hook] = c.notify.webhooks.as_slice() else {
+        panic!("expected one webhook: {:?}", c.notify)
+    };
+    assert_eq!(
+        hook.url,
+        "http://127.0.0.1:9999/hook".parse::<http::Uri>().unwrap()
+    );
+    assert_eq!(hook.events, EventKind::ALL.to_vec());
+    assert_eq!(hook.timeout, DEFAULT_WEBHOOK_TIMEOUT);
+    assert_eq!(hook.timeout, Duration::from_secs(5));
+    assert_eq!(hook.retries, 5);
+    assert!(hook.wants(EventKind::Reload));
+}
+
+#[test]
+fn every_key_is_read_and_duplicates_collapse() {
+    let text = "[[notify.webhooks]]\nurl = \"https://hooks.example.com/a?key=k\"\n\
+                events = [\"kill\", \"ack\", \"kill\"]\ntimeout = \"250ms\"\nretries = 0\n\n\
+                [[notify.webhooks]]\nurl = \"http://10.0.0.9:8080\"\nevents = [\"alert\"]\n";
+    let c = parse(text).unwrap();
+    let [a, b] = c.notify.webhooks.as_slice() else {
+        panic!("expected two webhooks: {:?}", c.notify)
+    };
+    assert_eq!(a.events, [EventKind::Kill, EventKind::Ack]);
+    assert_eq!((a.timeout, a.retries), (Duration::from_millis(250), 0));
+    assert!(!a.wants(EventKind::Alert));
+    assert_eq!(b.events, [EventKind::Alert]);
+    assert_eq!(b.url.port_u16(), Some(8080));
+}
+
+/// (expected key, expected line, fragment of the message, file text)
+const INVALID: &[(&str, usize, &str, &str)] = &[
+    ("notify.webhooks[0].url", 1, "missing field `url`", "[[notify.webhooks]]\nretries = 1\n"),
+    ("notify.webhooks[0].url", 2, "unsupported scheme \"ftp\"", "[[notify.webhooks]]\nurl = \"ftp://h/x\"\n"),
+    ("notify.webhooks[1].url", 4, "needs a scheme", "[[notify.webhooks]]\nurl = \"http://a:1\"\n[[notify.webhooks]]\nurl = \"127.0.0.1:9999\"\n"),
+    ("notify.webhooks[0].url", 2, "user info", "[[notify.webhooks]]\nurl = \"http://u:pw@h:1/\"\n"),
+    ("notify.webhooks[0].events[1]", 3, "unknown event \"rollback\" (known: alert, kill, revive, incident, ack, reload)", "[[notify.webhooks]]\nurl = \"http://a:1\"\nevents = [\"kill\", \"rollback\"]\n"),
+    ("notify.webhooks[0].events", 3, "at least one event", "[[notify.webhooks]]\nurl = \"http://a:1\"\nevents = []\n"),
+    ("notify.webhooks[0].timeout", 3, "greater than 0s", "[[notify.webhooks]]\nurl = \"http://a:1\"\ntimeout = \"0s\"\n"),
+    ("notify.webhooks[0].timeout", 3, "invalid duration", "[[notify.webhooks]]\nurl = \"http://a:1\"\ntimeout = \"5 seconds\"\n"),
+    ("notify.webhooks[0].retries", 3, "invalid value", "[[notify.webhooks]]\nurl = \"http://a:1\"\nretries = -1\n"),
+    ("notify.webhooks[0].headers", 3, "unknown field `headers`", "[[notify.webhooks]]\nurl = \"http://a:1\"\nheaders = { authorization = \"x\" }\n"),
+    ("notify.email", 2, "unknown field `email`", "[notify]\nemail = \"oncall@example.com\"\n"),
+];
+
+#[test]
+fn invalid_webhooks_name_key_and_line() {
+    for (key, line, fragment, text) in INVALID {
+        let e = match parse(text) {
+            Ok(_) => panic!("accepted, expected {key}:{line}\n{text}"),
+            Err(e) => e,
+        };
+        assert_eq!(
+            (e.key.as_str(), e.line),
+            (*key, Some(*line)),
+            "{e}\n--- text ---\n{text}"
+        );
+        assert!(
+            e.message.contains(fragment),
+            "message {:?} lacks {fragment:?}",
+            e.message
+        );
+    }
+}

@@ -1,0 +1,383 @@
+//! Webhook notifications: what happened (alerts, kills, incidents, reloads), told to whoever
+//! subscribed. Telling never waits: an event goes into each subscribed webhook's bounded
+//! queue, or is dropped and counted when that queue is full. The data path and the admin API
+//! must not slow down because a receiver is.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use arc_swap::ArcSwap;
+use metrics::counter;
+use serde_json::{json, Map, Value};
+use switchyard_config::{EventKind, Webhook};
+use switchyard_core::metrics as names;
+use tokio::sync::mpsc::error::TrySendError;
+
+use crate::kill::{now_ms, KillSwitch};
+use crate::webhook::{HookClient, Worker};
+
+/// Something a webhook can be told.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub kind: EventKind,
+    /// Unix milliseconds when it happened.
+    pub at_ms: u64,
+    pub route: Option<String>,
+    /// The kind's own fields, merged into the top level of the JSON body.
+    pub detail: Value,
+}
+
+impl Event {
+    pub fn new(kind: EventKind, route: Option<String>, detail: Value) -> Event {
+        Event {
+            kind,
+            at_ms: now_ms(),
+            route,
+            detail,
+        }
+    }
+
+    /// An alert started (`firing`) or stopped firing.
+    pub fn alert(alert: &str, route: &str, value: f64, threshold: f64, firing: bool) -> Event {
+        let detail =
+            json!({ "alert": alert, "value": value, "threshold": threshold, "firing": firing });
+        Event::new(EventKind::Alert, Some(route.to_owned()), detail)
+    }
+
+    /// A kill, or a revive: `switch` is the switch engaged, or the one released (if any).
+    pub fn flip(
+        kind: EventKind,
+        route: &str,
+        reason: Option<&str>,
+        by: &str,
+        switch: Option<&KillSwitch>,
+    ) -> Event {
+        let detail = json!({
+            "reason": reason,
+            "by": by,
+            "percent": switch.and_then(|s| s.percent),
+            "segment": switch.and_then(|s| s.segment.as_ref()),
+        });
+        Event::new(kind, Some(route.to_owned()), detail)
+    }
+
+    /// A kill opened incident `id` of `kind`.
+    pub fn incident(id: &str, kind: &str, route: &str) -> Event {
+        let detail = json!({ "id": id, "kind": kind });
+        Event::new(EventKind::Incident, Some(route.to_owned()), detail)
+    }
+
+    /// A human acknowledged incident `id`.
+    pub fn ack(id: &str, route: &str, by: &str, note: Option<&str>) -> Event {
+        let detail = json!({ "id": id, "by": by, "note": note });
+        Event::new(EventKind::Ack, Some(route.to_owned()), detail)
+    }
+
+    /// A reload: `result` is `applied` or `rejected` (then with the reason as `error`).
+    pub fn reload(version: &str, previous: &str, error: Option<&str>) -> Event {
+        let mut detail = json!({
+            "version": version,
+            "previous": previous,
+            "result": if error.is_some() { "rejected" } else { "applied" },
+        });
+        if let (Some(error), Some(fields)) = (error, detail.as_object_mut()) {
+            fields.insert("error".into(), json!(error));
+        }
+        Event::new(EventKind::Reload, None, detail)
+    }
+
+    /// The body a webhook receives: `event`, `at_ms`, `route` (when there is one), then the
+    /// kind's own fields.
+    pub fn to_json(&self) -> Value {
+        let mut body = Map::new();
+        body.insert("event".into(), json!(self.kind.as_str()));
+        body.insert("at_ms".into(), json!(self.at_ms));
+        if let Some(route) = &self.route {
+            body.insert("route".into(), json!(route));
+        }
+        match &self.detail {
+            Value::Object(fields) => {
+                for (key, value) in fields {
+                    // The envelope's own fields win: a detail cannot rename the event.
+                    body.entry(key.clone()).or_insert_with(|| value.clone());
+                }
+            }
+            Value::Null => {}
+            other => {
+                body.insert("detail".into(), other.clone());
+            }
+        }
+        Value::Object(body)
+    }
+}
+
+/// Sends events to the configured webhooks. Cheap to clone; every clone sends to the same
+/// webhooks, and [`Notifier::set_webhooks`] changes them for all.
+#[derive(Clone)]
+pub struct Notifier {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    workers: ArcSwap<Vec<Worker>>,
+    /// `None` when no HTTP client could be built (then nothing is sent; logged once).
+    client: Option<HookClient>,
+    /// Serialises reconfigurations, so two never interleave their worker lists.
+    writer: Mutex<()>,
+    dropped: AtomicU64,
+}
+
+impl std::fmt::Debug for Notifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let labels: Vec<String> = self
+            .inner
+            .workers
+            .load()
+            .iter()
+            .map(|w| w.label.clone())
+            .collect();
+        f.debug_struct("Notifier")
+            .field("webhooks", &labels)
+            .finish()
+    }
+}
+
+impl Notifier {
+    /// A notifier without webhooks: every event is ignored until [`Notifier::set_webhooks`].
+    pub fn disabled() -> Notifier {
+        Notifier::build(None)
+    }
+
+    /// A notifier sending to `webhooks`. Call it inside the tokio runtime: each webhook gets
+    /// its own delivery task.
+    pub fn new(webhooks: Vec<Webhook>) -> Notifier {
+        let client = crate::webhook::client()
+            .inspect_err(|error| tracing::error!(%error, "no webhook client; webhooks are off"))
+            .ok();
+        let notifier = Notifier::build(client);
+        notifier.set_webhooks(webhooks);
+        notifier
+    }
+
+    fn build(client: Option<HookClient>) -> Notifier {
+        Notifier {
+            inner: Arc::new(Inner {
+                workers: ArcSwap::from_pointee(Vec::new()),
+                client,
+                writer: Mutex::new(()),
+                dropped: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// Puts new webhooks in force (after a reload). A webhook that is unchanged keeps its
+    /// queue and its task; a removed one finishes what it had queued, then stops.
+    pub fn set_webhooks(&self, webhooks: Vec<Webhook>) {
+        let _writer = self
+            .inner
+            .writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let current = self.inner.workers.load_full();
+        let mut kept: Vec<Option<&Worker>> = current.iter().map(Some).collect();
+        let mut next = Vec::with_capacity(webhooks.len());
+        for webhook in webhooks {
+            let reused = kept
+                .iter_mut()
+                .find(|w| w.is_some_and(|w| w.webhook == webhook))
+                .and_then(Option::take);
+            let worker = match reused {
+                Some(w) => Some(Worker {
+                    webhook,
+                    label: w.label.clone(),
+                    queue: w.queue.clone(),
+                }),
+                None => self.start(webhook),
+            };
+            next.extend(worker);
+        }
+        self.inner.workers.store(Arc::new(next));
+    }
+
+    fn start(&self, webhook: Webhook) -> Option<Worker> {
+        let client = self.inner.client.clone()?;
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => Some(Worker::start(webhook, client, &runtime)),
+            Err(_) => {
+                let webhook = crate::webhook::label(&webhook);
+                tracing::error!(%webhook, "webhooks configured outside the runtime; not started");
+                None
+            }
+        }
+    }
+
+    /// Queues the event for every webhook subscribed to its kind. Never waits and never
+    /// fails: a full queue drops the event, counts it and says so in the log.
+    pub fn notify(&self, event: Event) {
+        let workers = self.inner.workers.load();
+        let kind = event.kind;
+        let mut wanted = workers.iter().filter(|w| w.webhook.wants(kind));
+        let Some(first) = wanted.next() else {
+            return;
+        };
+        let event = Arc::new(event);
+        for worker in std::iter::once(first).chain(wanted) {
+            match worker.queue.try_send(event.clone()) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) => {
+                    self.inner.dropped.fetch_add(1, Ordering::Relaxed);
+                    counter!(names::WEBHOOK_EVENTS_DROPPED_TOTAL).increment(1);
+                    tracing::warn!(webhook = %worker.label, event = event.kind.as_str(), "webhook queue full; event dropped");
+                }
+                // The task is gone only when the runtime is shutting down.
+                Err(TrySendError::Closed(_)) => {}
+            }
+        }
+    }
+
+    /// Events dropped on full queues since start.
+    pub fn dropped(&self) -> u64 {
+        self.inner.dropped.load(Ordering::Relaxed)
+    }
+
+    /// How many webhooks are in force.
+    pub fn webhooks(&self) -> usize {
+        self.inner.workers.load().len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use std::time::{Duration, Instant};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    fn hook(url: String, events: Vec<EventKind>, timeout: Duration) -> Webhook {
+        Webhook {
+            url: url.parse().unwrap(),
+            events,
+            timeout,
+            retries: 0,
+        }
+    }
+
+    #[test]
+    fn bodies_put_the_envelope_first_and_merge_the_detail() {
+        let kill = KillSwitch {
+            route: "support".into(),
+            reason: "drill".into(),
+            percent: Some(10.0),
+            segment: None,
+            engaged_at_ms: 1,
+            by: "oncall".into(),
+        };
+        let event = Event::flip(
+            EventKind::Kill,
+            "support",
+            Some("drill"),
+            "oncall",
+            Some(&kill),
+        );
+        let body = event.to_json();
+        assert_eq!(body["event"], "kill");
+        assert_eq!(body["route"], "support");
+        assert_eq!(
+            (&body["reason"], &body["by"]),
+            (&json!("drill"), &json!("oncall"))
+        );
+        assert_eq!(
+            (&body["percent"], &body["segment"]),
+            (&json!(10.0), &Value::Null)
+        );
+        assert_eq!(body["at_ms"], json!(event.at_ms));
+        let reload = Event::reload("b", "a", Some("bad")).to_json();
+        assert_eq!(reload.get("route"), None);
+        assert_eq!(
+            (&reload["result"], &reload["error"]),
+            (&json!("rejected"), &json!("bad"))
+        );
+        assert_eq!(Event::reload("b", "a", None).to_json()["result"], "applied");
+    }
+
+    #[test]
+    fn a_disabled_notifier_ignores_events() {
+        let notifier = Notifier::disabled();
+        notifier.notify(Event::incident("inc-1", "kill", "r"));
+        assert_eq!((notifier.webhooks(), notifier.dropped()), (0, 0));
+    }
+
+    /// A receiver that takes connections and never answers: the first event sits in its
+    /// attempt, the queue fills, and the rest are dropped without the caller waiting.
+    #[tokio::test]
+    async fn a_full_queue_drops_without_waiting() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let _silent = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                held.push(stream);
+            }
+        });
+        let notifier = Notifier::new(vec![hook(
+            url,
+            EventKind::ALL.to_vec(),
+            Duration::from_secs(60),
+        )]);
+        let started = Instant::now();
+        for i in 0..3000 {
+            notifier.notify(Event::incident(&format!("inc-{i}"), "kill", "r"));
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+        // 3000 events, one being sent or waiting, 1024 queued: the rest were dropped.
+        assert!(notifier.dropped() >= 3000 - 1025, "{}", notifier.dropped());
+    }
+
+    /// Reads one request; answers 204.
+    async fn receive(listener: &TcpListener) -> String {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&seen).contains("\"event\"") {
+            let n = stream.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&seen));
+            seen.extend_from_slice(&buf[..n]);
+        }
+        let answer = b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n";
+        stream.write_all(answer).await.unwrap();
+        String::from_utf8(seen).unwrap()
+    }
+
+    #[tokio::test]
+    async fn subscribed_events_are_posted_as_json_with_their_kind() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let events = vec![EventKind::Ack];
+        let notifier = Notifier::new(vec![hook(url, events, Duration::from_secs(5))]);
+        notifier.notify(Event::reload("b", "a", None)); // not subscribed
+        notifier.notify(Event::ack("inc-7", "support", "alice", Some("on it")));
+        let request = tokio::time::timeout(Duration::from_secs(5), receive(&listener))
+            .await
+            .unwrap();
+        let lower = request.to_ascii_lowercase();
+        assert!(lower.starts_with("post /hook http/1.1\r\n"), "{request}");
+        assert!(
+            lower.contains("content-type: application/json\r\n"),
+            "{request}"
+        );
+        assert!(lower.contains("x-switchyard-event: ack\r\n"), "{request}");
+        let body: Value = serde_json::from_str(request.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+        assert_eq!(body["event"], "ack");
+        assert_eq!(
+            (&body["id"], &body["note"]),
+            (&json!("inc-7"), &json!("on it"))
+        );
+    }
+}
