@@ -72,6 +72,11 @@ struct FileSpec {
     notify: notify::NotifySpec,
 }
 
+/// The config version of a file's text: XXH3-64 of the exact bytes, in hex.
+pub fn version_of(text: &str) -> String {
+    format!("{:016x}", xxhash_rust::xxh3::xxh3_64(text.as_bytes()))
+}
+
 /// A validated gateway.toml.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -110,7 +115,7 @@ impl Config {
         let notify = notify::compile_notify(&spec.notify, &ctx)?;
         lint::lint(&routes, &upstreams, &mut ctx);
         Ok(Config {
-            version: format!("{:016x}", xxhash_rust::xxh3::xxh3_64(text.as_bytes())),
+            version: version_of(text),
             origin: origin.to_owned(),
             server,
             admin,

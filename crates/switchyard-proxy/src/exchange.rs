@@ -42,17 +42,39 @@ pub(crate) struct Exchange<'a> {
 
 /// Held for the whole exchange: the in-flight count and, under a concurrency limit, a slot.
 pub(crate) struct Held {
-    in_flight: InFlight,
+    in_flight: Option<InFlight>,
     slot: Option<OwnedSemaphorePermit>,
+    /// Until an answer is on its way, the record of a request hyper drops because the client
+    /// left (mid-upload, queued, or waiting for the upstream's headers): it is recorded as
+    /// cancelled, so slow first bytes that make clients give up still reach the windows.
+    unanswered: Option<Box<Record>>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Some(mut record) = self.unanswered.take() {
+            record._in_flight = self.in_flight.take();
+            record._slot = self.slot.take();
+            record.finish(Outcome::Cancelled, None, &Scan::None);
+        }
+    }
+}
+
+/// What the kill switch says about a request.
+enum KillVerdict {
+    Pass,
+    Answer(Response<Body>),
+    Refuse,
 }
 
 impl<'a> Exchange<'a> {
     pub async fn run(mut self, req: Request<Incoming>, host: Option<String>) -> Response<Body> {
-        let mut held = Held {
-            in_flight: InFlight::enter(&self.route.in_flight),
-            slot: None,
-        };
         let (mut parts, incoming) = req.into_parts();
+        let mut held = Held {
+            in_flight: Some(InFlight::enter(&self.route.in_flight)),
+            slot: None,
+            unanswered: Some(Box::new(self.pending(self.facts(&parts.headers, None)))),
+        };
         // Inspectable LLM requests are read whole (up to the limit) to be understood;
         // everything else streams through untouched.
         // A body known whole can be sent again if the first endpoint refuses the connection.
@@ -81,31 +103,58 @@ impl<'a> Exchange<'a> {
         if facts.unparsed {
             metrics::counter!(switchyard_core::metrics::UNPARSED_REQUESTS_TOTAL, "route" => self.route.name.clone()).increment(1);
         }
-        // One atomic load: a switch engaged a microsecond ago applies to this request.
-        if let Some(kill) = self.gateway.kills().get(&self.route.name) {
-            if kill.applies(&parts.headers, facts.user_key.as_deref()) {
-                match self.killed(&mut facts) {
-                    Some(answer) => return self.answer_fallback(answer, facts, held),
-                    None if !self.fallback => return self.refuse(Refusal::Killed, facts, held),
-                    None => {}
+        if let Some(pending) = held.unanswered.as_mut() {
+            pending.facts = facts.clone();
+        }
+        match self.kill_verdict(&parts.headers, &mut facts) {
+            KillVerdict::Pass => {}
+            KillVerdict::Answer(answer) => return self.answer_fallback(answer, facts, held),
+            KillVerdict::Refuse => return self.refuse(Refusal::Killed, facts, held),
+        }
+        // A fallback upstream is not the route's upstream: the route's limits protect the
+        // one that is killed, not the one standing in for it.
+        if !self.fallback {
+            if let Err(shed) = self.route.admission.check_rates(facts.user_key.as_deref()) {
+                return self.shed(shed, facts, held);
+            }
+            match self
+                .route
+                .admission
+                .enter(self.gateway.signals().queued())
+                .await
+            {
+                Ok(slot) => held.slot = slot,
+                Err(shed) => return self.shed(shed, facts, held),
+            }
+            // A request that waited in the queue may have been killed meanwhile.
+            if held.slot.is_some() {
+                match self.kill_verdict(&parts.headers, &mut facts) {
+                    KillVerdict::Pass => {}
+                    KillVerdict::Answer(answer) => {
+                        return self.answer_fallback(answer, facts, held)
+                    }
+                    KillVerdict::Refuse => return self.refuse(Refusal::Killed, facts, held),
                 }
             }
-        }
-        if let Err(shed) = self.route.admission.check_rates(facts.user_key.as_deref()) {
-            return self.shed(shed, facts, held);
-        }
-        match self
-            .route
-            .admission
-            .enter(self.gateway.signals().queued())
-            .await
-        {
-            Ok(slot) => held.slot = slot,
-            Err(shed) => return self.shed(shed, facts, held),
         }
         self.forward_headers(&mut parts, host.as_deref());
         self.forward(parts, (upstream_body, replay), facts, held)
             .await
+    }
+
+    /// One atomic load: a switch engaged a microsecond ago applies to this request.
+    fn kill_verdict(&mut self, headers: &http::HeaderMap, facts: &mut RequestFacts) -> KillVerdict {
+        let Some(kill) = self.gateway.kills().get(&self.route.name) else {
+            return KillVerdict::Pass;
+        };
+        if self.fallback || !kill.applies(headers, facts.user_key.as_deref()) {
+            return KillVerdict::Pass;
+        }
+        match self.killed(facts) {
+            Some(answer) => KillVerdict::Answer(answer),
+            None if !self.fallback => KillVerdict::Refuse,
+            None => KillVerdict::Pass,
+        }
     }
 
     /// The kill switch's answer: a made response (text or static), or `None` with
@@ -121,8 +170,9 @@ impl<'a> Exchange<'a> {
                 None
             }
             Some(fallback) => {
+                let answer = fallback.respond(self.dialect, self.op, facts.stream)?;
                 facts.upstream = Arc::from("fallback");
-                Some(fallback.respond(self.dialect, self.op, facts.stream))
+                Some(answer)
             }
         }
     }
@@ -209,13 +259,8 @@ impl<'a> Exchange<'a> {
         )
     }
 
-    fn record(
-        &self,
-        facts: RequestFacts,
-        status: u16,
-        status_error: Option<ErrorClass>,
-        held: Held,
-    ) -> Record {
+    /// The record of this exchange with nothing held yet: what a cancellation records.
+    fn pending(&self, facts: RequestFacts) -> Record {
         let model = self
             .table
             .model(facts.model.as_deref().unwrap_or(""))
@@ -225,14 +270,31 @@ impl<'a> Exchange<'a> {
             ttfb: None,
             facts,
             dialect: self.dialect,
-            status,
-            status_error,
+            status: 0,
+            status_error: None,
             model,
             route: self.route.signals.clone(),
             signals: self.gateway.signals().clone(),
-            _in_flight: held.in_flight,
-            _slot: held.slot,
+            _in_flight: None,
+            _slot: None,
         }
+    }
+
+    /// The record that answers this exchange; the cancellation record is disarmed.
+    fn record(
+        &self,
+        facts: RequestFacts,
+        status: u16,
+        status_error: Option<ErrorClass>,
+        mut held: Held,
+    ) -> Record {
+        held.unanswered = None;
+        let mut record = self.pending(facts);
+        record.status = status;
+        record.status_error = status_error;
+        record._in_flight = held.in_flight.take();
+        record._slot = held.slot.take();
+        record
     }
 
     fn refuse(&self, refusal: Refusal, facts: RequestFacts, held: Held) -> Response<Body> {

@@ -63,10 +63,13 @@ pub fn kill_plan(
 }
 
 impl CompiledFallback {
-    /// The made answer for a text or static fallback (an upstream fallback is forwarded).
-    pub fn respond(&self, dialect: Dialect, op: Operation, stream: bool) -> Response<Body> {
+    /// The made answer for a text or static fallback (an upstream fallback is forwarded);
+    /// `None` where a text makes no sense (embeddings): the route then answers 503.
+    pub fn respond(&self, dialect: Dialect, op: Operation, stream: bool) -> Option<Response<Body>> {
         let llm = dialect != Dialect::Opaque && op != Operation::Other;
-        match self {
+        let response = match self {
+            // An embedding client needs vectors; a sentence would only break it.
+            CompiledFallback::Text(_) if op == Operation::Embeddings => return None,
             CompiledFallback::Text(text) if llm => completion(dialect, op, text, stream),
             CompiledFallback::Text(text) => plain(
                 StatusCode::OK,
@@ -89,12 +92,10 @@ impl CompiledFallback {
                 }
                 response
             }
-            CompiledFallback::Upstream(_) => plain(
-                StatusCode::SERVICE_UNAVAILABLE,
-                HeaderValue::from_static("text/plain"),
-                bytes::Bytes::new(),
-            ),
-        }
+            // Forwarded by the exchange, never answered here.
+            CompiledFallback::Upstream(_) => return None,
+        };
+        Some(response)
     }
 }
 

@@ -113,7 +113,7 @@ pub struct Record {
     pub model: Option<ModelInfo>,
     pub route: Arc<RouteSignals>,
     pub signals: Arc<Signals>,
-    pub _in_flight: InFlight,
+    pub _in_flight: Option<InFlight>,
     /// The route's concurrency slot, released when the exchange ends (streams included).
     pub _slot: Option<tokio::sync::OwnedSemaphorePermit>,
 }

@@ -129,12 +129,8 @@ impl ConfigReloader {
         };
         let config = Config::load(path).map_err(|e| e.to_string())?;
         let previous = live.config.version.clone();
-        if config.version == previous {
-            return Ok(ReloadOutcome {
-                version: previous.clone(),
-                previous,
-            });
-        }
+        // Applied even when the text is unchanged: token and fallback files it names may
+        // have changed (a revoked token must stop working on reload).
         validate_runtime(&config).await.map_err(|e| e.to_string())?;
         self.check_kill_switches(&config)?;
         warn_fixed_at_start(&live.config, &config);
@@ -227,17 +223,12 @@ pub fn watch(reloader: Arc<ConfigReloader>) -> Option<notify::RecommendedWatcher
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let name = path.file_name()?.to_os_string();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
+    // Any change in the directory counts: a config map swaps a `..data` symlink, not the file
+    // itself. The file's text decides below whether anything changed.
     let handler = move |event: notify::Result<notify::Event>| {
-        if let Ok(event) = event {
-            if event
-                .paths
-                .iter()
-                .any(|p| p.file_name() == Some(name.as_os_str()))
-            {
-                let _ = tx.try_send(());
-            }
+        if event.is_ok() {
+            let _ = tx.try_send(());
         }
     };
     let mut watcher = match notify::recommended_watcher(handler) {
@@ -256,7 +247,11 @@ pub fn watch(reloader: Arc<ConfigReloader>) -> Option<notify::RecommendedWatcher
             // Let a burst of writes (save, rename, chmod) settle into one reload.
             tokio::time::sleep(Duration::from_millis(200)).await;
             while rx.try_recv().is_ok() {}
-            let _ = reloader.reload_now().await;
+            let text = tokio::fs::read_to_string(&path).await.unwrap_or_default();
+            let current = reloader.live.lock().await.config.version.clone();
+            if switchyard_config::version_of(&text) != current {
+                let _ = reloader.reload_now().await;
+            }
         }
     });
     Some(watcher)

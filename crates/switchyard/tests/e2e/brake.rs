@@ -372,3 +372,64 @@ async fn rate_limits_answer_429_per_user() {
     );
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_fallback_upstream_is_not_held_back_by_the_killed_routes_limits() {
+    let (_slow, up) = sim(Profile {
+        hang_before_headers: true,
+        ..Profile::default()
+    })
+    .await;
+    let (faq_sim, faq) = sim(Profile::default()).await;
+    let route = one_route("k-limits", &format!("http://{up}"), "");
+    let config = format!(
+        "{}[upstreams.faq]\nurl = \"http://{faq}\"\n{route}[routes.kill_switch]\nfallback = {{ upstream = \"faq\" }}\n\
+         [routes.limits]\nmax_concurrency = 1\nmax_queue = 1\nqueue_timeout = \"10s\"\n",
+        admin_tokens()
+    );
+    let gw = gateway(&config).await;
+    // One request holds the only slot on the hung upstream, a second waits in the queue.
+    let traffic = gw.traffic;
+    let stuck = tokio::spawn(async move {
+        post_json(traffic, "/v1/chat/completions", &[], chat("gpt-4o", false)).await
+    });
+    let queued = tokio::spawn(async move {
+        post_json(traffic, "/v1/chat/completions", &[], chat("gpt-4o", false)).await
+    });
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while metric(
+        &metrics(&gw).await,
+        "switchyard_queued_requests",
+        &[("route", "k-limits")],
+    ) < 1.0
+    {
+        assert!(Instant::now() < deadline, "the second request never queued");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    kill(
+        &gw,
+        "k-limits",
+        serde_json::json!({"reason": "upstream hangs"}),
+    )
+    .await;
+    let started = Instant::now();
+    let answer = post_json(
+        gw.traffic,
+        "/v1/chat/completions",
+        &[],
+        chat("gpt-4o", false),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    assert_eq!(answer.headers["x-switchyard-upstream"], "faq");
+    assert!(started.elapsed() < Duration::from_secs(1));
+    // The queued request was killed while it waited: it goes to the fallback, not the hung upstream.
+    stuck.abort();
+    let queued = tokio::time::timeout(Duration::from_secs(5), queued)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(queued.headers["x-switchyard-fallback"], "kill_switch");
+    assert_eq!(faq_sim.requests(), 2);
+    gw.stop().await;
+}

@@ -329,3 +329,43 @@ async fn a_body_that_does_not_parse_is_forwarded_unchanged_and_counted() {
     .await;
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_client_that_gives_up_before_the_headers_is_still_recorded() {
+    let (_sim, up) = sim(Profile {
+        hang_before_headers: true,
+        ..Profile::default()
+    })
+    .await;
+    let gw = gateway(&one_route("gave-up", &format!("http://{up}"), "")).await;
+    let req = Request::post(format!("http://{}/v1/chat/completions", gw.traffic))
+        .body(Full::new(Bytes::from(chat("gpt-4o", false).to_string())))
+        .unwrap();
+    let waited = tokio::time::timeout(Duration::from_millis(300), client().request(req)).await;
+    assert!(
+        waited.is_err(),
+        "the upstream never answers, so the client gives up"
+    );
+    let m = eventually_metrics(&gw, "the abandoned request", |m| {
+        metric(
+            m,
+            "switchyard_requests_total",
+            &[("route", "gave-up"), ("status", "none")],
+        ) == 1.0
+    })
+    .await;
+    let seconds = metric(
+        &m,
+        "switchyard_request_duration_seconds_sum",
+        &[("route", "gave-up")],
+    );
+    assert!(
+        seconds >= 0.25,
+        "the time the client waited is in the latency: {seconds}"
+    );
+    assert_eq!(
+        metric(&m, "switchyard_in_flight_requests", &[("route", "gave-up")]),
+        0.0
+    );
+    gw.stop().await;
+}

@@ -212,3 +212,46 @@ async fn an_edited_file_is_picked_up_without_being_asked() {
     );
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_reload_revokes_a_rotated_token_even_when_gateway_toml_is_unchanged() {
+    let (_sim, up) = sim(Profile::default()).await;
+    let text = base(up, 0.01);
+    let token_file = text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("token_file = \"")
+                .filter(|f| f.contains("oncall"))
+        })
+        .map(|f| f.trim_end_matches('"').to_string())
+        .unwrap();
+    let (gw, _path) = gateway_from_file(&text).await;
+    assert_eq!(
+        admin(&gw, "GET", "/admin/status", OPERATOR, None)
+            .await
+            .status,
+        200
+    );
+    std::fs::write(&token_file, "rotated-secret-0123456789").unwrap();
+    assert_eq!(reload(&gw).await.status, 200);
+    assert_eq!(
+        admin(&gw, "GET", "/admin/status", OPERATOR, None)
+            .await
+            .status,
+        401,
+        "the old secret still works"
+    );
+    assert_eq!(
+        admin(
+            &gw,
+            "GET",
+            "/admin/status",
+            "rotated-secret-0123456789",
+            None
+        )
+        .await
+        .status,
+        200
+    );
+    gw.stop().await;
+}
