@@ -2,12 +2,6 @@
 
 mod ctl;
 
-/// A proxy allocates and frees small buffers and header maps on every request: mimalloc's
-/// thread-local free lists make that markedly cheaper than the system allocator
-/// (docs/performance.md has the measurement).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
