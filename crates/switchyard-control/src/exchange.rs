@@ -45,6 +45,19 @@ pub struct Exchange {
     pub completion_tokens: u64,
     pub cost_usd: f64,
     pub context_fill: Option<f64>,
+    /// The response was a stream (SSE): its length is the conversation's, not a delay.
+    pub streamed: bool,
+}
+
+impl Exchange {
+    /// The latency the alerts judge: the whole exchange, but for a stream the time to its
+    /// first byte — a healthy stream may stay open for minutes.
+    pub fn alert_latency(&self) -> Duration {
+        match (self.streamed, self.ttfb) {
+            (true, Some(ttfb)) => ttfb,
+            _ => self.duration,
+        }
+    }
 }
 
 impl Exchange {

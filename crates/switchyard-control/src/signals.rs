@@ -78,7 +78,7 @@ impl RouteSignals {
         bucket.errors += u64::from(exchange.is_error());
         bucket.tokens += exchange.prompt_tokens + exchange.completion_tokens;
         bucket.fill_over += u64::from(over);
-        bucket.latency.record(exchange.duration);
+        bucket.latency.record(exchange.alert_latency());
     }
 
     /// The first second these signals cover.

@@ -62,6 +62,11 @@ impl Scan {
         }
     }
 
+    /// Whether the response is an event stream.
+    pub fn is_sse(&self) -> bool {
+        matches!(self, Scan::Sse(_))
+    }
+
     fn observe(&mut self, data: &Bytes) {
         match self {
             Scan::None => {}
@@ -164,6 +169,7 @@ impl Record {
             completion_tokens: completion,
             cost_usd: cost,
             context_fill: self.facts.context_fill,
+            streamed: scan.is_sse(),
         };
         self.signals.record(&self.route, &exchange);
         log_exchange(&self.facts, &exchange, &usage, estimated);

@@ -165,3 +165,46 @@ async fn traffic_spike_alert_compares_the_window_with_the_trailing_baseline() {
     wait_for(&gw, AlertKind::TrafficSpike, "a-spike", true).await;
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn long_healthy_streams_do_not_breach_the_latency_sla() {
+    let profile = Profile {
+        stream_chunks: 6,
+        chunk_interval_ms: 100.0,
+        completion_tokens: 12,
+        ..Profile::default()
+    };
+    let (_sim, up) = sim(profile).await;
+    let config = format!(
+        "{FAST_ALERTS}p99_latency = \"200ms\"\n{}",
+        one_route("a-streams", &format!("http://{up}"), "")
+    );
+    let gw = gateway(&config).await;
+    let sends = (0..6).map(|_| {
+        post_json(
+            gw.traffic,
+            "/v1/chat/completions",
+            &[],
+            chat("gpt-4o", true),
+        )
+    });
+    for answer in futures_join(sends).await {
+        assert_eq!(answer.status, 200);
+    }
+    // Each stream lasts ~600 ms, three times the SLA, but its first byte comes at once.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let firing = gw.alerts.firing();
+    assert!(
+        !firing.iter().any(|a| a.kind == AlertKind::P99Latency),
+        "{firing:?}"
+    );
+    let m = metrics(&gw).await;
+    assert!(
+        metric(
+            &m,
+            "switchyard_request_duration_seconds_sum",
+            &[("route", "a-streams")]
+        ) > 3.0
+    );
+    gw.stop().await;
+}
