@@ -132,7 +132,7 @@ check_target() { # check_target NAME PORT: one request must answer 200 with a co
         die "$1 (port $2) answered: $body"
 }
 
-# Other engineers' builds share this machine: measure the CPU that is not ours during a run.
+# Other processes may share this machine: measure the CPU that is not ours during a run.
 cpu_mark() { # cpu_mark PID..: "busy total ours" jiffies (busy = user+nice+system+irq+softirq of
              # all CPUs, as task times include softirq work; ours = the PIDs + this shell's
              # finished children, e.g. wrk)
