@@ -73,7 +73,12 @@ impl<'a> Exchange<'a> {
         let mut held = Held {
             in_flight: Some(InFlight::enter(&self.route.in_flight)),
             slot: None,
-            unanswered: Some(Box::new(self.pending(self.facts(&parts.headers, None)))),
+            unanswered: Some(Box::new(self.pending(inspect::minimal(
+                self.route,
+                self.request_id.0.clone(),
+                self.peer.addr,
+                self.dialect,
+            )))),
         };
         // Inspectable LLM requests are read whole (up to the limit) to be understood;
         // everything else streams through untouched.
@@ -104,7 +109,11 @@ impl<'a> Exchange<'a> {
             metrics::counter!(switchyard_core::metrics::UNPARSED_REQUESTS_TOTAL, "route" => self.route.name.clone()).increment(1);
         }
         if let Some(pending) = held.unanswered.as_mut() {
-            pending.facts = facts.clone();
+            // The labels a cancellation is counted under; the rest stays minimal.
+            pending.facts.model_label = facts.model_label.clone();
+            pending.facts.model.clone_from(&facts.model);
+            pending.facts.context_fill = facts.context_fill;
+            pending.facts.prompt_fingerprint = facts.prompt_fingerprint;
         }
         match self.kill_verdict(&parts.headers, &mut facts) {
             KillVerdict::Pass => {}

@@ -77,6 +77,32 @@ fn user_key(
     None
 }
 
+/// What is known of a request before it is inspected: enough to record it if the client
+/// leaves early. Built without reading headers or body.
+pub fn minimal(
+    route: &Route,
+    request_id: RequestId,
+    client: SocketAddr,
+    dialect: Dialect,
+) -> RequestFacts {
+    RequestFacts {
+        request_id,
+        client,
+        route: route.name.clone(),
+        upstream: route.upstream.name.clone(),
+        variant: None,
+        dialect: dialect.as_str(),
+        model: None,
+        model_label: Arc::from(OTHER_MODEL),
+        stream: false,
+        user_key: None,
+        prompt_fingerprint: None,
+        prompt_tokens_estimate: 0,
+        context_fill: None,
+        unparsed: false,
+    }
+}
+
 /// Everything the later layers need, from the request head and (for LLM routes) its body.
 pub fn facts(
     table: &Table,
