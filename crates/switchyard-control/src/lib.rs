@@ -8,6 +8,7 @@ pub mod histogram;
 pub mod kill;
 pub mod notify;
 pub mod signals;
+pub mod tls;
 pub mod webhook;
 pub mod window;
 
