@@ -10,12 +10,12 @@ use switchyard_core::Body;
 
 use crate::audit::AuditEntry;
 use crate::auth::Principal;
-use crate::incidents::{Incident, IncidentError};
 use crate::mutation::{record, reject};
 use crate::reads::unknown_incident;
 use crate::reply::{self, ApiError};
 use crate::request::json_body;
 use crate::state::{AdminState, ReloadOutcome};
+use switchyard_control::incidents::{Incident, IncidentError};
 
 /// An optional reason for a reload, kept in the audit log.
 #[derive(Debug, Default, Deserialize)]

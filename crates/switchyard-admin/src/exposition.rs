@@ -24,6 +24,10 @@ fn with_buckets() -> Result<PrometheusBuilder, metrics_exporter_prometheus::Buil
         .set_buckets_for_metric(
             Matcher::Full(names::CONTEXT_FILL_RATIO.into()),
             names::FILL_BUCKETS,
+        )?
+        .set_buckets_for_metric(
+            Matcher::Full(names::ROLLBACK_DECISION_SECONDS.into()),
+            names::DECISION_BUCKETS,
         )
 }
 
@@ -107,6 +111,47 @@ fn describe() {
     describe_counter!(
         names::WEBHOOK_EVENTS_DROPPED_TOTAL,
         "Events not sent to a webhook because its queue was full."
+    );
+    describe_gauge!(
+        names::ROUTE_WEIGHT,
+        "Share of a route's users (0..1) each upstream serves: blue and green during a rollout."
+    );
+    describe_gauge!(
+        names::ROLLOUT_STAGE,
+        "Index of the rollout stage in force (0 = first stage)."
+    );
+    describe_counter!(
+        names::ROLLBACKS_TOTAL,
+        "Rollouts sent back to blue, by route and trigger (error_rate, p99_latency, cost_increase, new_error_class, alert:<kind>, rule, operator)."
+    );
+    describe_histogram!(
+        names::ROLLBACK_DECISION_SECONDS,
+        Unit::Seconds,
+        "From the earliest moment a rollback trigger's condition can have become true to the atomic swap to blue."
+    );
+    describe_gauge!(
+        names::RULES_FIRING,
+        "1 while a rule's condition holds on a route."
+    );
+    describe_counter!(
+        names::RULE_ACTIONS_TOTAL,
+        "Rules that fired, by rule, route and action."
+    );
+    describe_counter!(
+        names::UNSTICKY_REQUESTS_TOTAL,
+        "Requests split (rollout or experiment) without a user key, placed per request instead of per user."
+    );
+    describe_counter!(
+        names::EXPERIMENT_COMPLETIONS_TOTAL,
+        "Requests in an experiment arm that finished normally (stop, end_turn, tool call), before application feedback."
+    );
+    describe_counter!(
+        names::EXPERIMENT_FEEDBACK_TOTAL,
+        "Outcome reports received on /switchyard/v1/feedback, by experiment, variant and result."
+    );
+    describe_gauge!(
+        names::EXPERIMENT_P_VALUE,
+        "The experiment's always-valid p-value (mSPRT on completion rate); a difference is called at 0.05 or below."
     );
 }
 

@@ -11,12 +11,12 @@ use switchyard_core::Body;
 
 use crate::audit::AuditEntry;
 use crate::auth::Principal;
-use crate::incidents::Incident;
 use crate::mutation::{record, reject, FlipAnswer};
 use crate::reply::{self, ApiError};
 use crate::request::json_body;
 use crate::state::AdminState;
 use crate::views;
+use switchyard_control::incidents::Incident;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -120,6 +120,10 @@ fn open_incident(state: &AdminState, flip: &Flip, warnings: &mut Vec<String>) ->
         config_version: state.gateway.table().version.clone(),
         before: flip.before.clone(),
         after: flip.after.clone(),
+        rollout_before: None,
+        rollout_after: None,
+        trigger: None,
+        evidence: None,
         alerts_firing: views::alerts(&state.alerts.firing()),
         acknowledged_by: None,
         acknowledged_at_ms: None,

@@ -3,9 +3,8 @@
 mod actions;
 pub mod audit;
 pub mod auth;
-mod clock;
+mod change;
 pub mod exposition;
-pub mod incidents;
 mod kill;
 mod mutation;
 mod reads;
@@ -19,8 +18,8 @@ mod views;
 
 pub use audit::{AuditEntry, AuditError, AuditLog};
 pub use auth::Principal;
-pub use incidents::{Incident, IncidentError, Incidents};
 pub use request::MAX_BODY_BYTES;
 pub use server::serve;
 pub use state::{fallback_kinds, AdminParts, AdminState, ReloadOutcome, Reloader, StateError};
+pub use switchyard_control::incidents::{Incident, IncidentError, Incidents};
 pub use views::AlertView;

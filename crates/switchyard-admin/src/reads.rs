@@ -5,10 +5,10 @@ use serde::Serialize;
 use switchyard_core::Body;
 
 use crate::audit::AuditEntry;
-use crate::incidents::Summary;
 use crate::reply::{self, respond, ApiError, JSON};
 use crate::state::AdminState;
 use crate::status;
+use switchyard_control::incidents::Summary;
 
 /// How many audit entries `GET /admin/audit` returns without `limit`, and at most.
 pub const DEFAULT_AUDIT_LIMIT: usize = 100;
@@ -32,6 +32,9 @@ pub fn status(state: &AdminState) -> Response<Body> {
         kills: &state.kills,
         fallbacks: &fallbacks,
         firing: &state.alerts.firing(),
+        rollouts: &state.controller.rollouts(),
+        rules: &state.controller.rules_firing(),
+        steering: state.gateway.steering(),
         tokens_today: state.gateway.signals().tokens_today(),
         open_incidents: state.incidents.open_count(),
     });

@@ -5,6 +5,7 @@ use hyper::body::Incoming;
 use switchyard_core::Body;
 
 use crate::auth::{self, Need};
+use crate::change::{self, Move, RuleMove};
 use crate::reply::{respond, ApiError};
 use crate::state::AdminState;
 use crate::{actions, exposition, kill, reads};
@@ -20,6 +21,12 @@ enum Endpoint {
     Incident(String),
     Ack(String),
     Audit,
+    Rollback(String),
+    Promote(String),
+    Approve(String),
+    Release(String),
+    Experiments,
+    Experiment(String),
 }
 
 impl Endpoint {
@@ -31,8 +38,24 @@ impl Endpoint {
             ["admin", "reload"] => Endpoint::Reload,
             ["admin", "incidents"] => Endpoint::Incidents,
             ["admin", "audit"] => Endpoint::Audit,
+            ["admin", "experiments"] => Endpoint::Experiments,
             ["admin", "routes", route, "kill"] if !route.is_empty() => {
                 Endpoint::Kill((*route).to_owned())
+            }
+            ["admin", "routes", route, "rollback"] if !route.is_empty() => {
+                Endpoint::Rollback((*route).to_owned())
+            }
+            ["admin", "routes", route, "promote"] if !route.is_empty() => {
+                Endpoint::Promote((*route).to_owned())
+            }
+            ["admin", "rules", rule, "approve"] if !rule.is_empty() => {
+                Endpoint::Approve((*rule).to_owned())
+            }
+            ["admin", "rules", rule, "release"] if !rule.is_empty() => {
+                Endpoint::Release((*rule).to_owned())
+            }
+            ["admin", "experiments", name] if !name.is_empty() => {
+                Endpoint::Experiment((*name).to_owned())
             }
             ["admin", "incidents", id] if !id.is_empty() => Endpoint::Incident((*id).to_owned()),
             ["admin", "incidents", id, "ack"] if !id.is_empty() => Endpoint::Ack((*id).to_owned()),
@@ -45,7 +68,12 @@ impl Endpoint {
     fn allowed(&self) -> &'static str {
         match self {
             Endpoint::Kill(_) => "POST, DELETE",
-            Endpoint::Reload | Endpoint::Ack(_) => "POST",
+            Endpoint::Reload
+            | Endpoint::Ack(_)
+            | Endpoint::Rollback(_)
+            | Endpoint::Promote(_)
+            | Endpoint::Approve(_)
+            | Endpoint::Release(_) => "POST",
             _ => "GET",
         }
     }
@@ -56,7 +84,12 @@ impl Endpoint {
 
     fn need(&self) -> Need {
         match self {
-            Endpoint::Kill(_) | Endpoint::Reload => Need::Operate,
+            Endpoint::Kill(_)
+            | Endpoint::Reload
+            | Endpoint::Rollback(_)
+            | Endpoint::Promote(_)
+            | Endpoint::Approve(_)
+            | Endpoint::Release(_) => Need::Operate,
             Endpoint::Ack(_) => Need::HumanOperator,
             _ => Need::Read,
         }
@@ -116,6 +149,20 @@ pub async fn route(state: AdminState, req: Request<Incoming>) -> Response<Body> 
         Endpoint::Kill(route) => kill::kill(&state, &principal, &route, body).await,
         Endpoint::Reload => actions::reload(&state, &principal, body).await,
         Endpoint::Ack(id) => actions::ack(&state, &principal, &id, body).await,
+        Endpoint::Rollback(route) => {
+            change::shift(&state, &principal, &route, body, Move::Rollback).await
+        }
+        Endpoint::Promote(route) => {
+            change::shift(&state, &principal, &route, body, Move::Promote).await
+        }
+        Endpoint::Approve(rule) => {
+            change::rule(&state, &principal, &rule, body, RuleMove::Approve).await
+        }
+        Endpoint::Release(rule) => {
+            change::rule(&state, &principal, &rule, body, RuleMove::Release).await
+        }
+        Endpoint::Experiments => change::experiments(&state),
+        Endpoint::Experiment(name) => change::experiment(&state, &name),
     }
 }
 

@@ -9,11 +9,12 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use metrics_exporter_prometheus::PrometheusHandle;
 use switchyard_config::{AdminToken, Config, Fallback};
+use switchyard_control::controller::Controller;
 use switchyard_control::{Alerts, KillBoard, Notifier};
 use switchyard_proxy::Gateway;
 
 use crate::audit::{AuditError, AuditLog};
-use crate::incidents::{IncidentError, Incidents};
+use switchyard_control::incidents::Incidents;
 
 /// A configuration reload that took effect.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +45,8 @@ pub struct AdminParts {
     pub reloader: Arc<dyn Reloader>,
     /// Told of kills, revives, incidents and acknowledgements once they took effect.
     pub notifier: Notifier,
+    /// Rollouts, rules and experiments; owns the incident store.
+    pub controller: Arc<Controller>,
 }
 
 /// Everything the admin API serves from.
@@ -59,6 +62,7 @@ pub struct AdminState {
     pub notifier: Notifier,
     pub audit: Arc<AuditLog>,
     pub incidents: Arc<Incidents>,
+    pub controller: Arc<Controller>,
 }
 
 /// The audit log or the incident store could not be opened.
@@ -66,15 +70,13 @@ pub struct AdminState {
 pub enum StateError {
     #[error("opening the audit log: {0}")]
     Audit(#[from] AuditError),
-    #[error("opening the incident store: {0}")]
-    Incidents(#[from] IncidentError),
 }
 
 impl AdminState {
-    /// Opens (creating them if needed) `state_dir/audit.jsonl` and `state_dir/incidents/`.
+    /// Opens (creating it if needed) `state_dir/audit.jsonl`.
     pub fn new(parts: AdminParts, state_dir: &Path) -> Result<Self, StateError> {
         let audit = Arc::new(AuditLog::open(state_dir)?);
-        let incidents = Arc::new(Incidents::open(state_dir)?);
+        let incidents = parts.controller.incidents().clone();
         Ok(AdminState {
             gateway: parts.gateway,
             alerts: parts.alerts,
@@ -86,6 +88,7 @@ impl AdminState {
             notifier: parts.notifier,
             audit,
             incidents,
+            controller: parts.controller,
         })
     }
 }

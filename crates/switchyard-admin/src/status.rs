@@ -3,6 +3,9 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
+use switchyard_control::controller::RuleFiring;
+use switchyard_control::rollout::RolloutState;
+use switchyard_control::steer::Steering;
 use switchyard_control::{FiringAlert, KillBoard, KillSwitch};
 use switchyard_proxy::Table;
 
@@ -13,6 +16,7 @@ struct Status<'a> {
     config_version: &'a str,
     routes: Vec<RouteStatus<'a>>,
     alerts_firing: Vec<AlertView>,
+    rules_firing: &'a [RuleFiring],
     tokens_today: u64,
     open_incidents: usize,
 }
@@ -25,6 +29,14 @@ struct RouteStatus<'a> {
     weights: Vec<Weight<'a>>,
     kill_switch: Option<KillSwitch>,
     fallback: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rollout: Option<&'a RolloutState>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    experiments: Vec<ExperimentStatus<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    throttle_rps: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    downgrade_to: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -33,12 +45,25 @@ struct Weight<'a> {
     percent: f64,
 }
 
+#[derive(Serialize)]
+struct ExperimentStatus<'a> {
+    name: &'a str,
+    share: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    upstream: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    set_model: Option<&'a str>,
+}
+
 /// Everything the status document is made of, read once per request.
 pub struct Inputs<'a> {
     pub table: &'a Table,
     pub kills: &'a KillBoard,
     pub fallbacks: &'a BTreeMap<String, String>,
     pub firing: &'a [FiringAlert],
+    pub rollouts: &'a [RolloutState],
+    pub rules: &'a [RuleFiring],
+    pub steering: &'a Steering,
     pub tokens_today: u64,
     pub open_incidents: usize,
 }
@@ -49,30 +74,63 @@ pub fn render(inputs: &Inputs<'_>) -> String {
         .table
         .routes
         .iter()
-        .map(|route| RouteStatus {
-            name: &route.name,
-            upstream: &route.upstream.name,
-            endpoints: route
-                .upstream
-                .endpoints
-                .iter()
-                .map(|e| format!("{}://{}{}", e.scheme, e.authority, e.base_path))
-                .collect(),
-            weights: vec![Weight {
+        .map(|route| {
+            let rollout = inputs.rollouts.iter().find(|r| *r.route == *route.name);
+            let steer = inputs.steering.get(&route.name);
+            let weights = match rollout {
+                Some(r) => vec![
+                    Weight {
+                        upstream: &r.blue,
+                        percent: 100.0 - r.green_share() * 100.0,
+                    },
+                    Weight {
+                        upstream: &r.green,
+                        percent: r.green_share() * 100.0,
+                    },
+                ],
+                None => vec![Weight {
+                    upstream: &route.upstream.name,
+                    percent: 100.0,
+                }],
+            };
+            RouteStatus {
+                name: &route.name,
                 upstream: &route.upstream.name,
-                percent: 100.0,
-            }],
-            kill_switch: inputs.kills.get(&route.name).map(|k| (*k).clone()),
-            fallback: inputs
-                .fallbacks
-                .get(&*route.name)
-                .map_or("none", String::as_str),
+                endpoints: route
+                    .upstream
+                    .endpoints
+                    .iter()
+                    .map(|e| format!("{}://{}{}", e.scheme, e.authority, e.base_path))
+                    .collect(),
+                weights,
+                kill_switch: inputs.kills.get(&route.name).map(|k| (*k).clone()),
+                fallback: inputs
+                    .fallbacks
+                    .get(&*route.name)
+                    .map_or("none", String::as_str),
+                rollout,
+                experiments: route
+                    .variants
+                    .iter()
+                    .map(|v| ExperimentStatus {
+                        name: &v.name,
+                        share: v.share,
+                        upstream: v.upstream.as_ref().map(|u| &*u.name),
+                        set_model: v.set_model.as_deref(),
+                    })
+                    .collect(),
+                throttle_rps: steer.as_ref().and_then(|s| s.throttle_rps),
+                downgrade_to: steer
+                    .as_ref()
+                    .and_then(|s| s.downgrade_to.as_ref().map(|m| m.to_string())),
+            }
         })
         .collect();
     let status = Status {
         config_version: &inputs.table.version,
         routes,
         alerts_firing: views::alerts(inputs.firing),
+        rules_firing: inputs.rules,
         tokens_today: inputs.tokens_today,
         open_incidents: inputs.open_incidents,
     };

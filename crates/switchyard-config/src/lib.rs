@@ -14,7 +14,9 @@ mod lint;
 mod locate;
 mod model;
 mod notify;
+mod rollout;
 mod route;
+mod rules;
 mod server;
 mod token;
 mod upstream;
@@ -33,10 +35,14 @@ pub use kill_switch::{
 pub use limits::{Limits, DEFAULT_QUEUE_TIMEOUT};
 pub use model::Model;
 pub use notify::{EventKind, Notify, Webhook, DEFAULT_WEBHOOK_RETRIES, DEFAULT_WEBHOOK_TIMEOUT};
+pub use rollout::{
+    Experiment, Rollback, Rollout, DEFAULT_BAKE, DEFAULT_MIN_REQUESTS, DEFAULT_STAGES,
+};
 pub use route::{
     default_user_key, parse_user_key, DialectSetting, Route, RouteMatch, UserKeySource,
     DEFAULT_USER_KEY,
 };
+pub use rules::{IncidentSettings, Rule, RuleAction, RuleMetric, Threshold};
 pub use server::{Admin, Log, LogFormat, Server, Tls, MIN_HEADER_BYTES};
 pub use token::{AdminToken, Role, TokenKind, MIN_TOKEN_BYTES};
 pub use upstream::{
@@ -70,6 +76,10 @@ struct FileSpec {
     budgets: alerts::BudgetsSpec,
     #[serde(default)]
     notify: notify::NotifySpec,
+    #[serde(default)]
+    rules: Vec<toml::Spanned<rules::RuleSpec>>,
+    #[serde(default)]
+    incidents: rules::IncidentsSpec,
 }
 
 /// The config version of a file's text: XXH3-64 of the exact bytes, in hex.
@@ -94,6 +104,9 @@ pub struct Config {
     pub alerts: Alerts,
     pub budgets: Budgets,
     pub notify: Notify,
+    /// In file order.
+    pub rules: Vec<Rule>,
+    pub incidents: IncidentSettings,
     pub warnings: Vec<ConfigWarning>,
 }
 
@@ -113,6 +126,8 @@ impl Config {
         let alerts = alerts::compile_alerts(&spec.alerts, &mut ctx)?;
         let budgets = alerts::compile_budgets(&spec.budgets, &mut ctx)?;
         let notify = notify::compile_notify(&spec.notify, &ctx)?;
+        let rules = rules::compile_rules(&spec.rules, &routes, &mut ctx)?;
+        let incidents = rules::compile_incidents(&spec.incidents, &ctx)?;
         lint::lint(&routes, &upstreams, &mut ctx);
         Ok(Config {
             version: version_of(text),
@@ -126,6 +141,8 @@ impl Config {
             alerts,
             budgets,
             notify,
+            rules,
+            incidents,
             warnings: ctx.warnings,
         })
     }

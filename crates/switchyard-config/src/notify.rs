@@ -44,16 +44,28 @@ pub enum EventKind {
     Ack,
     /// A configuration reload was applied or rejected.
     Reload,
+    /// A rollout started, advanced a stage or completed.
+    Rollout,
+    /// A rollout was rolled back, automatically or by an operator.
+    Rollback,
+    /// An operator promoted green to every user.
+    Promote,
+    /// A rule fired, cleared, or waits for approval.
+    Rule,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 6] = [
+    pub const ALL: [EventKind; 10] = [
         EventKind::Alert,
         EventKind::Kill,
         EventKind::Revive,
         EventKind::Incident,
         EventKind::Ack,
         EventKind::Reload,
+        EventKind::Rollout,
+        EventKind::Rollback,
+        EventKind::Promote,
+        EventKind::Rule,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -64,6 +76,10 @@ impl EventKind {
             EventKind::Incident => "incident",
             EventKind::Ack => "ack",
             EventKind::Reload => "reload",
+            EventKind::Rollout => "rollout",
+            EventKind::Rollback => "rollback",
+            EventKind::Promote => "promote",
+            EventKind::Rule => "rule",
         }
     }
 

@@ -11,6 +11,10 @@ use crate::ctx::Ctx;
 use crate::error::{join, ConfigError};
 use crate::kill_switch::{compile_kill_switch, KillSwitchConfig, KillSwitchSpec, RouteRef};
 use crate::limits::{compile_limits, Limits, LimitsSpec};
+use crate::rollout::{
+    compile_experiments, compile_rollback, compile_rollout, Experiment, ExperimentSpec, Rollback,
+    RollbackSpec, Rollout, RolloutSpec,
+};
 use crate::upstream::Upstream;
 
 /// One `[[routes]]` table as written.
@@ -26,12 +30,19 @@ pub(crate) struct RouteSpec {
     dialect: Option<Spanned<DialectSetting>>,
     /// Default `["header:x-user-id", "body:user", "body:metadata.user_id", "client_ip"]`.
     user_key: Option<Vec<Spanned<String>>>,
-    /// Required; must name an `[upstreams]` entry.
-    upstream: Spanned<String>,
+    /// Required unless `[routes.rollout]` names blue; must name an `[upstreams]` entry.
+    upstream: Option<Spanned<String>>,
     /// Default: no fallback (a killed route answers 503), `retry_after = "30s"`.
     kill_switch: Option<Spanned<KillSwitchSpec>>,
     /// Default: unlimited.
     limits: Option<LimitsSpec>,
+    /// Default: none; the route serves `upstream`.
+    rollout: Option<RolloutSpec>,
+    /// Default: the seed's triggers.
+    rollback: Option<Spanned<RollbackSpec>>,
+    /// Default: none.
+    #[serde(default)]
+    experiments: Vec<Spanned<ExperimentSpec>>,
 }
 
 /// `match = { ... }` as written; every condition must hold.
@@ -59,6 +70,11 @@ pub struct Route {
     pub kill_switch: KillSwitchConfig,
     /// Admission limits; [`Limits::default`] is unlimited.
     pub limits: Limits,
+    /// Blue/green: `upstream` is blue.
+    pub rollout: Option<Rollout>,
+    pub rollback: Rollback,
+    /// A/B experiments, in file order: a request joins the first whose share holds it.
+    pub experiments: Vec<Experiment>,
     /// Line of the route's `[[routes]]` header.
     pub line: usize,
 }
@@ -134,6 +150,21 @@ pub(crate) fn compile_routes(
             let msg = format!("duplicate route name {name:?} (first defined on line {first})");
             return Err(ctx.at(&spec.get_ref().name, &format!("{key}.name"), msg));
         }
+        for (j, experiment) in route.experiments.iter().enumerate() {
+            let earlier = routes
+                .iter()
+                .flat_map(|r: &Route| r.experiments.iter())
+                .chain(route.experiments[..j].iter())
+                .find(|e| e.name == experiment.name);
+            if let Some(first) = earlier {
+                let msg = format!(
+                    "duplicate experiment name {:?} (first defined on line {}): experiments are looked up by name",
+                    experiment.name, first.line
+                );
+                let span = spec.get_ref().experiments[j].get_ref().name_span();
+                return Err(ctx.err(&span, &format!("{key}.experiments[{j}].name"), msg));
+            }
+        }
         routes.push(route);
     }
     Ok(routes)
@@ -147,15 +178,30 @@ fn compile_route(
 ) -> Result<Route, ConfigError> {
     let s = spec.get_ref();
     let name = s.name.get_ref();
-    let name_ok = !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
-    if !name_ok {
+    if !is_label_name(name) {
         let msg = format!("invalid route name {name:?}: use [a-z0-9_-]+ (it becomes a metric label and a URL segment)");
         return Err(ctx.at(&s.name, &format!("{key}.name"), msg));
     }
-    let upstream = s.upstream.get_ref();
+    let rollout = match &s.rollout {
+        Some(spec) => Some(compile_rollout(spec, key, upstreams, ctx)?),
+        None => None,
+    };
+    let upstream = match (&s.upstream, &rollout) {
+        (Some(u), Some(r)) if *u.get_ref() != r.blue => {
+            let msg = format!(
+                "{:?} is not the rollout's blue {:?}: a rollout replaces upstream; drop upstream or make it blue",
+                u.get_ref(),
+                r.blue
+            );
+            return Err(ctx.at(u, &format!("{key}.upstream"), msg));
+        }
+        (Some(u), _) => u.get_ref(),
+        (None, Some(r)) => &r.blue,
+        (None, None) => {
+            let msg = "missing upstream: name an [upstreams] entry, or add [routes.rollout]";
+            return Err(ctx.at(spec, &format!("{key}.upstream"), msg));
+        }
+    };
     if !upstreams.contains_key(upstream) {
         let known: Vec<&str> = upstreams.keys().map(String::as_str).collect();
         let msg = if known.is_empty() {
@@ -166,7 +212,11 @@ fn compile_route(
                 known.join(", ")
             )
         };
-        return Err(ctx.at(&s.upstream, &format!("{key}.upstream"), msg));
+        let span = s
+            .upstream
+            .as_ref()
+            .map_or_else(|| spec.span(), Spanned::span);
+        return Err(ctx.err(&span, &format!("{key}.upstream"), msg));
     }
     let dialect = s.dialect.as_ref().map(|d| *d.get_ref()).unwrap_or_default();
     let user_key = match &s.user_key {
@@ -182,6 +232,8 @@ fn compile_route(
     };
     let kill_switch = compile_kill_switch(s.kill_switch.as_ref(), &route, upstreams, ctx)?;
     let limits = compile_limits(s.limits.as_ref(), key, ctx)?;
+    let rollback = compile_rollback(s.rollback.as_ref(), key, rollout.is_some(), ctx)?;
+    let experiments = compile_experiments(&s.experiments, key, upstreams, ctx)?;
     Ok(Route {
         name: name.clone(),
         matcher,
@@ -190,8 +242,19 @@ fn compile_route(
         upstream: upstream.clone(),
         kill_switch,
         limits,
+        rollout,
+        rollback,
+        experiments,
         line,
     })
+}
+
+/// `[a-z0-9_-]+`: safe as a metric label and a URL segment.
+pub(crate) fn is_label_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
 fn compile_match(spec: &MatchSpec, key: &str, ctx: &Ctx) -> Result<RouteMatch, ConfigError> {

@@ -316,7 +316,7 @@ fn load_resolves_paths_against_the_file_and_reports_read_errors() {
 const CORPUS: &[(&str, usize, &str, &str)] = &[
     ("server.listen", 2, "invalid basic string", "[server]\nlisten = \"127.0.0.1:8080\nmax_body_bytes = 5\n"),
     ("upstreams.b", 8, "unclosed table", "[upstreams.a]\nurl = \"http://127.0.0.1:7001\"\n\n[[routes]]\nname = \"a\"\nupstream = \"a\"\n\n[upstreams.b"),
-    ("routes[0].upstream", 4, "missing field `upstream`", "[upstreams.a]\nurl = \"http://127.0.0.1:7001\"\n\n[[routes]]\nname = \"a\"\n"),
+    ("routes[0].upstream", 4, "missing upstream", "[upstreams.a]\nurl = \"http://127.0.0.1:7001\"\n\n[[routes]]\nname = \"a\"\n"),
     ("routes[0].upstream", 6, "string values must be quoted", "[upstreams.a]\nurl = \"http://a:1\"\n\n[[routes]]\nname = \"a\"\nupstream = "),
     ("rollout", 4, "unknown field `rollout`", "[server]\nlisten = \"127.0.0.1:8080\"\n\n[rollout]\nstages = 3\n"),
     ("listen", 2, "unknown field `listen`", "# top level\nlisten = \"127.0.0.1:8080\"\n"),

@@ -29,6 +29,7 @@ impl Outcome {
 /// Everything the control plane learns from one request.
 #[derive(Debug, Clone)]
 pub struct Exchange {
+    pub request_id: Arc<str>,
     pub route: Arc<str>,
     pub upstream: Arc<str>,
     pub variant: Arc<str>,
@@ -47,6 +48,14 @@ pub struct Exchange {
     pub context_fill: Option<f64>,
     /// The response was a stream (SSE): its length is the conversation's, not a delay.
     pub streamed: bool,
+    /// The model as the client asked for it (after any rewrite by the gateway).
+    pub requested_model: Option<String>,
+    /// The model version the response named.
+    pub response_model: Option<String>,
+    pub finish_reason: Option<String>,
+    pub prompt_fingerprint: Option<u64>,
+    /// Request and response text, only when `[incidents] capture_bodies` is on.
+    pub bodies: Option<Box<(String, String)>>,
 }
 
 impl Exchange {
@@ -61,6 +70,26 @@ impl Exchange {
 }
 
 impl Exchange {
+    /// Whether the answer finished normally: a 2xx whose body ended and whose model stopped
+    /// by itself (or to call a tool), not by a length limit, a filter or an error.
+    pub fn completed(&self) -> bool {
+        (200..300).contains(&self.status)
+            && self.outcome == Outcome::Complete
+            && !self.is_error()
+            && matches!(
+                self.finish_reason.as_deref(),
+                Some(
+                    "stop"
+                        | "end_turn"
+                        | "stop_sequence"
+                        | "tool_calls"
+                        | "tool_use"
+                        | "function_call"
+                        | "completed"
+                )
+            )
+    }
+
     /// Whether this exchange counts against the error rate: the upstream failed or was
     /// overloaded (5xx, 429, transport), or the gateway itself answered 5xx.
     pub fn is_error(&self) -> bool {

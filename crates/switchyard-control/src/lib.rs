@@ -2,18 +2,26 @@
 //! webhook notifications.
 
 pub mod alerts;
+pub mod clock;
+pub mod controller;
 pub mod exchange;
+pub mod experiment;
 pub mod handles;
 pub mod histogram;
+pub mod incidents;
 pub mod kill;
 pub mod notify;
+pub mod rollout;
 pub mod signals;
+pub mod stats;
+pub mod steer;
 pub mod tls;
 pub mod webhook;
 pub mod window;
 
 pub use alerts::{AlertKind, Alerts, FiringAlert};
 pub use exchange::{Exchange, Outcome};
+pub use incidents::{Incident, IncidentError, Incidents};
 pub use kill::{Flip, KillBoard, KillSwitch, Segment};
 pub use notify::{Event, Notifier};
 pub use signals::{RouteSignals, Signals};

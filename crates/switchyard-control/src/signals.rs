@@ -1,11 +1,12 @@
 //! Per-route sliding windows fed by every exchange, and the daily token budget.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::exchange::Exchange;
+use crate::experiment::{ExperimentStats, Experiments};
 use crate::handles::{Handles, LabelSet};
 use crate::window::{Bucket, CountRing, Ring};
 
@@ -24,12 +25,29 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Exchanges kept per route for incident evidence.
+pub const RECENT: usize = 512;
+
+/// One upstream's windows on a route: what blue and green are judged by.
+#[derive(Debug)]
+struct Side {
+    detail: Ring,
+    /// Exchanges recorded since the gateway started.
+    total: u64,
+    /// The first exchange recorded since the controller last looked: the earliest moment a
+    /// condition it finds true can have become true.
+    first_since_look: Option<Instant>,
+}
+
 #[derive(Debug)]
 struct Windows {
     detail: Ring,
     counts: CountRing,
     handles: HashMap<LabelSet, Handles>,
-    /// (window, baseline) the rings were sized for.
+    sides: HashMap<Arc<str>, Side>,
+    recent: VecDeque<(u64, Exchange)>,
+    experiments: Vec<Arc<ExperimentStats>>,
+    /// (detail span, baseline) the rings were sized for.
     spans: (Duration, Duration),
 }
 
@@ -54,7 +72,7 @@ impl RouteSignals {
     }
 
     /// Adds one exchange to the current second and emits its metric samples.
-    pub fn record(&self, exchange: &Exchange, now: u64) {
+    pub fn record(&self, exchange: Exchange, now: u64, experiments: &Experiments) {
         let over = exchange
             .context_fill
             .is_some_and(|fill| fill > self.fill_threshold());
@@ -63,22 +81,72 @@ impl RouteSignals {
             variant: exchange.variant.clone(),
             model: exchange.model.clone(),
         };
+        let class = exchange
+            .is_error()
+            .then(|| exchange.error_label())
+            .flatten();
         let mut windows = lock(&self.windows);
         match windows.handles.get_mut(&set) {
-            Some(handles) => handles.emit(exchange),
+            Some(handles) => handles.emit(&exchange),
             None => {
                 let mut handles = Handles::new(&self.name, &set);
-                handles.emit(exchange);
+                handles.emit(&exchange);
                 windows.handles.insert(set, handles);
             }
         }
         windows.counts.add(now, 1);
-        let bucket = windows.detail.bucket(now);
-        bucket.requests += 1;
-        bucket.errors += u64::from(exchange.is_error());
-        bucket.tokens += exchange.prompt_tokens + exchange.completion_tokens;
-        bucket.fill_over += u64::from(over);
-        bucket.latency.record(exchange.alert_latency());
+        add(windows.detail.bucket(now), &exchange, over, class.as_ref());
+        let span = windows.spans.0;
+        let side = match windows.sides.get_mut(&exchange.upstream) {
+            Some(side) => side,
+            None => windows
+                .sides
+                .entry(exchange.upstream.clone())
+                .or_insert_with(|| Side {
+                    detail: Ring::new(span),
+                    total: 0,
+                    first_since_look: None,
+                }),
+        };
+        side.first_since_look.get_or_insert_with(Instant::now);
+        side.total += 1;
+        add(side.detail.bucket(now), &exchange, over, class.as_ref());
+        if !windows.experiments.is_empty() {
+            experiments.record(&windows.experiments, &exchange);
+        }
+        if windows.recent.len() == RECENT {
+            windows.recent.pop_front();
+        }
+        windows.recent.push_back((now, exchange));
+    }
+
+    /// The experiments running on this route from now on.
+    pub fn set_experiments(&self, experiments: Vec<Arc<ExperimentStats>>) {
+        lock(&self.windows).experiments = experiments;
+    }
+
+    /// One upstream on this route over seconds `from..=to`; the look resets
+    /// `first_since_look`.
+    pub fn side(&self, upstream: &str, from: u64, to: u64) -> SideLook {
+        let mut windows = lock(&self.windows);
+        match windows.sides.get_mut(upstream) {
+            Some(side) => SideLook {
+                window: side.detail.sum(from, to),
+                first_since_look: side.first_since_look.take(),
+                total: side.total,
+            },
+            None => SideLook::default(),
+        }
+    }
+
+    /// The most recent exchanges recorded in seconds `from..=to`, oldest first.
+    pub fn recent(&self, from: u64, to: u64) -> Vec<(u64, Exchange)> {
+        lock(&self.windows)
+            .recent
+            .iter()
+            .filter(|(at, _)| *at >= from && *at <= to)
+            .cloned()
+            .collect()
     }
 
     /// The first second these signals cover.
@@ -97,7 +165,34 @@ impl RouteSignals {
     }
 }
 
-/// Window spans: the detail window (alerts) and the baseline (traffic spikes).
+/// What the controller reads of one upstream on a route.
+#[derive(Debug, Clone, Default)]
+pub struct SideLook {
+    pub window: Bucket,
+    /// When the first exchange since the previous look was recorded.
+    pub first_since_look: Option<Instant>,
+    /// Exchanges since the gateway started.
+    pub total: u64,
+}
+
+fn add(bucket: &mut Bucket, exchange: &Exchange, over: bool, class: Option<&Arc<str>>) {
+    bucket.requests += 1;
+    bucket.errors += u64::from(exchange.is_error());
+    bucket.tokens += exchange.prompt_tokens + exchange.completion_tokens;
+    bucket.fill_over += u64::from(over);
+    bucket.latency.record(exchange.alert_latency());
+    bucket.cost_usd += exchange.cost_usd;
+    if let Some(fill) = exchange.context_fill {
+        bucket.fill_sum += fill;
+        bucket.fill_n += 1;
+    }
+    if let Some(class) = class {
+        bucket.add_class(class, 1);
+    }
+}
+
+/// Window spans: the detail window (the longest any alert, trigger or rule reads) and the
+/// baseline (traffic spikes).
 #[derive(Debug, Clone, Copy)]
 pub struct Spans {
     pub window: Duration,
@@ -113,6 +208,7 @@ pub struct Signals {
     budget_day: AtomicU64,
     budget_tokens: AtomicU64,
     queued: AtomicU64,
+    experiments: Experiments,
 }
 
 impl Signals {
@@ -133,6 +229,7 @@ impl Signals {
                 // ones is dropped rather than misread at the wrong length.
                 windows.detail = Ring::new(spans.window);
                 windows.counts = CountRing::new(spans.window + spans.baseline);
+                windows.sides.clear();
                 windows.spans = (spans.window, spans.baseline);
             }
             drop(windows);
@@ -147,11 +244,19 @@ impl Signals {
                 detail: Ring::new(spans.window),
                 counts: CountRing::new(spans.window + spans.baseline),
                 handles: HashMap::new(),
+                sides: HashMap::new(),
+                recent: VecDeque::with_capacity(RECENT),
+                experiments: Vec::new(),
                 spans: (spans.window, spans.baseline),
             }),
         });
         routes.insert(name, signals.clone());
         signals
+    }
+
+    /// One route's signals, if it has any.
+    pub fn get(&self, name: &str) -> Option<Arc<RouteSignals>> {
+        lock(&self.routes).get(name).cloned()
     }
 
     /// Every route's signals, for the evaluator.
@@ -161,14 +266,18 @@ impl Signals {
         all
     }
 
-    /// Records an exchange: metrics, the route's windows, the token budget.
-    pub fn record(&self, route: &RouteSignals, exchange: &Exchange) {
+    /// Records an exchange: metrics, the route's windows, experiments, the token budget.
+    pub fn record(&self, route: &RouteSignals, exchange: Exchange) {
         let now = now_secs();
-        route.record(exchange, now);
         let tokens = exchange.prompt_tokens + exchange.completion_tokens;
+        route.record(exchange, now, &self.experiments);
         if tokens > 0 {
             self.add_tokens(now / 86_400, tokens);
         }
+    }
+
+    pub fn experiments(&self) -> &Experiments {
+        &self.experiments
     }
 
     fn add_tokens(&self, day: u64, tokens: u64) {

@@ -1,10 +1,11 @@
 //! A ring of one-second buckets: the sliding windows alerts and rollbacks read.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::histogram::Histogram;
 
-/// What one second of one route's traffic looked like.
+/// What one second of one route's (or one upstream's) traffic looked like.
 #[derive(Debug, Clone, Default)]
 pub struct Bucket {
     pub requests: u64,
@@ -12,6 +13,12 @@ pub struct Bucket {
     pub tokens: u64,
     pub fill_over: u64,
     pub latency: Histogram,
+    pub cost_usd: f64,
+    /// Sum and count of the requests' context fill (requests of known models only).
+    pub fill_sum: f64,
+    pub fill_n: u64,
+    /// Errors by class label; a handful at most, allocated only when errors happen.
+    pub classes: Vec<(Arc<str>, u64)>,
 }
 
 impl Bucket {
@@ -21,6 +28,44 @@ impl Bucket {
         self.tokens += other.tokens;
         self.fill_over += other.fill_over;
         self.latency.merge(&other.latency);
+        self.cost_usd += other.cost_usd;
+        self.fill_sum += other.fill_sum;
+        self.fill_n += other.fill_n;
+        for (class, n) in &other.classes {
+            self.add_class(class, *n);
+        }
+    }
+
+    pub fn add_class(&mut self, class: &Arc<str>, n: u64) {
+        if let Some((_, count)) = self.classes.iter_mut().find(|(c, _)| c == class) {
+            *count += n;
+        } else if self.classes.len() < 32 {
+            self.classes.push((class.clone(), n));
+        }
+    }
+
+    pub fn error_rate(&self) -> f64 {
+        ratio(self.errors as f64, self.requests)
+    }
+
+    pub fn cost_per_request(&self) -> f64 {
+        ratio(self.cost_usd, self.requests)
+    }
+
+    pub fn tokens_per_request(&self) -> f64 {
+        ratio(self.tokens as f64, self.requests)
+    }
+
+    pub fn mean_fill(&self) -> f64 {
+        ratio(self.fill_sum, self.fill_n)
+    }
+}
+
+fn ratio(x: f64, n: u64) -> f64 {
+    if n == 0 {
+        0.0
+    } else {
+        x / n as f64
     }
 }
 

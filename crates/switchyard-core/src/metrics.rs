@@ -20,6 +20,14 @@ pub const GATEWAY_ERRORS_TOTAL: &str = "switchyard_gateway_errors_total";
 pub const SHED_REQUESTS_TOTAL: &str = "switchyard_shed_requests_total";
 pub const ENDPOINT_HEALTHY: &str = "switchyard_endpoint_healthy";
 pub const WEBHOOK_DELIVERIES_TOTAL: &str = "switchyard_webhook_deliveries_total";
+pub const ROLLBACK_DECISION_SECONDS: &str = "switchyard_rollback_decision_seconds";
+pub const ROLLOUT_STAGE: &str = "switchyard_rollout_stage";
+pub const RULES_FIRING: &str = "switchyard_rules_firing";
+pub const RULE_ACTIONS_TOTAL: &str = "switchyard_rule_actions_total";
+pub const UNSTICKY_REQUESTS_TOTAL: &str = "switchyard_unsticky_requests_total";
+pub const EXPERIMENT_COMPLETIONS_TOTAL: &str = "switchyard_experiment_completions_total";
+pub const EXPERIMENT_FEEDBACK_TOTAL: &str = "switchyard_experiment_feedback_total";
+pub const EXPERIMENT_P_VALUE: &str = "switchyard_experiment_p_value";
 pub const WEBHOOK_EVENTS_DROPPED_TOTAL: &str = "switchyard_webhook_events_dropped_total";
 
 /// Buckets for latency histograms, in seconds: fine below a second for the proxy's own
@@ -30,4 +38,7 @@ pub const LATENCY_BUCKETS: &[f64] = &[
 ];
 
 /// Buckets for the context fill ratio: they separate 0.8, 0.9 and 0.95, the alert levels.
+/// Rollback decision latency: from well under the controller's 100 ms tick to several seconds.
+pub const DECISION_BUCKETS: &[f64] = &[0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0];
+
 pub const FILL_BUCKETS: &[f64] = &[0.1, 0.25, 0.5, 0.7, 0.8, 0.9, 0.95, 1.0];

@@ -16,6 +16,8 @@ pub enum Shed {
     RouteRate,
     /// This user's admitted rate is used up.
     UserRate,
+    /// A rule lowered the route's admitted rate.
+    Throttled,
     /// Every slot is busy and the queue is full.
     QueueFull,
     /// The request waited `queue_timeout` without getting a slot.
@@ -27,6 +29,7 @@ impl Shed {
         match self {
             Shed::RouteRate => "route_rate",
             Shed::UserRate => "user_rate",
+            Shed::Throttled => "throttled",
             Shed::QueueFull => "queue_full",
             Shed::QueueTimeout => "queue_timeout",
         }
@@ -65,6 +68,8 @@ pub struct Admission {
     queued_gauge: metrics::Gauge,
     route_rate: Option<RateLimit>,
     user_rate: Option<RateLimit>,
+    /// The rate a rule's throttle admits, and its estimator; remade when the rate changes.
+    throttle: arc_swap::ArcSwapOption<(u64, RateLimit)>,
 }
 
 impl std::fmt::Debug for Admission {
@@ -84,6 +89,27 @@ impl Admission {
             queued_gauge: metrics::gauge!(switchyard_core::metrics::QUEUED_REQUESTS, "route" => route.to_string()),
             route_rate: limits.requests_per_second.map(RateLimit::new),
             user_rate: limits.user_requests_per_second.map(RateLimit::new),
+            throttle: arc_swap::ArcSwapOption::empty(),
+        }
+    }
+
+    /// A rule's throttle: route-wide, at `per_second`.
+    pub fn check_throttle(&self, per_second: f64) -> Result<(), Shed> {
+        let bits = per_second.to_bits();
+        let current = self.throttle.load();
+        let admitted = match current.as_deref() {
+            Some((b, limit)) if *b == bits => limit.admit(&0u8),
+            _ => {
+                let limit = RateLimit::new(per_second);
+                let admitted = limit.admit(&0u8);
+                self.throttle.store(Some(Arc::new((bits, limit))));
+                admitted
+            }
+        };
+        if admitted {
+            Ok(())
+        } else {
+            Err(Shed::Throttled)
         }
     }
 

@@ -20,10 +20,13 @@ use crate::headers::{append_list, strip_hop_by_hop};
 use crate::inspect;
 use crate::meter::{InFlight, Metered, Record, Scan};
 use crate::rescue::Refusal;
-use crate::table::{CompiledFallback, Route, Table, Upstream};
+use crate::table::{CompiledFallback, Route, Table, Upstream, Variant};
 
 /// The `x-switchyard-fallback` value on answers a kill switch made.
 const KILLED: HeaderValue = HeaderValue::from_static("kill_switch");
+
+/// The `x-switchyard-variant` of requests outside every variant on a route with experiments.
+const CONTROL: HeaderValue = HeaderValue::from_static(switchyard_control::experiment::CONTROL);
 
 pub(crate) struct Exchange<'a> {
     pub gateway: &'a Gateway,
@@ -38,6 +41,10 @@ pub(crate) struct Exchange<'a> {
     pub started: Instant,
     pub peer: Peer,
     pub request_id: (RequestId, HeaderValue),
+    /// The experiment variant the request is in, if any.
+    pub variant: Option<&'a Variant>,
+    /// The request's text, kept only when bodies are captured for incidents.
+    pub capture: Option<String>,
 }
 
 /// Held for the whole exchange: the in-flight count and, under a concurrency limit, a slot.
@@ -83,7 +90,7 @@ impl<'a> Exchange<'a> {
         // Inspectable LLM requests are read whole (up to the limit) to be understood;
         // everything else streams through untouched.
         // A body known whole can be sent again if the first endpoint refuses the connection.
-        let (mut facts, upstream_body, replay) = if self.op == Operation::Other {
+        let (mut facts, mut upstream_body, mut replay) = if self.op == Operation::Other {
             let empty = http_body::Body::is_end_stream(&incoming);
             (
                 self.facts(&parts.headers, None),
@@ -105,6 +112,12 @@ impl<'a> Exchange<'a> {
                 }
             }
         };
+        if self.table.settings.capture_bodies {
+            if let Some(bytes) = replay.as_ref() {
+                let kept = &bytes[..bytes.len().min(crate::meter::CAPTURE_BYTES)];
+                self.capture = Some(String::from_utf8_lossy(kept).into_owned());
+            }
+        }
         if facts.unparsed {
             metrics::counter!(switchyard_core::metrics::UNPARSED_REQUESTS_TOTAL, "route" => self.route.name.clone()).increment(1);
         }
@@ -123,6 +136,22 @@ impl<'a> Exchange<'a> {
         // A fallback upstream is not the route's upstream: the route's limits protect the
         // one that is killed, not the one standing in for it.
         if !self.fallback {
+            let (steer, model) = self.steer(&mut facts);
+            if let (Some(model), Some(bytes)) = (model, replay.as_ref()) {
+                if let Some(rewritten) = self.rewrite_model(bytes, &model, &mut facts) {
+                    upstream_body = body::full(rewritten.clone());
+                    replay = Some(rewritten);
+                }
+            }
+            if let Some(pending) = held.unanswered.as_mut() {
+                pending.facts.upstream = facts.upstream.clone();
+                pending.facts.variant.clone_from(&facts.variant);
+            }
+            if let Some(rps) = steer.as_ref().and_then(|s| s.throttle_rps) {
+                if let Err(shed) = self.route.admission.check_throttle(rps) {
+                    return self.shed(shed, facts, held);
+                }
+            }
             if let Err(shed) = self.route.admission.check_rates(facts.user_key.as_deref()) {
                 return self.shed(shed, facts, held);
             }
@@ -149,6 +178,86 @@ impl<'a> Exchange<'a> {
         self.forward_headers(&mut parts, host.as_deref());
         self.forward(parts, (upstream_body, replay), facts, held)
             .await
+    }
+
+    /// Where the request goes: blue or green by the rollout's live share, then into an
+    /// experiment's variant, both by the sticky split of the user key. Returns the route's
+    /// live decisions and the model the request must be rewritten to, if any.
+    fn steer(
+        &mut self,
+        facts: &mut RequestFacts,
+    ) -> (
+        Option<Arc<switchyard_control::steer::Steer>>,
+        Option<Arc<str>>,
+    ) {
+        let route = self.route;
+        let steer = self.gateway.steering().get(&route.name);
+        let user = facts.user_key.as_deref();
+        if let (Some(green), Some(live)) = (&route.green, &steer) {
+            let same = live.green.as_deref() == Some(&*green.name);
+            if same
+                && live.green_share > 0.0
+                && self.split(user, &route.rollout_split, live.green_share)
+            {
+                self.upstream = green;
+            }
+        }
+        let mut model = None;
+        for variant in &route.variants {
+            if self.split(user, &variant.name, variant.share) {
+                self.variant = Some(variant);
+                if let Some(upstream) = &variant.upstream {
+                    self.upstream = upstream;
+                }
+                model.clone_from(&variant.set_model);
+                break;
+            }
+        }
+        if !route.variants.is_empty() {
+            facts.variant = Some(match self.variant {
+                Some(v) => v.name.clone(),
+                None => Arc::from(switchyard_control::experiment::CONTROL),
+            });
+        }
+        if let Some(downgrade) = steer.as_ref().and_then(|s| s.downgrade_to.clone()) {
+            model = Some(downgrade);
+        }
+        facts.upstream = self.upstream.name.clone();
+        (steer, model)
+    }
+
+    /// Sticky by user key; a request without one is placed by chance and counted.
+    fn split(&self, user: Option<&str>, split: &str, share: f64) -> bool {
+        match user {
+            Some(user) => switchyard_core::split::within(user, split, share),
+            None => {
+                metrics::counter!(switchyard_core::metrics::UNSTICKY_REQUESTS_TOTAL, "route" => self.route.name.clone()).increment(1);
+                fastrand::f64() < share
+            }
+        }
+    }
+
+    /// The body with its `model` replaced; the facts follow (label, price, context fill).
+    /// `None` leaves the request as it was: not JSON, or no model field to replace.
+    fn rewrite_model(&self, body: &Bytes, model: &str, facts: &mut RequestFacts) -> Option<Bytes> {
+        let mut json: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(body).ok()?;
+        let slot = json.get_mut("model")?;
+        if slot.as_str() == Some(model) {
+            return None;
+        }
+        *slot = serde_json::Value::String(model.to_owned());
+        let bytes = serde_json::to_vec(&json).ok()?;
+        facts.model = Some(model.to_owned());
+        let info = self.table.model(model);
+        facts.model_label = info.map_or_else(
+            || Arc::from(crate::inspect::OTHER_MODEL),
+            |m| m.label.clone(),
+        );
+        facts.context_fill = info
+            .filter(|m| m.context_window > 0)
+            .map(|m| facts.prompt_tokens_estimate as f64 / m.context_window as f64);
+        Some(Bytes::from(bytes))
     }
 
     /// One atomic load: a switch engaged a microsecond ago applies to this request.
@@ -205,7 +314,7 @@ impl<'a> Exchange<'a> {
     fn shed(&self, shed: Shed, facts: RequestFacts, held: Held) -> Response<Body> {
         metrics::counter!(switchyard_core::metrics::SHED_REQUESTS_TOTAL, "route" => self.route.name.clone(), "reason" => shed.as_str()).increment(1);
         let refusal = match shed {
-            Shed::RouteRate | Shed::UserRate => Refusal::RateLimited,
+            Shed::RouteRate | Shed::UserRate | Shed::Throttled => Refusal::RateLimited,
             Shed::QueueFull => Refusal::QueueFull,
             Shed::QueueTimeout => Refusal::QueueTimeout,
         };
@@ -226,6 +335,11 @@ impl<'a> Exchange<'a> {
         );
         if let Some(host) = host.and_then(|h| HeaderValue::from_str(h).ok()) {
             parts.headers.insert("x-forwarded-host", host);
+        }
+        if let Some(variant) = self.variant {
+            for (name, value) in &variant.headers {
+                parts.headers.insert(name.clone(), value.clone());
+            }
         }
     }
 
@@ -286,6 +400,7 @@ impl<'a> Exchange<'a> {
             signals: self.gateway.signals().clone(),
             _in_flight: None,
             _slot: None,
+            capture: None,
         }
     }
 
@@ -303,6 +418,10 @@ impl<'a> Exchange<'a> {
         record.status_error = status_error;
         record._in_flight = held.in_flight.take();
         record._slot = held.slot.take();
+        record.capture = self
+            .capture
+            .as_ref()
+            .map(|text| Box::new((text.clone(), Vec::new())));
         record
     }
 
@@ -365,13 +484,19 @@ impl<'a> Exchange<'a> {
         if let Some(v) = &self.route.route_header {
             headers.insert("x-switchyard-route", v.clone());
         }
-        let upstream = if self.fallback {
-            &self.upstream.header
-        } else {
-            &self.route.upstream.header
-        };
-        if let Some(v) = upstream {
+        if let Some(v) = &self.upstream.header {
             headers.insert("x-switchyard-upstream", v.clone());
+        }
+        match self.variant {
+            Some(variant) => {
+                if let Some(v) = &variant.header {
+                    headers.insert("x-switchyard-variant", v.clone());
+                }
+            }
+            None if !self.route.variants.is_empty() && !self.fallback => {
+                headers.insert("x-switchyard-variant", CONTROL);
+            }
+            None => {}
         }
     }
 }

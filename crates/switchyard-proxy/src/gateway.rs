@@ -8,6 +8,7 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
+use switchyard_control::steer::Steering;
 use switchyard_control::{KillBoard, Signals};
 use switchyard_core::{Body, RequestId};
 use switchyard_llm::DialectSetting;
@@ -24,6 +25,8 @@ pub struct Gateway {
     table: ArcSwap<Table>,
     signals: Arc<Signals>,
     kills: Arc<KillBoard>,
+    /// The controller's live decisions: rollout shares, throttles, downgrades.
+    steering: Arc<Steering>,
     /// Endpoint health and probes, kept across swaps by (upstream, endpoint).
     health: HealthRegistry,
 }
@@ -47,14 +50,30 @@ impl Gateway {
         signals: Arc<Signals>,
         kills: Arc<KillBoard>,
     ) -> Arc<Self> {
+        Gateway::with_boards(table, signals, kills, Steering::new())
+    }
+
+    /// A gateway reading kill switches from `kills` and the controller's decisions from
+    /// `steering`.
+    pub fn with_boards(
+        table: Table,
+        signals: Arc<Signals>,
+        kills: Arc<KillBoard>,
+        steering: Arc<Steering>,
+    ) -> Arc<Self> {
         let health = HealthRegistry::default();
         health.adopt(&table);
         Arc::new(Gateway {
             table: ArcSwap::from_pointee(table),
             signals,
             kills,
+            steering,
             health,
         })
+    }
+
+    pub fn steering(&self) -> &Arc<Steering> {
+        &self.steering
     }
 
     pub fn kills(&self) -> &Arc<KillBoard> {
@@ -88,7 +107,7 @@ impl Gateway {
         let started = Instant::now();
         let table = self.table.load_full();
         if local::is_local(req.uri().path()) {
-            return Ok(local::answer(req.method(), req.uri().path(), &table).await);
+            return Ok(local::answer(req, &table, &self.signals).await);
         }
         let request_id = request_id(req.headers());
         let host = req.uri().host().map(str::to_owned).or_else(|| {
@@ -119,6 +138,8 @@ impl Gateway {
             started,
             peer,
             request_id,
+            variant: None,
+            capture: None,
         };
         Ok(exchange.run(req, host).await)
     }

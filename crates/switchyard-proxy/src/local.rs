@@ -3,10 +3,29 @@
 
 use std::time::Duration;
 
-use http::{header, HeaderValue, Method, Response, StatusCode};
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use serde::Deserialize;
+use switchyard_control::experiment::{Feedback, FeedbackError};
+use switchyard_control::Signals;
 use switchyard_core::{body, Body};
 
 use crate::table::Table;
+
+/// Where applications report the outcome of a request.
+pub const FEEDBACK_PATH: &str = "/switchyard/v1/feedback";
+
+/// A feedback report is a few fields; anything larger is refused.
+const MAX_FEEDBACK_BYTES: usize = 16 << 10;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FeedbackBody {
+    request_id: String,
+    success: bool,
+    score: Option<f64>,
+}
 
 /// The reserved prefix for the gateway's own endpoints on the traffic listener.
 pub const RESERVED_PREFIX: &str = "/switchyard/";
@@ -20,7 +39,11 @@ pub fn is_local(path: &str) -> bool {
 }
 
 /// Answers a local path.
-pub async fn answer(method: &Method, path: &str, table: &Table) -> Response<Body> {
+pub async fn answer(req: Request<Incoming>, table: &Table, signals: &Signals) -> Response<Body> {
+    if req.uri().path() == FEEDBACK_PATH {
+        return feedback(req, signals).await;
+    }
+    let (method, path) = (req.method(), req.uri().path());
     if method != Method::GET && method != Method::HEAD && !path.starts_with(RESERVED_PREFIX) {
         return json(StatusCode::METHOD_NOT_ALLOWED, r#"{"error":{"message":"use GET","type":"invalid_request_error","code":"method_not_allowed"}}"#.into());
     }
@@ -35,6 +58,90 @@ pub async fn answer(method: &Method, path: &str, table: &Table) -> Response<Body
         _ => json(
             StatusCode::NOT_FOUND,
             r#"{"error":{"message":"unknown switchyard endpoint","type":"invalid_request_error","code":"not_found"}}"#.into(),
+        ),
+    }
+}
+
+fn error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
+    let text = serde_json::json!({"error": {"message": message, "type": "invalid_request_error", "code": code}});
+    json(status, text.to_string())
+}
+
+/// `POST /switchyard/v1/feedback` `{request_id, success, score?}`: the application's
+/// verdict on a request, joined to its experiment variant by request id.
+async fn feedback(req: Request<Incoming>, signals: &Signals) -> Response<Body> {
+    if req.method() != Method::POST {
+        let mut response = error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "use POST",
+        );
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return response;
+    }
+    let bytes = match Limited::new(req.into_body(), MAX_FEEDBACK_BYTES)
+        .collect()
+        .await
+    {
+        Ok(collected) => collected.to_bytes(),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            let message = format!("a feedback body is at most {MAX_FEEDBACK_BYTES} bytes");
+            return error(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", &message);
+        }
+        Err(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_body",
+                "the request body could not be read",
+            )
+        }
+    };
+    let report: FeedbackBody = match serde_json::from_slice(&bytes) {
+        Ok(report) => report,
+        Err(e) => {
+            let message = format!(
+                "expected {{\"request_id\": string, \"success\": bool, \"score\"?: number}}: {e}"
+            );
+            return error(StatusCode::BAD_REQUEST, "invalid_feedback", &message);
+        }
+    };
+    if report.score.is_some_and(|s| !s.is_finite()) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_feedback",
+            "score must be a finite number",
+        );
+    }
+    let outcome = signals.experiments().feedback(
+        &report.request_id,
+        Feedback {
+            success: report.success,
+            score: report.score,
+        },
+    );
+    match outcome {
+        Ok(counted) => {
+            let experiments: Vec<_> = counted
+                .into_iter()
+                .map(|(experiment, variant)| serde_json::json!({"experiment": experiment, "variant": variant}))
+                .collect();
+            let text = serde_json::json!({"status": "recorded", "request_id": report.request_id, "experiments": experiments});
+            json(StatusCode::ACCEPTED, text.to_string())
+        }
+        Err(FeedbackError::Unknown) => error(
+            StatusCode::NOT_FOUND,
+            "unknown_request",
+            "no experiment request with this id (not in an experiment, or too old to remember)",
+        ),
+        Err(FeedbackError::Duplicate) => error(
+            StatusCode::CONFLICT,
+            "duplicate_feedback",
+            "this request was reported on already",
         ),
     }
 }

@@ -19,6 +19,9 @@ use crate::table::ModelInfo;
 /// Non-streaming bodies larger than this are forwarded but not parsed for usage.
 const MAX_JSON_SCAN: usize = 4 << 20;
 
+/// Bytes of each body kept when `[incidents] capture_bodies` is on.
+pub const CAPTURE_BYTES: usize = 16 << 10;
+
 /// Decrements the route's in-flight gauge when the exchange is over, however it ends.
 #[derive(Debug)]
 pub struct InFlight(metrics::Gauge);
@@ -121,6 +124,8 @@ pub struct Record {
     pub _in_flight: Option<InFlight>,
     /// The route's concurrency slot, released when the exchange ends (streams included).
     pub _slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// The request's text and the response's first bytes, when bodies are captured.
+    pub capture: Option<Box<(String, Vec<u8>)>>,
 }
 
 impl Record {
@@ -150,7 +155,12 @@ impl Record {
             (prompt as f64 * m.input_usd_per_mtok + completion as f64 * m.output_usd_per_mtok) / 1e6
         });
         let error = broken.or(self.status_error);
+        let bodies = self.capture.map(|c| {
+            let (request, response) = *c;
+            Box::new((request, String::from_utf8_lossy(&response).into_owned()))
+        });
         let exchange = Exchange {
+            request_id: self.facts.request_id.0.clone(),
             route: self.facts.route.clone(),
             upstream: self.facts.upstream.clone(),
             variant: self
@@ -170,9 +180,14 @@ impl Record {
             cost_usd: cost,
             context_fill: self.facts.context_fill,
             streamed: scan.is_sse(),
+            requested_model: self.facts.model.clone(),
+            response_model: usage.model.clone(),
+            finish_reason: usage.finish_reason.clone(),
+            prompt_fingerprint: self.facts.prompt_fingerprint,
+            bodies,
         };
-        self.signals.record(&self.route, &exchange);
         log_exchange(&self.facts, &exchange, &usage, estimated);
+        self.signals.record(&self.route, exchange);
     }
 }
 
@@ -183,6 +198,7 @@ pub fn log_exchange(facts: &RequestFacts, ex: &Exchange, usage: &Usage, estimate
         request_id = %facts.request_id.0,
         route = %ex.route,
         upstream = %ex.upstream,
+        variant = %ex.variant,
         model = facts.model.as_deref().unwrap_or("-"),
         response_model = usage.model.as_deref().unwrap_or("-"),
         status = ex.status,
@@ -262,6 +278,10 @@ where
                 if let Some(data) = frame.data_ref() {
                     if let Some(record) = this.record.as_mut() {
                         record.ttfb.get_or_insert_with(|| record.started.elapsed());
+                        if let Some(capture) = record.capture.as_mut() {
+                            let room = CAPTURE_BYTES.saturating_sub(capture.1.len());
+                            capture.1.extend_from_slice(&data[..room.min(data.len())]);
+                        }
                     }
                     this.scan.observe(data);
                     if let Some(remaining) = this.remaining.as_mut() {

@@ -10,6 +10,7 @@ use http::{HeaderName, HeaderValue};
 use switchyard_config::{
     Config, DialectSetting as ConfigDialect, HealthCheck, UpstreamTarget, UserKeySource,
 };
+use switchyard_control::experiment::ExperimentStats;
 use switchyard_control::{RouteSignals, Signals};
 use switchyard_llm::DialectSetting;
 
@@ -71,6 +72,20 @@ pub struct ModelInfo {
     pub output_usd_per_mtok: f64,
 }
 
+/// An experiment's variant, compiled.
+#[derive(Debug)]
+pub struct Variant {
+    pub name: Arc<str>,
+    /// Fraction of users in the variant.
+    pub share: f64,
+    pub set_model: Option<Arc<str>>,
+    pub upstream: Option<Arc<Upstream>>,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// `x-switchyard-variant`, made once.
+    pub header: Option<HeaderValue>,
+    pub stats: Arc<ExperimentStats>,
+}
+
 /// A route, compiled.
 #[derive(Debug)]
 pub struct Route {
@@ -82,7 +97,14 @@ pub struct Route {
     pub user_key: Vec<UserKeySource>,
     /// The `body:` sources of `user_key`, in order, for the inspector.
     pub body_user_paths: Vec<String>,
+    /// The upstream serving the route: blue, when a rollout is configured.
     pub upstream: Arc<Upstream>,
+    /// The upstream being rolled out; the share of users on it is the controller's.
+    pub green: Option<Arc<Upstream>>,
+    /// The split name users are hashed under for the rollout: `rollout:<route>`.
+    pub rollout_split: String,
+    /// A/B experiments, in config order.
+    pub variants: Vec<Variant>,
     /// `x-switchyard-route`, made once.
     pub route_header: Option<HeaderValue>,
     /// What the route answers while its kill switch is engaged.
@@ -100,6 +122,8 @@ pub struct Settings {
     pub upstream_timeout: Duration,
     pub stream_idle_timeout: Duration,
     pub routing_headers: bool,
+    /// Keep request and response text for incident samples (`[incidents] capture_bodies`).
+    pub capture_bodies: bool,
 }
 
 /// Everything a request needs to be routed and metered, frozen at one config version.
@@ -145,8 +169,22 @@ impl Table {
             });
             upstreams.insert(name.clone(), upstream);
         }
+        // The detail rings hold the longest window anything reads: alerts, rollback
+        // triggers, rules.
+        let longest = config
+            .routes
+            .iter()
+            .map(|r| r.rollback.window)
+            .chain(config.rules.iter().map(|r| r.window))
+            .fold(config.alerts.window, Duration::max);
+        let names: Vec<String> = config
+            .routes
+            .iter()
+            .flat_map(|r| r.experiments.iter().map(|e| e.name.clone()))
+            .collect();
+        signals.experiments().retain(&names);
         let spans = switchyard_control::signals::Spans {
-            window: config.alerts.window,
+            window: longest,
             baseline: config.alerts.baseline,
             context_fill: config.alerts.context_fill,
         };
@@ -160,6 +198,21 @@ impl Table {
                     message: format!("unknown upstream {:?}", spec.upstream),
                 })?;
             let name: Arc<str> = Arc::from(spec.name.as_str());
+            let route_signals = signals.route(&spec.name, spans);
+            let variants = variants_of(spec, &name, &upstreams, signals)?;
+            route_signals.set_experiments(variants.iter().map(|v| v.stats.clone()).collect());
+            let green =
+                match &spec.rollout {
+                    Some(rollout) => {
+                        Some(upstreams.get(&rollout.green).cloned().ok_or_else(|| {
+                            CompileError {
+                                key: format!("routes[{index}].rollout.green"),
+                                message: format!("unknown upstream {:?}", rollout.green),
+                            }
+                        })?)
+                    }
+                    None => None,
+                };
             let body_user_paths = spec
                 .user_key
                 .iter()
@@ -170,7 +223,10 @@ impl Table {
                 .collect();
             routes.push(Route {
                 in_flight: metrics::gauge!(switchyard_core::metrics::IN_FLIGHT_REQUESTS, "route" => name.clone()),
-                signals: signals.route(&spec.name, spans),
+                signals: route_signals,
+                rollout_split: format!("rollout:{name}"),
+                green,
+                variants,
                 name,
                 path_prefix: spec.matcher.path_prefix.clone(),
                 headers: spec.matcher.headers.clone(),
@@ -191,6 +247,7 @@ impl Table {
                 upstream_timeout: config.server.upstream_timeout,
                 stream_idle_timeout: config.server.stream_idle_timeout,
                 routing_headers: config.server.routing_headers,
+                capture_bodies: config.incidents.capture_bodies,
             },
             routes,
             models: models_of(config),
@@ -249,6 +306,35 @@ fn host_matches(host: &str, want: &str) -> bool {
         }
     });
     bare.eq_ignore_ascii_case(want)
+}
+
+fn variants_of(
+    spec: &switchyard_config::Route,
+    route: &Arc<str>,
+    upstreams: &HashMap<String, Arc<Upstream>>,
+    signals: &Signals,
+) -> Result<Vec<Variant>, CompileError> {
+    spec.experiments
+        .iter()
+        .map(|e| {
+            let upstream = match &e.upstream {
+                Some(name) => Some(upstreams.get(name).cloned().ok_or_else(|| CompileError {
+                    key: format!("experiments.{}.variant.upstream", e.name),
+                    message: format!("unknown upstream {name:?}"),
+                })?),
+                None => None,
+            };
+            Ok(Variant {
+                name: Arc::from(e.name.as_str()),
+                share: e.share(),
+                set_model: e.set_model.as_deref().map(Arc::from),
+                upstream,
+                headers: e.headers.clone(),
+                header: HeaderValue::from_str(&e.name).ok(),
+                stats: signals.experiments().get_or_make(&e.name, route, e.share()),
+            })
+        })
+        .collect()
 }
 
 fn dialect_of(setting: ConfigDialect) -> DialectSetting {

@@ -9,7 +9,10 @@ use arc_swap::ArcSwap;
 use switchyard_admin::{AdminParts, AdminState};
 use switchyard_config::{Config, UpstreamTarget};
 use switchyard_control::alerts::AlertSettings;
-use switchyard_control::{Alerts, KillBoard, Notifier, Signals};
+use switchyard_control::controller::Controller;
+use switchyard_control::rollout::RolloutStore;
+use switchyard_control::steer::Steering;
+use switchyard_control::{Alerts, Incidents, KillBoard, Notifier, Signals};
 use switchyard_proxy::{Gateway, Listener, Table};
 use switchyard_sim::Sim;
 use tokio::net::TcpListener;
@@ -54,6 +57,7 @@ pub struct Running {
     pub admin: SocketAddr,
     pub gateway: Arc<Gateway>,
     pub alerts: Arc<Alerts>,
+    pub controller: Arc<Controller>,
     pub reloader: Arc<ConfigReloader>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -129,10 +133,32 @@ pub async fn start_with(config: Config, path: Option<PathBuf>) -> Result<Running
             .map(|r| r.name.clone())
             .collect::<Vec<_>>(),
     );
-    let gateway = Gateway::with_kill_board(table, signals.clone(), kills.clone());
+    let state_error = |source: std::io::Error| StartError::State {
+        dir: config.admin.state_dir.display().to_string(),
+        source,
+    };
+    let (store, rollouts) = RolloutStore::open(&config.admin.state_dir).map_err(state_error)?;
+    let incidents = Arc::new(
+        Incidents::open(&config.admin.state_dir)
+            .map_err(|e| state_error(std::io::Error::other(e.to_string())))?,
+    );
+    let steering = Steering::new();
+    let gateway = Gateway::with_boards(table, signals.clone(), kills.clone(), steering.clone());
     let alerts = Alerts::new(signals.clone(), alert_settings(&config));
     let notifier = Notifier::new(config.notify.webhooks.clone());
     alerts.set_notifier(notifier.clone());
+    let controller = Controller::new(
+        (
+            signals.clone(),
+            alerts.clone(),
+            notifier.clone(),
+            incidents,
+            steering,
+        ),
+        store,
+        rollouts,
+    );
+    controller.apply(&config);
     let tls = match &config.server.tls {
         Some(files) => Some(switchyard_proxy::tls_acceptor(&files.cert, &files.key)?),
         None => None,
@@ -163,6 +189,7 @@ pub async fn start_with(config: Config, path: Option<PathBuf>) -> Result<Running
         alerts: alerts.clone(),
         signals,
         kills: kills.clone(),
+        controller: controller.clone(),
         tokens: tokens.clone(),
         fallbacks: fallbacks.clone(),
         notifier: notifier.clone(),
@@ -176,6 +203,7 @@ pub async fn start_with(config: Config, path: Option<PathBuf>) -> Result<Running
         fallbacks,
         reloader: reloader.clone(),
         notifier,
+        controller: controller.clone(),
     };
     let state = AdminState::new(parts, &state_dir).map_err(|e| StartError::State {
         dir: state_dir.display().to_string(),
@@ -184,6 +212,7 @@ pub async fn start_with(config: Config, path: Option<PathBuf>) -> Result<Running
     let (shutdown, watcher) = watch::channel(false);
     let background = vec![
         tokio::spawn(alerts.clone().run(tick)),
+        tokio::spawn(controller.clone().run()),
         tokio::spawn(reload::on_sighup(reloader.clone())),
     ];
     let tasks = vec![
@@ -201,6 +230,7 @@ pub async fn start_with(config: Config, path: Option<PathBuf>) -> Result<Running
         admin: admin_addr,
         gateway,
         alerts,
+        controller,
         reloader,
         shutdown,
         tasks,

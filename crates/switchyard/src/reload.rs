@@ -12,6 +12,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use switchyard_admin::{ReloadOutcome, Reloader};
 use switchyard_config::{AdminToken, Config, UpstreamTarget};
+use switchyard_control::controller::Controller;
 use switchyard_control::{Alerts, Event, KillBoard, Notifier, Signals};
 use switchyard_proxy::{Gateway, Table};
 use switchyard_sim::Sim;
@@ -30,6 +31,7 @@ pub struct ConfigReloader {
     pub(crate) alerts: Arc<Alerts>,
     pub(crate) signals: Arc<Signals>,
     pub(crate) kills: Arc<KillBoard>,
+    pub(crate) controller: Arc<Controller>,
     pub(crate) tokens: Arc<ArcSwap<Vec<AdminToken>>>,
     pub(crate) fallbacks: Arc<ArcSwap<std::collections::BTreeMap<String, String>>>,
     /// Gets the new webhooks, and is told of every reload that was applied or rejected.
@@ -141,6 +143,7 @@ impl ConfigReloader {
             .map_err(|e| format!("{}: {e}", config.origin))?;
         // Nothing below can fail: the new config is all in force, or none of it is.
         self.gateway.swap(table);
+        self.controller.apply(&config);
         self.alerts.set_settings(alert_settings(&config));
         self.tokens.store(Arc::new(config.admin.tokens.clone()));
         self.fallbacks

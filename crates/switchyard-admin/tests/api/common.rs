@@ -153,20 +153,38 @@ pub fn state(dir: &Path) -> (AdminState, Arc<StubReloader>) {
     let signals = Signals::new();
     let table = Table::compile(&config, &HashMap::new(), &signals).unwrap();
     let kills = KillBoard::open(dir).unwrap();
-    let gateway = Gateway::with_kill_board(table, signals.clone(), kills.clone());
+    let steering = switchyard_control::steer::Steering::new();
+    let gateway = Gateway::with_boards(table, signals.clone(), kills.clone(), steering.clone());
+    let alerts = Alerts::new(signals.clone(), alert_settings());
+    let notifier = switchyard_control::Notifier::disabled();
+    let (store, rollouts) = switchyard_control::rollout::RolloutStore::open(dir).unwrap();
+    let incidents = Arc::new(switchyard_control::Incidents::open(dir).unwrap());
+    let controller = switchyard_control::controller::Controller::new(
+        (
+            signals,
+            alerts.clone(),
+            notifier.clone(),
+            incidents,
+            steering,
+        ),
+        store,
+        rollouts,
+    );
+    controller.apply(&config);
     let reloader = Arc::new(StubReloader {
         next: Mutex::new(Err("no reload expected".into())),
     });
     let fallbacks: BTreeMap<String, String> = switchyard_admin::fallback_kinds(&config);
     let parts = AdminParts {
         gateway,
-        alerts: Alerts::new(signals, alert_settings()),
+        alerts,
         metrics: switchyard_admin::exposition::install(),
         kills,
         tokens: Arc::new(ArcSwap::from_pointee(tokens())),
         fallbacks: Arc::new(ArcSwap::from_pointee(fallbacks)),
         reloader: reloader.clone(),
-        notifier: switchyard_control::Notifier::disabled(),
+        notifier,
+        controller,
     };
     (AdminState::new(parts, dir).unwrap(), reloader)
 }

@@ -18,6 +18,7 @@ async fn status_shows_switches_fallbacks_alerts_and_incidents() {
             "config_version",
             "open_incidents",
             "routes",
+            "rules_firing",
             "tokens_today"
         ]
     );

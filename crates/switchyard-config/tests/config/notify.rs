@@ -53,7 +53,7 @@ const INVALID: &[(&str, usize, &str, &str)] = &[
     ("notify.webhooks[0].url", 2, "unsupported scheme \"ftp\"", "[[notify.webhooks]]\nurl = \"ftp://h/x\"\n"),
     ("notify.webhooks[1].url", 4, "needs a scheme", "[[notify.webhooks]]\nurl = \"http://a:1\"\n[[notify.webhooks]]\nurl = \"127.0.0.1:9999\"\n"),
     ("notify.webhooks[0].url", 2, "user info", "[[notify.webhooks]]\nurl = \"http://u:pw@h:1/\"\n"),
-    ("notify.webhooks[0].events[1]", 3, "unknown event \"rollback\" (known: alert, kill, revive, incident, ack, reload)", "[[notify.webhooks]]\nurl = \"http://a:1\"\nevents = [\"kill\", \"rollback\"]\n"),
+    ("notify.webhooks[0].events[1]", 3, "unknown event \"rollbacks\" (known: alert, kill, revive, incident, ack, reload, rollout, rollback, promote, rule)", "[[notify.webhooks]]\nurl = \"http://a:1\"\nevents = [\"kill\", \"rollbacks\"]\n"),
     ("notify.webhooks[0].events", 3, "at least one event", "[[notify.webhooks]]\nurl = \"http://a:1\"\nevents = []\n"),
     ("notify.webhooks[0].timeout", 3, "greater than 0s", "[[notify.webhooks]]\nurl = \"http://a:1\"\ntimeout = \"0s\"\n"),
     ("notify.webhooks[0].timeout", 3, "invalid duration", "[[notify.webhooks]]\nurl = \"http://a:1\"\ntimeout = \"5 seconds\"\n"),

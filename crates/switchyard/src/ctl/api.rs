@@ -39,6 +39,62 @@ pub struct Route {
     pub weights: Vec<Weight>,
     pub kill_switch: Option<KillSwitch>,
     pub fallback: Option<String>,
+    pub rollout: Option<Rollout>,
+}
+
+/// A route's rollout, as status and rollback/promote answers carry it.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default)]
+pub struct Rollout {
+    pub blue: String,
+    pub green: String,
+    pub stages: Vec<f64>,
+    pub stage: usize,
+    pub percent: f64,
+    pub phase: String,
+    pub stage_requests: u64,
+    pub reason: Option<String>,
+    pub by: Option<String>,
+}
+
+/// POST /admin/routes/{route}/rollback and /promote.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct ShiftReply {
+    pub route: String,
+    pub before: Rollout,
+    pub after: Rollout,
+    pub took_us: Option<u64>,
+    pub incident: Option<String>,
+    pub warning: Option<String>,
+}
+
+/// GET /admin/experiments/{name}.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Experiment {
+    pub name: String,
+    pub route: String,
+    pub share: f64,
+    pub arms: Vec<ExperimentArm>,
+    pub metric: String,
+    pub verdict: String,
+    pub difference: Option<f64>,
+    pub p_value: f64,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct ExperimentArm {
+    pub variant: String,
+    pub requests: u64,
+    pub error_rate: Option<f64>,
+    pub completion_rate: Option<f64>,
+    pub tokens_per_completed: Option<f64>,
+    pub latency_p50_ms: Option<f64>,
+    pub latency_p99_ms: Option<f64>,
+    pub cost_per_request_usd: Option<f64>,
+    pub feedback_reports: u64,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -4,11 +4,14 @@ use hyper::Method;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use super::api::{Audit, ErrorBody, Incident, Incidents, KillReply, ReloadReply, Status};
+use super::api::{
+    Audit, ErrorBody, Experiment, Incident, Incidents, KillReply, ReloadReply, ShiftReply, Status,
+};
 use super::client::{segment, Admin, Effect, Reply, EXIT_AUTH, EXIT_REFUSED};
 use super::history::{render_ack, render_audit, render_incident, render_incidents};
 use super::render::{
-    persistence_warning, render_kill, render_reload, render_revive, render_status, server_warning,
+    persistence_warning, render_experiment, render_kill, render_reload, render_revive,
+    render_shift, render_status, server_warning,
 };
 use super::text::{clip, View};
 use super::{CtlCommand, Failure, Output};
@@ -39,6 +42,26 @@ pub async fn execute(
             let body = reason.as_ref().map(|r| json!({ "reason": r }));
             let reply = mutate(admin, Method::DELETE, kill_path(route), body).await?;
             finish::<KillReply>(reply, json, render_revive, persistence_warning)
+        }
+        CtlCommand::Rollback { route, reason } | CtlCommand::Promote { route, reason } => {
+            let action = if matches!(command, CtlCommand::Rollback { .. }) {
+                "rollback"
+            } else {
+                "promote"
+            };
+            let body = reason.as_ref().map(|r| json!({ "reason": r }));
+            let path = format!("/admin/routes/{}/{action}", segment(route));
+            let reply = mutate(admin, Method::POST, path, body).await?;
+            finish::<ShiftReply>(
+                reply,
+                json,
+                |r| render_shift(r, action),
+                |r| server_warning(r.warning.as_ref()),
+            )
+        }
+        CtlCommand::Experiment { name } => {
+            let reply = read(admin, format!("/admin/experiments/{}", segment(name))).await?;
+            finish::<Experiment>(reply, json, render_experiment, |_| None)
         }
         CtlCommand::Reload => {
             let reply = mutate(admin, Method::POST, "/admin/reload".into(), None).await?;

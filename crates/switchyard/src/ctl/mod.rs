@@ -69,6 +69,28 @@ pub enum CtlCommand {
         #[arg(long)]
         reason: Option<String>,
     },
+    /// Send every user of a route back to blue now; the rollout stays rolled back until
+    /// promoted or green changes.
+    Rollback {
+        /// The route's name, as `switchyard ctl status` lists it.
+        route: String,
+        /// Why, for the incident and the audit log.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Send every user of a route to green now, skipping the remaining stages.
+    Promote {
+        /// The route's name, as `switchyard ctl status` lists it.
+        route: String,
+        /// Why, for the audit log.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// An A/B experiment's figures per variant and the sequential test's verdict.
+    Experiment {
+        /// The experiment's name, as gateway.toml sets it.
+        name: String,
+    },
     /// Re-read the gateway's config file; a rejected config leaves the old one serving.
     Reload,
     /// Incidents, newest first.

@@ -106,8 +106,102 @@ fn routes(status: &Status, view: &View) -> String {
         if let Some(switch) = &route.kill_switch {
             table.note(&describe(switch, view));
         }
+        if let Some(rollout) = &route.rollout {
+            table.note(&rollout_line(rollout));
+        }
     }
     table.render(view)
+}
+
+/// "rollout of support-green: shifting, stage 2 of 3 (25 % of users), 310 green requests".
+fn rollout_line(r: &super::api::Rollout) -> String {
+    let mut line = format!(
+        "rollout of {}: {}, stage {} of {} ({} % of users on green), {} green requests in the stage",
+        r.green,
+        r.phase.replace('_', " "),
+        r.stage + 1,
+        r.stages.len(),
+        num(r.percent),
+        r.stage_requests
+    );
+    if let Some(reason) = &r.reason {
+        line.push_str(&format!("; {reason}"));
+    }
+    line
+}
+
+/// `switchyard ctl rollback` and `switchyard ctl promote`.
+pub fn render_shift(reply: &super::api::ShiftReply, action: &str) -> String {
+    let a = &reply.after;
+    let mut out = match action {
+        "rollback" => format!(
+            "{}: ROLLED BACK, every user on blue {} (green {} was at {} %).\n",
+            reply.route,
+            a.blue,
+            a.green,
+            num(reply.before.percent)
+        ),
+        _ => format!(
+            "{}: PROMOTED, every user on green {} (was {} at {} %).\n",
+            reply.route,
+            a.green,
+            reply.before.phase.replace('_', " "),
+            num(reply.before.percent)
+        ),
+    };
+    if let Some(us) = reply.took_us {
+        out.push_str(&format!(
+            "In force for new requests (took {}); requests in flight finish where they started.\n",
+            took(us)
+        ));
+    }
+    if let Some(id) = &reply.incident {
+        out.push_str(&format!("Incident {id} opened.\n"));
+    }
+    out
+}
+
+/// `switchyard ctl experiment`.
+pub fn render_experiment(e: &super::api::Experiment) -> String {
+    let pct = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{} %", num(v * 100.0)));
+    let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{} ms", num(v)));
+    let mut out = format!(
+        "experiment {} on route {} ({} % of users in the variant)\n\n",
+        e.name,
+        e.route,
+        num(e.share * 100.0)
+    );
+    out.push_str(&format!(
+        "{:<20} {:>9} {:>10} {:>11} {:>10} {:>10} {:>10}\n",
+        "VARIANT", "REQUESTS", "ERRORS", "COMPLETED", "P50", "P99", "$/REQ"
+    ));
+    for arm in &e.arms {
+        out.push_str(&format!(
+            "{:<20} {:>9} {:>10} {:>11} {:>10} {:>10} {:>10}\n",
+            arm.variant,
+            arm.requests,
+            pct(arm.error_rate),
+            pct(arm.completion_rate),
+            ms(arm.latency_p50_ms),
+            ms(arm.latency_p99_ms),
+            arm.cost_per_request_usd
+                .map_or("-".into(), |c| format!("{c:.6}")),
+        ));
+    }
+    out.push_str(&format!(
+        "\nverdict on {}: {} (always-valid p = {:.4}",
+        e.metric.replace('_', " "),
+        e.verdict,
+        e.p_value
+    ));
+    if let Some(d) = e.difference {
+        out.push_str(&format!(
+            ", variant minus control {} points",
+            num(d * 100.0)
+        ));
+    }
+    out.push_str(")\n");
+    out
 }
 
 fn alerts(firing: &[Alert], view: &View) -> String {

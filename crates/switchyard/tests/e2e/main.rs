@@ -12,5 +12,6 @@ mod metering;
 mod notify;
 mod proxy;
 mod reload;
+mod rollout;
 mod sdk;
 mod streaming;

@@ -5,24 +5,119 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
 use serde::{Deserialize, Serialize};
-use switchyard_control::KillSwitch;
+use serde_json::Value;
 
-use crate::views::AlertView;
+use crate::alerts::FiringAlert;
+use crate::kill::KillSwitch;
 
 const DIR: &str = "incidents";
+
+/// A firing alert as status and incidents show it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertView {
+    pub alert: String,
+    pub route: String,
+    pub value: f64,
+    pub threshold: f64,
+    pub since: u64,
+}
+
+impl From<&FiringAlert> for AlertView {
+    fn from(a: &FiringAlert) -> Self {
+        AlertView {
+            alert: a.kind.as_str().to_owned(),
+            route: a.route.clone(),
+            value: a.value,
+            threshold: a.threshold,
+            since: a.since,
+        }
+    }
+}
+
+/// What set an automatic incident off: the trigger, its figure and threshold, the window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Trigger {
+    /// `error_rate`, `p99_latency`, `cost_increase`, `new_error_class`, `alert:<kind>`, or a
+    /// rule's name.
+    pub name: String,
+    pub value: f64,
+    pub threshold: f64,
+    pub window_secs: u64,
+    /// Everything else the decision read (both sides' figures, the baseline, ...).
+    pub figures: Value,
+}
+
+/// A count of one value seen in the window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Seen {
+    pub value: String,
+    pub count: u64,
+}
+
+/// Metadata of one recent exchange; text only when `[incidents] capture_bodies` is on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SampledExchange {
+    pub at_ms: u64,
+    pub request_id: String,
+    pub upstream: String,
+    pub variant: String,
+    pub model: Option<String>,
+    pub response_model: Option<String>,
+    pub prompt_fingerprint: Option<String>,
+    pub status: u16,
+    pub outcome: String,
+    pub error_class: Option<String>,
+    pub finish_reason: Option<String>,
+    pub latency_ms: f64,
+    pub ttfb_ms: Option<f64>,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cost_usd: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_body: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_body: Option<String>,
+}
+
+/// What the route served in the incident's window: the model's part of the postmortem.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    /// Unix milliseconds of the window's start and end.
+    pub from_ms: u64,
+    pub to_ms: u64,
+    /// Exchanges the counts below were taken from (the most recent ones kept per route).
+    pub exchanges_examined: u64,
+    /// Model versions as the responses named them, most frequent first.
+    pub response_models: Vec<Seen>,
+    /// System-prompt fingerprints (XXH3-64, hex), most frequent first.
+    pub prompt_fingerprints: Vec<Seen>,
+    /// The most recent exchanges, newest first.
+    pub sample: Vec<SampledExchange>,
+}
 
 /// The full record of an incident.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Incident {
     pub id: String,
+    /// `kill`, `rollback` or `rule`.
     pub kind: String,
     pub route: String,
     pub opened_at_ms: u64,
     pub reason: String,
     pub by: String,
     pub config_version: String,
+    /// The route's kill switch before and after (kills).
     pub before: Option<KillSwitch>,
     pub after: Option<KillSwitch>,
+    /// The route's rollout before and after (rollbacks, rules that act on it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout_before: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout_after: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<Trigger>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<Evidence>,
     pub alerts_firing: Vec<AlertView>,
     pub acknowledged_by: Option<String>,
     pub acknowledged_at_ms: Option<u64>,

@@ -1,0 +1,221 @@
+//! Safe change: POST /admin/routes/{route}/rollback and /promote, POST /admin/rules/{rule}/
+//! approve and /release, GET /admin/experiments and /admin/experiments/{name}.
+
+use http::{Response, StatusCode};
+use hyper::body::Incoming;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use switchyard_control::controller::{ActionError, Shift};
+use switchyard_control::rollout::RolloutState;
+use switchyard_core::Body;
+
+use crate::audit::AuditEntry;
+use crate::auth::Principal;
+use crate::mutation::{record, reject};
+use crate::reply::{self, ApiError};
+use crate::request::json_body;
+use crate::state::AdminState;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShiftBody {
+    reason: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleBody {
+    /// Required when the rule watches several routes.
+    route: Option<String>,
+    reason: Option<String>,
+}
+
+#[derive(Serialize)]
+struct ShiftAnswer<'a> {
+    route: &'a str,
+    before: &'a RolloutState,
+    after: &'a RolloutState,
+    /// Microseconds from the call to the atomic store that put it in force.
+    took_us: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    incident: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    warning: Option<String>,
+}
+
+/// Which operator action on a rollout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Move {
+    Rollback,
+    Promote,
+}
+
+fn refusal(error: &ActionError) -> ApiError {
+    let (status, code) = match error {
+        ActionError::NoRollout(_) => (StatusCode::NOT_FOUND, "no_rollout"),
+        ActionError::AlreadyThere { .. } => (StatusCode::CONFLICT, "already_there"),
+        ActionError::NotAwaiting { .. } => (StatusCode::CONFLICT, "not_awaiting_approval"),
+        ActionError::NotInForce { .. } => (StatusCode::CONFLICT, "not_in_force"),
+    };
+    ApiError::new(status, code, error.to_string())
+}
+
+/// Rolls a route back to blue, or promotes green to every user; audited before the answer.
+pub async fn shift(
+    state: &AdminState,
+    who: &Principal,
+    route: &str,
+    body: Incoming,
+    action: Move,
+) -> Response<Body> {
+    let name = match action {
+        Move::Rollback => "rollback",
+        Move::Promote => "promote",
+    };
+    let mut entry = AuditEntry::new(who, name, Some(route.to_owned()));
+    let reason = match json_body::<ShiftBody>(body).await {
+        Ok(body) => body.reason.filter(|r| !r.trim().is_empty()),
+        Err(refusal) => return reject(state, entry, refusal),
+    };
+    entry.reason.clone_from(&reason);
+    if !state
+        .gateway
+        .table()
+        .routes
+        .iter()
+        .any(|r| &*r.name == route)
+    {
+        let message = format!("no route {route:?}; GET /admin/status lists the routes");
+        let refusal = ApiError::new(StatusCode::NOT_FOUND, "unknown_route", message);
+        return reject(state, entry, refusal);
+    }
+    let reason_text = reason.as_deref().unwrap_or(match action {
+        Move::Rollback => "rolled back by an operator",
+        Move::Promote => "promoted by an operator",
+    });
+    let result = match action {
+        Move::Rollback => state.controller.rollback(route, &who.name, reason_text),
+        Move::Promote => state.controller.promote(route, &who.name, reason_text),
+    };
+    let shift: Shift = match result {
+        Ok(shift) => shift,
+        Err(error) => return reject(state, entry, refusal(&error)),
+    };
+    entry.before = json!(shift.before);
+    entry.after = json!(shift.after);
+    let mut warnings = Vec::new();
+    record(state, &entry, &mut warnings);
+    tracing::info!(route, by = %who.name, action = name, "rollout changed by an operator");
+    let answer = ShiftAnswer {
+        route,
+        before: &shift.before,
+        after: &shift.after,
+        took_us: shift.took_us,
+        incident: shift.incident.as_deref(),
+        warning: (!warnings.is_empty()).then(|| warnings.join("; ")),
+    };
+    reply::json(StatusCode::OK, &answer)
+}
+
+/// Which operator action on a rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleMove {
+    Approve,
+    Release,
+}
+
+/// Approves a downgrade a rule waits on, or lifts one in force.
+pub async fn rule(
+    state: &AdminState,
+    who: &Principal,
+    rule: &str,
+    body: Incoming,
+    action: RuleMove,
+) -> Response<Body> {
+    let name = match action {
+        RuleMove::Approve => "approve",
+        RuleMove::Release => "release",
+    };
+    let mut entry = AuditEntry::new(who, name, Some(rule.to_owned()));
+    let body = match json_body::<RuleBody>(body).await {
+        Ok(body) => body,
+        Err(refusal) => return reject(state, entry, refusal),
+    };
+    entry.reason = body.reason.filter(|r| !r.trim().is_empty());
+    let firing: Vec<String> = state
+        .controller
+        .rules_firing()
+        .into_iter()
+        .filter(|f| f.rule == rule)
+        .map(|f| f.route)
+        .collect();
+    let route = match (body.route, firing.as_slice()) {
+        (Some(route), _) => route,
+        (None, [only]) => only.clone(),
+        (None, []) => {
+            let message = format!("rule {rule:?} is not firing on any route");
+            return reject(
+                state,
+                entry,
+                ApiError::new(StatusCode::CONFLICT, "not_firing", message),
+            );
+        }
+        (None, _) => {
+            let message = format!(
+                "rule {rule:?} fires on several routes ({}); name one with {{\"route\": ...}}",
+                firing.join(", ")
+            );
+            return reject(state, entry, ApiError::bad_request(message));
+        }
+    };
+    entry.target = Some(format!("{rule}@{route}"));
+    let result = match action {
+        RuleMove::Approve => state.controller.approve(rule, &route, &who.name).map(Some),
+        RuleMove::Release => state
+            .controller
+            .release(rule, &route, &who.name)
+            .map(|()| None),
+    };
+    match result {
+        Ok(model) => {
+            entry.after = json!({ "route": route, "downgrade_to": model });
+            let mut warnings = Vec::new();
+            record(state, &entry, &mut warnings);
+            let answer = json!({
+                "rule": rule,
+                "route": route,
+                "action": name,
+                "downgrade_to": model,
+                "warning": (!warnings.is_empty()).then(|| warnings.join("; ")),
+            });
+            reply::json(StatusCode::OK, &answer)
+        }
+        Err(error) => reject(state, entry, refusal(&error)),
+    }
+}
+
+/// GET /admin/experiments: every experiment's figures and verdict.
+pub fn experiments(state: &AdminState) -> Response<Body> {
+    let all: Vec<_> = state
+        .gateway
+        .signals()
+        .experiments()
+        .all()
+        .iter()
+        .map(|e| e.view())
+        .collect();
+    reply::json(StatusCode::OK, &json!({ "experiments": all }))
+}
+
+/// GET /admin/experiments/{name}.
+pub fn experiment(state: &AdminState, name: &str) -> Response<Body> {
+    match state.gateway.signals().experiments().get(name) {
+        Some(experiment) => reply::json(StatusCode::OK, &experiment.view()),
+        None => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_experiment",
+            format!("no experiment {name:?}; GET /admin/experiments lists them"),
+        )
+        .into_response(),
+    }
+}

@@ -1,0 +1,1026 @@
+//! The controller: advances staged rollouts, rolls them back when a trigger fires, runs the
+//! rules' actions and keeps the experiments' sequential tests current. It works off the data
+//! path on the signals' windows, and acts through [`Steering`], which requests read with one
+//! atomic load.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::json;
+use switchyard_config::{
+    Config, EventKind, IncidentSettings, Rollback, Rollout, Rule, RuleAction, RuleMetric,
+};
+use switchyard_core::metrics as names;
+
+use crate::alerts::Alerts;
+use crate::incidents::{AlertView, Evidence, Incident, Incidents, SampledExchange, Seen, Trigger};
+use crate::kill::now_ms;
+use crate::notify::{Event, Notifier};
+use crate::rollout::{Phase, RolloutState, RolloutStore};
+use crate::signals::{now_secs, Signals};
+use crate::steer::Steering;
+use crate::window::Bucket;
+
+/// How often the controller looks.
+pub const TICK: Duration = Duration::from_millis(100);
+
+/// Who the controller's own actions are by.
+pub const BY: &str = "controller";
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// One route as the controller needs it.
+#[derive(Debug, Clone)]
+struct RoutePlan {
+    name: String,
+    upstream: String,
+    rollout: Option<Rollout>,
+    rollback: Rollback,
+}
+
+/// What the config asks of the controller.
+#[derive(Debug, Clone, Default)]
+struct Plan {
+    version: String,
+    routes: Vec<RoutePlan>,
+    rules: Vec<Rule>,
+    incidents: IncidentSettings,
+}
+
+/// A rule firing on a route.
+#[derive(Debug, Clone, Serialize)]
+pub struct RuleFiring {
+    pub rule: String,
+    pub route: String,
+    pub metric: &'static str,
+    pub action: &'static str,
+    pub value: f64,
+    pub threshold: f64,
+    pub since_ms: u64,
+    /// A downgrade waiting for an operator's approval.
+    pub awaiting_approval: bool,
+    pub incident: Option<String>,
+}
+
+/// Why an operator's action was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ActionError {
+    #[error("route {0:?} has no rollout")]
+    NoRollout(String),
+    #[error("route {route:?} is already {phase}")]
+    AlreadyThere { route: String, phase: &'static str },
+    #[error("rule {rule:?} is not waiting for approval on route {route:?}")]
+    NotAwaiting { rule: String, route: String },
+    #[error("rule {rule:?} has no downgrade in force on route {route:?}")]
+    NotInForce { rule: String, route: String },
+}
+
+/// What a rollback or promotion did.
+#[derive(Debug, Clone)]
+pub struct Shift {
+    pub before: RolloutState,
+    pub after: RolloutState,
+    pub incident: Option<String>,
+    /// Microseconds from the call to the atomic store.
+    pub took_us: u64,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    plan: Plan,
+    rollouts: BTreeMap<String, RolloutState>,
+    /// Green exchanges counted so far, per route, to add each look's new ones to the stage.
+    green_seen: HashMap<String, u64>,
+    rules: BTreeMap<(String, String), RuleFiring>,
+    /// When each route was last looked at.
+    last_look: HashMap<String, Instant>,
+    dirty_since: Option<Instant>,
+    ticks: u64,
+}
+
+/// See the module documentation.
+pub struct Controller {
+    signals: Arc<Signals>,
+    alerts: Arc<Alerts>,
+    notifier: Notifier,
+    incidents: Arc<Incidents>,
+    steering: Arc<Steering>,
+    store: RolloutStore,
+    inner: Mutex<Inner>,
+}
+
+impl std::fmt::Debug for Controller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Controller").finish_non_exhaustive()
+    }
+}
+
+/// A trigger that fired: (name, value, threshold, figures).
+struct Fired {
+    name: String,
+    value: f64,
+    threshold: f64,
+    window_secs: u64,
+    figures: serde_json::Value,
+    /// The earliest moment the condition can have become true.
+    since: Instant,
+}
+
+impl Controller {
+    /// A controller with the rollouts persisted in `store` (`states` as loaded from it).
+    pub fn new(
+        parts: (
+            Arc<Signals>,
+            Arc<Alerts>,
+            Notifier,
+            Arc<Incidents>,
+            Arc<Steering>,
+        ),
+        store: RolloutStore,
+        states: BTreeMap<String, RolloutState>,
+    ) -> Arc<Self> {
+        let (signals, alerts, notifier, incidents, steering) = parts;
+        Arc::new(Controller {
+            signals,
+            alerts,
+            notifier,
+            incidents,
+            steering,
+            store,
+            inner: Mutex::new(Inner {
+                rollouts: states,
+                ..Inner::default()
+            }),
+        })
+    }
+
+    pub fn steering(&self) -> &Arc<Steering> {
+        &self.steering
+    }
+
+    pub fn incidents(&self) -> &Arc<Incidents> {
+        &self.incidents
+    }
+
+    pub fn signals(&self) -> &Arc<Signals> {
+        &self.signals
+    }
+
+    /// Puts a config in force: rollouts whose green changed start over at their first
+    /// stage; the others keep their stage, phase and outcome.
+    pub fn apply(&self, config: &Config) {
+        let mut inner = lock(&self.inner);
+        let now = now_ms();
+        let mut started = Vec::new();
+        let routes: Vec<RoutePlan> = config
+            .routes
+            .iter()
+            .map(|r| RoutePlan {
+                name: r.name.clone(),
+                upstream: r.upstream.clone(),
+                rollout: r.rollout.clone(),
+                rollback: r.rollback.clone(),
+            })
+            .collect();
+        let mut rollouts = BTreeMap::new();
+        for route in &routes {
+            let Some(rollout) = &route.rollout else {
+                continue;
+            };
+            let kept = inner
+                .rollouts
+                .remove(&route.name)
+                .filter(|s| s.green == rollout.green && s.blue == rollout.blue);
+            let state = match kept {
+                Some(mut state) => {
+                    if state.stages != rollout.stages && state.phase == Phase::Shifting {
+                        // New stages apply from the next advance; the share in force stays.
+                        let at = rollout
+                            .stages
+                            .iter()
+                            .position(|p| *p >= state.percent)
+                            .unwrap_or(rollout.stages.len().saturating_sub(1));
+                        state.stages = rollout.stages.clone();
+                        state.stage = at;
+                    }
+                    state
+                }
+                None => {
+                    let state = RolloutState::start(
+                        &route.name,
+                        &rollout.blue,
+                        &rollout.green,
+                        &rollout.stages,
+                        now,
+                    );
+                    started.push(state.clone());
+                    state
+                }
+            };
+            rollouts.insert(route.name.clone(), state);
+        }
+        inner.rollouts = rollouts;
+        inner.plan = Plan {
+            version: config.version.clone(),
+            routes,
+            rules: config.rules.clone(),
+            incidents: config.incidents.clone(),
+        };
+        let names: Vec<String> = inner.plan.routes.iter().map(|r| r.name.clone()).collect();
+        inner.rules.retain(|(_, route), _| names.contains(route));
+        self.steering.retain(&names);
+        for route in &inner.plan.routes {
+            let state = inner.rollouts.get(&route.name);
+            self.steering.update(&route.name, |steer| {
+                steer.green = state.map(|s| Arc::from(s.green.as_str()));
+                steer.green_share = state.map_or(0.0, RolloutState::green_share);
+            });
+        }
+        self.publish_weights(&inner);
+        self.save(&mut inner);
+        drop(inner);
+        for state in started {
+            tracing::info!(route = %state.route, green = %state.green, percent = state.percent, "rollout started");
+            self.notifier.notify(Event::new(
+                EventKind::Rollout,
+                Some(state.route.clone()),
+                json!({"status": "started", "green": state.green, "blue": state.blue, "percent": state.percent}),
+            ));
+        }
+    }
+
+    /// Every rollout, by route.
+    pub fn rollouts(&self) -> Vec<RolloutState> {
+        lock(&self.inner).rollouts.values().cloned().collect()
+    }
+
+    pub fn rollout(&self, route: &str) -> Option<RolloutState> {
+        lock(&self.inner).rollouts.get(route).cloned()
+    }
+
+    /// Rules firing now.
+    pub fn rules_firing(&self) -> Vec<RuleFiring> {
+        lock(&self.inner).rules.values().cloned().collect()
+    }
+
+    /// Looks every `TICK` until the task is dropped.
+    pub async fn run(self: Arc<Self>) {
+        let mut interval = tokio::time::interval(TICK);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            interval.tick().await;
+            self.tick();
+        }
+    }
+
+    /// One look at every rollout, rule and experiment.
+    pub fn tick(&self) {
+        let mut inner = lock(&self.inner);
+        inner.ticks += 1;
+        let routes = inner.plan.routes.clone();
+        for route in &routes {
+            if inner.rollouts.contains_key(&route.name) {
+                self.look_at_rollout(&mut inner, route);
+            }
+        }
+        self.look_at_rules(&mut inner);
+        if inner.ticks.is_multiple_of(10) {
+            for experiment in self.signals.experiments().all() {
+                let outcome = experiment.evaluate();
+                metrics::gauge!(names::EXPERIMENT_P_VALUE, "experiment" => experiment.name().clone())
+                    .set(outcome.p_value);
+            }
+            self.publish_weights(&inner);
+        }
+        // The stage's request count changes constantly; it is written at most every 5 s,
+        // and every transition is written at once.
+        if inner
+            .dirty_since
+            .is_some_and(|t| t.elapsed() >= Duration::from_secs(5))
+        {
+            self.save(&mut inner);
+        }
+    }
+
+    fn look_at_rollout(&self, inner: &mut Inner, route: &RoutePlan) {
+        let Some(state) = inner.rollouts.get(&route.name).cloned() else {
+            return;
+        };
+        let Some(signals) = self.signals.get(&route.name) else {
+            return;
+        };
+        let now = now_secs();
+        let look = Instant::now();
+        let previous_look = inner
+            .last_look
+            .insert(route.name.clone(), look)
+            .unwrap_or(look);
+        let rb = &route.rollback;
+        let from = now.saturating_sub(rb.window.as_secs().max(1)) + 1;
+        let green = signals.side(&state.green, from, now);
+        let blue = signals.side(&state.blue, from, now);
+        let seen = inner.green_seen.insert(route.name.clone(), green.total);
+        let new_green = green.total.saturating_sub(seen.unwrap_or(green.total));
+        if state.phase == Phase::RolledBack {
+            return;
+        }
+        let since = green.first_since_look.unwrap_or(previous_look);
+        let fired =
+            self.rollback_trigger(&route.name, &state, rb, &green.window, &blue.window, since);
+        if let Some(fired) = fired {
+            self.roll_back(inner, &route.name, fired, BY);
+            return;
+        }
+        let Some(rollout) = &route.rollout else {
+            return;
+        };
+        let Some(current) = inner.rollouts.get_mut(&route.name) else {
+            return;
+        };
+        if new_green > 0 {
+            current.stage_requests += new_green;
+            inner.dirty_since.get_or_insert(look);
+        }
+        let Some(current) = inner.rollouts.get_mut(&route.name) else {
+            return;
+        };
+        let baked =
+            now_ms().saturating_sub(current.stage_started_at_ms) >= rollout.bake.as_millis() as u64;
+        // A stage without enough green traffic has not shown it is healthy: never advance on
+        // missing signal.
+        if current.phase == Phase::Shifting
+            && baked
+            && current.stage_requests >= rollout.min_requests
+        {
+            let served = current.stage_requests;
+            current.advance(now_ms());
+            let after = current.clone();
+            self.steering.update(&route.name, |steer| {
+                steer.green_share = after.green_share();
+            });
+            self.save(inner);
+            self.publish_weights(inner);
+            let status = if after.phase == Phase::Complete {
+                "completed"
+            } else {
+                "advanced"
+            };
+            tracing::info!(route = %route.name, percent = after.percent, served, status, "rollout stage");
+            self.notifier.notify(Event::new(
+                EventKind::Rollout,
+                Some(route.name.clone()),
+                json!({"status": status, "green": after.green, "percent": after.percent, "stage": after.stage, "green_requests_in_stage": served}),
+            ));
+        }
+    }
+
+    /// The first of the seed's triggers that holds for green, or any firing alert of the
+    /// route while traffic is shifting.
+    fn rollback_trigger(
+        &self,
+        route: &str,
+        state: &RolloutState,
+        rb: &Rollback,
+        green: &Bucket,
+        blue: &Bucket,
+        since: Instant,
+    ) -> Option<Fired> {
+        let window_secs = rb.window.as_secs().max(1);
+        let figures = |extra: serde_json::Value| {
+            let mut base = json!({
+                "green_requests": green.requests,
+                "green_errors": green.errors,
+                "green_error_rate": green.error_rate(),
+                "green_p99_ms": green.latency.quantile(0.99).map(|d| d.as_secs_f64() * 1000.0),
+                "green_cost_per_request_usd": green.cost_per_request(),
+                "blue_requests": blue.requests,
+                "blue_error_rate": blue.error_rate(),
+                "blue_p99_ms": blue.latency.quantile(0.99).map(|d| d.as_secs_f64() * 1000.0),
+                "blue_cost_per_request_usd": blue.cost_per_request(),
+                "percent_on_green": state.percent,
+            });
+            if let (Some(base), serde_json::Value::Object(extra)) = (base.as_object_mut(), extra) {
+                base.extend(extra);
+            }
+            base
+        };
+        let fired = |name: &str, value: f64, threshold: f64, extra| Fired {
+            name: name.to_owned(),
+            value,
+            threshold,
+            window_secs,
+            figures: figures(extra),
+            since,
+        };
+        if state.phase == Phase::Shifting && rb.on_alert {
+            let firing = self.alerts.firing();
+            if let Some(alert) = firing.iter().find(|a| a.route == route) {
+                let name = format!("alert:{}", alert.kind.as_str());
+                return Some(fired(&name, alert.value, alert.threshold, json!({})));
+            }
+        }
+        if green.requests < rb.min_requests {
+            return None;
+        }
+        if green.error_rate() > rb.error_rate {
+            return Some(fired(
+                "error_rate",
+                green.error_rate(),
+                rb.error_rate,
+                json!({}),
+            ));
+        }
+        let p99 = green.latency.quantile(0.99).unwrap_or_default();
+        if p99 > rb.p99_latency {
+            return Some(fired(
+                "p99_latency",
+                p99.as_secs_f64(),
+                rb.p99_latency.as_secs_f64(),
+                json!({}),
+            ));
+        }
+        // The comparisons with blue need blue traffic in the same window: while everyone is
+        // on green there is nothing to compare with.
+        if state.phase != Phase::Shifting || blue.requests < rb.min_requests {
+            return None;
+        }
+        let (g, b) = (green.cost_per_request(), blue.cost_per_request());
+        if b > 0.0 && g > b * (1.0 + rb.cost_increase) {
+            return Some(fired(
+                "cost_increase",
+                g / b - 1.0,
+                rb.cost_increase,
+                json!({}),
+            ));
+        }
+        for (class, count) in &green.classes {
+            if blue.classes.iter().any(|(c, _)| c == class) {
+                continue;
+            }
+            let rate = *count as f64 / green.requests as f64;
+            if rate > rb.new_error_class_rate {
+                let extra = json!({"error_class": class.to_string(), "count": count});
+                return Some(fired(
+                    "new_error_class",
+                    rate,
+                    rb.new_error_class_rate,
+                    extra,
+                ));
+            }
+        }
+        None
+    }
+
+    /// All traffic to blue by one atomic store; then the record, the metric, the incident
+    /// and the webhooks.
+    fn roll_back(&self, inner: &mut Inner, route: &str, fired: Fired, by: &str) -> Option<Shift> {
+        let called = Instant::now();
+        let before = inner.rollouts.get(route)?.clone();
+        let state = inner.rollouts.get_mut(route)?;
+        let reason = format!(
+            "{} {:.4} over {:.4} in the last {}s",
+            fired.name, fired.value, fired.threshold, fired.window_secs
+        );
+        state.roll_back(now_ms(), &reason, by);
+        let after = state.clone();
+        let swapped = self.steering.update(route, |steer| steer.green_share = 0.0);
+        let decision = swapped.saturating_duration_since(fired.since);
+        let took_us = swapped.saturating_duration_since(called).as_micros() as u64;
+        metrics::counter!(names::ROLLBACKS_TOTAL, "route" => route.to_owned(), "trigger" => trigger_label(&fired.name)).increment(1);
+        metrics::histogram!(names::ROLLBACK_DECISION_SECONDS, "route" => route.to_owned())
+            .record(decision.as_secs_f64());
+        self.save(inner);
+        self.publish_weights(inner);
+        tracing::warn!(route, trigger = %fired.name, value = fired.value, threshold = fired.threshold,
+            decision_ms = decision.as_secs_f64() * 1000.0, "rolled back to blue");
+        let mut figures = fired.figures.clone();
+        if let Some(map) = figures.as_object_mut() {
+            map.insert(
+                "decision_latency_ms".into(),
+                json!(decision.as_secs_f64() * 1000.0),
+            );
+        }
+        let trigger = Trigger {
+            name: fired.name.clone(),
+            value: fired.value,
+            threshold: fired.threshold,
+            window_secs: fired.window_secs,
+            figures,
+        };
+        let incident = self.open_incident(
+            inner,
+            "rollback",
+            route,
+            &reason,
+            by,
+            Some(trigger),
+            (&before, &after),
+        );
+        self.notifier.notify(Event::new(
+            EventKind::Rollback,
+            Some(route.to_owned()),
+            json!({"trigger": fired.name, "value": fired.value, "threshold": fired.threshold,
+                   "by": by, "green": after.green, "blue": after.blue, "incident": incident,
+                   "decision_latency_ms": decision.as_secs_f64() * 1000.0}),
+        ));
+        Some(Shift {
+            before,
+            after,
+            incident,
+            took_us,
+        })
+    }
+
+    /// An operator's rollback: all traffic to blue now.
+    pub fn rollback(&self, route: &str, by: &str, reason: &str) -> Result<Shift, ActionError> {
+        let mut inner = lock(&self.inner);
+        let state = inner
+            .rollouts
+            .get(route)
+            .ok_or_else(|| ActionError::NoRollout(route.to_owned()))?;
+        if state.phase == Phase::RolledBack {
+            return Err(ActionError::AlreadyThere {
+                route: route.to_owned(),
+                phase: Phase::RolledBack.as_str(),
+            });
+        }
+        let window = inner
+            .plan
+            .routes
+            .iter()
+            .find(|r| r.name == route)
+            .map_or(120, |r| r.rollback.window.as_secs());
+        let fired = Fired {
+            name: "operator".into(),
+            value: 0.0,
+            threshold: 0.0,
+            window_secs: window,
+            figures: json!({"reason": reason}),
+            since: Instant::now(),
+        };
+        self.roll_back(&mut inner, route, fired, by)
+            .ok_or_else(|| ActionError::NoRollout(route.to_owned()))
+    }
+
+    /// An operator's promotion: every user to green now.
+    pub fn promote(&self, route: &str, by: &str, reason: &str) -> Result<Shift, ActionError> {
+        let called = Instant::now();
+        let mut inner = lock(&self.inner);
+        let state = inner
+            .rollouts
+            .get_mut(route)
+            .ok_or_else(|| ActionError::NoRollout(route.to_owned()))?;
+        if state.phase == Phase::Complete {
+            return Err(ActionError::AlreadyThere {
+                route: route.to_owned(),
+                phase: Phase::Complete.as_str(),
+            });
+        }
+        let before = state.clone();
+        state.promote(now_ms(), reason, by);
+        let after = state.clone();
+        let swapped = self.steering.update(route, |steer| steer.green_share = 1.0);
+        self.save(&mut inner);
+        self.publish_weights(&inner);
+        self.notifier.notify(Event::new(
+            EventKind::Promote,
+            Some(route.to_owned()),
+            json!({"by": by, "reason": reason, "green": after.green, "from": before.phase.as_str()}),
+        ));
+        Ok(Shift {
+            before,
+            after,
+            incident: None,
+            took_us: swapped.saturating_duration_since(called).as_micros() as u64,
+        })
+    }
+
+    fn look_at_rules(&self, inner: &mut Inner) {
+        if inner.plan.rules.is_empty() {
+            return;
+        }
+        let now = now_secs();
+        let rules = inner.plan.rules.clone();
+        let routes: Vec<String> = inner.plan.routes.iter().map(|r| r.name.clone()).collect();
+        for rule in &rules {
+            let window_secs = rule.window.as_secs().max(1);
+            let from = now.saturating_sub(window_secs) + 1;
+            for route in routes
+                .iter()
+                .filter(|r| rule.route.as_deref().is_none_or(|x| x == r.as_str()))
+            {
+                let Some(signals) = self.signals.get(route) else {
+                    continue;
+                };
+                let w = signals.window(from, now);
+                let value = metric_value(rule.metric, &w);
+                let breached = w.requests >= rule.min_requests && rule.threshold.breached(value);
+                let key = (rule.name.clone(), route.clone());
+                let was = inner.rules.contains_key(&key);
+                metrics::gauge!(names::RULES_FIRING, "rule" => rule.name.clone(), "route" => route.clone())
+                    .set(if breached { 1.0 } else { 0.0 });
+                match (was, breached) {
+                    (false, true) => self.fire_rule(inner, rule, route, value, &w, window_secs),
+                    (true, false) => self.clear_rule(inner, rule, route, value),
+                    (true, true) => {
+                        if let Some(f) = inner.rules.get_mut(&key) {
+                            f.value = value;
+                        }
+                    }
+                    (false, false) => {}
+                }
+            }
+        }
+    }
+
+    fn fire_rule(
+        &self,
+        inner: &mut Inner,
+        rule: &Rule,
+        route: &str,
+        value: f64,
+        w: &Bucket,
+        window_secs: u64,
+    ) {
+        let threshold = rule.threshold.value();
+        let figures = json!({
+            "metric": rule.metric.as_str(),
+            "baseline": rule.baseline,
+            "direction": match rule.threshold { switchyard_config::Threshold::Above(_) => "above", switchyard_config::Threshold::Below(_) => "below" },
+            "requests": w.requests,
+            "tokens_per_request": w.tokens_per_request(),
+            "error_rate": w.error_rate(),
+            "cost_per_request_usd": w.cost_per_request(),
+            "p95_latency_ms": w.latency.quantile(0.95).map(|d| d.as_secs_f64() * 1000.0),
+            "mean_context_fill": w.mean_fill(),
+            "action": rule.action.as_str(),
+        });
+        let reason = format!(
+            "rule {}: {} {:.4} {} {:.4}",
+            rule.name,
+            rule.metric.as_str(),
+            value,
+            if matches!(rule.threshold, switchyard_config::Threshold::Above(_)) {
+                "above"
+            } else {
+                "below"
+            },
+            threshold
+        );
+        metrics::counter!(names::RULE_ACTIONS_TOTAL, "rule" => rule.name.clone(), "route" => route.to_owned(), "action" => rule.action.as_str()).increment(1);
+        tracing::warn!(rule = %rule.name, route, value, threshold, action = rule.action.as_str(), "rule fired");
+        let trigger = Trigger {
+            name: rule.name.clone(),
+            value,
+            threshold,
+            window_secs,
+            figures,
+        };
+        let mut awaiting = false;
+        let mut incident = None;
+        let mut detail = json!({"rule": rule.name, "metric": rule.metric.as_str(), "value": value,
+            "threshold": threshold, "baseline": rule.baseline, "action": rule.action.as_str(), "status": "firing"});
+        match rule.action {
+            RuleAction::Alert | RuleAction::Escalate => {}
+            RuleAction::ThrottleAndAlert => {
+                let rate = w.requests as f64 / window_secs as f64;
+                let rps = (rate * rule.throttle_to).max(1.0);
+                self.steering.update(route, |s| s.throttle_rps = Some(rps));
+                detail["throttle_rps"] = json!(rps);
+            }
+            RuleAction::DowngradeModel if rule.automatic => {
+                let model = rule.downgrade_to.clone().unwrap_or_default();
+                self.steering
+                    .update(route, |s| s.downgrade_to = Some(Arc::from(model.as_str())));
+                detail["downgrade_to"] = json!(model);
+            }
+            RuleAction::DowngradeModel => {
+                awaiting = true;
+                detail["status"] = json!("awaiting_approval");
+                detail["downgrade_to"] = json!(rule.downgrade_to);
+            }
+            RuleAction::RollbackAndNotify => {
+                let can = inner
+                    .rollouts
+                    .get(route)
+                    .is_some_and(|s| s.phase != Phase::RolledBack);
+                if can {
+                    let fired = Fired {
+                        name: format!("rule:{}", rule.name),
+                        value,
+                        threshold,
+                        window_secs,
+                        figures: trigger.figures.clone(),
+                        since: Instant::now(),
+                    };
+                    incident = self
+                        .roll_back(inner, route, fired, &format!("rule:{}", rule.name))
+                        .and_then(|s| s.incident);
+                } else {
+                    detail["note"] =
+                        json!("nothing to roll back: the route has no rollout shifting traffic");
+                }
+            }
+        }
+        if incident.is_none() {
+            let rollout = inner.rollouts.get(route).cloned();
+            let states = rollout.as_ref().map(|r| (r, r));
+            incident = match states {
+                Some(pair) => self.open_incident(
+                    inner,
+                    "rule",
+                    route,
+                    &reason,
+                    &format!("rule:{}", rule.name),
+                    Some(trigger),
+                    pair,
+                ),
+                None => self.open_rule_incident(inner, route, &reason, rule, trigger),
+            };
+        }
+        detail["incident"] = json!(incident);
+        inner.rules.insert(
+            (rule.name.clone(), route.to_owned()),
+            RuleFiring {
+                rule: rule.name.clone(),
+                route: route.to_owned(),
+                metric: rule.metric.as_str(),
+                action: rule.action.as_str(),
+                value,
+                threshold,
+                since_ms: now_ms(),
+                awaiting_approval: awaiting,
+                incident,
+            },
+        );
+        self.notifier
+            .notify(Event::new(EventKind::Rule, Some(route.to_owned()), detail));
+    }
+
+    fn clear_rule(&self, inner: &mut Inner, rule: &Rule, route: &str, value: f64) {
+        inner.rules.remove(&(rule.name.clone(), route.to_owned()));
+        if rule.action == RuleAction::ThrottleAndAlert {
+            self.steering.update(route, |s| s.throttle_rps = None);
+        }
+        tracing::info!(rule = %rule.name, route, value, "rule cleared");
+        self.notifier.notify(Event::new(
+            EventKind::Rule,
+            Some(route.to_owned()),
+            json!({"rule": rule.name, "value": value, "status": "cleared", "action": rule.action.as_str()}),
+        ));
+    }
+
+    /// An operator approves a downgrade a rule is waiting on.
+    pub fn approve(&self, rule: &str, route: &str, by: &str) -> Result<String, ActionError> {
+        let mut inner = lock(&self.inner);
+        let model = inner
+            .plan
+            .rules
+            .iter()
+            .find(|r| r.name == rule)
+            .and_then(|r| r.downgrade_to.clone());
+        let firing = inner
+            .rules
+            .get_mut(&(rule.to_owned(), route.to_owned()))
+            .filter(|f| f.awaiting_approval);
+        let (Some(firing), Some(model)) = (firing, model) else {
+            return Err(ActionError::NotAwaiting {
+                rule: rule.to_owned(),
+                route: route.to_owned(),
+            });
+        };
+        firing.awaiting_approval = false;
+        self.steering
+            .update(route, |s| s.downgrade_to = Some(Arc::from(model.as_str())));
+        self.notifier.notify(Event::new(
+            EventKind::Rule,
+            Some(route.to_owned()),
+            json!({"rule": rule, "status": "approved", "by": by, "downgrade_to": model}),
+        ));
+        Ok(model)
+    }
+
+    /// An operator lifts a downgrade in force on a route.
+    pub fn release(&self, rule: &str, route: &str, by: &str) -> Result<(), ActionError> {
+        let _inner = lock(&self.inner);
+        let in_force = self
+            .steering
+            .get(route)
+            .is_some_and(|s| s.downgrade_to.is_some());
+        if !in_force {
+            return Err(ActionError::NotInForce {
+                rule: rule.to_owned(),
+                route: route.to_owned(),
+            });
+        }
+        self.steering.update(route, |s| s.downgrade_to = None);
+        self.notifier.notify(Event::new(
+            EventKind::Rule,
+            Some(route.to_owned()),
+            json!({"rule": rule, "status": "released", "by": by}),
+        ));
+        Ok(())
+    }
+
+    fn open_rule_incident(
+        &self,
+        inner: &Inner,
+        route: &str,
+        reason: &str,
+        rule: &Rule,
+        trigger: Trigger,
+    ) -> Option<String> {
+        self.write_incident(
+            inner,
+            "rule",
+            route,
+            reason,
+            &format!("rule:{}", rule.name),
+            Some(trigger),
+            None,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn open_incident(
+        &self,
+        inner: &Inner,
+        kind: &str,
+        route: &str,
+        reason: &str,
+        by: &str,
+        trigger: Option<Trigger>,
+        (before, after): (&RolloutState, &RolloutState),
+    ) -> Option<String> {
+        self.write_incident(
+            inner,
+            kind,
+            route,
+            reason,
+            by,
+            trigger,
+            Some((before, after)),
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn write_incident(
+        &self,
+        inner: &Inner,
+        kind: &str,
+        route: &str,
+        reason: &str,
+        by: &str,
+        trigger: Option<Trigger>,
+        rollouts: Option<(&RolloutState, &RolloutState)>,
+    ) -> Option<String> {
+        let window = trigger.as_ref().map_or(120, |t| t.window_secs);
+        let evidence = self.evidence(route, window, &inner.plan.incidents);
+        let (incident, written) = self.incidents.open_incident(Incident {
+            id: String::new(),
+            kind: kind.to_owned(),
+            route: route.to_owned(),
+            opened_at_ms: now_ms(),
+            reason: reason.to_owned(),
+            by: by.to_owned(),
+            config_version: inner.plan.version.clone(),
+            before: None,
+            after: None,
+            rollout_before: rollouts.map(|(b, _)| json!(b)),
+            rollout_after: rollouts.map(|(_, a)| json!(a)),
+            trigger,
+            evidence: Some(evidence),
+            alerts_firing: self.alerts.firing().iter().map(AlertView::from).collect(),
+            acknowledged_by: None,
+            acknowledged_at_ms: None,
+            ack_note: None,
+        });
+        if let Err(error) = written {
+            tracing::error!(%error, id = %incident.id, "incident not saved");
+        }
+        self.notifier
+            .notify(Event::incident(&incident.id, kind, route));
+        Some(incident.id)
+    }
+
+    /// What the route served in the last `window_secs`: model versions, prompt fingerprints,
+    /// and a sample of exchanges.
+    pub fn evidence(&self, route: &str, window_secs: u64, settings: &IncidentSettings) -> Evidence {
+        let now = now_secs();
+        let from = now.saturating_sub(window_secs) + 1;
+        let recent = self
+            .signals
+            .get(route)
+            .map(|s| s.recent(from, now))
+            .unwrap_or_default();
+        let mut models: HashMap<String, u64> = HashMap::new();
+        let mut prints: HashMap<String, u64> = HashMap::new();
+        for (_, ex) in &recent {
+            if let Some(m) = &ex.response_model {
+                *models.entry(m.clone()).or_default() += 1;
+            }
+            if let Some(f) = ex.prompt_fingerprint {
+                *prints.entry(format!("{f:016x}")).or_default() += 1;
+            }
+        }
+        let ranked = |map: HashMap<String, u64>| {
+            let mut list: Vec<Seen> = map
+                .into_iter()
+                .map(|(value, count)| Seen { value, count })
+                .collect();
+            list.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.value.cmp(&b.value)));
+            list
+        };
+        let sample = recent
+            .iter()
+            .rev()
+            .take(settings.sample)
+            .map(|(at, ex)| SampledExchange {
+                at_ms: at * 1000,
+                request_id: ex.request_id.to_string(),
+                upstream: ex.upstream.to_string(),
+                variant: ex.variant.to_string(),
+                model: ex.requested_model.clone(),
+                response_model: ex.response_model.clone(),
+                prompt_fingerprint: ex.prompt_fingerprint.map(|f| format!("{f:016x}")),
+                status: ex.status,
+                outcome: ex.outcome.as_str().to_owned(),
+                error_class: ex.error_label().map(|c| c.to_string()),
+                finish_reason: ex.finish_reason.clone(),
+                latency_ms: ex.duration.as_secs_f64() * 1000.0,
+                ttfb_ms: ex.ttfb.map(|t| t.as_secs_f64() * 1000.0),
+                prompt_tokens: ex.prompt_tokens,
+                completion_tokens: ex.completion_tokens,
+                cost_usd: ex.cost_usd,
+                request_body: ex
+                    .bodies
+                    .as_ref()
+                    .filter(|_| settings.capture_bodies)
+                    .map(|b| b.0.clone()),
+                response_body: ex
+                    .bodies
+                    .as_ref()
+                    .filter(|_| settings.capture_bodies)
+                    .map(|b| b.1.clone()),
+            })
+            .collect();
+        Evidence {
+            from_ms: from * 1000,
+            to_ms: (now + 1) * 1000,
+            exchanges_examined: recent.len() as u64,
+            response_models: ranked(models),
+            prompt_fingerprints: ranked(prints),
+            sample,
+        }
+    }
+
+    /// `switchyard_route_weight{route, upstream}`: the share of users each upstream serves.
+    fn publish_weights(&self, inner: &Inner) {
+        for route in &inner.plan.routes {
+            match inner.rollouts.get(&route.name) {
+                Some(state) => {
+                    let share = state.green_share();
+                    metrics::gauge!(names::ROUTE_WEIGHT, "route" => route.name.clone(), "upstream" => state.blue.clone()).set(1.0 - share);
+                    metrics::gauge!(names::ROUTE_WEIGHT, "route" => route.name.clone(), "upstream" => state.green.clone()).set(share);
+                    metrics::gauge!(names::ROLLOUT_STAGE, "route" => route.name.clone())
+                        .set(state.stage as f64);
+                }
+                None => {
+                    metrics::gauge!(names::ROUTE_WEIGHT, "route" => route.name.clone(), "upstream" => route.upstream.clone()).set(1.0);
+                }
+            }
+        }
+    }
+
+    fn save(&self, inner: &mut Inner) {
+        inner.dirty_since = None;
+        if let Err(error) = self.store.save(&inner.rollouts) {
+            tracing::error!(%error, "rollout state not saved; it stays in force in memory");
+        }
+    }
+}
+
+fn metric_value(metric: RuleMetric, w: &Bucket) -> f64 {
+    match metric {
+        RuleMetric::TokensPerRequest => w.tokens_per_request(),
+        RuleMetric::P95Latency => w.latency.quantile(0.95).map_or(0.0, |d| d.as_secs_f64()),
+        RuleMetric::ErrorRate => w.error_rate(),
+        RuleMetric::CostPerRequest => w.cost_per_request(),
+        RuleMetric::ContextFill => w.mean_fill(),
+    }
+}
+
+/// The `trigger` label: alerts and rules folded to their family, so the label stays small.
+fn trigger_label(name: &str) -> String {
+    if name.starts_with("alert:") {
+        name.to_owned()
+    } else if name.starts_with("rule:") {
+        "rule".to_owned()
+    } else {
+        name.to_owned()
+    }
+}

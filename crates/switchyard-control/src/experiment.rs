@@ -1,0 +1,334 @@
+//! A/B experiments: per-variant figures, outcomes reported by applications, and the verdict of
+//! the sequential test.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use serde::Serialize;
+use switchyard_core::metrics as names;
+
+use crate::exchange::Exchange;
+use crate::histogram::Histogram;
+use crate::kill::now_ms;
+use crate::stats::{self, Arm, Sequential};
+
+/// The `variant` label of requests outside every experiment's variant on a route that has
+/// experiments.
+pub const CONTROL: &str = "control";
+
+/// Request ids remembered for feedback, newest kept; older reports are refused as unknown.
+const MAX_JOINS: usize = 100_000;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// What one arm has seen since the experiment started (or the gateway did).
+#[derive(Debug, Clone, Default)]
+struct Figures {
+    requests: u64,
+    errors: u64,
+    /// Judged by finish reason, corrected by application feedback.
+    completed: u64,
+    completed_tokens: u64,
+    latency: Histogram,
+    cost_usd: f64,
+    feedback: u64,
+    feedback_success: u64,
+    score_sum: f64,
+    score_n: u64,
+}
+
+/// One arm's figures as the admin API shows them.
+#[derive(Debug, Clone, Serialize)]
+pub struct ArmView {
+    pub variant: String,
+    pub requests: u64,
+    pub error_rate: Option<f64>,
+    pub completion_rate: Option<f64>,
+    pub tokens_per_completed: Option<f64>,
+    pub latency_p50_ms: Option<f64>,
+    pub latency_p99_ms: Option<f64>,
+    pub cost_per_request_usd: Option<f64>,
+    pub feedback_reports: u64,
+    pub feedback_success_rate: Option<f64>,
+    pub mean_score: Option<f64>,
+}
+
+/// `GET /admin/experiments/{name}`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExperimentView {
+    pub name: String,
+    pub route: String,
+    pub share: f64,
+    pub started_at_ms: u64,
+    /// Control first, then the variant.
+    pub arms: Vec<ArmView>,
+    /// The metric the test judges: completion rate (feedback replaces the finish reason of
+    /// the requests it reports on).
+    pub metric: &'static str,
+    pub verdict: &'static str,
+    /// Variant minus control.
+    pub difference: Option<f64>,
+    /// Always valid: it may be read at any time without inflating false positives.
+    pub p_value: f64,
+    pub alpha: f64,
+    pub min_per_variant: u64,
+    pub confident_per_variant: u64,
+}
+
+/// One experiment's state.
+#[derive(Debug)]
+pub struct ExperimentStats {
+    name: Arc<str>,
+    route: Arc<str>,
+    share: Mutex<f64>,
+    started_at_ms: u64,
+    arms: Mutex<[Figures; 2]>,
+    test: Mutex<Sequential>,
+    completions: [metrics::Counter; 2],
+}
+
+impl ExperimentStats {
+    fn new(name: &str, route: &Arc<str>, share: f64) -> Self {
+        let counter = |variant: &str| {
+            metrics::counter!(names::EXPERIMENT_COMPLETIONS_TOTAL,
+                "experiment" => name.to_owned(), "route" => route.clone(), "variant" => variant.to_owned())
+        };
+        ExperimentStats {
+            name: Arc::from(name),
+            route: route.clone(),
+            share: Mutex::new(share),
+            started_at_ms: now_ms(),
+            arms: Mutex::new([Figures::default(), Figures::default()]),
+            test: Mutex::new(Sequential::new(stats::Settings::default())),
+            completions: [counter(CONTROL), counter(name)],
+        }
+    }
+
+    pub fn name(&self) -> &Arc<str> {
+        &self.name
+    }
+
+    /// The arm this exchange belongs to: 0 control, 1 variant, `None` for neither.
+    fn arm_of(&self, exchange: &Exchange) -> Option<usize> {
+        if *exchange.variant == *self.name {
+            Some(1)
+        } else if &*exchange.variant == CONTROL {
+            Some(0)
+        } else {
+            None
+        }
+    }
+
+    /// Adds an exchange; returns its arm and whether it counted as completed.
+    fn record(&self, exchange: &Exchange) -> Option<(usize, bool)> {
+        let arm = self.arm_of(exchange)?;
+        let completed = exchange.completed();
+        let mut arms = lock(&self.arms);
+        let f = &mut arms[arm];
+        f.requests += 1;
+        f.errors += u64::from(exchange.is_error());
+        f.latency.record(exchange.alert_latency());
+        f.cost_usd += exchange.cost_usd;
+        if completed {
+            f.completed += 1;
+            f.completed_tokens += exchange.prompt_tokens + exchange.completion_tokens;
+            self.completions[arm].increment(1);
+        }
+        Some((arm, completed))
+    }
+
+    fn test_arms(&self) -> (Arm, Arm) {
+        let arms = lock(&self.arms);
+        let arm = |f: &Figures| Arm {
+            trials: f.requests,
+            successes: f.completed,
+        };
+        (arm(&arms[0]), arm(&arms[1]))
+    }
+
+    /// Feeds the sequential test the current counts. Called on a fixed schedule by the
+    /// controller and on every read: the test stays valid however often it looks.
+    pub fn evaluate(&self) -> stats::Outcome {
+        let (a, b) = self.test_arms();
+        lock(&self.test).update(a, b)
+    }
+
+    pub fn view(&self) -> ExperimentView {
+        let outcome = self.evaluate();
+        let settings = stats::Settings::default();
+        let arms = lock(&self.arms);
+        let view = |variant: &str, f: &Figures| ArmView {
+            variant: variant.to_owned(),
+            requests: f.requests,
+            error_rate: per(f.errors as f64, f.requests),
+            completion_rate: per(f.completed as f64, f.requests),
+            tokens_per_completed: per(f.completed_tokens as f64, f.completed),
+            latency_p50_ms: f.latency.quantile(0.5).map(|d| d.as_secs_f64() * 1000.0),
+            latency_p99_ms: f.latency.quantile(0.99).map(|d| d.as_secs_f64() * 1000.0),
+            cost_per_request_usd: per(f.cost_usd, f.requests),
+            feedback_reports: f.feedback,
+            feedback_success_rate: per(f.feedback_success as f64, f.feedback),
+            mean_score: per(f.score_sum, f.score_n),
+        };
+        ExperimentView {
+            name: self.name.to_string(),
+            route: self.route.to_string(),
+            share: *lock(&self.share),
+            started_at_ms: self.started_at_ms,
+            arms: vec![view(CONTROL, &arms[0]), view(&self.name, &arms[1])],
+            metric: "completion_rate",
+            verdict: outcome.verdict.as_str(),
+            difference: outcome.difference,
+            p_value: outcome.p_value,
+            alpha: settings.alpha,
+            min_per_variant: settings.min_per_arm,
+            confident_per_variant: settings.confident_per_arm,
+        }
+    }
+}
+
+fn per(x: f64, n: u64) -> Option<f64> {
+    (n > 0).then(|| x / n as f64)
+}
+
+/// An application's report on one request.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Feedback {
+    pub success: bool,
+    pub score: Option<f64>,
+}
+
+/// Why a report was not taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FeedbackError {
+    /// Not a request of an experiment, or too old to remember.
+    Unknown,
+    /// This request was reported on already.
+    Duplicate,
+}
+
+struct Join {
+    experiment: Arc<ExperimentStats>,
+    arm: usize,
+    completed: bool,
+    reported: bool,
+}
+
+/// Every experiment by name, and the request ids that feedback can join on.
+#[derive(Default)]
+pub struct Experiments {
+    by_name: Mutex<HashMap<Arc<str>, Arc<ExperimentStats>>>,
+    joins: Mutex<Joins>,
+}
+
+/// Request id → the arms it counted in, and the ids oldest first for eviction.
+type Joins = (HashMap<Arc<str>, Vec<Join>>, VecDeque<Arc<str>>);
+
+impl std::fmt::Debug for Experiments {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Experiments").finish_non_exhaustive()
+    }
+}
+
+impl Experiments {
+    /// The experiment of this name, made on first use; a reload keeps its figures as long
+    /// as the name and route stay the same.
+    pub fn get_or_make(&self, name: &str, route: &Arc<str>, share: f64) -> Arc<ExperimentStats> {
+        let mut all = lock(&self.by_name);
+        if let Some(existing) = all.get(name).filter(|e| e.route == *route) {
+            *lock(&existing.share) = share;
+            return existing.clone();
+        }
+        let made = Arc::new(ExperimentStats::new(name, route, share));
+        all.insert(made.name.clone(), made.clone());
+        made
+    }
+
+    /// Forgets experiments no longer configured.
+    pub fn retain(&self, names: &[String]) {
+        lock(&self.by_name).retain(|name, _| names.iter().any(|n| **n == **name));
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<ExperimentStats>> {
+        lock(&self.by_name).get(name).cloned()
+    }
+
+    pub fn all(&self) -> Vec<Arc<ExperimentStats>> {
+        let mut all: Vec<_> = lock(&self.by_name).values().cloned().collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+
+    /// Adds an exchange to the experiments of its route.
+    pub fn record(&self, experiments: &[Arc<ExperimentStats>], exchange: &Exchange) {
+        let mut joined = Vec::new();
+        for experiment in experiments {
+            if let Some((arm, completed)) = experiment.record(exchange) {
+                joined.push(Join {
+                    experiment: experiment.clone(),
+                    arm,
+                    completed,
+                    reported: false,
+                });
+            }
+        }
+        if joined.is_empty() {
+            return;
+        }
+        let mut joins = lock(&self.joins);
+        let (map, order) = &mut *joins;
+        if map.insert(exchange.request_id.clone(), joined).is_none() {
+            order.push_back(exchange.request_id.clone());
+        }
+        while order.len() > MAX_JOINS {
+            if let Some(old) = order.pop_front() {
+                map.remove(&old);
+            }
+        }
+    }
+
+    /// Applies an application's report: its verdict replaces the finish reason's for that
+    /// request. Returns the experiments and variants it counted for.
+    pub fn feedback(
+        &self,
+        request_id: &str,
+        report: Feedback,
+    ) -> Result<Vec<(String, String)>, FeedbackError> {
+        let mut joins = lock(&self.joins);
+        let entries = joins.0.get_mut(request_id).ok_or(FeedbackError::Unknown)?;
+        if entries.iter().any(|j| j.reported) {
+            return Err(FeedbackError::Duplicate);
+        }
+        let mut counted = Vec::with_capacity(entries.len());
+        for join in entries.iter_mut() {
+            join.reported = true;
+            let experiment = &join.experiment;
+            let mut arms = lock(&experiment.arms);
+            let f = &mut arms[join.arm];
+            f.feedback += 1;
+            f.feedback_success += u64::from(report.success);
+            if let Some(score) = report.score {
+                f.score_sum += score;
+                f.score_n += 1;
+            }
+            match (join.completed, report.success) {
+                (true, false) => f.completed = f.completed.saturating_sub(1),
+                (false, true) => f.completed += 1,
+                _ => {}
+            }
+            let variant = if join.arm == 1 {
+                experiment.name.to_string()
+            } else {
+                CONTROL.to_owned()
+            };
+            metrics::counter!(names::EXPERIMENT_FEEDBACK_TOTAL,
+                "experiment" => experiment.name.clone(), "variant" => variant.clone(),
+                "result" => if report.success { "success" } else { "failure" })
+            .increment(1);
+            counted.push((experiment.name.to_string(), variant));
+        }
+        Ok(counted)
+    }
+}
