@@ -13,10 +13,13 @@ pub(crate) fn lint(routes: &[Route], upstreams: &BTreeMap<String, Upstream>, ctx
         ctx.warn(None, "routes", "no routes: every request answers 404");
     }
     for (name, upstream) in upstreams {
-        // A kill-switch fallback also sends traffic there, while its route is killed.
+        // A kill-switch fallback also sends traffic there, while its route is killed; so do
+        // a rollout's green and an experiment's variant.
         let used = routes.iter().any(|r| {
             &r.upstream == name
                 || matches!(&r.kill_switch.fallback, Some(Fallback::Upstream(f)) if f == name)
+                || r.rollout.as_ref().is_some_and(|o| &o.green == name)
+                || r.experiments.iter().any(|e| e.upstream.as_ref() == Some(name))
         });
         if !used {
             let key = join("upstreams", name);

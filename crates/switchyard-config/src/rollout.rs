@@ -63,6 +63,8 @@ pub(crate) struct ExperimentSpec {
     share: Spanned<f64>,
     /// Required: what the variant changes.
     variant: Spanned<VariantSpec>,
+    /// False-positive rate of the sequential test, in (0, 0.5]. Default 0.05.
+    alpha: Option<Spanned<f64>>,
 }
 
 impl ExperimentSpec {
@@ -126,12 +128,18 @@ pub struct Experiment {
     pub set_model: Option<String>,
     pub upstream: Option<String>,
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// The test's false-positive rate, as parts per million.
+    pub alpha_ppm: u32,
     pub line: usize,
 }
 
 impl Experiment {
     pub fn share(&self) -> f64 {
         f64::from(self.share_ppm) / 1e6
+    }
+
+    pub fn alpha(&self) -> f64 {
+        f64::from(self.alpha_ppm) / 1e6
     }
 }
 
@@ -322,6 +330,17 @@ pub(crate) fn compile_experiments(
             })?;
             headers.push((name, value));
         }
+        let alpha = match &s.alpha {
+            Some(a) if *a.get_ref() > 0.0 && *a.get_ref() <= 0.5 => *a.get_ref(),
+            Some(a) => {
+                let msg = format!(
+                    "must be above 0 and at most 0.5 (the false-positive rate), got {}",
+                    a.get_ref()
+                );
+                return Err(ctx.at(a, &format!("{key}.alpha"), msg));
+            }
+            None => 0.05,
+        };
         if set_model.is_none() && upstream.is_none() && headers.is_empty() {
             let msg = "the variant changes nothing: set set_model, upstream or headers";
             return Err(ctx.at(&s.variant, &format!("{key}.variant"), msg));
@@ -332,6 +351,7 @@ pub(crate) fn compile_experiments(
             set_model,
             upstream,
             headers,
+            alpha_ppm: (alpha * 1e6).round() as u32,
             line: ctx.line(&spanned.span()),
         });
     }

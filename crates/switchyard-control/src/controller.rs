@@ -128,6 +128,8 @@ struct Fired {
     figures: serde_json::Value,
     /// The earliest moment the condition can have become true.
     since: Instant,
+    /// An operator's own words, instead of the trigger's figures.
+    said: Option<String>,
 }
 
 impl Controller {
@@ -415,6 +417,7 @@ impl Controller {
             window_secs,
             figures: figures(extra),
             since,
+            said: None,
         };
         if state.phase == Phase::Shifting && rb.on_alert {
             let firing = self.alerts.firing();
@@ -481,18 +484,23 @@ impl Controller {
         let called = Instant::now();
         let before = inner.rollouts.get(route)?.clone();
         let state = inner.rollouts.get_mut(route)?;
-        let reason = format!(
-            "{} {:.4} over {:.4} in the last {}s",
-            fired.name, fired.value, fired.threshold, fired.window_secs
-        );
+        let reason = fired.said.clone().unwrap_or_else(|| {
+            format!(
+                "{} {:.4} over {:.4} in the last {}s",
+                fired.name, fired.value, fired.threshold, fired.window_secs
+            )
+        });
         state.roll_back(now_ms(), &reason, by);
         let after = state.clone();
         let swapped = self.steering.update(route, |steer| steer.green_share = 0.0);
         let decision = swapped.saturating_duration_since(fired.since);
         let took_us = swapped.saturating_duration_since(called).as_micros() as u64;
         metrics::counter!(names::ROLLBACKS_TOTAL, "route" => route.to_owned(), "trigger" => trigger_label(&fired.name)).increment(1);
-        metrics::histogram!(names::ROLLBACK_DECISION_SECONDS, "route" => route.to_owned())
-            .record(decision.as_secs_f64());
+        if fired.said.is_none() {
+            // An operator's rollback has no condition to measure from.
+            metrics::histogram!(names::ROLLBACK_DECISION_SECONDS, "route" => route.to_owned())
+                .record(decision.as_secs_f64());
+        }
         self.save(inner);
         self.publish_weights(inner);
         tracing::warn!(route, trigger = %fired.name, value = fired.value, threshold = fired.threshold,
@@ -561,6 +569,7 @@ impl Controller {
             window_secs: window,
             figures: json!({"reason": reason}),
             since: Instant::now(),
+            said: Some(reason.to_owned()),
         };
         self.roll_back(&mut inner, route, fired, by)
             .ok_or_else(|| ActionError::NoRollout(route.to_owned()))
@@ -618,7 +627,12 @@ impl Controller {
                 };
                 let w = signals.window(from, now);
                 let value = metric_value(rule.metric, &w);
-                let breached = w.requests >= rule.min_requests && rule.threshold.breached(value);
+                // Tokens and cost are judged per answered request, so that is their sample.
+                let sample = match rule.metric {
+                    RuleMetric::TokensPerRequest | RuleMetric::CostPerRequest => w.answered,
+                    _ => w.requests,
+                };
+                let breached = sample >= rule.min_requests && rule.threshold.breached(value);
                 let key = (rule.name.clone(), route.clone());
                 let was = inner.rules.contains_key(&key);
                 metrics::gauge!(names::RULES_FIRING, "rule" => rule.name.clone(), "route" => route.clone())
@@ -716,6 +730,7 @@ impl Controller {
                         window_secs,
                         figures: trigger.figures.clone(),
                         since: Instant::now(),
+                        said: Some(reason.clone()),
                     };
                     incident = self
                         .roll_back(inner, route, fired, &format!("rule:{}", rule.name))

@@ -90,7 +90,7 @@ pub struct ExperimentStats {
 }
 
 impl ExperimentStats {
-    fn new(name: &str, route: &Arc<str>, share: f64) -> Self {
+    fn new(name: &str, route: &Arc<str>, share: f64, alpha: f64) -> Self {
         let counter = |variant: &str| {
             metrics::counter!(names::EXPERIMENT_COMPLETIONS_TOTAL,
                 "experiment" => name.to_owned(), "route" => route.clone(), "variant" => variant.to_owned())
@@ -101,7 +101,10 @@ impl ExperimentStats {
             share: Mutex::new(share),
             started_at_ms: now_ms(),
             arms: Mutex::new([Figures::default(), Figures::default()]),
-            test: Mutex::new(Sequential::new(stats::Settings::default())),
+            test: Mutex::new(Sequential::new(stats::Settings {
+                alpha,
+                ..stats::Settings::default()
+            })),
             completions: [counter(CONTROL), counter(name)],
         }
     }
@@ -157,7 +160,7 @@ impl ExperimentStats {
 
     pub fn view(&self) -> ExperimentView {
         let outcome = self.evaluate();
-        let settings = stats::Settings::default();
+        let settings = lock(&self.test).settings();
         let arms = lock(&self.arms);
         let view = |variant: &str, f: &Figures| ArmView {
             variant: variant.to_owned(),
@@ -235,13 +238,20 @@ impl std::fmt::Debug for Experiments {
 impl Experiments {
     /// The experiment of this name, made on first use; a reload keeps its figures as long
     /// as the name and route stay the same.
-    pub fn get_or_make(&self, name: &str, route: &Arc<str>, share: f64) -> Arc<ExperimentStats> {
+    pub fn get_or_make(
+        &self,
+        name: &str,
+        route: &Arc<str>,
+        share: f64,
+        alpha: f64,
+    ) -> Arc<ExperimentStats> {
         let mut all = lock(&self.by_name);
         if let Some(existing) = all.get(name).filter(|e| e.route == *route) {
             *lock(&existing.share) = share;
+            lock(&existing.test).set_alpha(alpha);
             return existing.clone();
         }
-        let made = Arc::new(ExperimentStats::new(name, route, share));
+        let made = Arc::new(ExperimentStats::new(name, route, share, alpha));
         all.insert(made.name.clone(), made.clone());
         made
     }

@@ -177,6 +177,7 @@ pub struct SideLook {
 
 fn add(bucket: &mut Bucket, exchange: &Exchange, over: bool, class: Option<&Arc<str>>) {
     bucket.requests += 1;
+    bucket.answered += u64::from((200..300).contains(&exchange.status));
     bucket.errors += u64::from(exchange.is_error());
     bucket.tokens += exchange.prompt_tokens + exchange.completion_tokens;
     bucket.fill_over += u64::from(over);

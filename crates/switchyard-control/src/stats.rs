@@ -181,6 +181,16 @@ impl Sequential {
         }
     }
 
+    /// A new level from the next verdict on. The p-value does not depend on alpha, so the
+    /// guarantee holds at the new level for the whole sequence of looks.
+    pub fn set_alpha(&mut self, alpha: f64) {
+        self.settings.alpha = alpha;
+    }
+
+    pub fn settings(&self) -> Settings {
+        self.settings
+    }
+
     /// The always-valid p-value so far.
     pub fn p_value(&self) -> f64 {
         self.p_value

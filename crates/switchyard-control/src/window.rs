@@ -9,6 +9,9 @@ use crate::histogram::Histogram;
 #[derive(Debug, Clone, Default)]
 pub struct Bucket {
     pub requests: u64,
+    /// Requests answered 2xx: what tokens and cost per request are judged over, so requests
+    /// the gateway refused (a throttle, a full queue) do not dilute them.
+    pub answered: u64,
     pub errors: u64,
     pub tokens: u64,
     pub fill_over: u64,
@@ -24,6 +27,7 @@ pub struct Bucket {
 impl Bucket {
     fn merge(&mut self, other: &Bucket) {
         self.requests += other.requests;
+        self.answered += other.answered;
         self.errors += other.errors;
         self.tokens += other.tokens;
         self.fill_over += other.fill_over;
@@ -48,12 +52,14 @@ impl Bucket {
         ratio(self.errors as f64, self.requests)
     }
 
+    /// Per answered request.
     pub fn cost_per_request(&self) -> f64 {
-        ratio(self.cost_usd, self.requests)
+        ratio(self.cost_usd, self.answered)
     }
 
+    /// Per answered request.
     pub fn tokens_per_request(&self) -> f64 {
-        ratio(self.tokens as f64, self.requests)
+        ratio(self.tokens as f64, self.answered)
     }
 
     pub fn mean_fill(&self) -> f64 {

@@ -139,6 +139,10 @@ impl<'a> Exchange<'a> {
             let (steer, model) = self.steer(&mut facts);
             if let (Some(model), Some(bytes)) = (model, replay.as_ref()) {
                 if let Some(rewritten) = self.rewrite_model(bytes, &model, &mut facts) {
+                    parts
+                        .headers
+                        .insert(header::CONTENT_LENGTH, HeaderValue::from(rewritten.len()));
+                    parts.headers.remove(header::TRANSFER_ENCODING);
                     upstream_body = body::full(rewritten.clone());
                     replay = Some(rewritten);
                 }

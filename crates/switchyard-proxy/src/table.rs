@@ -331,7 +331,9 @@ fn variants_of(
                 upstream,
                 headers: e.headers.clone(),
                 header: HeaderValue::from_str(&e.name).ok(),
-                stats: signals.experiments().get_or_make(&e.name, route, e.share()),
+                stats: signals
+                    .experiments()
+                    .get_or_make(&e.name, route, e.share(), e.alpha()),
             })
         })
         .collect()
