@@ -19,7 +19,9 @@ pub(crate) fn lint(routes: &[Route], upstreams: &BTreeMap<String, Upstream>, ctx
             &r.upstream == name
                 || matches!(&r.kill_switch.fallback, Some(Fallback::Upstream(f)) if f == name)
                 || r.rollout.as_ref().is_some_and(|o| &o.green == name)
-                || r.experiments.iter().any(|e| e.upstream.as_ref() == Some(name))
+                || r.experiments
+                    .iter()
+                    .any(|e| e.upstream.as_ref() == Some(name))
         });
         if !used {
             let key = join("upstreams", name);

@@ -98,6 +98,9 @@ struct Inner {
     rules: BTreeMap<(String, String), RuleFiring>,
     /// When each route was last looked at.
     last_look: HashMap<String, Instant>,
+    /// The first second green is judged from, per route: a promotion or a new green starts
+    /// a clean slate, so errors of the green that was rolled back do not count against it.
+    judged_from: HashMap<String, u64>,
     dirty_since: Option<Instant>,
     ticks: u64,
 }
@@ -220,6 +223,7 @@ impl Controller {
                         now,
                     );
                     started.push(state.clone());
+                    inner.judged_from.insert(route.name.clone(), now_secs() + 1);
                     state
                 }
             };
@@ -322,7 +326,8 @@ impl Controller {
             .insert(route.name.clone(), look)
             .unwrap_or(look);
         let rb = &route.rollback;
-        let from = now.saturating_sub(rb.window.as_secs().max(1)) + 1;
+        let from = (now.saturating_sub(rb.window.as_secs().max(1)) + 1)
+            .max(inner.judged_from.get(&route.name).copied().unwrap_or(0));
         let green = signals.side(&state.green, from, now);
         let blue = signals.side(&state.blue, from, now);
         let seen = inner.green_seen.insert(route.name.clone(), green.total);
@@ -592,6 +597,7 @@ impl Controller {
         let before = state.clone();
         state.promote(now_ms(), reason, by);
         let after = state.clone();
+        inner.judged_from.insert(route.to_owned(), now_secs() + 1);
         let swapped = self.steering.update(route, |steer| steer.green_share = 1.0);
         self.save(&mut inner);
         self.publish_weights(&inner);

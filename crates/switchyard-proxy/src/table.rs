@@ -177,12 +177,6 @@ impl Table {
             .map(|r| r.rollback.window)
             .chain(config.rules.iter().map(|r| r.window))
             .fold(config.alerts.window, Duration::max);
-        let names: Vec<String> = config
-            .routes
-            .iter()
-            .flat_map(|r| r.experiments.iter().map(|e| e.name.clone()))
-            .collect();
-        signals.experiments().retain(&names);
         let spans = switchyard_control::signals::Spans {
             window: longest,
             baseline: config.alerts.baseline,
@@ -240,6 +234,13 @@ impl Table {
                 upstream,
             });
         }
+        // Experiments no longer configured leave the registry (their figures with them).
+        let names: Vec<String> = config
+            .routes
+            .iter()
+            .flat_map(|r| r.experiments.iter().map(|e| e.name.clone()))
+            .collect();
+        signals.experiments().retain(&names);
         Ok(Table {
             version: config.version.clone(),
             settings: Settings {

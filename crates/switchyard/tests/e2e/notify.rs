@@ -24,7 +24,7 @@ enum Mode {
 }
 
 /// A webhook receiver on a fixed port that can be down, slow or up.
-struct Receiver {
+pub(crate) struct Receiver {
     addr: SocketAddr,
     /// (x-switchyard-event header, JSON body) of each request answered in `Up` mode.
     got: Arc<Mutex<Vec<(String, Value)>>>,
@@ -47,13 +47,13 @@ impl Receiver {
         }
     }
 
-    async fn up() -> Receiver {
+    pub(crate) async fn up() -> Receiver {
         let mut receiver = Receiver::down().await;
         receiver.listen(Mode::Up).await;
         receiver
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}/hook", self.addr)
     }
 
@@ -72,7 +72,7 @@ impl Receiver {
         }));
     }
 
-    fn events(&self) -> Vec<(String, Value)> {
+    pub(crate) fn events(&self) -> Vec<(String, Value)> {
         self.got.lock().unwrap().clone()
     }
 

@@ -25,6 +25,7 @@ fn blue_green(blue: SocketAddr, green: SocketAddr, rollout: &str, rollback: &str
     format!(
         r#"
 {tokens}
+{hooks}
 [models."gpt-4o"]
 context_window = 128000
 input_usd_per_mtok = 2.5
@@ -47,8 +48,14 @@ green = "green"
 [routes.rollback]
 {rollback}
 "#,
-        tokens = admin_tokens()
+        tokens = admin_tokens(),
+        hooks = HOOKS.with(|h| h.borrow().clone()),
     )
+}
+
+thread_local! {
+    /// Webhook tables a test adds to the configs it builds on this thread.
+    static HOOKS: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
 }
 
 /// One chat request as `user`: (status, the upstream that served it).
@@ -102,6 +109,13 @@ struct Seen {
 async fn a_degraded_green_is_rolled_back_within_the_bound_and_the_flip_fails_nobody() {
     let (_blue, blue_addr) = sim(Profile::default()).await;
     let (green, green_addr) = sim(Profile::default()).await;
+    let receiver = crate::notify::Receiver::up().await;
+    HOOKS.with(|h| {
+        *h.borrow_mut() = format!(
+            "[[notify.webhooks]]\nurl = \"{}\"\nevents = [\"rollout\", \"rollback\", \"incident\"]\n",
+            receiver.url()
+        )
+    });
     let toml = blue_green(
         blue_addr,
         green_addr,
@@ -255,6 +269,23 @@ async fn a_degraded_green_is_rolled_back_within_the_bound_and_the_flip_fails_nob
         "no text unless captured"
     );
 
+    // The webhook heard the start, the rollback and its incident.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let heard = loop {
+        let events = receiver.events();
+        if events.iter().any(|(kind, _)| kind == "incident") || Instant::now() > deadline {
+            break events;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let mut kinds: Vec<&str> = heard.iter().map(|(kind, _)| kind.as_str()).collect();
+    kinds.sort_unstable();
+    assert_eq!(kinds, ["incident", "rollback", "rollout"], "{heard:?}");
+    let rollback = &heard.iter().find(|(kind, _)| kind == "rollback").unwrap().1;
+    assert_eq!(rollback["trigger"], "error_rate");
+    assert_eq!(rollback["incident"], id);
+    assert!(rollback["decision_latency_ms"].as_f64().unwrap() < 1000.0);
+
     // It stays on blue until an operator promotes.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(rollout_of(&gw).await["phase"], "rolled_back");
@@ -287,6 +318,38 @@ async fn a_degraded_green_is_rolled_back_within_the_bound_and_the_flip_fails_nob
     assert!(actions.contains(&"promote"), "{audit}");
 }
 
+/// Users by where the documented split hash puts them for the rollout of route `support`.
+fn users_where(count: usize, holds: impl Fn(f64) -> bool) -> Vec<String> {
+    let position = |user: &str| {
+        // The smallest share that holds the user, found through the public `within`.
+        let (mut low, mut high) = (0.0f64, 1.0f64);
+        for _ in 0..30 {
+            let mid = (low + high) / 2.0;
+            if switchyard_core::split::within(user, "rollout:support", mid) {
+                high = mid;
+            } else {
+                low = mid;
+            }
+        }
+        high
+    };
+    (0..)
+        .map(|n| format!("customer-{n}"))
+        .filter(|u| holds(position(u)))
+        .take(count)
+        .collect()
+}
+
+async fn all_served_by(gw: &Running, users: &[String], upstream: &str) {
+    for user in users {
+        assert_eq!(
+            ask(gw.traffic, user).await,
+            (200, upstream.to_owned()),
+            "{user}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stages_advance_users_only_move_to_green_and_a_restart_resumes_the_stage() {
     let (_blue, blue_addr) = sim(Profile::default()).await;
@@ -299,35 +362,26 @@ async fn stages_advance_users_only_move_to_green_and_a_restart_resumes_the_stage
     );
     let state_dir = temp_dir("rollout-restart");
     let gw = gateway_in(&toml, &state_dir).await;
-    let users: Vec<String> = (0..300).map(|n| format!("customer-{n}")).collect();
-    let mut first = Vec::new();
-    for user in &users {
-        let (status, upstream) = ask(gw.traffic, user).await;
-        assert_eq!(status, 200);
-        first.push(upstream);
-    }
-    let share = first.iter().filter(|u| *u == "green").count() as f64 / users.len() as f64;
-    assert!((0.03..0.2).contains(&share), "about 10 % on green: {share}");
-    // Sticky: the same users get the same answer.
-    for (user, before) in users.iter().zip(&first).take(50) {
-        assert_eq!(&ask(gw.traffic, user).await.1, before, "{user} moved");
-    }
-    eventually_rollout(&gw, Duration::from_secs(5), "at stage 2", |r| {
+    // Placement follows the documented hash exactly. Blue-only traffic never advances a
+    // stage (green has served nothing), so the test decides when stages may move.
+    let first = users_where(30, |p| p < 0.10);
+    let widened = users_where(30, |p| (0.10..0.50).contains(&p));
+    let last = users_where(100, |p| p >= 0.50);
+    all_served_by(&gw, &widened, "blue").await;
+    all_served_by(&gw, &last, "blue").await;
+    all_served_by(&gw, &first, "green").await;
+    all_served_by(&gw, &first, "green").await; // sticky: the same answer again
+    assert_eq!(
+        rollout_of(&gw).await["stage"],
+        0,
+        "20 green requests and 1 s baked are needed"
+    );
+
+    let at_50 = eventually_rollout(&gw, Duration::from_secs(5), "at stage 2", |r| {
         r["stage"] == 1
     })
     .await;
-    let mut second = Vec::new();
-    for user in &users {
-        second.push(ask(gw.traffic, user).await.1);
-    }
-    for ((user, a), b) in users.iter().zip(&first).zip(&second) {
-        assert!(
-            !(a == "green" && b == "blue"),
-            "{user} went back from green to blue"
-        );
-    }
-    let share = second.iter().filter(|u| *u == "green").count() as f64 / users.len() as f64;
-    assert!((0.4..0.6).contains(&share), "about 50 % on green: {share}");
+    assert_eq!(at_50["percent"], 50.0);
     let text = metrics(&gw).await;
     assert_eq!(
         metric(
@@ -337,33 +391,34 @@ async fn stages_advance_users_only_move_to_green_and_a_restart_resumes_the_stage
         ),
         0.5
     );
+    assert_eq!(
+        metric(&text, "switchyard_rollout_stage", &[("route", "support")]),
+        1.0
+    );
 
-    // Stop before the stage has its 20 green requests and 1 s; a restart resumes it.
-    let before = rollout_of(&gw).await;
+    // No green traffic in the new stage: it cannot advance. A restart resumes it.
     gw.stop().await;
     let state: PathBuf = state_dir.join("rollouts.json");
     assert!(state.is_file());
     let gw = gateway_in(&toml, &state_dir).await;
     let resumed = rollout_of(&gw).await;
-    assert_eq!(resumed["stage"], 1, "{resumed}");
+    assert_eq!(resumed["phase"], "shifting", "{resumed}");
+    assert_eq!(resumed["stage"], 1);
     assert_eq!(resumed["percent"], 50.0);
-    assert_eq!(resumed["started_at_ms"], before["started_at_ms"]);
-    for (user, b) in users.iter().zip(&second).take(50) {
-        assert_eq!(
-            &ask(gw.traffic, user).await.1,
-            b,
-            "{user} moved over the restart"
-        );
-    }
-    // More traffic completes it.
-    for user in users.iter().cycle().take(400) {
-        ask(gw.traffic, user).await;
-    }
+    assert_eq!(resumed["started_at_ms"], at_50["started_at_ms"]);
+    assert_eq!(resumed["stage_started_at_ms"], at_50["stage_started_at_ms"]);
+    // Widening moved only the users between 10 % and 50 %, and only to green.
+    all_served_by(&gw, &last, "blue").await;
+    all_served_by(&gw, &widened, "green").await;
+    all_served_by(&gw, &first, "green").await;
+
+    // Enough green traffic completes it.
     let done = eventually_rollout(&gw, Duration::from_secs(5), "complete", |r| {
         r["phase"] == "complete"
     })
     .await;
     assert_eq!(done["percent"], 100.0);
+    all_served_by(&gw, &last, "green").await;
     gw.stop().await;
 }
 
