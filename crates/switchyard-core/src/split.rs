@@ -32,6 +32,8 @@ mod tests {
             ("user-1", "kill:support"),
             ("user-2", "kill:support"),
             ("alice@example.com", "sonnet-vs-opus"),
+            ("user-1", "rollout:support"),
+            ("user-42", "rollout:support"),
         ];
         let got: Vec<String> = vectors
             .iter()
@@ -40,16 +42,36 @@ mod tests {
         assert_eq!(got, PINNED);
     }
 
-    const PINNED: [&str; 3] = ["0.184590", "0.512114", "0.942668"];
+    const PINNED: [&str; 5] = ["0.184590", "0.512114", "0.942668", "0.087624", "0.182031"];
 
+    /// Over 10,000 users and the seed's stages: a user on green at one stage is on green at
+    /// every later one, the same user always gets the same answer, and each stage holds
+    /// about its share.
     #[test]
-    fn widening_only_adds_users() {
-        for i in 0..2000 {
+    fn widening_only_adds_users_and_answers_are_sticky() {
+        let stages = [0.05, 0.25, 0.5, 1.0];
+        let mut counts = [0usize; 4];
+        for i in 0..10_000 {
             let user = format!("u{i}");
-            if within(&user, "s", 0.05) {
-                assert!(within(&user, "s", 0.25));
+            let placed: Vec<bool> = stages
+                .iter()
+                .map(|s| within(&user, "rollout:support", *s))
+                .collect();
+            for (count, inside) in counts.iter_mut().zip(&placed) {
+                *count += usize::from(*inside);
             }
+            for pair in placed.windows(2) {
+                assert!(!pair[0] || pair[1], "{user} left green when the share grew");
+            }
+            assert_eq!(
+                position(&user, "rollout:support"),
+                position(&user, "rollout:support")
+            );
         }
+        assert!((400..600).contains(&counts[0]), "{counts:?}");
+        assert!((2_300..2_700).contains(&counts[1]), "{counts:?}");
+        assert!((4_800..5_200).contains(&counts[2]), "{counts:?}");
+        assert_eq!(counts[3], 10_000);
     }
 
     #[test]

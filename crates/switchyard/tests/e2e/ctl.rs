@@ -8,10 +8,10 @@ use switchyard::Running;
 use crate::common::*;
 
 /// What one ctl run printed and how it exited.
-struct Out {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Out {
+    pub(crate) code: Option<i32>,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 impl std::fmt::Debug for Out {
@@ -26,7 +26,7 @@ impl std::fmt::Debug for Out {
 
 /// Runs `switchyard ctl ARGS` with the URL and token in the environment, as an operator would.
 /// Off the runtime's thread: the gateway answering it runs on this runtime.
-async fn ctl(url: &str, token: Option<&str>, args: &[&str]) -> Out {
+pub(crate) async fn ctl(url: &str, token: Option<&str>, args: &[&str]) -> Out {
     let mut command = Command::new(env!("CARGO_BIN_EXE_switchyard"));
     command
         .arg("ctl")

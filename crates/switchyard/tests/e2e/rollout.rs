@@ -320,22 +320,9 @@ async fn a_degraded_green_is_rolled_back_within_the_bound_and_the_flip_fails_nob
 
 /// Users by where the documented split hash puts them for the rollout of route `support`.
 fn users_where(count: usize, holds: impl Fn(f64) -> bool) -> Vec<String> {
-    let position = |user: &str| {
-        // The smallest share that holds the user, found through the public `within`.
-        let (mut low, mut high) = (0.0f64, 1.0f64);
-        for _ in 0..30 {
-            let mid = (low + high) / 2.0;
-            if switchyard_core::split::within(user, "rollout:support", mid) {
-                high = mid;
-            } else {
-                low = mid;
-            }
-        }
-        high
-    };
     (0..)
         .map(|n| format!("customer-{n}"))
-        .filter(|u| holds(position(u)))
+        .filter(|u| holds(switchyard_core::split::position(u, "rollout:support")))
         .take(count)
         .collect()
 }
@@ -496,5 +483,97 @@ async fn operators_roll_back_by_hand_and_a_new_green_starts_over() {
     assert_eq!(
         (fresh["phase"].as_str(), fresh["percent"].as_f64()),
         (Some("shifting"), Some(5.0))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctl_rolls_back_promotes_and_shows_the_rollout() {
+    let (_blue, blue_addr) = sim(Profile::default()).await;
+    let (_green, green_addr) = sim(Profile::default()).await;
+    let toml = blue_green(blue_addr, green_addr, "stages = [5, 25, 100]", "");
+    let gw = gateway(&toml).await;
+    let url = format!("http://{}", gw.admin);
+    let ctl = crate::ctl::ctl;
+    let status = ctl(&url, Some(VIEWER), &["status"]).await;
+    assert_eq!(status.code, Some(0), "{status:?}");
+    assert!(
+        status
+            .stdout
+            .contains("rollout of green: shifting, stage 1 of 3"),
+        "{status:?}"
+    );
+    let refused = ctl(&url, Some(VIEWER), &["rollback", "support"]).await;
+    assert_ne!(refused.code, Some(0), "{refused:?}");
+    let rolled = ctl(
+        &url,
+        Some(OPERATOR),
+        &["rollback", "support", "--reason", "bad answers"],
+    )
+    .await;
+    assert_eq!(rolled.code, Some(0), "{rolled:?}");
+    assert!(
+        rolled
+            .stdout
+            .contains("ROLLED BACK, every user on blue blue"),
+        "{rolled:?}"
+    );
+    assert!(rolled.stdout.contains("Incident inc-"), "{rolled:?}");
+    assert_eq!(rollout_of(&gw).await["reason"], "bad answers");
+    let json = ctl(&url, Some(OPERATOR), &["--json", "promote", "support"]).await;
+    assert_eq!(json.code, Some(0), "{json:?}");
+    let body: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(body["after"]["phase"], "complete");
+    let again = ctl(&url, Some(OPERATOR), &["promote", "support"]).await;
+    assert_ne!(again.code, Some(0), "{again:?}");
+    assert!(again.stderr.contains("already complete"), "{again:?}");
+    let missing = ctl(&url, Some(VIEWER), &["experiment", "nope"]).await;
+    assert_ne!(missing.code, Some(0), "{missing:?}");
+}
+
+#[tokio::test]
+async fn requests_without_a_user_key_are_split_per_request_and_counted() {
+    let (_blue, blue_addr) = sim(Profile::default()).await;
+    let (_green, green_addr) = sim(Profile::default()).await;
+    let toml = blue_green(
+        blue_addr,
+        green_addr,
+        "stages = [50, 100]\nbake = \"1h\"",
+        "",
+    )
+    .replace(
+        "name = \"support\"\n",
+        "name = \"support\"\nuser_key = [\"header:x-user-id\"]\n",
+    );
+    let gw = gateway(&toml).await;
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..40 {
+        let answer = post_json(
+            gw.traffic,
+            "/v1/chat/completions",
+            &[],
+            chat("gpt-4o", false),
+        )
+        .await;
+        assert_eq!(answer.status, 200);
+        seen.insert(
+            answer.headers["x-switchyard-upstream"]
+                .to_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    assert_eq!(
+        seen.len(),
+        2,
+        "both sides served keyless requests: {seen:?}"
+    );
+    let text = metrics(&gw).await;
+    assert_eq!(
+        metric(
+            &text,
+            "switchyard_unsticky_requests_total",
+            &[("route", "support")]
+        ),
+        40.0
     );
 }
