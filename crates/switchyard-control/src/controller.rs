@@ -223,7 +223,7 @@ impl Controller {
                         now,
                     );
                     started.push(state.clone());
-                    inner.judged_from.insert(route.name.clone(), now_secs() + 1);
+                    inner.judged_from.insert(route.name.clone(), now_secs());
                     state
                 }
             };
@@ -237,8 +237,37 @@ impl Controller {
             incidents: config.incidents.clone(),
         };
         let names: Vec<String> = inner.plan.routes.iter().map(|r| r.name.clone()).collect();
-        inner.rules.retain(|(_, route), _| names.contains(route));
         self.steering.retain(&names);
+        // A rule that is gone (or no longer watches the route) takes its action with it.
+        let gone: Vec<(String, String)> = inner
+            .rules
+            .iter()
+            .filter(|((rule, route), f)| {
+                !names.contains(route)
+                    || !inner.plan.rules.iter().any(|r| {
+                        r.name == *rule
+                            && r.action.as_str() == f.action
+                            && r.route.as_deref().is_none_or(|x| x == route)
+                    })
+            })
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in gone {
+            if let Some(firing) = inner.rules.remove(&key) {
+                if firing.action == RuleAction::ThrottleAndAlert.as_str() {
+                    self.steering.update(&key.1, |s| s.throttle_rps = None);
+                }
+            }
+        }
+        for route in &names {
+            let downgrades = inner.plan.rules.iter().any(|r| {
+                r.action == RuleAction::DowngradeModel
+                    && r.route.as_deref().is_none_or(|x| x == route)
+            });
+            if !downgrades {
+                self.steering.update(route, |s| s.downgrade_to = None);
+            }
+        }
         for route in &inner.plan.routes {
             let state = inner.rollouts.get(&route.name);
             self.steering.update(&route.name, |steer| {
@@ -597,7 +626,7 @@ impl Controller {
         let before = state.clone();
         state.promote(now_ms(), reason, by);
         let after = state.clone();
-        inner.judged_from.insert(route.to_owned(), now_secs() + 1);
+        inner.judged_from.insert(route.to_owned(), now_secs());
         let swapped = self.steering.update(route, |steer| steer.green_share = 1.0);
         self.save(&mut inner);
         self.publish_weights(&inner);
@@ -1043,5 +1072,239 @@ fn trigger_label(name: &str) -> String {
         "rule".to_owned()
     } else {
         name.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use std::path::Path;
+
+    use super::*;
+    use crate::alerts::AlertSettings;
+    use crate::exchange::{Exchange, Outcome};
+    use crate::signals::Spans;
+
+    const BASE: &str = r#"
+[upstreams.blue]
+url = "http://127.0.0.1:9"
+[upstreams.green]
+url = "http://127.0.0.1:10"
+[[routes]]
+name = "support"
+[routes.rollout]
+blue = "blue"
+green = "green"
+stages = [50, 100]
+bake = "1h"
+[routes.rollback]
+min_requests = 20
+error_window = "30s"
+"#;
+
+    struct Rig {
+        controller: Arc<Controller>,
+        signals: Arc<Signals>,
+        route: Arc<crate::signals::RouteSignals>,
+        _dir: std::path::PathBuf,
+    }
+
+    fn rig(text: &str) -> Rig {
+        let config = Config::parse(text, "test.toml", Path::new(".")).unwrap();
+        let dir = std::env::temp_dir().join(format!("sy-controller-{}", fastrand::u64(..)));
+        let signals = Signals::new();
+        let settings = AlertSettings {
+            p99_latency: Duration::from_secs(30),
+            error_rate: 0.5,
+            window: Duration::from_secs(60),
+            traffic_spike: 1e9,
+            baseline: Duration::from_secs(60),
+            min_requests: 1_000_000,
+            queue_depth: 1_000_000,
+            context_fill: 1.0,
+            daily_tokens: None,
+            budget_alert_at: 1.0,
+        };
+        let alerts = Alerts::new(signals.clone(), settings);
+        let incidents = Arc::new(Incidents::open(&dir).unwrap());
+        let (store, states) = RolloutStore::open(&dir).unwrap();
+        let parts = (
+            signals.clone(),
+            alerts,
+            Notifier::disabled(),
+            incidents,
+            Steering::new(),
+        );
+        let controller = Controller::new(parts, store, states);
+        controller.apply(&config);
+        let spans = Spans {
+            window: Duration::from_secs(60),
+            baseline: Duration::from_secs(60),
+            context_fill: 1.0,
+        };
+        let route = signals.route("support", spans);
+        Rig {
+            controller,
+            signals,
+            route,
+            _dir: dir,
+        }
+    }
+
+    fn exchange(upstream: &str, status: u16, class: Option<&str>, ms: u64, cost: f64) -> Exchange {
+        Exchange {
+            request_id: Arc::from(format!("r{}", fastrand::u64(..))),
+            route: Arc::from("support"),
+            upstream: Arc::from(upstream),
+            variant: Arc::from("none"),
+            model: Arc::from("gpt-4o"),
+            status,
+            error: switchyard_core::ErrorClass::of_status(status),
+            upstream_error_type: class.map(str::to_owned),
+            outcome: Outcome::Complete,
+            duration: Duration::from_millis(ms),
+            ttfb: None,
+            prompt_tokens: 10,
+            completion_tokens: 10,
+            cost_usd: cost,
+            context_fill: None,
+            streamed: false,
+            requested_model: Some("gpt-4o".into()),
+            response_model: Some("gpt-4o-2026".into()),
+            finish_reason: Some("stop".into()),
+            prompt_fingerprint: Some(7),
+            bodies: None,
+        }
+    }
+
+    fn feed(rig: &Rig, n: usize, make: impl Fn(usize) -> Exchange) {
+        for i in 0..n {
+            rig.signals.record(&rig.route, make(i));
+        }
+    }
+
+    fn trigger_of(rig: &Rig) -> Option<String> {
+        rig.controller.tick();
+        let state = rig.controller.rollout("support").unwrap();
+        (state.phase == Phase::RolledBack).then(|| state.reason.unwrap_or_default())
+    }
+
+    #[test]
+    fn a_slow_green_is_rolled_back_on_p99() {
+        let rig = rig(&BASE.replace(
+            "min_requests = 20",
+            "min_requests = 20\np99_latency = \"2s\"",
+        ));
+        feed(&rig, 40, |_| exchange("blue", 200, None, 100, 0.01));
+        feed(&rig, 19, |_| exchange("green", 200, None, 5_000, 0.01));
+        assert_eq!(
+            trigger_of(&rig),
+            None,
+            "19 green requests are not enough to judge"
+        );
+        feed(&rig, 20, |_| exchange("green", 200, None, 5_000, 0.01));
+        let reason = trigger_of(&rig).expect("rolled back");
+        assert!(reason.starts_with("p99_latency"), "{reason}");
+        assert_eq!(
+            rig.controller
+                .steering()
+                .get("support")
+                .unwrap()
+                .green_share,
+            0.0
+        );
+    }
+
+    #[test]
+    fn a_costlier_green_is_rolled_back_against_blue() {
+        let rig = rig(BASE);
+        feed(&rig, 30, |_| exchange("blue", 200, None, 100, 0.010));
+        feed(&rig, 30, |_| exchange("green", 200, None, 100, 0.014));
+        assert_eq!(
+            trigger_of(&rig),
+            None,
+            "40 % more is within the 50 % allowed"
+        );
+        feed(&rig, 60, |_| exchange("green", 200, None, 100, 0.030));
+        let reason = trigger_of(&rig).expect("rolled back");
+        assert!(reason.starts_with("cost_increase"), "{reason}");
+    }
+
+    #[test]
+    fn an_error_class_blue_never_showed_is_rolled_back_above_its_rate() {
+        let rig = rig(&BASE.replace("min_requests = 20", "min_requests = 20\nerror_rate = 0.5"));
+        // Both sides fail the same way now and then: not new.
+        feed(&rig, 200, |i| {
+            exchange(
+                "blue",
+                if i % 50 == 0 { 500 } else { 200 },
+                Some("overloaded_error"),
+                100,
+                0.01,
+            )
+        });
+        feed(&rig, 200, |i| {
+            exchange(
+                "green",
+                if i % 50 == 0 { 500 } else { 200 },
+                Some("overloaded_error"),
+                100,
+                0.01,
+            )
+        });
+        assert_eq!(trigger_of(&rig), None);
+        // Green starts raising a class blue never did: 1 in 200 is above 0.1 %.
+        feed(&rig, 1, |_| {
+            exchange("green", 500, Some("context_length_exceeded"), 100, 0.01)
+        });
+        let reason = trigger_of(&rig).expect("rolled back");
+        assert!(reason.starts_with("new_error_class"), "{reason}");
+        let incident = &rig.controller.incidents().list()[0];
+        let trigger = incident.trigger.as_ref().unwrap();
+        assert_eq!(trigger.figures["error_class"], "context_length_exceeded");
+        let evidence = incident.evidence.as_ref().unwrap();
+        assert_eq!(evidence.response_models[0].value, "gpt-4o-2026");
+        assert_eq!(evidence.prompt_fingerprints[0].value, "0000000000000007");
+    }
+
+    #[test]
+    fn a_reload_without_the_rule_lifts_its_throttle() {
+        let rules = r#"
+[[rules]]
+name = "tokens"
+metric = "tokens_per_request"
+above = 5
+window = "30s"
+min_requests = 5
+action = "throttle_and_alert"
+"#;
+        let text = format!("{BASE}{rules}");
+        let rig = rig(&text);
+        feed(&rig, 10, |_| exchange("blue", 200, None, 100, 0.01));
+        rig.controller.tick();
+        assert_eq!(rig.controller.rules_firing().len(), 1);
+        assert!(rig
+            .controller
+            .steering()
+            .get("support")
+            .unwrap()
+            .throttle_rps
+            .is_some());
+        let config = Config::parse(BASE, "test.toml", Path::new(".")).unwrap();
+        rig.controller.apply(&config);
+        assert!(rig.controller.rules_firing().is_empty());
+        assert_eq!(
+            rig.controller
+                .steering()
+                .get("support")
+                .unwrap()
+                .throttle_rps,
+            None
+        );
+        assert_eq!(
+            rig.controller.rollout("support").unwrap().phase,
+            Phase::Shifting,
+            "the rollout is untouched"
+        );
     }
 }
