@@ -577,3 +577,50 @@ async fn requests_without_a_user_key_are_split_per_request_and_counted() {
         40.0
     );
 }
+
+#[tokio::test]
+async fn incidents_keep_bodies_only_when_capture_is_on() {
+    let (_blue, blue_addr) = sim(Profile::default()).await;
+    let (_green, green_addr) = sim(Profile::default()).await;
+    let toml = blue_green(blue_addr, green_addr, "stages = [50, 100]", "")
+        + "\n[incidents]\ncapture_bodies = true\nsample = 3\n";
+    let gw = gateway(&toml).await;
+    let mut body = chat("gpt-4o", false);
+    body["messages"][1]["content"] = serde_json::json!("order 4711-SECRET has not arrived");
+    for _ in 0..5 {
+        let answer = post_json(
+            gw.traffic,
+            "/v1/chat/completions",
+            &[("x-user-id", "u")],
+            body.clone(),
+        )
+        .await;
+        assert_eq!(answer.status, 200);
+    }
+    let rolled = admin(
+        &gw,
+        "POST",
+        "/admin/routes/support/rollback",
+        OPERATOR,
+        None,
+    )
+    .await;
+    let id = rolled.json()["incident"].as_str().unwrap().to_owned();
+    let incident = admin(&gw, "GET", &format!("/admin/incidents/{id}"), VIEWER, None)
+        .await
+        .json();
+    let sample = incident["evidence"]["sample"].as_array().unwrap();
+    assert_eq!(sample.len(), 3, "[incidents] sample");
+    assert!(sample[0]["request_body"]
+        .as_str()
+        .unwrap()
+        .contains("4711-SECRET"));
+    assert!(
+        sample[0]["response_body"]
+            .as_str()
+            .unwrap()
+            .contains("chat.completion"),
+        "{}",
+        sample[0]
+    );
+}
