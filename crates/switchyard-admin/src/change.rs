@@ -56,6 +56,10 @@ fn refusal(error: &ActionError) -> ApiError {
         ActionError::AlreadyThere { .. } => (StatusCode::CONFLICT, "already_there"),
         ActionError::NotAwaiting { .. } => (StatusCode::CONFLICT, "not_awaiting_approval"),
         ActionError::NotInForce { .. } => (StatusCode::CONFLICT, "not_in_force"),
+        ActionError::UnknownRule(_) => (StatusCode::NOT_FOUND, "unknown_rule"),
+        ActionError::UnknownRoute(_) => (StatusCode::NOT_FOUND, "unknown_route"),
+        ActionError::NotADowngrade(_) => (StatusCode::CONFLICT, "not_a_downgrade"),
+        ActionError::WhichRoute(..) => (StatusCode::BAD_REQUEST, "route_required"),
     };
     ApiError::new(status, code, error.to_string())
 }
@@ -104,6 +108,9 @@ pub async fn shift(
     entry.before = json!(shift.before);
     entry.after = json!(shift.after);
     let mut warnings = Vec::new();
+    if let Err(warning) = &shift.persisted {
+        warnings.push(warning.clone());
+    }
     record(state, &entry, &mut warnings);
     tracing::info!(route, by = %who.name, action = name, "rollout changed by an operator");
     let answer = ShiftAnswer {
@@ -142,42 +149,20 @@ pub async fn rule(
         Err(refusal) => return reject(state, entry, refusal),
     };
     entry.reason = body.reason.filter(|r| !r.trim().is_empty());
-    let firing: Vec<String> = state
-        .controller
-        .rules_firing()
-        .into_iter()
-        .filter(|f| f.rule == rule)
-        .map(|f| f.route)
-        .collect();
-    let route = match (body.route, firing.as_slice()) {
-        (Some(route), _) => route,
-        (None, [only]) => only.clone(),
-        (None, []) => {
-            let message = format!("rule {rule:?} is not firing on any route");
-            return reject(
-                state,
-                entry,
-                ApiError::new(StatusCode::CONFLICT, "not_firing", message),
-            );
-        }
-        (None, _) => {
-            let message = format!(
-                "rule {rule:?} fires on several routes ({}); name one with {{\"route\": ...}}",
-                firing.join(", ")
-            );
-            return reject(state, entry, ApiError::bad_request(message));
-        }
-    };
-    entry.target = Some(format!("{rule}@{route}"));
+    let route = body.route.as_deref();
     let result = match action {
-        RuleMove::Approve => state.controller.approve(rule, &route, &who.name).map(Some),
+        RuleMove::Approve => state
+            .controller
+            .approve(rule, route, &who.name)
+            .map(|(route, model)| (route, Some(model))),
         RuleMove::Release => state
             .controller
-            .release(rule, &route, &who.name)
-            .map(|()| None),
+            .release(rule, route, &who.name)
+            .map(|route| (route, None)),
     };
     match result {
-        Ok(model) => {
+        Ok((route, model)) => {
+            entry.target = Some(format!("{rule}@{route}"));
             entry.after = json!({ "route": route, "downgrade_to": model });
             let mut warnings = Vec::new();
             record(state, &entry, &mut warnings);

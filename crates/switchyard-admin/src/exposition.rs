@@ -151,7 +151,7 @@ fn describe() {
     );
     describe_gauge!(
         names::EXPERIMENT_P_VALUE,
-        "The experiment's always-valid p-value (mSPRT on completion rate); a difference is called at 0.05 or below."
+        "The experiment's always-valid p-value (mSPRT on completion rate); a difference is called at or below the experiment's alpha (default 0.05)."
     );
 }
 

@@ -129,6 +129,7 @@ impl Config {
         let rules = rules::compile_rules(&spec.rules, &routes, &mut ctx)?;
         let incidents = rules::compile_incidents(&spec.incidents, &ctx)?;
         lint::lint(&routes, &upstreams, &mut ctx);
+        lint::lint_models(&routes, &rules, &models, &mut ctx);
         Ok(Config {
             version: version_of(text),
             origin: origin.to_owned(),

@@ -40,3 +40,32 @@ pub(crate) fn lint(routes: &[Route], upstreams: &BTreeMap<String, Upstream>, ctx
         }
     }
 }
+
+/// Models a variant or a downgrade rewrites requests to should be known: an unknown one has
+/// no price (its cost reads 0, which flatters it in every comparison) and no context window.
+pub(crate) fn lint_models(
+    routes: &[Route],
+    rules: &[crate::Rule],
+    models: &BTreeMap<String, crate::Model>,
+    ctx: &mut Ctx,
+) {
+    let known = |name: &str| {
+        models.contains_key(name) || models.values().any(|m| m.aliases.iter().any(|a| a == name))
+    };
+    for (i, route) in routes.iter().enumerate() {
+        for (j, experiment) in route.experiments.iter().enumerate() {
+            if let Some(model) = experiment.set_model.as_deref().filter(|m| !known(m)) {
+                let key = format!("routes[{i}].experiments[{j}].variant.set_model");
+                let msg = format!("model {model:?} is not in [models]: its cost reads 0 and its metrics label is \"other\"");
+                ctx.warn_line(Some(experiment.line), &key, msg);
+            }
+        }
+    }
+    for (i, rule) in rules.iter().enumerate() {
+        if let Some(model) = rule.downgrade_to.as_deref().filter(|m| !known(m)) {
+            let key = format!("rules[{i}].downgrade_to");
+            let msg = format!("model {model:?} is not in [models]: its cost reads 0 and its metrics label is \"other\"");
+            ctx.warn_line(Some(rule.line), &key, msg);
+        }
+    }
+}

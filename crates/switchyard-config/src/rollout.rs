@@ -199,10 +199,12 @@ pub(crate) fn compile_rollout(
         }
     };
     let bake = ctx.duration(spec.bake.as_ref(), &format!("{key}.bake"), DEFAULT_BAKE)?;
-    let min_requests = match &spec.min_requests {
-        Some(v) => *v.get_ref(),
-        None => DEFAULT_MIN_REQUESTS,
-    };
+    // Zero would advance on time alone: a stage must see green serve before it moves on.
+    let min_requests = ctx.positive(
+        spec.min_requests.as_ref(),
+        &format!("{key}.min_requests"),
+        DEFAULT_MIN_REQUESTS,
+    )?;
     Ok(Rollout {
         blue,
         green,
@@ -310,7 +312,7 @@ pub(crate) fn compile_experiments(
             Some(m) => Some(m.get_ref().clone()),
             None => None,
         };
-        let mut headers = Vec::with_capacity(v.headers.len());
+        let mut headers: Vec<(HeaderName, HeaderValue)> = Vec::with_capacity(v.headers.len());
         for (h, value) in &v.headers {
             let header_key = join(&format!("{key}.variant.headers"), h.get_ref());
             let name = HeaderName::from_bytes(h.get_ref().to_ascii_lowercase().as_bytes())
@@ -328,6 +330,10 @@ pub(crate) fn compile_experiments(
                     format!("invalid header value {:?}", value.get_ref()),
                 )
             })?;
+            if headers.iter().any(|(seen, _)| *seen == name) {
+                let msg = format!("header {name} is set twice (header names ignore case)");
+                return Err(ctx.at(h, &header_key, msg));
+            }
             headers.push((name, value));
         }
         let alpha = match &s.alpha {

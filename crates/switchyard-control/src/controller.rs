@@ -73,6 +73,14 @@ pub enum ActionError {
     NoRollout(String),
     #[error("route {route:?} is already {phase}")]
     AlreadyThere { route: String, phase: &'static str },
+    #[error("no rule {0:?}; GET /admin/status lists the rules firing, gateway.toml all of them")]
+    UnknownRule(String),
+    #[error("rule {0:?} does not downgrade a model: there is nothing to approve or release")]
+    NotADowngrade(String),
+    #[error("route {0:?} is not one the rule watches")]
+    UnknownRoute(String),
+    #[error("rule {0:?} applies to several routes ({1}); name one with {{\"route\": ...}}")]
+    WhichRoute(String, String),
     #[error("rule {rule:?} is not waiting for approval on route {route:?}")]
     NotAwaiting { rule: String, route: String },
     #[error("rule {rule:?} has no downgrade in force on route {route:?}")]
@@ -87,6 +95,8 @@ pub struct Shift {
     pub incident: Option<String>,
     /// Microseconds from the call to the atomic store.
     pub took_us: u64,
+    /// Whether the new state reached state_dir; it is in force either way.
+    pub persisted: Result<(), String>,
 }
 
 #[derive(Debug, Default)]
@@ -98,9 +108,6 @@ struct Inner {
     rules: BTreeMap<(String, String), RuleFiring>,
     /// When each route was last looked at.
     last_look: HashMap<String, Instant>,
-    /// The first second green is judged from, per route: a promotion or a new green starts
-    /// a clean slate, so errors of the green that was rolled back do not count against it.
-    judged_from: HashMap<String, u64>,
     dirty_since: Option<Instant>,
     ticks: u64,
 }
@@ -203,14 +210,14 @@ impl Controller {
             let state = match kept {
                 Some(mut state) => {
                     if state.stages != rollout.stages && state.phase == Phase::Shifting {
-                        // New stages apply from the next advance; the share in force stays.
-                        let at = rollout
+                        // New stages apply from the next advance (the first stage above the
+                        // share in force); the share in force stays.
+                        state.stage = rollout
                             .stages
                             .iter()
-                            .position(|p| *p >= state.percent)
-                            .unwrap_or(rollout.stages.len().saturating_sub(1));
+                            .rposition(|p| *p <= state.percent)
+                            .unwrap_or(0);
                         state.stages = rollout.stages.clone();
-                        state.stage = at;
                     }
                     state
                 }
@@ -223,11 +230,20 @@ impl Controller {
                         now,
                     );
                     started.push(state.clone());
-                    inner.judged_from.insert(route.name.clone(), now_secs());
+                    self.clean_slate(&mut inner, &route.name, &rollout.green);
                     state
                 }
             };
             rollouts.insert(route.name.clone(), state);
+        }
+        for (route, old) in &inner.rollouts {
+            let kept = rollouts.get(route).is_some_and(|s| s.green == old.green);
+            if !kept {
+                metrics::gauge!(names::ROUTE_WEIGHT, "route" => route.clone(), "upstream" => old.green.clone()).set(0.0);
+            }
+            if !rollouts.contains_key(route) {
+                metrics::gauge!(names::ROLLOUT_STAGE, "route" => route.clone()).set(0.0);
+            }
         }
         inner.rollouts = rollouts;
         inner.plan = Plan {
@@ -257,6 +273,7 @@ impl Controller {
                 if firing.action == RuleAction::ThrottleAndAlert.as_str() {
                     self.steering.update(&key.1, |s| s.throttle_rps = None);
                 }
+                metrics::gauge!(names::RULES_FIRING, "rule" => key.0.clone(), "route" => key.1.clone()).set(0.0);
             }
         }
         for route in &names {
@@ -276,7 +293,7 @@ impl Controller {
             });
         }
         self.publish_weights(&inner);
-        self.save(&mut inner);
+        let _ = self.save(&mut inner); // logged; the config is in force either way
         drop(inner);
         for state in started {
             tracing::info!(route = %state.route, green = %state.green, percent = state.percent, "rollout started");
@@ -286,6 +303,15 @@ impl Controller {
                 json!({"status": "started", "green": state.green, "blue": state.blue, "percent": state.percent}),
             ));
         }
+    }
+
+    /// Green is judged from now on only: the failures that rolled an earlier attempt back
+    /// must not roll this one back again.
+    fn clean_slate(&self, inner: &mut Inner, route: &str, green: &str) {
+        if let Some(signals) = self.signals.get(route) {
+            signals.reset_side(green);
+        }
+        inner.green_seen.remove(route);
     }
 
     /// Every rollout, by route.
@@ -337,7 +363,7 @@ impl Controller {
             .dirty_since
             .is_some_and(|t| t.elapsed() >= Duration::from_secs(5))
         {
-            self.save(&mut inner);
+            let _ = self.save(&mut inner); // logged; retried at the next transition
         }
     }
 
@@ -355,8 +381,7 @@ impl Controller {
             .insert(route.name.clone(), look)
             .unwrap_or(look);
         let rb = &route.rollback;
-        let from = (now.saturating_sub(rb.window.as_secs().max(1)) + 1)
-            .max(inner.judged_from.get(&route.name).copied().unwrap_or(0));
+        let from = now.saturating_sub(rb.window.as_secs().max(1)) + 1;
         let green = signals.side(&state.green, from, now);
         let blue = signals.side(&state.blue, from, now);
         let seen = inner.green_seen.insert(route.name.clone(), green.total);
@@ -398,7 +423,7 @@ impl Controller {
             self.steering.update(&route.name, |steer| {
                 steer.green_share = after.green_share();
             });
-            self.save(inner);
+            let _ = self.save(inner); // logged; the stage is in force either way
             self.publish_weights(inner);
             let status = if after.phase == Phase::Complete {
                 "completed"
@@ -520,8 +545,11 @@ impl Controller {
         let state = inner.rollouts.get_mut(route)?;
         let reason = fired.said.clone().unwrap_or_else(|| {
             format!(
-                "{} {:.4} over {:.4} in the last {}s",
-                fired.name, fired.value, fired.threshold, fired.window_secs
+                "{} {} over {} in the last {}s",
+                fired.name,
+                figure(fired.value),
+                figure(fired.threshold),
+                fired.window_secs
             )
         });
         state.roll_back(now_ms(), &reason, by);
@@ -529,13 +557,13 @@ impl Controller {
         let swapped = self.steering.update(route, |steer| steer.green_share = 0.0);
         let decision = swapped.saturating_duration_since(fired.since);
         let took_us = swapped.saturating_duration_since(called).as_micros() as u64;
+        let persisted = self.save(inner);
         metrics::counter!(names::ROLLBACKS_TOTAL, "route" => route.to_owned(), "trigger" => trigger_label(&fired.name)).increment(1);
         if fired.said.is_none() {
             // An operator's rollback has no condition to measure from.
             metrics::histogram!(names::ROLLBACK_DECISION_SECONDS, "route" => route.to_owned())
                 .record(decision.as_secs_f64());
         }
-        self.save(inner);
         self.publish_weights(inner);
         tracing::warn!(route, trigger = %fired.name, value = fired.value, threshold = fired.threshold,
             decision_ms = decision.as_secs_f64() * 1000.0, "rolled back to blue");
@@ -574,6 +602,7 @@ impl Controller {
             after,
             incident,
             took_us,
+            persisted,
         })
     }
 
@@ -626,9 +655,9 @@ impl Controller {
         let before = state.clone();
         state.promote(now_ms(), reason, by);
         let after = state.clone();
-        inner.judged_from.insert(route.to_owned(), now_secs());
+        self.clean_slate(&mut inner, route, &after.green);
         let swapped = self.steering.update(route, |steer| steer.green_share = 1.0);
-        self.save(&mut inner);
+        let persisted = self.save(&mut inner);
         self.publish_weights(&inner);
         self.notifier.notify(Event::new(
             EventKind::Promote,
@@ -640,6 +669,7 @@ impl Controller {
             after,
             incident: None,
             took_us: swapped.saturating_duration_since(called).as_micros() as u64,
+            persisted,
         })
     }
 
@@ -709,10 +739,10 @@ impl Controller {
             "action": rule.action.as_str(),
         });
         let reason = format!(
-            "rule {}: {} {:.4} {} {:.4}",
+            "rule {}: {} {} {} {}",
             rule.name,
             rule.metric.as_str(),
-            value,
+            figure(value),
             if matches!(rule.threshold, switchyard_config::Threshold::Above(_)) {
                 "above"
             } else {
@@ -824,56 +854,117 @@ impl Controller {
         ));
     }
 
-    /// An operator approves a downgrade a rule is waiting on.
-    pub fn approve(&self, rule: &str, route: &str, by: &str) -> Result<String, ActionError> {
-        let mut inner = lock(&self.inner);
-        let model = inner
+    /// The route an operator's action on `rule` is for: the one named, or the only one
+    /// `candidates` leaves.
+    fn rule_route(
+        inner: &Inner,
+        rule: &str,
+        route: Option<&str>,
+        candidates: impl Fn(&str) -> bool,
+    ) -> Result<(Rule, String), ActionError> {
+        let spec = inner
             .plan
             .rules
             .iter()
             .find(|r| r.name == rule)
-            .and_then(|r| r.downgrade_to.clone());
-        let firing = inner
-            .rules
-            .get_mut(&(rule.to_owned(), route.to_owned()))
-            .filter(|f| f.awaiting_approval);
-        let (Some(firing), Some(model)) = (firing, model) else {
-            return Err(ActionError::NotAwaiting {
-                rule: rule.to_owned(),
-                route: route.to_owned(),
-            });
+            .cloned()
+            .ok_or_else(|| ActionError::UnknownRule(rule.to_owned()))?;
+        if spec.action != RuleAction::DowngradeModel {
+            return Err(ActionError::NotADowngrade(rule.to_owned()));
+        }
+        let watched: Vec<String> = inner
+            .plan
+            .routes
+            .iter()
+            .map(|r| r.name.clone())
+            .filter(|r| spec.route.as_deref().is_none_or(|x| x == r))
+            .collect();
+        let route = match route {
+            Some(route) if watched.iter().any(|r| r == route) => route.to_owned(),
+            Some(route) => return Err(ActionError::UnknownRoute(route.to_owned())),
+            None => {
+                let open: Vec<&String> = watched.iter().filter(|r| candidates(r)).collect();
+                match open.as_slice() {
+                    [only] => (*only).clone(),
+                    [] => watched.first().cloned().unwrap_or_default(),
+                    _ => {
+                        let names = open
+                            .iter()
+                            .map(|r| r.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ");
+                        return Err(ActionError::WhichRoute(rule.to_owned(), names));
+                    }
+                }
+            }
         };
-        firing.awaiting_approval = false;
-        self.steering
-            .update(route, |s| s.downgrade_to = Some(Arc::from(model.as_str())));
-        self.notifier.notify(Event::new(
-            EventKind::Rule,
-            Some(route.to_owned()),
-            json!({"rule": rule, "status": "approved", "by": by, "downgrade_to": model}),
-        ));
-        Ok(model)
+        Ok((spec, route))
     }
 
-    /// An operator lifts a downgrade in force on a route.
-    pub fn release(&self, rule: &str, route: &str, by: &str) -> Result<(), ActionError> {
-        let _inner = lock(&self.inner);
-        let in_force = self
-            .steering
-            .get(route)
-            .is_some_and(|s| s.downgrade_to.is_some());
-        if !in_force {
-            return Err(ActionError::NotInForce {
+    /// An operator approves a downgrade a rule is waiting on; returns the route and model.
+    pub fn approve(
+        &self,
+        rule: &str,
+        route: Option<&str>,
+        by: &str,
+    ) -> Result<(String, String), ActionError> {
+        let mut inner = lock(&self.inner);
+        let waiting = |r: &str| {
+            inner
+                .rules
+                .get(&(rule.to_owned(), r.to_owned()))
+                .is_some_and(|f| f.awaiting_approval)
+        };
+        let (spec, route) = Self::rule_route(&inner, rule, route, waiting)?;
+        let model = spec.downgrade_to.clone().unwrap_or_default();
+        let firing = inner
+            .rules
+            .get_mut(&(rule.to_owned(), route.clone()))
+            .filter(|f| f.awaiting_approval)
+            .ok_or_else(|| ActionError::NotAwaiting {
                 rule: rule.to_owned(),
-                route: route.to_owned(),
-            });
-        }
-        self.steering.update(route, |s| s.downgrade_to = None);
+                route: route.clone(),
+            })?;
+        firing.awaiting_approval = false;
+        self.steering
+            .update(&route, |s| s.downgrade_to = Some(Arc::from(model.as_str())));
+        tracing::warn!(rule, route = %route, by, model = %model, "model downgrade approved");
         self.notifier.notify(Event::new(
             EventKind::Rule,
-            Some(route.to_owned()),
+            Some(route.clone()),
+            json!({"rule": rule, "status": "approved", "by": by, "downgrade_to": model}),
+        ));
+        Ok((route, model))
+    }
+
+    /// An operator lifts the downgrade a rule put in force on a route; returns the route.
+    pub fn release(
+        &self,
+        rule: &str,
+        route: Option<&str>,
+        by: &str,
+    ) -> Result<String, ActionError> {
+        let inner = lock(&self.inner);
+        let in_force = |r: &str| {
+            self.steering
+                .get(r)
+                .is_some_and(|s| s.downgrade_to.is_some())
+        };
+        let (_, route) = Self::rule_route(&inner, rule, route, in_force)?;
+        if !in_force(&route) {
+            return Err(ActionError::NotInForce {
+                rule: rule.to_owned(),
+                route,
+            });
+        }
+        self.steering.update(&route, |s| s.downgrade_to = None);
+        tracing::info!(rule, route = %route, by, "model downgrade released");
+        self.notifier.notify(Event::new(
+            EventKind::Rule,
+            Some(route.clone()),
             json!({"rule": rule, "status": "released", "by": by}),
         ));
-        Ok(())
+        Ok(route)
     }
 
     fn open_rule_incident(
@@ -1046,11 +1137,14 @@ impl Controller {
         }
     }
 
-    fn save(&self, inner: &mut Inner) {
+    /// Writes every rollout to state_dir; a failure is logged and returned, and the state
+    /// stays in force in memory either way.
+    fn save(&self, inner: &mut Inner) -> Result<(), String> {
         inner.dirty_since = None;
-        if let Err(error) = self.store.save(&inner.rollouts) {
+        self.store.save(&inner.rollouts).map_err(|error| {
             tracing::error!(%error, "rollout state not saved; it stays in force in memory");
-        }
+            format!("the rollout state was not saved to state_dir ({error}); it is in force but a restart would not see it")
+        })
     }
 }
 
@@ -1064,14 +1158,27 @@ fn metric_value(metric: RuleMetric, w: &Bucket) -> f64 {
     }
 }
 
-/// The `trigger` label: alerts and rules folded to their family, so the label stays small.
+/// The `trigger` label: rules folded into `rule` (rule names are open-ended); the seed's
+/// triggers, `alert:<kind>` and `operator` as they are.
 fn trigger_label(name: &str) -> String {
-    if name.starts_with("alert:") {
-        name.to_owned()
-    } else if name.starts_with("rule:") {
+    if name.starts_with("rule:") {
         "rule".to_owned()
     } else {
         name.to_owned()
+    }
+}
+
+/// A figure for people: six significant digits, so 0.000001 and 42.5 both read right.
+fn figure(x: f64) -> String {
+    if x == 0.0 || !x.is_finite() {
+        return format!("{x}");
+    }
+    let decimals = (5 - x.abs().log10().floor() as i64).clamp(0, 12) as usize;
+    let text = format!("{x:.decimals$}");
+    if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_owned()
+    } else {
+        text
     }
 }
 
@@ -1174,6 +1281,7 @@ error_window = "30s"
             finish_reason: Some("stop".into()),
             prompt_fingerprint: Some(7),
             bodies: None,
+            refused: false,
         }
     }
 
@@ -1213,6 +1321,34 @@ error_window = "30s"
                 .green_share,
             0.0
         );
+    }
+
+    #[test]
+    fn a_promotion_is_judged_on_what_green_does_after_it() {
+        let rig = rig(BASE);
+        feed(&rig, 40, |_| exchange("green", 500, None, 100, 0.01));
+        assert!(trigger_of(&rig)
+            .expect("rolled back")
+            .starts_with("error_rate"));
+        rig.controller
+            .promote("support", "oncall", "fixed")
+            .unwrap();
+        // The failures that rolled it back are in this very second: they must not count.
+        rig.controller.tick();
+        assert_eq!(
+            rig.controller.rollout("support").unwrap().phase,
+            Phase::Complete
+        );
+        feed(&rig, 40, |_| exchange("green", 200, None, 100, 0.01));
+        rig.controller.tick();
+        assert_eq!(
+            rig.controller.rollout("support").unwrap().phase,
+            Phase::Complete
+        );
+        feed(&rig, 40, |_| exchange("green", 500, None, 100, 0.01));
+        assert!(trigger_of(&rig)
+            .expect("a complete rollout still rolls back")
+            .starts_with("error_rate"));
     }
 
     #[test]

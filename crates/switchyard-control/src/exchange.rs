@@ -56,6 +56,9 @@ pub struct Exchange {
     pub prompt_fingerprint: Option<u64>,
     /// Request and response text, only when `[incidents] capture_bodies` is on.
     pub bodies: Option<Box<(String, String)>>,
+    /// The gateway answered without asking the upstream for a reason of its own (a limit,
+    /// a throttle, a kill, a bad request): it says nothing about the upstream's health.
+    pub refused: bool,
 }
 
 impl Exchange {

@@ -216,6 +216,8 @@ struct Join {
     experiment: Arc<ExperimentStats>,
     arm: usize,
     completed: bool,
+    /// The exchange's tokens, moved in or out of the completed requests' total with it.
+    tokens: u64,
     reported: bool,
 }
 
@@ -280,6 +282,7 @@ impl Experiments {
                     experiment: experiment.clone(),
                     arm,
                     completed,
+                    tokens: exchange.prompt_tokens + exchange.completion_tokens,
                     reported: false,
                 });
             }
@@ -324,8 +327,14 @@ impl Experiments {
                 f.score_n += 1;
             }
             match (join.completed, report.success) {
-                (true, false) => f.completed = f.completed.saturating_sub(1),
-                (false, true) => f.completed += 1,
+                (true, false) => {
+                    f.completed = f.completed.saturating_sub(1);
+                    f.completed_tokens = f.completed_tokens.saturating_sub(join.tokens);
+                }
+                (false, true) => {
+                    f.completed += 1;
+                    f.completed_tokens += join.tokens;
+                }
                 _ => {}
             }
             let variant = if join.arm == 1 {

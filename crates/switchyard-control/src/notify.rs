@@ -86,8 +86,8 @@ impl Event {
         Event::new(EventKind::Reload, None, detail)
     }
 
-    /// The body a webhook receives: `event`, `at_ms`, `route` (when there is one), then the
-    /// kind's own fields.
+    /// The body a webhook receives: `event`, `at_ms`, `route` (when there is one) and the
+    /// kind's own fields, in one flat object (keys in alphabetical order).
     pub fn to_json(&self) -> Value {
         let mut body = Map::new();
         body.insert("event".into(), json!(self.kind.as_str()));

@@ -92,7 +92,13 @@ impl RolloutState {
         if self.phase != Phase::Shifting {
             return;
         }
-        self.stage = (self.stage + 1).min(self.stages.len().saturating_sub(1));
+        // The next stage is the first above the share in force, so stages changed by a
+        // reload never skip one nor move users back.
+        self.stage = self
+            .stages
+            .iter()
+            .position(|p| *p > self.percent)
+            .unwrap_or(self.stages.len().saturating_sub(1));
         self.percent = self.stages.get(self.stage).copied().unwrap_or(100.0);
         self.stage_started_at_ms = now_ms;
         self.stage_requests = 0;
@@ -188,6 +194,19 @@ mod tests {
         );
         s.advance(4); // nothing past completion
         assert_eq!(s.stage, 2);
+    }
+
+    #[test]
+    fn new_stages_continue_from_the_share_in_force() {
+        let mut s = RolloutState::start("r", "b", "g", &[5.0, 25.0, 100.0], 1);
+        s.advance(2); // 25 %
+        s.stages = vec![10.0, 50.0, 100.0];
+        s.stage = 0;
+        s.advance(3);
+        assert_eq!(s.percent, 50.0, "the next stage above 25 %, not 100 %");
+        s.stages = vec![10.0, 20.0, 100.0];
+        s.advance(4);
+        assert_eq!(s.percent, 100.0, "never back below the share in force");
     }
 
     #[test]

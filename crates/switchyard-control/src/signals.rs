@@ -96,6 +96,27 @@ impl RouteSignals {
         }
         windows.counts.add(now, 1);
         add(windows.detail.bucket(now), &exchange, over, class.as_ref());
+        if !exchange.refused {
+            self.add_side(&mut windows, &exchange, now, over, class.as_ref());
+        }
+        if !windows.experiments.is_empty() {
+            experiments.record(&windows.experiments, &exchange);
+        }
+        if windows.recent.len() == RECENT {
+            windows.recent.pop_front();
+        }
+        windows.recent.push_back((now, exchange));
+    }
+
+    /// The upstream's own windows on this route: what blue and green are judged by.
+    fn add_side(
+        &self,
+        windows: &mut Windows,
+        exchange: &Exchange,
+        now: u64,
+        over: bool,
+        class: Option<&Arc<str>>,
+    ) {
         let span = windows.spans.0;
         let side = match windows.sides.get_mut(&exchange.upstream) {
             Some(side) => side,
@@ -110,14 +131,7 @@ impl RouteSignals {
         };
         side.first_since_look.get_or_insert_with(Instant::now);
         side.total += 1;
-        add(side.detail.bucket(now), &exchange, over, class.as_ref());
-        if !windows.experiments.is_empty() {
-            experiments.record(&windows.experiments, &exchange);
-        }
-        if windows.recent.len() == RECENT {
-            windows.recent.pop_front();
-        }
-        windows.recent.push_back((now, exchange));
+        add(side.detail.bucket(now), exchange, over, class);
     }
 
     /// The experiments running on this route from now on.
@@ -137,6 +151,12 @@ impl RouteSignals {
             },
             None => SideLook::default(),
         }
+    }
+
+    /// Forgets one upstream's windows on this route: a promoted or new green starts with a
+    /// clean slate instead of the failures that rolled it back.
+    pub fn reset_side(&self, upstream: &str) {
+        lock(&self.windows).sides.remove(upstream);
     }
 
     /// The most recent exchanges recorded in seconds `from..=to`, oldest first.

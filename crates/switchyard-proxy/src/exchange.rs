@@ -45,6 +45,8 @@ pub(crate) struct Exchange<'a> {
     pub variant: Option<&'a Variant>,
     /// The request's text, kept only when bodies are captured for incidents.
     pub capture: Option<String>,
+    /// The rollout and experiments placed this request (it got past the kill switch).
+    pub steered: bool,
 }
 
 /// Held for the whole exchange: the in-flight count and, under a concurrency limit, a slot.
@@ -195,20 +197,21 @@ impl<'a> Exchange<'a> {
         Option<Arc<str>>,
     ) {
         let route = self.route;
+        self.steered = true;
         let steer = self.gateway.steering().get(&route.name);
         let user = facts.user_key.as_deref();
         if let (Some(green), Some(live)) = (&route.green, &steer) {
             let same = live.green.as_deref() == Some(&*green.name);
             if same
                 && live.green_share > 0.0
-                && self.split(user, &route.rollout_split, live.green_share)
+                && placed(user, &route.rollout_split, live.green_share)
             {
                 self.upstream = green;
             }
         }
         let mut model = None;
         for variant in &route.variants {
-            if self.split(user, &variant.name, variant.share) {
+            if placed(user, &variant.name, variant.share) {
                 self.variant = Some(variant);
                 if let Some(upstream) = &variant.upstream {
                     self.upstream = upstream;
@@ -226,19 +229,12 @@ impl<'a> Exchange<'a> {
         if let Some(downgrade) = steer.as_ref().and_then(|s| s.downgrade_to.clone()) {
             model = Some(downgrade);
         }
+        let split = route.green.is_some() || !route.variants.is_empty();
+        if split && user.is_none() {
+            metrics::counter!(switchyard_core::metrics::UNSTICKY_REQUESTS_TOTAL, "route" => route.name.clone()).increment(1);
+        }
         facts.upstream = self.upstream.name.clone();
         (steer, model)
-    }
-
-    /// Sticky by user key; a request without one is placed by chance and counted.
-    fn split(&self, user: Option<&str>, split: &str, share: f64) -> bool {
-        match user {
-            Some(user) => switchyard_core::split::within(user, split, share),
-            None => {
-                metrics::counter!(switchyard_core::metrics::UNSTICKY_REQUESTS_TOTAL, "route" => self.route.name.clone()).increment(1);
-                fastrand::f64() < share
-            }
-        }
     }
 
     /// The body with its `model` replaced; the facts follow (label, price, context fill).
@@ -310,8 +306,9 @@ impl<'a> Exchange<'a> {
         headers.insert("x-switchyard-fallback", KILLED);
         self.routing_headers(headers);
         let status = response.status().as_u16();
-        self.record(facts, status, None, held)
-            .finish(Outcome::Complete, None, &Scan::None);
+        let mut record = self.record(facts, status, None, held);
+        record.refused = true;
+        record.finish(Outcome::Complete, None, &Scan::None);
         response
     }
 
@@ -405,6 +402,7 @@ impl<'a> Exchange<'a> {
             _in_flight: None,
             _slot: None,
             capture: None,
+            refused: false,
         }
     }
 
@@ -437,7 +435,8 @@ impl<'a> Exchange<'a> {
         };
         let mut response = refusal.respond(self.dialect, &self.request_id.1, retry_after);
         self.routing_headers(response.headers_mut());
-        let record = self.record(facts, refusal.status().as_u16(), refusal.class(), held);
+        let mut record = self.record(facts, refusal.status().as_u16(), refusal.class(), held);
+        record.refused = !refusal.upstream_fault();
         record.finish(Outcome::Complete, None, &Scan::None);
         response
     }
@@ -497,10 +496,19 @@ impl<'a> Exchange<'a> {
                     headers.insert("x-switchyard-variant", v.clone());
                 }
             }
-            None if !self.route.variants.is_empty() && !self.fallback => {
+            None if self.steered && !self.route.variants.is_empty() => {
                 headers.insert("x-switchyard-variant", CONTROL);
             }
             None => {}
         }
+    }
+}
+
+/// Whether the user is in the first `share` of the split: sticky by user key; a request
+/// without one is placed by chance.
+fn placed(user: Option<&str>, split: &str, share: f64) -> bool {
+    match user {
+        Some(user) => switchyard_core::split::within(user, split, share),
+        None => fastrand::f64() < share,
     }
 }

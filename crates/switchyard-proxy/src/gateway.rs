@@ -140,6 +140,7 @@ impl Gateway {
             request_id,
             variant: None,
             capture: None,
+            steered: false,
         };
         Ok(exchange.run(req, host).await)
     }

@@ -126,6 +126,8 @@ pub struct Record {
     pub _slot: Option<tokio::sync::OwnedSemaphorePermit>,
     /// The request's text and the response's first bytes, when bodies are captured.
     pub capture: Option<Box<(String, Vec<u8>)>>,
+    /// The gateway answered for a reason of its own, not the upstream's.
+    pub refused: bool,
 }
 
 impl Record {
@@ -185,6 +187,7 @@ impl Record {
             finish_reason: usage.finish_reason.clone(),
             prompt_fingerprint: self.facts.prompt_fingerprint,
             bodies,
+            refused: self.refused,
         };
         log_exchange(&self.facts, &exchange, &usage, estimated);
         self.signals.record(&self.route, exchange);

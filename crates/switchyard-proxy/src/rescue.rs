@@ -32,6 +32,15 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// Whether the upstream caused it (it could not be reached, was too slow, or broke):
+    /// only these count against the upstream's own health.
+    pub fn upstream_fault(self) -> bool {
+        matches!(
+            self,
+            Refusal::UpstreamConnect | Refusal::UpstreamTimeout | Refusal::UpstreamFailed
+        )
+    }
+
     pub fn status(self) -> StatusCode {
         match self {
             Refusal::NoRoute => StatusCode::NOT_FOUND,

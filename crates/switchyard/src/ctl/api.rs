@@ -26,6 +26,7 @@ pub struct Status {
     pub config_version: String,
     pub routes: Vec<Route>,
     pub alerts_firing: Vec<Alert>,
+    pub rules_firing: Vec<RuleFiring>,
     pub tokens_today: Option<u64>,
     pub open_incidents: Option<u64>,
 }
@@ -40,6 +41,17 @@ pub struct Route {
     pub kill_switch: Option<KillSwitch>,
     pub fallback: Option<String>,
     pub rollout: Option<Rollout>,
+    pub throttle_rps: Option<f64>,
+    pub downgrade_to: Option<String>,
+    pub experiments: Vec<RouteExperiment>,
+}
+
+/// An experiment on a route, as status lists it.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default)]
+pub struct RouteExperiment {
+    pub name: String,
+    pub share: f64,
 }
 
 /// A route's rollout, as status and rollback/promote answers carry it.
@@ -67,6 +79,58 @@ pub struct ShiftReply {
     pub took_us: Option<u64>,
     pub incident: Option<String>,
     pub warning: Option<String>,
+}
+
+/// POST /admin/rules/{rule}/approve and /release.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RuleReply {
+    pub rule: String,
+    pub route: String,
+    pub action: String,
+    pub downgrade_to: Option<String>,
+    pub warning: Option<String>,
+}
+
+/// A rule firing, as status lists it.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default)]
+pub struct RuleFiring {
+    pub rule: String,
+    pub route: String,
+    pub metric: String,
+    pub action: String,
+    pub value: f64,
+    pub threshold: f64,
+    pub awaiting_approval: bool,
+}
+
+/// An incident's trigger.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default)]
+pub struct Trigger {
+    pub name: String,
+    pub value: f64,
+    pub threshold: f64,
+    pub window_secs: u64,
+}
+
+/// A value seen in an incident's window, with its count.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default)]
+pub struct Seen {
+    pub value: String,
+    pub count: u64,
+}
+
+/// An incident's evidence (the sample of exchanges is left to `--json`).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default)]
+pub struct Evidence {
+    pub exchanges_examined: u64,
+    pub response_models: Vec<Seen>,
+    pub prompt_fingerprints: Vec<Seen>,
+    pub sample: Vec<serde_json::Value>,
 }
 
 /// GET /admin/experiments/{name}.
@@ -181,6 +245,10 @@ pub struct Incident {
     pub config_version: Option<String>,
     pub before: Option<KillSwitch>,
     pub after: Option<KillSwitch>,
+    pub rollout_before: Option<Rollout>,
+    pub rollout_after: Option<Rollout>,
+    pub trigger: Option<Trigger>,
+    pub evidence: Option<Evidence>,
     pub alerts_firing: Vec<Alert>,
     pub acknowledged_by: Option<String>,
     pub acknowledged_at_ms: Option<u64>,

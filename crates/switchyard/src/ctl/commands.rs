@@ -5,12 +5,13 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use super::api::{
-    Audit, ErrorBody, Experiment, Incident, Incidents, KillReply, ReloadReply, ShiftReply, Status,
+    Audit, ErrorBody, Experiment, Incident, Incidents, KillReply, ReloadReply, RuleReply,
+    ShiftReply, Status,
 };
 use super::client::{segment, Admin, Effect, Reply, EXIT_AUTH, EXIT_REFUSED};
 use super::history::{render_ack, render_audit, render_incident, render_incidents};
 use super::render::{
-    persistence_warning, render_experiment, render_kill, render_reload, render_revive,
+    persistence_warning, render_experiment, render_kill, render_reload, render_revive, render_rule,
     render_shift, render_status, server_warning,
 };
 use super::text::{clip, View};
@@ -58,6 +59,19 @@ pub async fn execute(
                 |r| render_shift(r, action),
                 |r| server_warning(r.warning.as_ref()),
             )
+        }
+        CtlCommand::Approve { rule, route } | CtlCommand::Release { rule, route } => {
+            let action = if matches!(command, CtlCommand::Approve { .. }) {
+                "approve"
+            } else {
+                "release"
+            };
+            let body = route.as_ref().map(|r| json!({ "route": r }));
+            let path = format!("/admin/rules/{}/{action}", segment(rule));
+            let reply = mutate(admin, Method::POST, path, body).await?;
+            finish::<RuleReply>(reply, json, render_rule, |r| {
+                server_warning(r.warning.as_ref())
+            })
         }
         CtlCommand::Experiment { name } => {
             let reply = read(admin, format!("/admin/experiments/{}", segment(name))).await?;
@@ -227,6 +241,11 @@ fn not_found(message: String, code: &str, path: &str) -> Failure {
     match code {
         "unknown_route" => failure.hint("`switchyard ctl status` lists the routes"),
         "unknown_incident" => failure.hint("`switchyard ctl incidents` lists the incidents"),
+        "no_rollout" => failure.hint("the route has no [routes.rollout] in gateway.toml"),
+        "unknown_experiment" => {
+            failure.hint("experiments are named in gateway.toml under [[routes.experiments]]")
+        }
+        "unknown_rule" => failure.hint("rules are named in gateway.toml under [[rules]]"),
         _ => failure.hint(format!(
             "this switchyard does not serve {path}: is it older than this ctl?"
         )),

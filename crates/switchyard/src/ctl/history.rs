@@ -2,7 +2,7 @@
 
 use super::api::{Audit, Incident, Incidents, KillSwitch};
 use super::render::{describe, figures};
-use super::text::{age, date_hm, epoch_ms, hms, when, wrap, Cell, Table, View};
+use super::text::{age, date_hm, epoch_ms, hms, num, when, wrap, Cell, Table, View};
 
 /// The label column's width in `incident`; values wrap under it.
 const LABEL: usize = 10;
@@ -104,16 +104,56 @@ pub fn render_incident(incident: &Incident, view: &View) -> String {
     if let Some(version) = &incident.config_version {
         field(&mut out, "config", version);
     }
-    field(
-        &mut out,
-        "before",
-        &switch_state(incident.before.as_ref(), view),
-    );
-    field(
-        &mut out,
-        "after",
-        &switch_state(incident.after.as_ref(), view),
-    );
+    if let Some(trigger) = &incident.trigger {
+        let line = format!(
+            "{}: {} against {} over {} s",
+            trigger.name,
+            num(trigger.value),
+            num(trigger.threshold),
+            trigger.window_secs
+        );
+        field(&mut out, "trigger", &line);
+    }
+    match (&incident.rollout_before, &incident.rollout_after) {
+        (Some(before), Some(after)) => {
+            field(&mut out, "before", &rollout_state(before));
+            field(&mut out, "after", &rollout_state(after));
+        }
+        _ => {
+            field(
+                &mut out,
+                "before",
+                &switch_state(incident.before.as_ref(), view),
+            );
+            field(
+                &mut out,
+                "after",
+                &switch_state(incident.after.as_ref(), view),
+            );
+        }
+    }
+    if let Some(evidence) = &incident.evidence {
+        let seen = |list: &[super::api::Seen]| {
+            let shown: Vec<String> = list
+                .iter()
+                .take(3)
+                .map(|s| format!("{} ×{}", s.value, s.count))
+                .collect();
+            if shown.is_empty() {
+                "-".to_owned()
+            } else {
+                shown.join(", ")
+            }
+        };
+        let examined = format!(
+            "{} exchanges in the window, {} sampled (--json shows them)",
+            evidence.exchanges_examined,
+            evidence.sample.len()
+        );
+        field(&mut out, "evidence", &examined);
+        field(&mut out, "models", &seen(&evidence.response_models));
+        field(&mut out, "prompts", &seen(&evidence.prompt_fingerprints));
+    }
     if incident.alerts_firing.is_empty() {
         field(&mut out, "alerts", "none firing then");
     }
@@ -129,6 +169,16 @@ pub fn render_incident(incident: &Incident, view: &View) -> String {
     }
     field(&mut out, "acked", &acknowledgement(incident, view));
     out
+}
+
+/// "green at 25 % (shifting)".
+fn rollout_state(r: &super::api::Rollout) -> String {
+    format!(
+        "{} at {} % of users ({})",
+        r.green,
+        num(r.percent),
+        r.phase.replace('_', " ")
+    )
 }
 
 /// `switchyard ctl ack ID`.

@@ -86,6 +86,22 @@ pub enum CtlCommand {
         #[arg(long)]
         reason: Option<String>,
     },
+    /// Approve the model downgrade a rule is waiting on.
+    Approve {
+        /// The rule's name, as gateway.toml sets it.
+        rule: String,
+        /// The route, when the rule watches several.
+        #[arg(long)]
+        route: Option<String>,
+    },
+    /// Lift the model downgrade a rule put in force.
+    Release {
+        /// The rule's name, as gateway.toml sets it.
+        rule: String,
+        /// The route, when the rule watches several.
+        #[arg(long)]
+        route: Option<String>,
+    },
     /// An A/B experiment's figures per variant and the sequential test's verdict.
     Experiment {
         /// The experiment's name, as gateway.toml sets it.

@@ -1,7 +1,7 @@
 //! What `status`, `kill`, `revive` and `reload` print: pure functions of the API's answers.
 
 use super::api::{Alert, KillReply, KillSwitch, ReloadReply, Route, Status};
-use super::text::{age, hms, hms_millis, num, pct, when, Cell, Table, View, WIDTH};
+use super::text::{age, clip, hms, hms_millis, num, pct, when, Cell, Table, View, WIDTH};
 
 /// "all traffic", "25% of users", "x-tenant=acme", "25% of users with x-tenant=acme".
 pub fn scope(switch: &KillSwitch) -> String {
@@ -109,6 +109,19 @@ fn routes(status: &Status, view: &View) -> String {
         if let Some(rollout) = &route.rollout {
             table.note(&rollout_line(rollout));
         }
+        if let Some(rps) = route.throttle_rps {
+            table.note(&format!("throttled by a rule to {} requests/s", num(rps)));
+        }
+        if let Some(model) = &route.downgrade_to {
+            table.note(&format!("model downgraded by a rule to {model}"));
+        }
+        for e in &route.experiments {
+            table.note(&format!(
+                "experiment {}: {} % of users in the variant",
+                e.name,
+                num(e.share * 100.0)
+            ));
+        }
     }
     table.render(view)
 }
@@ -161,6 +174,20 @@ pub fn render_shift(reply: &super::api::ShiftReply, action: &str) -> String {
     out
 }
 
+/// `switchyard ctl approve` and `switchyard ctl release`.
+pub fn render_rule(reply: &super::api::RuleReply) -> String {
+    match reply.downgrade_to.as_deref() {
+        Some(model) => format!(
+            "{}: requests are now rewritten to {model} (rule {}); `switchyard ctl release {}` lifts it.\n",
+            reply.route, reply.rule, reply.rule
+        ),
+        None => format!(
+            "{}: the model downgrade of rule {} is lifted; requests keep their model.\n",
+            reply.route, reply.rule
+        ),
+    }
+}
+
 /// `switchyard ctl experiment`.
 pub fn render_experiment(e: &super::api::Experiment) -> String {
     let pct = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{} %", num(v * 100.0)));
@@ -172,13 +199,13 @@ pub fn render_experiment(e: &super::api::Experiment) -> String {
         num(e.share * 100.0)
     );
     out.push_str(&format!(
-        "{:<20} {:>9} {:>10} {:>11} {:>10} {:>10} {:>10}\n",
+        "{:<16} {:>8} {:>8} {:>10} {:>9} {:>9} {:>9}\n",
         "VARIANT", "REQUESTS", "ERRORS", "COMPLETED", "P50", "P99", "$/REQ"
     ));
     for arm in &e.arms {
         out.push_str(&format!(
-            "{:<20} {:>9} {:>10} {:>11} {:>10} {:>10} {:>10}\n",
-            arm.variant,
+            "{:<16} {:>8} {:>8} {:>10} {:>9} {:>9} {:>9}\n",
+            clip(&arm.variant, 16),
             arm.requests,
             pct(arm.error_rate),
             pct(arm.completion_rate),
@@ -223,12 +250,29 @@ fn alerts(firing: &[Alert], view: &View) -> String {
 
 /// `switchyard ctl status`.
 pub fn render_status(status: &Status, view: &View) -> String {
-    format!(
+    let mut out = format!(
         "{}\n\n{}\n{}",
         headline(status),
         routes(status, view),
         alerts(&status.alerts_firing, view)
-    )
+    );
+    for rule in &status.rules_firing {
+        let waiting = if rule.awaiting_approval {
+            " — awaiting approval (`switchyard ctl approve`)"
+        } else {
+            ""
+        };
+        out.push_str(&format!(
+            "rule {} on {}: {} {} against {} → {}{waiting}\n",
+            rule.rule,
+            rule.route,
+            rule.metric,
+            num(rule.value),
+            num(rule.threshold),
+            rule.action
+        ));
+    }
+    out
 }
 
 /// "14 µs", "2.3 ms".

@@ -519,6 +519,26 @@ async fn ctl_rolls_back_promotes_and_shows_the_rollout() {
     );
     assert!(rolled.stdout.contains("Incident inc-"), "{rolled:?}");
     assert_eq!(rollout_of(&gw).await["reason"], "bad answers");
+    let id = rolled
+        .stdout
+        .split_whitespace()
+        .find(|w| w.starts_with("inc-"))
+        .unwrap()
+        .to_owned();
+    let incident = ctl(&url, Some(VIEWER), &["incident", &id]).await;
+    assert_eq!(incident.code, Some(0), "{incident:?}");
+    for expected in [
+        "trigger",
+        "operator",
+        "green at 5 % of users (shifting)",
+        "green at 0 % of users (rolled back)",
+        "evidence",
+    ] {
+        assert!(
+            incident.stdout.contains(expected),
+            "{expected}: {incident:?}"
+        );
+    }
     let json = ctl(&url, Some(OPERATOR), &["--json", "promote", "support"]).await;
     assert_eq!(json.code, Some(0), "{json:?}");
     let body: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();

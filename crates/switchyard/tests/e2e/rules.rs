@@ -184,9 +184,26 @@ downgrade_to = "gpt-4o-mini"
 
     let path = "/admin/rules/cost_guard/approve";
     assert_eq!(admin(&gw, "POST", path, VIEWER, None).await.status, 403);
-    let approved = admin(&gw, "POST", path, OPERATOR, None).await;
-    assert_eq!(approved.status, 200, "{:?}", approved.body);
-    assert_eq!(approved.json()["downgrade_to"], "gpt-4o-mini");
+    let url = format!("http://{}", gw.admin);
+    let status = crate::ctl::ctl(&url, Some(VIEWER), &["status"]).await;
+    assert!(
+        status.stdout.contains("rule cost_guard on support")
+            && status.stdout.contains("awaiting approval"),
+        "{status:?}"
+    );
+    let approved = crate::ctl::ctl(&url, Some(OPERATOR), &["approve", "cost_guard"]).await;
+    assert_eq!(approved.code, Some(0), "{approved:?}");
+    assert!(
+        approved.stdout.contains("rewritten to gpt-4o-mini"),
+        "{approved:?}"
+    );
+    let status = crate::ctl::ctl(&url, Some(VIEWER), &["status"]).await;
+    assert!(
+        status
+            .stdout
+            .contains("model downgraded by a rule to gpt-4o-mini"),
+        "{status:?}"
+    );
     let (_, body) = ask(&gw).await;
     assert!(
         body["model"].as_str().unwrap().starts_with("gpt-4o-mini"),
@@ -207,6 +224,35 @@ downgrade_to = "gpt-4o-mini"
     )
     .await;
     assert_eq!(released.status, 200, "{:?}", released.body);
+    let twice = admin(
+        &gw,
+        "POST",
+        "/admin/rules/cost_guard/release",
+        OPERATOR,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (twice.status.as_u16(), twice.json()["error"]["code"].clone()),
+        (409, "not_in_force".into())
+    );
+    let unknown = admin(&gw, "POST", "/admin/rules/nope/approve", OPERATOR, None).await;
+    assert_eq!(
+        (
+            unknown.status.as_u16(),
+            unknown.json()["error"]["code"].clone()
+        ),
+        (404, "unknown_rule".into())
+    );
+    let elsewhere = admin(
+        &gw,
+        "POST",
+        path,
+        OPERATOR,
+        Some(serde_json::json!({"route": "other"})),
+    )
+    .await;
+    assert_eq!(elsewhere.status, 404);
     let (_, body) = ask(&gw).await;
     assert!(
         !body["model"].as_str().unwrap().starts_with("gpt-4o-mini"),
