@@ -191,7 +191,15 @@ pub fn render_rule(reply: &super::api::RuleReply) -> String {
 /// `switchyard ctl experiment`.
 pub fn render_experiment(e: &super::api::Experiment) -> String {
     let pct = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{} %", num(v * 100.0)));
-    let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{} ms", num(v)));
+    let ms = |v: Option<f64>| {
+        v.map_or("-".to_string(), |v| {
+            if v < 10.0 {
+                format!("{v:.1} ms")
+            } else {
+                format!("{v:.0} ms")
+            }
+        })
+    };
     let mut out = format!(
         "experiment {} on route {} ({} % of users in the variant)\n\n",
         e.name,
