@@ -43,6 +43,7 @@ struct RouteStatus<'a> {
 struct Weight<'a> {
     upstream: &'a str,
     percent: f64,
+    endpoints: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -77,20 +78,32 @@ pub fn render(inputs: &Inputs<'_>) -> String {
         .map(|route| {
             let rollout = inputs.rollouts.iter().find(|r| *r.route == *route.name);
             let steer = inputs.steering.get(&route.name);
+            let endpoints = |name: &str| {
+                inputs
+                    .table
+                    .upstreams
+                    .iter()
+                    .find(|u| &*u.name == name)
+                    .map(|u| u.endpoints.iter().map(|e| e.label.to_string()).collect())
+                    .unwrap_or_default()
+            };
             let weights = match rollout {
                 Some(r) => vec![
                     Weight {
                         upstream: &r.blue,
                         percent: 100.0 - r.green_share() * 100.0,
+                        endpoints: endpoints(&r.blue),
                     },
                     Weight {
                         upstream: &r.green,
                         percent: r.green_share() * 100.0,
+                        endpoints: endpoints(&r.green),
                     },
                 ],
                 None => vec![Weight {
                     upstream: &route.upstream.name,
                     percent: 100.0,
+                    endpoints: endpoints(&route.upstream.name),
                 }],
             };
             RouteStatus {

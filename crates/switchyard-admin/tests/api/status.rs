@@ -34,7 +34,7 @@ async fn status_shows_switches_fallbacks_alerts_and_incidents() {
     assert_eq!(support["endpoints"], json!(["http://127.0.0.1:9"]));
     assert_eq!(
         support["weights"],
-        json!([{"upstream": "dead", "percent": 100.0}])
+        json!([{"upstream": "dead", "percent": 100.0, "endpoints": ["http://127.0.0.1:9"]}])
     );
     assert_eq!(support["kill_switch"], Value::Null);
     assert_eq!(support["fallback"], "upstream:faq-bot");
