@@ -107,20 +107,10 @@ impl KillBoard {
     pub fn open(state_dir: &Path) -> std::io::Result<Arc<Self>> {
         std::fs::create_dir_all(state_dir)?;
         let path = state_dir.join(FILE);
-        let map = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice::<Vec<KillSwitch>>(&bytes)
-                .map_err(|e| {
-                    std::io::Error::new(
-                        std::io::ErrorKind::InvalidData,
-                        format!("{}: {e}", path.display()),
-                    )
-                })?
-                .into_iter()
-                .map(|k| (k.route.clone(), Arc::new(k)))
-                .collect(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
-            Err(e) => return Err(e),
-        };
+        let map = crate::state_file::read_list::<KillSwitch>(&path)?
+            .into_iter()
+            .map(|k| (k.route.clone(), Arc::new(k)))
+            .collect();
         Ok(Arc::new(KillBoard {
             current: ArcSwap::from_pointee(map),
             path: Some(path),
@@ -182,12 +172,7 @@ impl KillBoard {
         let Some(path) = &self.path else {
             return Ok(());
         };
-        let text = serde_json::to_vec_pretty(switches).map_err(|e| e.to_string())?;
-        // Write then rename, so a crash mid-write never leaves a torn file behind.
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, text)
-            .and_then(|()| std::fs::rename(&tmp, path))
-            .map_err(|e| format!("{}: {e}", path.display()))
+        crate::state_file::write_list(path, switches)
     }
 
     /// Sets the engaged gauge for every route (at start-up and after a reload).

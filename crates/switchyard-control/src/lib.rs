@@ -13,6 +13,7 @@ pub mod kill;
 pub mod notify;
 pub mod rollout;
 pub mod signals;
+pub mod state_file;
 pub mod stats;
 pub mod steer;
 pub mod tls;

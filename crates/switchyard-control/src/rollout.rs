@@ -147,33 +147,20 @@ impl RolloutStore {
     pub fn open(state_dir: &Path) -> std::io::Result<(Self, BTreeMap<String, RolloutState>)> {
         std::fs::create_dir_all(state_dir)?;
         let path = state_dir.join(FILE);
-        let states = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice::<Vec<RolloutState>>(&bytes)
-                .map_err(|e| {
-                    std::io::Error::new(
-                        std::io::ErrorKind::InvalidData,
-                        format!("{}: {e}", path.display()),
-                    )
-                })?
-                .into_iter()
-                .map(|s| (s.route.clone(), s))
-                .collect(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
-            Err(e) => return Err(e),
-        };
+        let states = crate::state_file::read_list::<RolloutState>(&path)?
+            .into_iter()
+            .map(|s| (s.route.clone(), s))
+            .collect();
         Ok((RolloutStore { path: Some(path) }, states))
     }
 
-    /// Writes every rollout to a temporary file and renames it over the old one.
-    pub fn save(&self, states: &BTreeMap<String, RolloutState>) -> std::io::Result<()> {
+    /// Writes every rollout to state_dir.
+    pub fn save(&self, states: &BTreeMap<String, RolloutState>) -> Result<(), String> {
         let Some(path) = &self.path else {
             return Ok(());
         };
         let list: Vec<&RolloutState> = states.values().collect();
-        let text = serde_json::to_vec_pretty(&list).map_err(std::io::Error::other)?;
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, text)?;
-        std::fs::rename(&tmp, path)
+        crate::state_file::write_list(path, &list)
     }
 }
 

@@ -46,7 +46,6 @@ struct Windows {
     handles: HashMap<LabelSet, Handles>,
     sides: HashMap<Arc<str>, Side>,
     recent: VecDeque<(u64, Exchange)>,
-    experiments: Vec<Arc<ExperimentStats>>,
     /// (detail span, baseline) the rings were sized for.
     spans: (Duration, Duration),
 }
@@ -59,6 +58,8 @@ pub struct RouteSignals {
     /// The second these signals started: history before it is unknown, not zero.
     born: u64,
     fill_threshold_bits: AtomicU64,
+    /// Read without the windows' lock: experiments keep their own.
+    experiments: arc_swap::ArcSwap<Vec<Arc<ExperimentStats>>>,
     windows: Mutex<Windows>,
 }
 
@@ -85,6 +86,10 @@ impl RouteSignals {
             .is_error()
             .then(|| exchange.error_label())
             .flatten();
+        let running = self.experiments.load();
+        if !running.is_empty() {
+            experiments.record(&running, &exchange);
+        }
         let mut windows = lock(&self.windows);
         match windows.handles.get_mut(&set) {
             Some(handles) => handles.emit(&exchange),
@@ -98,9 +103,6 @@ impl RouteSignals {
         add(windows.detail.bucket(now), &exchange, over, class.as_ref());
         if !exchange.refused {
             self.add_side(&mut windows, &exchange, now, over, class.as_ref());
-        }
-        if !windows.experiments.is_empty() {
-            experiments.record(&windows.experiments, &exchange);
         }
         if windows.recent.len() == RECENT {
             windows.recent.pop_front();
@@ -136,7 +138,7 @@ impl RouteSignals {
 
     /// The experiments running on this route from now on.
     pub fn set_experiments(&self, experiments: Vec<Arc<ExperimentStats>>) {
-        lock(&self.windows).experiments = experiments;
+        self.experiments.store(Arc::new(experiments));
     }
 
     /// One upstream on this route over seconds `from..=to`; the look resets
@@ -261,13 +263,13 @@ impl Signals {
             name: name.clone(),
             born: now_secs(),
             fill_threshold_bits: AtomicU64::new(spans.context_fill.to_bits()),
+            experiments: arc_swap::ArcSwap::from_pointee(Vec::new()),
             windows: Mutex::new(Windows {
                 detail: Ring::new(spans.window),
                 counts: CountRing::new(spans.window + spans.baseline),
                 handles: HashMap::new(),
                 sides: HashMap::new(),
                 recent: VecDeque::with_capacity(RECENT),
-                experiments: Vec::new(),
                 spans: (spans.window, spans.baseline),
             }),
         });

@@ -7,11 +7,21 @@
 
 /// The user's position in the named split, in [0, 1).
 pub fn position(user_key: &str, split: &str) -> f64 {
-    let mut input = Vec::with_capacity(user_key.len() + 1 + split.len());
-    input.extend_from_slice(user_key.as_bytes());
-    input.push(0);
-    input.extend_from_slice(split.as_bytes());
-    let hash = xxhash_rust::xxh3::xxh3_64(&input);
+    // On the request path: keys and split names are short, so the input is assembled on the
+    // stack; only an unusually long one needs the heap.
+    let len = user_key.len() + 1 + split.len();
+    let mut stack = [0u8; 256];
+    let mut heap = Vec::new();
+    let input: &mut [u8] = if len <= stack.len() {
+        &mut stack[..len]
+    } else {
+        heap.resize(len, 0);
+        &mut heap
+    };
+    input[..user_key.len()].copy_from_slice(user_key.as_bytes());
+    input[user_key.len()] = 0;
+    input[user_key.len() + 1..].copy_from_slice(split.as_bytes());
+    let hash = xxhash_rust::xxh3::xxh3_64(input);
     // The top 53 bits fill an f64 mantissa exactly: the result is strictly below 1.
     (hash >> 11) as f64 / (1u64 << 53) as f64
 }
@@ -40,6 +50,16 @@ mod tests {
             .map(|(u, s)| format!("{:.6}", position(u, s)))
             .collect();
         assert_eq!(got, PINNED);
+    }
+
+    #[test]
+    fn long_keys_hash_like_short_ones_would() {
+        let long = "k".repeat(300);
+        let mut input = long.clone().into_bytes();
+        input.push(0);
+        input.extend_from_slice(b"split");
+        let expected = (xxhash_rust::xxh3::xxh3_64(&input) >> 11) as f64 / (1u64 << 53) as f64;
+        assert_eq!(position(&long, "split"), expected);
     }
 
     const PINNED: [&str; 5] = ["0.184590", "0.512114", "0.942668", "0.087624", "0.182031"];

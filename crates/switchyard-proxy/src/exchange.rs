@@ -223,7 +223,7 @@ impl<'a> Exchange<'a> {
         if !route.variants.is_empty() {
             facts.variant = Some(match self.variant {
                 Some(v) => v.name.clone(),
-                None => Arc::from(switchyard_control::experiment::CONTROL),
+                None => route.control.clone(),
             });
         }
         if let Some(downgrade) = steer.as_ref().and_then(|s| s.downgrade_to.clone()) {

@@ -161,49 +161,57 @@ impl Record {
             let (request, response) = *c;
             Box::new((request, String::from_utf8_lossy(&response).into_owned()))
         });
+        let streamed = scan.is_sse();
+        // The record is consumed here: its strings move into the exchange, no copies.
+        let Usage {
+            model: response_model,
+            finish_reason,
+            error_type,
+            ..
+        } = usage;
+        let facts = self.facts;
         let exchange = Exchange {
-            request_id: self.facts.request_id.0.clone(),
-            route: self.facts.route.clone(),
-            upstream: self.facts.upstream.clone(),
-            variant: self
-                .facts
-                .variant
-                .clone()
-                .unwrap_or_else(|| Arc::from("none")),
-            model: self.facts.model_label.clone(),
+            request_id: facts.request_id.0,
+            route: facts.route,
+            upstream: facts.upstream,
+            variant: facts.variant.unwrap_or_else(|| NO_VARIANT.clone()),
+            model: facts.model_label,
             status: self.status,
             error,
-            upstream_error_type: usage.error_type.clone(),
+            upstream_error_type: error_type,
             outcome,
             duration: self.started.elapsed(),
             ttfb: self.ttfb,
             prompt_tokens: prompt,
             completion_tokens: completion,
             cost_usd: cost,
-            context_fill: self.facts.context_fill,
-            streamed: scan.is_sse(),
-            requested_model: self.facts.model.clone(),
-            response_model: usage.model.clone(),
-            finish_reason: usage.finish_reason.clone(),
-            prompt_fingerprint: self.facts.prompt_fingerprint,
+            context_fill: facts.context_fill,
+            streamed,
+            requested_model: facts.model,
+            response_model,
+            finish_reason,
+            prompt_fingerprint: facts.prompt_fingerprint,
             bodies,
             refused: self.refused,
         };
-        log_exchange(&self.facts, &exchange, &usage, estimated);
+        log_exchange(&exchange, estimated);
         self.signals.record(&self.route, exchange);
     }
 }
 
+/// The `variant` label of requests on routes without experiments, made once.
+static NO_VARIANT: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| Arc::from("none"));
+
 /// The one structured line per request. Never prompt or completion text.
-pub fn log_exchange(facts: &RequestFacts, ex: &Exchange, usage: &Usage, estimated: bool) {
+pub fn log_exchange(ex: &Exchange, estimated: bool) {
     tracing::info!(
         target: "switchyard::access",
-        request_id = %facts.request_id.0,
+        request_id = %ex.request_id,
         route = %ex.route,
         upstream = %ex.upstream,
         variant = %ex.variant,
-        model = facts.model.as_deref().unwrap_or("-"),
-        response_model = usage.model.as_deref().unwrap_or("-"),
+        model = ex.requested_model.as_deref().unwrap_or("-"),
+        response_model = ex.response_model.as_deref().unwrap_or("-"),
         status = ex.status,
         outcome = ex.outcome.as_str(),
         error_class = ex.error.map_or("-", ErrorClass::as_str),
@@ -211,8 +219,8 @@ pub fn log_exchange(facts: &RequestFacts, ex: &Exchange, usage: &Usage, estimate
         prompt_tokens = ex.prompt_tokens,
         completion_tokens = ex.completion_tokens,
         tokens_estimated = estimated,
-        context_fill = facts.context_fill.unwrap_or(0.0),
-        fingerprint = facts.prompt_fingerprint.map(|f| format!("{f:016x}")).as_deref().unwrap_or("-"),
+        context_fill = ex.context_fill.unwrap_or(0.0),
+        fingerprint = ex.prompt_fingerprint.map(|f| format!("{f:016x}")).as_deref().unwrap_or("-"),
         latency_ms = ex.duration.as_secs_f64() * 1000.0,
         ttfb_ms = ex.ttfb.map_or(0.0, |t| t.as_secs_f64() * 1000.0),
         "request"

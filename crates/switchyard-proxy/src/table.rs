@@ -105,6 +105,8 @@ pub struct Route {
     pub rollout_split: String,
     /// A/B experiments, in config order.
     pub variants: Vec<Variant>,
+    /// The `variant` label of this route's requests in no variant: `control`, made once.
+    pub control: Arc<str>,
     /// `x-switchyard-route`, made once.
     pub route_header: Option<HeaderValue>,
     /// What the route answers while its kill switch is engaged.
@@ -219,6 +221,7 @@ impl Table {
                 in_flight: metrics::gauge!(switchyard_core::metrics::IN_FLIGHT_REQUESTS, "route" => name.clone()),
                 signals: route_signals,
                 rollout_split: format!("rollout:{name}"),
+                control: Arc::from(switchyard_control::experiment::CONTROL),
                 green,
                 variants,
                 name,
