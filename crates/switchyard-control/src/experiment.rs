@@ -1,7 +1,7 @@
 //! A/B experiments: per-variant figures, outcomes reported by applications, and the verdict of
 //! the sequential test.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use serde::Serialize;
@@ -212,13 +212,72 @@ pub enum FeedbackError {
     Duplicate,
 }
 
+/// Experiments one request can be joined to for feedback: a route with more has the rest
+/// judged by finish reason only.
+const JOIN_WIDTH: usize = 4;
+
+/// What a request counted for in one experiment.
+#[derive(Clone)]
 struct Join {
     experiment: Arc<ExperimentStats>,
     arm: usize,
     completed: bool,
     /// The exchange's tokens, moved in or out of the completed requests' total with it.
     tokens: u64,
+}
+
+/// One remembered request.
+struct Slot {
+    key: u128,
+    joins: [Option<Join>; JOIN_WIDTH],
     reported: bool,
+}
+
+/// The last `MAX_JOINS` experiment requests, in a ring allocated once, indexed by a 128-bit
+/// hash of the request id: remembering a request allocates nothing, so the data path does
+/// not pay the allocator for feedback that may never come.
+#[derive(Default)]
+struct Joins {
+    slots: Vec<Option<Slot>>,
+    next: usize,
+    index: HashMap<u128, usize>,
+}
+
+impl Joins {
+    fn key(request_id: &str) -> u128 {
+        xxhash_rust::xxh3::xxh3_128(request_id.as_bytes())
+    }
+
+    fn remember(&mut self, key: u128, joins: [Option<Join>; JOIN_WIDTH]) {
+        if self.index.capacity() == 0 {
+            self.index.reserve(MAX_JOINS);
+            self.slots.reserve_exact(MAX_JOINS);
+        }
+        if let Some(at) = self.index.remove(&key) {
+            // The same id again (a client reusing its request id): the newer one counts.
+            if let Some(slot) = self.slots.get_mut(at) {
+                *slot = None;
+            }
+        }
+        let slot = Slot {
+            key,
+            joins,
+            reported: false,
+        };
+        let at = self.next;
+        if at == self.slots.len() {
+            self.slots.push(Some(slot));
+        } else if let Some(old) = self.slots[at].replace(slot) {
+            self.index.remove(&old.key);
+        }
+        self.index.insert(key, at);
+        self.next = (at + 1) % MAX_JOINS;
+    }
+
+    fn get_mut(&mut self, key: u128) -> Option<&mut Slot> {
+        let at = *self.index.get(&key)?;
+        self.slots.get_mut(at)?.as_mut()
+    }
 }
 
 /// Every experiment by name, and the request ids that feedback can join on.
@@ -227,9 +286,6 @@ pub struct Experiments {
     by_name: Mutex<HashMap<Arc<str>, Arc<ExperimentStats>>>,
     joins: Mutex<Joins>,
 }
-
-/// Request id → the arms it counted in, and the ids oldest first for eviction.
-type Joins = (HashMap<Arc<str>, Vec<Join>>, VecDeque<Arc<str>>);
 
 impl std::fmt::Debug for Experiments {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -275,30 +331,24 @@ impl Experiments {
 
     /// Adds an exchange to the experiments of its route.
     pub fn record(&self, experiments: &[Arc<ExperimentStats>], exchange: &Exchange) {
-        let mut joined = Vec::new();
-        for experiment in experiments {
+        let mut joins: [Option<Join>; JOIN_WIDTH] = Default::default();
+        let mut any = false;
+        for (i, experiment) in experiments.iter().enumerate() {
             if let Some((arm, completed)) = experiment.record(exchange) {
-                joined.push(Join {
-                    experiment: experiment.clone(),
-                    arm,
-                    completed,
-                    tokens: exchange.prompt_tokens + exchange.completion_tokens,
-                    reported: false,
-                });
+                if let Some(free) = joins.get_mut(i) {
+                    *free = Some(Join {
+                        experiment: experiment.clone(),
+                        arm,
+                        completed,
+                        tokens: exchange.prompt_tokens + exchange.completion_tokens,
+                    });
+                    any = true;
+                }
             }
         }
-        if joined.is_empty() {
-            return;
-        }
-        let mut joins = lock(&self.joins);
-        let (map, order) = &mut *joins;
-        if map.insert(exchange.request_id.clone(), joined).is_none() {
-            order.push_back(exchange.request_id.clone());
-        }
-        while order.len() > MAX_JOINS {
-            if let Some(old) = order.pop_front() {
-                map.remove(&old);
-            }
+        if any {
+            let key = Joins::key(&exchange.request_id);
+            lock(&self.joins).remember(key, joins);
         }
     }
 
@@ -310,13 +360,15 @@ impl Experiments {
         report: Feedback,
     ) -> Result<Vec<(String, String)>, FeedbackError> {
         let mut joins = lock(&self.joins);
-        let entries = joins.0.get_mut(request_id).ok_or(FeedbackError::Unknown)?;
-        if entries.iter().any(|j| j.reported) {
+        let slot = joins
+            .get_mut(Joins::key(request_id))
+            .ok_or(FeedbackError::Unknown)?;
+        if slot.reported {
             return Err(FeedbackError::Duplicate);
         }
-        let mut counted = Vec::with_capacity(entries.len());
-        for join in entries.iter_mut() {
-            join.reported = true;
+        slot.reported = true;
+        let mut counted = Vec::with_capacity(JOIN_WIDTH);
+        for join in slot.joins.iter().flatten() {
             let experiment = &join.experiment;
             let mut arms = lock(&experiment.arms);
             let f = &mut arms[join.arm];
@@ -349,5 +401,44 @@ impl Experiments {
             counted.push((experiment.name.to_string(), variant));
         }
         Ok(counted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_join_ring_forgets_the_oldest_and_allocates_once() {
+        let mut joins = Joins::default();
+        for n in 0..MAX_JOINS as u128 + 10 {
+            joins.remember(n, Default::default());
+        }
+        assert!(joins.get_mut(0).is_none(), "the oldest are forgotten");
+        assert!(joins.get_mut(9).is_none());
+        assert!(joins.get_mut(10).is_some());
+        assert!(joins.get_mut(MAX_JOINS as u128 + 9).is_some());
+        assert_eq!(joins.slots.len(), MAX_JOINS);
+        assert_eq!(joins.index.len(), MAX_JOINS);
+        assert_eq!(
+            joins.slots.capacity(),
+            MAX_JOINS,
+            "the ring never grew past its size"
+        );
+    }
+
+    #[test]
+    fn a_reused_request_id_keeps_only_its_newest_exchange() {
+        let mut joins = Joins::default();
+        joins.remember(7, Default::default());
+        joins.remember(8, Default::default());
+        joins.remember(7, Default::default());
+        assert_eq!(joins.index.len(), 2);
+        assert_eq!(joins.index[&7], 2);
+        for n in 100..MAX_JOINS as u128 + 100 {
+            joins.remember(n, Default::default());
+        }
+        assert!(joins.get_mut(7).is_none() && joins.get_mut(8).is_none());
+        assert_eq!(joins.index.len(), MAX_JOINS);
     }
 }

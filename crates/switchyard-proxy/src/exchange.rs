@@ -16,7 +16,10 @@ use tokio::sync::OwnedSemaphorePermit;
 use crate::admission::Shed;
 use crate::forward::{self, Sent};
 use crate::gateway::{Gateway, Peer};
-use crate::headers::{append_list, strip_hop_by_hop};
+use crate::headers::{
+    append_list, strip_hop_by_hop, X_FALLBACK, X_FORWARDED_HOST, X_REQUEST_ID, X_ROUTE, X_UPSTREAM,
+    X_VARIANT,
+};
 use crate::inspect;
 use crate::meter::{InFlight, Metered, Record, Scan};
 use crate::rescue::Refusal;
@@ -302,8 +305,8 @@ impl<'a> Exchange<'a> {
         held: Held,
     ) -> Response<Body> {
         let headers = response.headers_mut();
-        headers.insert("x-request-id", self.request_id.1.clone());
-        headers.insert("x-switchyard-fallback", KILLED);
+        headers.insert(X_REQUEST_ID, self.request_id.1.clone());
+        headers.insert(X_FALLBACK, KILLED);
         self.routing_headers(headers);
         let status = response.status().as_u16();
         let mut record = self.record(facts, status, None, held);
@@ -335,7 +338,7 @@ impl<'a> Exchange<'a> {
             if self.peer.tls { "https" } else { "http" },
         );
         if let Some(host) = host.and_then(|h| HeaderValue::from_str(h).ok()) {
-            parts.headers.insert("x-forwarded-host", host);
+            parts.headers.insert(X_FORWARDED_HOST, host);
         }
         if let Some(variant) = self.variant {
             for (name, value) in &variant.headers {
@@ -451,10 +454,10 @@ impl<'a> Exchange<'a> {
         strip_hop_by_hop(&mut parts.headers);
         parts
             .headers
-            .insert("x-request-id", self.request_id.1.clone());
+            .insert(X_REQUEST_ID, self.request_id.1.clone());
         self.routing_headers(&mut parts.headers);
         if self.fallback {
-            parts.headers.insert("x-switchyard-fallback", KILLED);
+            parts.headers.insert(X_FALLBACK, KILLED);
         }
         let content_type = parts
             .headers
@@ -485,19 +488,19 @@ impl<'a> Exchange<'a> {
             return;
         }
         if let Some(v) = &self.route.route_header {
-            headers.insert("x-switchyard-route", v.clone());
+            headers.insert(X_ROUTE, v.clone());
         }
         if let Some(v) = &self.upstream.header {
-            headers.insert("x-switchyard-upstream", v.clone());
+            headers.insert(X_UPSTREAM, v.clone());
         }
         match self.variant {
             Some(variant) => {
                 if let Some(v) = &variant.header {
-                    headers.insert("x-switchyard-variant", v.clone());
+                    headers.insert(X_VARIANT, v.clone());
                 }
             }
             None if self.steered && !self.route.variants.is_empty() => {
-                headers.insert("x-switchyard-variant", CONTROL);
+                headers.insert(X_VARIANT, CONTROL);
             }
             None => {}
         }

@@ -63,7 +63,8 @@ pub fn prepare(req: &mut Request<Body>, uri: Uri, request_id: &HeaderValue) {
     // where ALPN offers it.
     *req.version_mut() = http::Version::HTTP_11;
     req.headers_mut().remove(http::header::HOST);
-    req.headers_mut().insert("x-request-id", request_id.clone());
+    req.headers_mut()
+        .insert(crate::headers::X_REQUEST_ID, request_id.clone());
 }
 
 /// How sending to the upstream ended.

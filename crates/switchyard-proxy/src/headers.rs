@@ -2,6 +2,16 @@
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
+/// Header names the gateway sets on every request or response, made once: a name given as
+/// `&str` is parsed again on every insert.
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub const X_ROUTE: HeaderName = HeaderName::from_static("x-switchyard-route");
+pub const X_UPSTREAM: HeaderName = HeaderName::from_static("x-switchyard-upstream");
+pub const X_VARIANT: HeaderName = HeaderName::from_static("x-switchyard-variant");
+pub const X_FALLBACK: HeaderName = HeaderName::from_static("x-switchyard-fallback");
+pub const X_ERROR: HeaderName = HeaderName::from_static("x-switchyard-error");
+pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
 /// Headers that describe one connection, never to be forwarded.
 const HOP_BY_HOP: [HeaderName; 6] = [
     header::CONNECTION,

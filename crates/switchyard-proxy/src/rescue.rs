@@ -121,8 +121,11 @@ impl Refusal {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        headers.insert("x-request-id", request_id.clone());
-        headers.insert("x-switchyard-error", HeaderValue::from_static(self.code()));
+        headers.insert(crate::headers::X_REQUEST_ID, request_id.clone());
+        headers.insert(
+            crate::headers::X_ERROR,
+            HeaderValue::from_static(self.code()),
+        );
         if let Some(secs) = retry_after_secs {
             headers.insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
         }
