@@ -3,27 +3,43 @@
 #
 #   bash benches/run.sh            # full run: DURATION=15 REPEATS=3 STREAMS=8000 CONNS="8 32 128"
 #   bash benches/run.sh --quick    # smoke run: 2 s, 1 repeat, 500 streams, 32 connections
+#   bash benches/run.sh --bookkeeping  # switchyard with and without safe-change bookkeeping only:
+#                                      # DURATION=10 REPEATS=6 CONNS=32 USERS=1000
 #
 # Env: DURATION (s per wrk run), REPEATS, STREAMS (held SSE streams), CONNS (wrk connection
-# counts), WARMUP (s), STREAM_REQUESTS (requests per TTFB measurement).
+# counts), WARMUP (s), STREAM_REQUESTS (requests per TTFB measurement), USERS (distinct user
+# keys the --bookkeeping requests cycle through).
 # Results: Markdown on stdout and in target/bench/results.md; raw outputs in target/bench/raw/.
 # Load generator, proxies and upstream all share this machine's cores; nothing is pinned. Each
 # run records the CPU share used by processes that are not part of the benchmark ("other CPU").
 # Needs wrk, nginx, curl, python3 >= 3.11, flock. One run at a time (lock: target/bench.lock).
 set -euo pipefail
 
-if [[ "${1:-}" == "--quick" ]]; then
+MODE=full
+case "$#:${1:-}" in
+0:) ;;
+1:--quick)
     : "${DURATION:=2}" "${REPEATS:=1}" "${STREAMS:=500}" "${CONNS:=32}" "${STREAM_REQUESTS:=40}"
-elif [[ $# -gt 0 ]]; then
-    echo "usage: $0 [--quick]" >&2
+    ;;
+1:--bookkeeping)
+    # Only the cost of the bookkeeping is measured, as a ratio between gateways in the same
+    # run: more, shorter repeats than the full run, at the one connection count the targets
+    # are stated for. A multiple of 3 repeats puts each gateway in each position equally often.
+    MODE=bookkeeping
+    : "${DURATION:=10}" "${REPEATS:=6}" "${CONNS:=32}"
+    ;;
+*)
+    echo "usage: $0 [--quick | --bookkeeping]" >&2
     exit 2
-fi
+    ;;
+esac
 DURATION=${DURATION:-15}
 REPEATS=${REPEATS:-3}
 STREAMS=${STREAMS:-8000}
 CONNS=${CONNS:-"8 32 128"}
 WARMUP=${WARMUP:-3}
 STREAM_REQUESTS=${STREAM_REQUESTS:-200}
+USERS=${USERS:-1000}
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH=$ROOT/benches
@@ -100,11 +116,14 @@ start_sim() { # start_sim PORT: sets SIM_PID
     wait_port "$1"
 }
 
-start_switchyard() { # start_switchyard NAME PORT ADMIN_PORT LEVEL SIM_PORT STDOUT: sets SY_PID
+start_switchyard() { # start_switchyard NAME PORT ADMIN_PORT LEVEL SIM_PORT STDOUT [EXTRA]: sets
+                     # SY_PID; EXTRA, a template appended to gateway.toml.tmpl, adds to the
+                     # same gateway rather than copying it, so the configs cannot drift apart
     local conf=$WORK/$1.toml
     mkdir -p "$WORK/$1-state"
-    sed -e "s|@PORT@|$2|; s|@ADMIN_PORT@|$3|; s|@LEVEL@|$4|; s|@SIM_PORT@|$5|" \
-        -e "s|@STATE_DIR@|$WORK/$1-state|" "$BENCH/gateway.toml.tmpl" >"$conf"
+    cat "$BENCH/gateway.toml.tmpl" ${7:+"$7"} |
+        sed -e "s|@PORT@|$2|; s|@ADMIN_PORT@|$3|; s|@LEVEL@|$4|; s|@SIM_PORT@|$5|" \
+            -e "s|@STATE_DIR@|$WORK/$1-state|" >"$conf"
     "$BIN" check --config "$conf" >&2
     "$BIN" serve --config "$conf" >"$6" 2>"$WORK/$1.err.log" &
     SY_PID=$!; PIDS+=("$SY_PID")
@@ -146,6 +165,12 @@ other_cpu() { # other_cpu MARK_BEFORE MARK_AFTER: % of all CPUs busy with proces
         v = 100 * ((y[1] - x[1]) - (y[3] - x[3])) / (y[2] - x[2]); printf "%.0f", (v > -0.5 && v < 0.5) ? 0 : v}'
 }
 
+# The cost of a request to one process, as opposed to the throughput the whole shared box
+# reaches: CPU time it spent (all threads, user + system, in clock ticks) over requests served.
+cpu_ticks() { # cpu_ticks PID
+    awk '{print $14 + $15}' "/proc/$1/stat"
+}
+
 sim_profile() { # sim_profile PORT JSON
     curl -sSf --max-time 5 -X PATCH "http://127.0.0.1:$1/sim/profile" -d "$2" >/dev/null
 }
@@ -159,9 +184,73 @@ echo "started=$(date -u +%FT%TZ)" >"$OUT/meta.txt"
     echo "nginx=$(nginx -v 2>&1 | cut -d/ -f2)"
     echo "wrk=$(wrk -v 2>&1 | head -1 | cut -d' ' -f2)"
     echo "python=$(python3 -V | cut -d' ' -f2)"
-    echo "params=DURATION=$DURATION REPEATS=$REPEATS CONNS=\"$CONNS\" WARMUP=$WARMUP STREAM_REQUESTS=$STREAM_REQUESTS STREAMS=$STREAMS"
+    if [[ $MODE == bookkeeping ]]; then
+        echo "params=--bookkeeping DURATION=$DURATION REPEATS=$REPEATS CONNS=\"$CONNS\" WARMUP=$WARMUP USERS=$USERS"
+    else
+        echo "params=DURATION=$DURATION REPEATS=$REPEATS CONNS=\"$CONNS\" WARMUP=$WARMUP STREAM_REQUESTS=$STREAM_REQUESTS STREAMS=$STREAMS"
+    fi
     echo "load_start=$(cut -d' ' -f1-3 /proc/loadavg)"
 } >>"$OUT/meta.txt"
+
+# --- safe-change bookkeeping (--bookkeeping only) --------------------------------------------
+# Three gateways in front of the same sim: the benchmark's config ("plain"), the same plus a
+# rollout at 50 %, an experiment at 50 % and a rule ("bookkeeping", benches/bookkeeping.toml.tmpl),
+# and a second plain one ("plain-again"): plain-again vs plain is an A/A pair, so its ratio shows
+# how far two identical gateways differ in this run, the floor under any bookkeeping figure.
+# Every request carries its own user key (post-users.lua), for all three, so the splits hash a
+# different key each time. The order rotates every round: the first run after an idle spell,
+# or next to someone else's burst of work, is not always the same gateway's.
+if [[ $MODE == bookkeeping ]]; then
+    read -r SIM PL PL_ADMIN BK BK_ADMIN AA AA_ADMIN < <(free_ports 7)
+    start_sim "$SIM"
+    start_switchyard switchyard-plain "$PL" "$PL_ADMIN" warn "$SIM" "$WORK/switchyard-plain.log"
+    PL_PID=$SY_PID
+    start_switchyard switchyard-bookkeeping "$BK" "$BK_ADMIN" warn "$SIM" \
+        "$WORK/switchyard-bookkeeping.log" "$BENCH/bookkeeping.toml.tmpl"
+    BK_PID=$SY_PID
+    start_switchyard switchyard-plain-again "$AA" "$AA_ADMIN" warn "$SIM" \
+        "$WORK/switchyard-plain-again.log"
+    AA_PID=$SY_PID
+    OURS="$SIM_PID $PL_PID $BK_PID $AA_PID"
+    TARGETS=("plain:$PL:$PL_PID:$PL_ADMIN" "bookkeeping:$BK:$BK_PID:$BK_ADMIN"
+        "plain-again:$AA:$AA_PID:$AA_ADMIN")
+    for t in "${TARGETS[@]}"; do
+        IFS=: read -r name port _ <<<"$t"
+        check_target "$name" "$port"
+    done
+    echo "clk_tck=$(getconf CLK_TCK)" >>"$OUT/meta.txt"
+    MAX_CONNS=$(tr ' ' '\n' <<<"$CONNS" | sort -n | tail -1)
+    for round in $(seq "$REPEATS"); do
+        for i in $(seq 0 $((${#TARGETS[@]} - 1))); do
+            IFS=: read -r name port pid _ <<<"${TARGETS[$(((i + round - 1) % ${#TARGETS[@]}))]}"
+            url="http://127.0.0.1:$port/v1/chat/completions"
+            log "round $round/$REPEATS: $name"
+            timeout -k 5 $((WARMUP + 30)) wrk -t1 -c"$MAX_CONNS" -d"${WARMUP}s" \
+                -s "$BENCH/post-users.lua" "$url" -- "$BENCH/chat.json" "$USERS" >/dev/null
+            for c in $CONNS; do
+                raw=$OUT/raw/wrk-$round-$name-c$c.txt
+                before=$(cpu_mark $OURS)
+                ticks=$(cpu_ticks "$pid")
+                timeout -k 5 $((DURATION + 30)) wrk -t1 -c"$c" -d"${DURATION}s" --latency \
+                    -s "$BENCH/post-users.lua" "$url" -- "$BENCH/chat.json" "$USERS" >"$raw"
+                ticks=$(($(cpu_ticks "$pid") - ticks))
+                other=$(other_cpu "$before" "$(cpu_mark $OURS)")
+                line=$(grep '^BENCH ' "$raw") || die "no summary in $raw"
+                echo "round=$round order=$((i + 1)) target=$name conns=$c other_cpu=$other" \
+                    "cpu_ticks=$ticks ${line#BENCH }" | tee -a "$OUT/bookkeeping.txt" >&2
+            done
+        done
+    done
+    # What each gateway recorded: the report checks from these that the splits did split.
+    for t in "${TARGETS[@]}"; do
+        IFS=: read -r name _ _ admin <<<"$t"
+        curl -sS --max-time 5 "http://127.0.0.1:$admin/metrics" >"$OUT/raw/$name-metrics.txt"
+    done
+    echo "load_end=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/meta.txt"
+    save_logs
+    python3 "$BENCH/report.py" "$OUT" | tee "$OUT/results.md"
+    exit 0
+fi
 
 # --- 1. throughput and latency, non-streaming ----------------------------------------------
 read -r SIM SY SY_ADMIN SYL SYL_ADMIN NGX NGX_LOG NGX_SSE < <(free_ports 8)
