@@ -80,6 +80,8 @@ pub struct ExperimentView {
 /// One experiment's state.
 #[derive(Debug)]
 pub struct ExperimentStats {
+    /// Unique in this process: what remembered requests refer to it by.
+    id: u64,
     name: Arc<str>,
     route: Arc<str>,
     share: Mutex<f64>,
@@ -90,12 +92,13 @@ pub struct ExperimentStats {
 }
 
 impl ExperimentStats {
-    fn new(name: &str, route: &Arc<str>, share: f64, alpha: f64) -> Self {
+    fn new(id: u64, name: &str, route: &Arc<str>, share: f64, alpha: f64) -> Self {
         let counter = |variant: &str| {
             metrics::counter!(names::EXPERIMENT_COMPLETIONS_TOTAL,
                 "experiment" => name.to_owned(), "route" => route.clone(), "variant" => variant.to_owned())
         };
         ExperimentStats {
+            id,
             name: Arc::from(name),
             route: route.clone(),
             share: Mutex::new(share),
@@ -216,10 +219,11 @@ pub enum FeedbackError {
 /// judged by finish reason only.
 const JOIN_WIDTH: usize = 4;
 
-/// What a request counted for in one experiment.
+/// What a request counted for in one experiment. The experiment is named by id, not held:
+/// remembering a request touches no shared reference count.
 #[derive(Clone)]
 struct Join {
-    experiment: Arc<ExperimentStats>,
+    experiment: u64,
     arm: usize,
     completed: bool,
     /// The exchange's tokens, moved in or out of the completed requests' total with it.
@@ -285,6 +289,7 @@ impl Joins {
 pub struct Experiments {
     by_name: Mutex<HashMap<Arc<str>, Arc<ExperimentStats>>>,
     joins: Mutex<Joins>,
+    next_id: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Experiments {
@@ -309,7 +314,10 @@ impl Experiments {
             lock(&existing.test).set_alpha(alpha);
             return existing.clone();
         }
-        let made = Arc::new(ExperimentStats::new(name, route, share, alpha));
+        let id = self
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let made = Arc::new(ExperimentStats::new(id, name, route, share, alpha));
         all.insert(made.name.clone(), made.clone());
         made
     }
@@ -337,7 +345,7 @@ impl Experiments {
             if let Some((arm, completed)) = experiment.record(exchange) {
                 if let Some(free) = joins.get_mut(i) {
                     *free = Some(Join {
-                        experiment: experiment.clone(),
+                        experiment: experiment.id,
                         arm,
                         completed,
                         tokens: exchange.prompt_tokens + exchange.completion_tokens,
@@ -367,9 +375,15 @@ impl Experiments {
             return Err(FeedbackError::Duplicate);
         }
         slot.reported = true;
+        let joined: Vec<Join> = slot.joins.iter().flatten().cloned().collect();
+        drop(joins);
+        let running: Vec<Arc<ExperimentStats>> = lock(&self.by_name).values().cloned().collect();
         let mut counted = Vec::with_capacity(JOIN_WIDTH);
-        for join in slot.joins.iter().flatten() {
-            let experiment = &join.experiment;
+        for join in &joined {
+            // An experiment a reload removed since takes no more reports.
+            let Some(experiment) = running.iter().find(|e| e.id == join.experiment) else {
+                continue;
+            };
             let mut arms = lock(&experiment.arms);
             let f = &mut arms[join.arm];
             f.feedback += 1;
