@@ -384,8 +384,10 @@ impl Controller {
         let from = now.saturating_sub(rb.window.as_secs().max(1)) + 1;
         let green = signals.side(&state.green, from, now);
         let blue = signals.side(&state.blue, from, now);
+        // Nothing seen yet (a start, or a clean slate that reset green's windows): every
+        // green exchange so far is new.
         let seen = inner.green_seen.insert(route.name.clone(), green.total);
-        let new_green = green.total.saturating_sub(seen.unwrap_or(green.total));
+        let new_green = green.total.saturating_sub(seen.unwrap_or(0));
         if state.phase == Phase::RolledBack {
             return;
         }
