@@ -64,6 +64,9 @@ pub struct RuleFiring {
     /// A downgrade waiting for an operator's approval.
     pub awaiting_approval: bool,
     pub incident: Option<String>,
+    /// The admitted rate this rule asks for (`throttle_and_alert`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub throttle_rps: Option<f64>,
 }
 
 /// Why an operator's action was refused.
@@ -108,6 +111,8 @@ struct Inner {
     rules: BTreeMap<(String, String), RuleFiring>,
     /// When each route was last looked at.
     last_look: HashMap<String, Instant>,
+    /// Route → the rule whose downgrade is in force there, and its model.
+    downgrades: HashMap<String, (String, String)>,
     dirty_since: Option<Instant>,
     ticks: u64,
 }
@@ -271,19 +276,29 @@ impl Controller {
         for key in gone {
             if let Some(firing) = inner.rules.remove(&key) {
                 if firing.action == RuleAction::ThrottleAndAlert.as_str() {
-                    self.steering.update(&key.1, |s| s.throttle_rps = None);
+                    self.apply_throttles(&inner, &key.1);
                 }
                 metrics::gauge!(names::RULES_FIRING, "rule" => key.0.clone(), "route" => key.1.clone()).set(0.0);
             }
         }
-        for route in &names {
-            let downgrades = inner.plan.rules.iter().any(|r| {
-                r.action == RuleAction::DowngradeModel
-                    && r.route.as_deref().is_none_or(|x| x == route)
-            });
-            if !downgrades {
-                self.steering.update(route, |s| s.downgrade_to = None);
-            }
+        // A downgrade lasts while the rule that put it in force still says the same thing.
+        let stale: Vec<String> = inner
+            .downgrades
+            .iter()
+            .filter(|(route, (rule, model))| {
+                !names.contains(route)
+                    || !inner.plan.rules.iter().any(|r| {
+                        r.name == *rule
+                            && r.action == RuleAction::DowngradeModel
+                            && r.downgrade_to.as_deref() == Some(model.as_str())
+                            && r.route.as_deref().is_none_or(|x| x == route.as_str())
+                    })
+            })
+            .map(|(route, _)| route.clone())
+            .collect();
+        for route in stale {
+            inner.downgrades.remove(&route);
+            self.steering.update(&route, |s| s.downgrade_to = None);
         }
         for route in &inner.plan.routes {
             let state = inner.rollouts.get(&route.name);
@@ -404,7 +419,7 @@ impl Controller {
         let Some(current) = inner.rollouts.get_mut(&route.name) else {
             return;
         };
-        if new_green > 0 {
+        if new_green > 0 && current.phase == Phase::Shifting {
             current.stage_requests += new_green;
             inner.dirty_since.get_or_insert(look);
         }
@@ -692,7 +707,9 @@ impl Controller {
                 let Some(signals) = self.signals.get(route) else {
                     continue;
                 };
-                let w = signals.window(from, now);
+                // What the upstreams did: the gateway's own refusals (a throttle a rule put
+                // in force, among them) must not keep a rule firing or clear it.
+                let w = signals.upstream_window(from, now);
                 let value = metric_value(rule.metric, &w);
                 // Tokens and cost are judged per answered request, so that is their sample.
                 let sample = match rule.metric {
@@ -763,20 +780,31 @@ impl Controller {
         };
         let mut awaiting = false;
         let mut incident = None;
+        let mut throttle = None;
         let mut detail = json!({"rule": rule.name, "metric": rule.metric.as_str(), "value": value,
             "threshold": threshold, "baseline": rule.baseline, "action": rule.action.as_str(), "status": "firing"});
         match rule.action {
             RuleAction::Alert | RuleAction::Escalate => {}
             RuleAction::ThrottleAndAlert => {
-                let rate = w.requests as f64 / window_secs as f64;
+                // The rate over the seconds actually observed: a window that began at a
+                // restart or a reload is not full of silence.
+                let observed = self
+                    .signals
+                    .get(route)
+                    .map_or(window_secs, |s| now_secs().saturating_sub(s.born()) + 1)
+                    .clamp(1, window_secs);
+                let rate = w.requests as f64 / observed as f64;
                 let rps = (rate * rule.throttle_to).max(1.0);
-                self.steering.update(route, |s| s.throttle_rps = Some(rps));
+                throttle = Some(rps);
                 detail["throttle_rps"] = json!(rps);
             }
             RuleAction::DowngradeModel if rule.automatic => {
                 let model = rule.downgrade_to.clone().unwrap_or_default();
                 self.steering
                     .update(route, |s| s.downgrade_to = Some(Arc::from(model.as_str())));
+                inner
+                    .downgrades
+                    .insert(route.to_owned(), (rule.name.clone(), model.clone()));
                 detail["downgrade_to"] = json!(model);
             }
             RuleAction::DowngradeModel => {
@@ -837,16 +865,31 @@ impl Controller {
                 since_ms: now_ms(),
                 awaiting_approval: awaiting,
                 incident,
+                throttle_rps: throttle,
             },
         );
+        if throttle.is_some() {
+            self.apply_throttles(inner, route);
+        }
         self.notifier
             .notify(Event::new(EventKind::Rule, Some(route.to_owned()), detail));
+    }
+
+    /// The throttle in force on a route: the lowest rate any firing rule asks for.
+    fn apply_throttles(&self, inner: &Inner, route: &str) {
+        let lowest = inner
+            .rules
+            .values()
+            .filter(|f| f.route == route)
+            .filter_map(|f| f.throttle_rps)
+            .reduce(f64::min);
+        self.steering.update(route, |s| s.throttle_rps = lowest);
     }
 
     fn clear_rule(&self, inner: &mut Inner, rule: &Rule, route: &str, value: f64) {
         inner.rules.remove(&(rule.name.clone(), route.to_owned()));
         if rule.action == RuleAction::ThrottleAndAlert {
-            self.steering.update(route, |s| s.throttle_rps = None);
+            self.apply_throttles(inner, route);
         }
         tracing::info!(rule = %rule.name, route, value, "rule cleared");
         self.notifier.notify(Event::new(
@@ -930,6 +973,9 @@ impl Controller {
         firing.awaiting_approval = false;
         self.steering
             .update(&route, |s| s.downgrade_to = Some(Arc::from(model.as_str())));
+        inner
+            .downgrades
+            .insert(route.clone(), (rule.to_owned(), model.clone()));
         tracing::warn!(rule, route = %route, by, model = %model, "model downgrade approved");
         self.notifier.notify(Event::new(
             EventKind::Rule,
@@ -946,7 +992,7 @@ impl Controller {
         route: Option<&str>,
         by: &str,
     ) -> Result<String, ActionError> {
-        let inner = lock(&self.inner);
+        let mut inner = lock(&self.inner);
         let in_force = |r: &str| {
             self.steering
                 .get(r)
@@ -960,6 +1006,7 @@ impl Controller {
             });
         }
         self.steering.update(&route, |s| s.downgrade_to = None);
+        inner.downgrades.remove(&route);
         tracing::info!(rule, route = %route, by, "model downgrade released");
         self.notifier.notify(Event::new(
             EventKind::Rule,
@@ -1403,6 +1450,59 @@ error_window = "30s"
         let evidence = incident.evidence.as_ref().unwrap();
         assert_eq!(evidence.response_models[0].value, "gpt-4o-2026");
         assert_eq!(evidence.prompt_fingerprints[0].value, "0000000000000007");
+    }
+
+    #[test]
+    fn two_throttles_on_a_route_keep_the_lower_rate_until_both_clear() {
+        let rules = r#"
+[[rules]]
+name = "tokens"
+metric = "tokens_per_request"
+above = 5
+window = "30s"
+min_requests = 5
+action = "throttle_and_alert"
+throttle_to = 0.5
+
+[[rules]]
+name = "cost"
+metric = "cost_per_request"
+above = 0.001
+window = "30s"
+min_requests = 5
+action = "throttle_and_alert"
+throttle_to = 0.1
+"#;
+        let rig = rig(&format!("{BASE}{rules}"));
+        feed(&rig, 100, |_| exchange("blue", 200, None, 100, 0.01));
+        rig.controller.tick();
+        assert_eq!(rig.controller.rules_firing().len(), 2);
+        let both = rig
+            .controller
+            .steering()
+            .get("support")
+            .unwrap()
+            .throttle_rps
+            .unwrap();
+        // Dropping the stricter rule leaves the other's throttle in force.
+        let only_tokens = format!(
+            "{BASE}{}",
+            &rules[..rules.find("[[rules]]\nname = \"cost\"").unwrap()]
+        );
+        rig.controller
+            .apply(&Config::parse(&only_tokens, "test.toml", Path::new(".")).unwrap());
+        let left = rig
+            .controller
+            .steering()
+            .get("support")
+            .unwrap()
+            .throttle_rps
+            .unwrap();
+        assert!(
+            left > both,
+            "{left} should be the laxer rule's rate, above {both}"
+        );
+        assert_eq!(rig.controller.rules_firing().len(), 1);
     }
 
     #[test]

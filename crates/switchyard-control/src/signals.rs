@@ -155,6 +155,17 @@ impl RouteSignals {
         }
     }
 
+    /// Every upstream of this route over seconds `from..=to`, together: the route's traffic
+    /// without the answers the gateway made for reasons of its own.
+    pub fn upstream_window(&self, from: u64, to: u64) -> Bucket {
+        let windows = lock(&self.windows);
+        let mut total = Bucket::default();
+        for side in windows.sides.values() {
+            total.merge(&side.detail.sum(from, to));
+        }
+        total
+    }
+
     /// Forgets one upstream's windows on this route: a promoted or new green starts with a
     /// clean slate instead of the failures that rolled it back.
     pub fn reset_side(&self, upstream: &str) {

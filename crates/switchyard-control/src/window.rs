@@ -25,7 +25,7 @@ pub struct Bucket {
 }
 
 impl Bucket {
-    fn merge(&mut self, other: &Bucket) {
+    pub fn merge(&mut self, other: &Bucket) {
         self.requests += other.requests;
         self.answered += other.answered;
         self.errors += other.errors;

@@ -92,6 +92,10 @@ impl<'a> Exchange<'a> {
                 self.dialect,
             )))),
         };
+        // Until it is sent, a request the client gives up on says nothing about the upstream.
+        if let Some(pending) = held.unanswered.as_mut() {
+            pending.refused = true;
+        }
         // Inspectable LLM requests are read whole (up to the limit) to be understood;
         // everything else streams through untouched.
         // A body known whole can be sent again if the first endpoint refuses the connection.
@@ -185,6 +189,10 @@ impl<'a> Exchange<'a> {
             }
         }
         self.forward_headers(&mut parts, host.as_deref());
+        // From here a client that gives up waited on the upstream: that counts against it.
+        if let Some(pending) = held.unanswered.as_mut() {
+            pending.refused = false;
+        }
         self.forward(parts, (upstream_body, replay), facts, held)
             .await
     }
