@@ -183,10 +183,6 @@ impl Controller {
         &self.incidents
     }
 
-    pub fn signals(&self) -> &Arc<Signals> {
-        &self.signals
-    }
-
     /// Puts a config in force: rollouts whose green changed start over at their first
     /// stage; the others keep their stage, phase and outcome.
     pub fn apply(&self, config: &Config) {
@@ -423,9 +419,6 @@ impl Controller {
             current.stage_requests += new_green;
             inner.dirty_since.get_or_insert(look);
         }
-        let Some(current) = inner.rollouts.get_mut(&route.name) else {
-            return;
-        };
         let baked =
             now_ms().saturating_sub(current.stage_started_at_ms) >= rollout.bake.as_millis() as u64;
         // A stage without enough green traffic has not shown it is healthy: never advance on
@@ -604,8 +597,8 @@ impl Controller {
             route,
             &reason,
             by,
-            Some(trigger),
-            (&before, &after),
+            trigger,
+            Some((&before, &after)),
         );
         self.notifier.notify(Event::new(
             EventKind::Rollback,
@@ -837,20 +830,11 @@ impl Controller {
             }
         }
         if incident.is_none() {
+            // The rule left the rollout as it was: before and after are the same.
             let rollout = inner.rollouts.get(route).cloned();
+            let by = format!("rule:{}", rule.name);
             let states = rollout.as_ref().map(|r| (r, r));
-            incident = match states {
-                Some(pair) => self.open_incident(
-                    inner,
-                    "rule",
-                    route,
-                    &reason,
-                    &format!("rule:{}", rule.name),
-                    Some(trigger),
-                    pair,
-                ),
-                None => self.open_rule_incident(inner, route, &reason, rule, trigger),
-            };
+            incident = self.open_incident(inner, "rule", route, &reason, &by, trigger, states);
         }
         detail["incident"] = json!(incident);
         inner.rules.insert(
@@ -1016,25 +1000,8 @@ impl Controller {
         Ok(route)
     }
 
-    fn open_rule_incident(
-        &self,
-        inner: &Inner,
-        route: &str,
-        reason: &str,
-        rule: &Rule,
-        trigger: Trigger,
-    ) -> Option<String> {
-        self.write_incident(
-            inner,
-            "rule",
-            route,
-            reason,
-            &format!("rule:{}", rule.name),
-            Some(trigger),
-            None,
-        )
-    }
-
+    /// Opens an automatic incident with the window's evidence; `rollouts` is the route's
+    /// rollout before and after, when it has one.
     #[allow(clippy::too_many_arguments)]
     fn open_incident(
         &self,
@@ -1043,32 +1010,10 @@ impl Controller {
         route: &str,
         reason: &str,
         by: &str,
-        trigger: Option<Trigger>,
-        (before, after): (&RolloutState, &RolloutState),
-    ) -> Option<String> {
-        self.write_incident(
-            inner,
-            kind,
-            route,
-            reason,
-            by,
-            trigger,
-            Some((before, after)),
-        )
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn write_incident(
-        &self,
-        inner: &Inner,
-        kind: &str,
-        route: &str,
-        reason: &str,
-        by: &str,
-        trigger: Option<Trigger>,
+        trigger: Trigger,
         rollouts: Option<(&RolloutState, &RolloutState)>,
     ) -> Option<String> {
-        let window = trigger.as_ref().map_or(120, |t| t.window_secs);
+        let window = trigger.window_secs;
         let evidence = self.evidence(route, window, &inner.plan.incidents);
         let (incident, written) = self.incidents.open_incident(Incident {
             id: String::new(),
@@ -1082,7 +1027,7 @@ impl Controller {
             after: None,
             rollout_before: rollouts.map(|(b, _)| json!(b)),
             rollout_after: rollouts.map(|(_, a)| json!(a)),
-            trigger,
+            trigger: Some(trigger),
             evidence: Some(evidence),
             alerts_firing: self.alerts.firing().iter().map(AlertView::from).collect(),
             acknowledged_by: None,

@@ -136,14 +136,10 @@ const FILE: &str = "rollouts.json";
 /// The rollouts file in state_dir.
 #[derive(Debug)]
 pub struct RolloutStore {
-    path: Option<PathBuf>,
+    path: PathBuf,
 }
 
 impl RolloutStore {
-    pub fn in_memory() -> Self {
-        RolloutStore { path: None }
-    }
-
     pub fn open(state_dir: &Path) -> std::io::Result<(Self, BTreeMap<String, RolloutState>)> {
         std::fs::create_dir_all(state_dir)?;
         let path = state_dir.join(FILE);
@@ -151,16 +147,13 @@ impl RolloutStore {
             .into_iter()
             .map(|s| (s.route.clone(), s))
             .collect();
-        Ok((RolloutStore { path: Some(path) }, states))
+        Ok((RolloutStore { path }, states))
     }
 
     /// Writes every rollout to state_dir.
     pub fn save(&self, states: &BTreeMap<String, RolloutState>) -> Result<(), String> {
-        let Some(path) = &self.path else {
-            return Ok(());
-        };
         let list: Vec<&RolloutState> = states.values().collect();
-        crate::state_file::write_list(path, &list)
+        crate::state_file::write_list(&self.path, &list)
     }
 }
 
