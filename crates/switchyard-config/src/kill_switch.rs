@@ -168,8 +168,7 @@ fn compile_fallback(
             return Err(ctx.at(upstream, &upstream_key, msg));
         }
         if !upstreams.contains_key(name) {
-            let known: Vec<&str> = upstreams.keys().map(String::as_str).collect();
-            let msg = format!("unknown upstream {name:?} (known: {})", known.join(", "));
+            let msg = crate::upstream::unknown_upstream(name, upstreams);
             return Err(ctx.at(upstream, &upstream_key, msg));
         }
         return Ok(Fallback::Upstream(name.clone()));

@@ -152,12 +152,7 @@ fn known_upstream(
     if upstreams.contains_key(name.get_ref()) {
         return Ok(name.get_ref().clone());
     }
-    let known: Vec<&str> = upstreams.keys().map(String::as_str).collect();
-    let msg = format!(
-        "unknown upstream {:?} (known: {})",
-        name.get_ref(),
-        known.join(", ")
-    );
+    let msg = crate::upstream::unknown_upstream(name.get_ref(), upstreams);
     Err(ctx.at(name, key, msg))
 }
 

@@ -203,15 +203,7 @@ fn compile_route(
         }
     };
     if !upstreams.contains_key(upstream) {
-        let known: Vec<&str> = upstreams.keys().map(String::as_str).collect();
-        let msg = if known.is_empty() {
-            format!("unknown upstream {upstream:?} (no [upstreams] are defined)")
-        } else {
-            format!(
-                "unknown upstream {upstream:?} (known: {})",
-                known.join(", ")
-            )
-        };
+        let msg = crate::upstream::unknown_upstream(upstream, upstreams);
         let span = s
             .upstream
             .as_ref()

@@ -277,6 +277,15 @@ pub fn parse_endpoint(text: &str) -> Result<Uri, String> {
     Ok(uri)
 }
 
+/// The error for a name that is not an `[upstreams]` entry, listing the ones that are.
+pub(crate) fn unknown_upstream(name: &str, upstreams: &BTreeMap<String, Upstream>) -> String {
+    if upstreams.is_empty() {
+        return format!("unknown upstream {name:?} (no [upstreams] are defined)");
+    }
+    let known: Vec<&str> = upstreams.keys().map(String::as_str).collect();
+    format!("unknown upstream {name:?} (known: {})", known.join(", "))
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
