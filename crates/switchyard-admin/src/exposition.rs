@@ -22,6 +22,14 @@ fn with_buckets() -> Result<PrometheusBuilder, metrics_exporter_prometheus::Buil
         )?
         .set_buckets_for_metric(Matcher::Full(names::TTFB_SECONDS.into()), latency)?
         .set_buckets_for_metric(
+            Matcher::Full(names::TIME_TO_FIRST_TOKEN_SECONDS.into()),
+            latency,
+        )?
+        .set_buckets_for_metric(
+            Matcher::Full(names::TIME_PER_OUTPUT_TOKEN_SECONDS.into()),
+            names::TOKEN_INTERVAL_BUCKETS,
+        )?
+        .set_buckets_for_metric(
             Matcher::Full(names::CONTEXT_FILL_RATIO.into()),
             names::FILL_BUCKETS,
         )?
@@ -63,13 +71,27 @@ fn describe() {
         Unit::Seconds,
         "Time to the first byte of the response body."
     );
+    describe_histogram!(
+        names::TIME_TO_FIRST_TOKEN_SECONDS,
+        Unit::Seconds,
+        "Time from the request's arrival to the first event carrying model output (streams), or to the complete body."
+    );
+    describe_histogram!(
+        names::TIME_PER_OUTPUT_TOKEN_SECONDS,
+        Unit::Seconds,
+        "Streams with two output tokens or more: (total - time to first token) / (completion tokens - 1)."
+    );
+    describe_counter!(
+        names::CACHED_TOKENS_TOTAL,
+        "The part of prompt tokens read from (kind=read) or written to (kind=write) the provider's prompt cache."
+    );
     describe_counter!(
         names::TOKENS_TOTAL,
         "Tokens by direction (prompt | completion), from the upstream's usage."
     );
     describe_histogram!(
         names::CONTEXT_FILL_RATIO,
-        "Estimated prompt tokens over the model's context window."
+        "Prompt tokens over the model's context window: as the upstream reported them (source=reported), else the pre-send estimate (source=estimated)."
     );
     describe_counter!(
         names::COST_USD_TOTAL,

@@ -18,6 +18,10 @@ pub(crate) struct ModelSpec {
     input_usd_per_mtok: Option<Spanned<f64>>,
     /// Default 0. USD per million output tokens.
     output_usd_per_mtok: Option<Spanned<f64>>,
+    /// Default: the input price. USD per million prompt tokens read from the prompt cache.
+    cache_read_usd_per_mtok: Option<Spanned<f64>>,
+    /// Default: the input price. USD per million prompt tokens written to the prompt cache.
+    cache_write_usd_per_mtok: Option<Spanned<f64>>,
     /// Default none. Other names (e.g. versioned names responses carry) that map to this model.
     #[serde(default)]
     aliases: Vec<Spanned<String>>,
@@ -28,6 +32,9 @@ pub struct Model {
     pub context_window: u64,
     pub input_usd_per_mtok: f64,
     pub output_usd_per_mtok: f64,
+    /// None: cached prompt tokens are priced as input.
+    pub cache_read_usd_per_mtok: Option<f64>,
+    pub cache_write_usd_per_mtok: Option<f64>,
     pub aliases: Vec<String>,
 }
 
@@ -85,6 +92,16 @@ fn compile_model(spec: &ModelSpec, key: &str, ctx: &Ctx) -> Result<Model, Config
             "output_usd_per_mtok",
             ctx,
         )?,
+        cache_read_usd_per_mtok: spec
+            .cache_read_usd_per_mtok
+            .as_ref()
+            .map(|v| price(Some(v), key, "cache_read_usd_per_mtok", ctx))
+            .transpose()?,
+        cache_write_usd_per_mtok: spec
+            .cache_write_usd_per_mtok
+            .as_ref()
+            .map(|v| price(Some(v), key, "cache_write_usd_per_mtok", ctx))
+            .transpose()?,
         aliases: spec.aliases.iter().map(|a| a.get_ref().clone()).collect(),
     })
 }

@@ -47,6 +47,8 @@ pub(crate) struct RollbackSpec {
     cost_increase: Option<Spanned<f64>>,
     /// Rate of an error class blue did not show in the window, `0..=1`. Default 0.001.
     new_error_class_rate: Option<Spanned<f64>>,
+    /// How far back a class blue produced still counts as known. Default `24h`.
+    new_error_class_lookback: Option<Spanned<String>>,
     /// Green requests in the window before any trigger is judged. Default 20.
     min_requests: Option<Spanned<u64>>,
     /// Any firing alert of the route rolls back while traffic is shifting. Default true.
@@ -101,6 +103,8 @@ pub struct Rollback {
     pub p99_latency: Duration,
     pub cost_increase: f64,
     pub new_error_class_rate: f64,
+    /// An error class blue produced within this span (or since the rollout started) is not new.
+    pub new_error_class_lookback: Duration,
     pub min_requests: u64,
     pub on_alert: bool,
 }
@@ -113,6 +117,7 @@ impl Default for Rollback {
             p99_latency: Duration::from_secs(60),
             cost_increase: 0.5,
             new_error_class_rate: 0.001,
+            new_error_class_lookback: Duration::from_secs(24 * 3600),
             min_requests: 20,
             on_alert: true,
         }
@@ -254,6 +259,11 @@ pub(crate) fn compile_rollback(
         &format!("{key}.new_error_class_rate"),
         d.new_error_class_rate,
     )?;
+    let new_error_class_lookback = ctx.duration(
+        s.new_error_class_lookback.as_ref(),
+        &format!("{key}.new_error_class_lookback"),
+        d.new_error_class_lookback,
+    )?;
     let min_requests = ctx.positive(
         s.min_requests.as_ref(),
         &format!("{key}.min_requests"),
@@ -265,6 +275,7 @@ pub(crate) fn compile_rollback(
         p99_latency,
         cost_increase,
         new_error_class_rate,
+        new_error_class_lookback,
         min_requests,
         on_alert: s.on_alert.unwrap_or(d.on_alert),
     })

@@ -56,17 +56,24 @@ pub enum RuleMetric {
     ErrorRate,
     /// US dollars.
     CostPerRequest,
-    /// Mean estimated fill of the model's context window, 0..=1.
+    /// Mean fill of the model's context window, 0..=1: from the prompt tokens the upstream
+    /// reported, the pre-send estimate where it reported none.
     ContextFill,
+    /// Mean `score` the application reported through `/switchyard/v1/feedback`.
+    FeedbackScore,
+    /// Share of requests that completed: by finish reason, or by the application's feedback.
+    CompletionRate,
 }
 
 impl RuleMetric {
-    pub const ALL: [RuleMetric; 5] = [
+    pub const ALL: [RuleMetric; 7] = [
         RuleMetric::TokensPerRequest,
         RuleMetric::P95Latency,
         RuleMetric::ErrorRate,
         RuleMetric::CostPerRequest,
         RuleMetric::ContextFill,
+        RuleMetric::FeedbackScore,
+        RuleMetric::CompletionRate,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -76,6 +83,8 @@ impl RuleMetric {
             RuleMetric::ErrorRate => "error_rate",
             RuleMetric::CostPerRequest => "cost_per_request",
             RuleMetric::ContextFill => "context_fill",
+            RuleMetric::FeedbackScore => "feedback_score",
+            RuleMetric::CompletionRate => "completion_rate",
         }
     }
 }

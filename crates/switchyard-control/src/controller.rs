@@ -15,6 +15,7 @@ use switchyard_config::{
 use switchyard_core::metrics as names;
 
 use crate::alerts::Alerts;
+use crate::history::ErrorHistory;
 use crate::incidents::{AlertView, Evidence, Incident, Incidents, SampledExchange, Seen, Trigger};
 use crate::kill::now_ms;
 use crate::notify::{Event, Notifier};
@@ -28,6 +29,9 @@ pub const TICK: Duration = Duration::from_millis(100);
 
 /// Who the controller's own actions are by.
 pub const BY: &str = "controller";
+
+/// The error class history is written at most every this many ticks (5 s).
+const HISTORY_EVERY_TICKS: u64 = 50;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -125,6 +129,7 @@ pub struct Controller {
     incidents: Arc<Incidents>,
     steering: Arc<Steering>,
     store: RolloutStore,
+    history: ErrorHistory,
     inner: Mutex<Inner>,
 }
 
@@ -161,7 +166,9 @@ impl Controller {
         states: BTreeMap<String, RolloutState>,
     ) -> Arc<Self> {
         let (signals, alerts, notifier, incidents, steering) = parts;
+        let history = ErrorHistory::open(store.dir(), &signals);
         Arc::new(Controller {
+            history,
             signals,
             alerts,
             notifier,
@@ -343,10 +350,33 @@ impl Controller {
     pub async fn run(self: Arc<Self>) {
         let mut interval = tokio::time::interval(TICK);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut ticks = 0u64;
         loop {
             interval.tick().await;
             self.tick();
+            ticks += 1;
+            if ticks.is_multiple_of(HISTORY_EVERY_TICKS) {
+                self.save_history();
+            }
         }
+    }
+
+    /// Writes the error class history if it moved, outside the decision lock.
+    pub fn save_history(&self) {
+        let keep = {
+            let inner = lock(&self.inner);
+            inner
+                .plan
+                .routes
+                .iter()
+                .map(|r| r.rollback.new_error_class_lookback.as_secs())
+                .max()
+                .unwrap_or(0)
+        };
+        // Classes seen during a long rollout must outlive the lookback: keep a week at least.
+        let keep = keep.max(7 * 86_400);
+        self.history
+            .save_if_changed(&self.signals, now_secs(), keep);
     }
 
     /// One look at every rollout, rule and experiment.
@@ -529,8 +559,20 @@ impl Controller {
                 json!({}),
             ));
         }
+        // A class is new only if blue has not produced it during the rollout's life nor
+        // within the lookback: blue merely having had no such error in this window (a
+        // 0.3 % error rate often has none in two minutes) does not make green's new.
+        let since = (state.started_at_ms / 1000)
+            .min(now_secs().saturating_sub(rb.new_error_class_lookback.as_secs()));
+        let blue_known = self
+            .signals
+            .get(route)
+            .map(|s| s.produced(&state.blue))
+            .unwrap_or_default();
         for (class, count) in &green.classes {
-            if blue.classes.iter().any(|(c, _)| c == class) {
+            if blue.classes.iter().any(|(c, _)| c == class)
+                || blue_known.iter().any(|(c, at)| c == class && *at >= since)
+            {
                 continue;
             }
             let rate = *count as f64 / green.requests as f64;
@@ -707,6 +749,8 @@ impl Controller {
                 // Tokens and cost are judged per answered request, so that is their sample.
                 let sample = match rule.metric {
                     RuleMetric::TokensPerRequest | RuleMetric::CostPerRequest => w.answered,
+                    // A mean score is only as good as the reports behind it.
+                    RuleMetric::FeedbackScore => w.score_n,
                     _ => w.requests,
                 };
                 let breached = sample >= rule.min_requests && rule.threshold.breached(value);
@@ -1149,6 +1193,8 @@ fn metric_value(metric: RuleMetric, w: &Bucket) -> f64 {
         RuleMetric::ErrorRate => w.error_rate(),
         RuleMetric::CostPerRequest => w.cost_per_request(),
         RuleMetric::ContextFill => w.mean_fill(),
+        RuleMetric::FeedbackScore => w.mean_score(),
+        RuleMetric::CompletionRate => w.completion_rate(),
     }
 }
 
@@ -1265,10 +1311,14 @@ error_window = "30s"
             outcome: Outcome::Complete,
             duration: Duration::from_millis(ms),
             ttfb: None,
+            ttft: None,
             prompt_tokens: 10,
+            cache_read_tokens: 0,
+            cache_write_tokens: 0,
             completion_tokens: 10,
             cost_usd: cost,
             context_fill: None,
+            fill_source: crate::FillSource::Estimated,
             streamed: false,
             requested_model: Some("gpt-4o".into()),
             response_model: Some("gpt-4o-2026".into()),

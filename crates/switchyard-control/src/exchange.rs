@@ -26,6 +26,28 @@ impl Outcome {
     }
 }
 
+/// Where a context-fill figure came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FillSource {
+    /// The prompt tokens the upstream reported in its usage: what the model really saw,
+    /// tool-call history built up behind the gateway included.
+    Reported,
+    /// The gateway's pre-send estimate of the request it forwarded: used only when no usage
+    /// arrived.
+    #[default]
+    Estimated,
+}
+
+impl FillSource {
+    /// The `source` label of the fill histogram.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FillSource::Reported => "reported",
+            FillSource::Estimated => "estimated",
+        }
+    }
+}
+
 /// Everything the control plane learns from one request.
 #[derive(Debug, Clone)]
 pub struct Exchange {
@@ -42,10 +64,19 @@ pub struct Exchange {
     pub outcome: Outcome,
     pub duration: Duration,
     pub ttfb: Option<Duration>,
+    /// From arrival to the first event carrying model output; for a non-streamed answer,
+    /// to its complete body.
+    pub ttft: Option<Duration>,
+    /// Prompt tokens, cached ones included.
     pub prompt_tokens: u64,
+    /// The parts of `prompt_tokens` read from and written to the provider's prompt cache.
+    pub cache_read_tokens: u64,
+    pub cache_write_tokens: u64,
     pub completion_tokens: u64,
     pub cost_usd: f64,
+    /// Prompt tokens over the model's context window, when the model is known.
     pub context_fill: Option<f64>,
+    pub fill_source: FillSource,
     /// The response was a stream (SSE): its length is the conversation's, not a delay.
     pub streamed: bool,
     /// The model as the client asked for it (after any rewrite by the gateway).
@@ -63,12 +94,26 @@ pub struct Exchange {
 
 impl Exchange {
     /// The latency the alerts judge: the whole exchange, but for a stream the time to its
-    /// first byte — a healthy stream may stay open for minutes.
+    /// first token — a healthy stream may stay open for minutes. A stream whose output the
+    /// gateway cannot recognise (an opaque dialect) is judged by its first byte.
     pub fn alert_latency(&self) -> Duration {
-        match (self.streamed, self.ttfb) {
-            (true, Some(ttfb)) => ttfb,
-            _ => self.duration,
+        if self.streamed {
+            if let Some(first) = self.ttft.or(self.ttfb) {
+                return first;
+            }
         }
+        self.duration
+    }
+
+    /// (total − time to first token) / (completion tokens − 1), for complete streams with
+    /// two output tokens or more.
+    pub fn time_per_output_token(&self) -> Option<Duration> {
+        let ttft = self.ttft?;
+        if !self.streamed || self.outcome != Outcome::Complete || self.completion_tokens < 2 {
+            return None;
+        }
+        let tokens = u32::try_from(self.completion_tokens - 1).unwrap_or(u32::MAX);
+        Some(self.duration.saturating_sub(ttft) / tokens)
     }
 }
 

@@ -235,6 +235,27 @@ struct Slot {
     key: u128,
     joins: [Option<Join>; JOIN_WIDTH],
     reported: bool,
+    /// Its route (`RouteSignals` id) and upstream (`upstream_key`), for route-level feedback.
+    route: u64,
+    upstream: u64,
+    completed: bool,
+}
+
+/// What a report was joined to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Joined {
+    /// The experiments and variants it counted for.
+    pub counted: Vec<(String, String)>,
+    pub route: u64,
+    pub upstream: u64,
+    /// The request had completed by its finish reason.
+    pub completed: bool,
+}
+
+/// An upstream's name as remembered requests hold it: a hash, so remembering touches no
+/// shared reference count.
+pub fn upstream_key(name: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(name.as_bytes())
 }
 
 /// The last `MAX_JOINS` experiment requests, in a ring allocated once, indexed by a 128-bit
@@ -252,7 +273,7 @@ impl Joins {
         xxhash_rust::xxh3::xxh3_128(request_id.as_bytes())
     }
 
-    fn remember(&mut self, key: u128, joins: [Option<Join>; JOIN_WIDTH]) {
+    fn remember(&mut self, key: u128, joins: [Option<Join>; JOIN_WIDTH], of: (u64, u64, bool)) {
         if self.index.capacity() == 0 {
             self.index.reserve(MAX_JOINS);
             self.slots.reserve_exact(MAX_JOINS);
@@ -263,10 +284,14 @@ impl Joins {
                 *slot = None;
             }
         }
+        let (route, upstream, completed) = of;
         let slot = Slot {
             key,
             joins,
             reported: false,
+            route,
+            upstream,
+            completed,
         };
         let at = self.next;
         if at == self.slots.len() {
@@ -337,8 +362,15 @@ impl Experiments {
         all
     }
 
-    /// Adds an exchange to the experiments of its route.
-    pub fn record(&self, experiments: &[Arc<ExperimentStats>], exchange: &Exchange) {
+    /// Adds an exchange to the experiments of its route, and remembers it for feedback when
+    /// it took part in one or its route takes feedback anyway (`remember`).
+    pub fn record(
+        &self,
+        route: u64,
+        experiments: &[Arc<ExperimentStats>],
+        exchange: &Exchange,
+        remember: bool,
+    ) {
         let mut joins: [Option<Join>; JOIN_WIDTH] = Default::default();
         let mut any = false;
         for (i, experiment) in experiments.iter().enumerate() {
@@ -354,19 +386,20 @@ impl Experiments {
                 }
             }
         }
-        if any {
+        if any || remember {
             let key = Joins::key(&exchange.request_id);
-            lock(&self.joins).remember(key, joins);
+            let of = (
+                route,
+                upstream_key(&exchange.upstream),
+                exchange.completed(),
+            );
+            lock(&self.joins).remember(key, joins, of);
         }
     }
 
     /// Applies an application's report: its verdict replaces the finish reason's for that
     /// request. Returns the experiments and variants it counted for.
-    pub fn feedback(
-        &self,
-        request_id: &str,
-        report: Feedback,
-    ) -> Result<Vec<(String, String)>, FeedbackError> {
+    pub fn feedback(&self, request_id: &str, report: Feedback) -> Result<Joined, FeedbackError> {
         let mut joins = lock(&self.joins);
         let slot = joins
             .get_mut(Joins::key(request_id))
@@ -376,6 +409,7 @@ impl Experiments {
         }
         slot.reported = true;
         let joined: Vec<Join> = slot.joins.iter().flatten().cloned().collect();
+        let (route, upstream, completed) = (slot.route, slot.upstream, slot.completed);
         drop(joins);
         let running: Vec<Arc<ExperimentStats>> = lock(&self.by_name).values().cloned().collect();
         let mut counted = Vec::with_capacity(JOIN_WIDTH);
@@ -414,7 +448,12 @@ impl Experiments {
             .increment(1);
             counted.push((experiment.name.to_string(), variant));
         }
-        Ok(counted)
+        Ok(Joined {
+            counted,
+            route,
+            upstream,
+            completed,
+        })
     }
 }
 
@@ -426,7 +465,7 @@ mod tests {
     fn the_join_ring_forgets_the_oldest_and_allocates_once() {
         let mut joins = Joins::default();
         for n in 0..MAX_JOINS as u128 + 10 {
-            joins.remember(n, Default::default());
+            joins.remember(n, Default::default(), (0, 0, false));
         }
         assert!(joins.get_mut(0).is_none(), "the oldest are forgotten");
         assert!(joins.get_mut(9).is_none());
@@ -444,13 +483,13 @@ mod tests {
     #[test]
     fn a_reused_request_id_keeps_only_its_newest_exchange() {
         let mut joins = Joins::default();
-        joins.remember(7, Default::default());
-        joins.remember(8, Default::default());
-        joins.remember(7, Default::default());
+        joins.remember(7, Default::default(), (0, 0, false));
+        joins.remember(8, Default::default(), (0, 0, false));
+        joins.remember(7, Default::default(), (0, 0, false));
         assert_eq!(joins.index.len(), 2);
         assert_eq!(joins.index[&7], 2);
         for n in 100..MAX_JOINS as u128 + 100 {
-            joins.remember(n, Default::default());
+            joins.remember(n, Default::default(), (0, 0, false));
         }
         assert!(joins.get_mut(7).is_none() && joins.get_mut(8).is_none());
         assert_eq!(joins.index.len(), MAX_JOINS);

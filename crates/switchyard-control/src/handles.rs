@@ -6,7 +6,7 @@ use std::sync::Arc;
 use metrics::{Counter, Gauge, Histogram, Label};
 use switchyard_core::metrics as names;
 
-use crate::exchange::{status_class, Exchange};
+use crate::exchange::{status_class, Exchange, FillSource};
 
 /// The label values every exchange sample carries besides the route.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -28,10 +28,15 @@ pub struct Handles {
     requests: [Counter; 6],
     duration: Histogram,
     ttfb: Histogram,
+    ttft: Histogram,
+    tpot: Histogram,
     prompt: Counter,
     completion: Counter,
+    cache_read: Counter,
+    cache_write: Counter,
     cost: Gauge,
-    fill: Histogram,
+    /// By `source`: [reported, estimated].
+    fill: [Histogram; 2],
     /// Error counters by class, registered on first use: classes include upstream error
     /// types read from bodies, so the set is open.
     errors: Vec<(Arc<str>, Counter)>,
@@ -57,13 +62,28 @@ impl Handles {
             requests,
             duration: metrics::histogram!(names::REQUEST_DURATION_SECONDS, labels.clone()),
             ttfb: metrics::histogram!(names::TTFB_SECONDS, labels.clone()),
+            ttft: metrics::histogram!(names::TIME_TO_FIRST_TOKEN_SECONDS, labels.clone()),
+            tpot: metrics::histogram!(names::TIME_PER_OUTPUT_TOKEN_SECONDS, labels.clone()),
+            cache_read: metrics::counter!(
+                names::CACHED_TOKENS_TOTAL,
+                with(&labels, "kind", "read")
+            ),
+            cache_write: metrics::counter!(
+                names::CACHED_TOKENS_TOTAL,
+                with(&labels, "kind", "write")
+            ),
             prompt: metrics::counter!(names::TOKENS_TOTAL, with(&labels, "direction", "prompt")),
             completion: metrics::counter!(
                 names::TOKENS_TOTAL,
                 with(&labels, "direction", "completion")
             ),
             cost: metrics::gauge!(names::COST_USD_TOTAL, labels.clone()),
-            fill: metrics::histogram!(names::CONTEXT_FILL_RATIO, labels.clone()),
+            fill: [FillSource::Reported, FillSource::Estimated].map(|source| {
+                metrics::histogram!(
+                    names::CONTEXT_FILL_RATIO,
+                    with(&labels, "source", source.as_str())
+                )
+            }),
             errors: Vec::new(),
             labels,
         }
@@ -78,6 +98,18 @@ impl Handles {
         if let Some(ttfb) = exchange.ttfb {
             self.ttfb.record(ttfb.as_secs_f64());
         }
+        if let Some(ttft) = exchange.ttft {
+            self.ttft.record(ttft.as_secs_f64());
+        }
+        if let Some(tpot) = exchange.time_per_output_token() {
+            self.tpot.record(tpot.as_secs_f64());
+        }
+        if exchange.cache_read_tokens > 0 {
+            self.cache_read.increment(exchange.cache_read_tokens);
+        }
+        if exchange.cache_write_tokens > 0 {
+            self.cache_write.increment(exchange.cache_write_tokens);
+        }
         if exchange.prompt_tokens > 0 {
             self.prompt.increment(exchange.prompt_tokens);
         }
@@ -90,7 +122,8 @@ impl Handles {
             self.cost.increment(exchange.cost_usd);
         }
         if let Some(fill) = exchange.context_fill {
-            self.fill.record(fill);
+            let source = usize::from(exchange.fill_source == FillSource::Estimated);
+            self.fill[source].record(fill);
         }
         if let Some(class) = exchange.error_label() {
             self.error_counter(class).increment(1);

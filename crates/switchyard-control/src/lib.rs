@@ -8,6 +8,7 @@ pub mod exchange;
 pub mod experiment;
 pub mod handles;
 pub mod histogram;
+pub mod history;
 pub mod incidents;
 pub mod kill;
 pub mod notify;
@@ -21,7 +22,7 @@ pub mod webhook;
 pub mod window;
 
 pub use alerts::{AlertKind, Alerts, FiringAlert};
-pub use exchange::{Exchange, Outcome};
+pub use exchange::{Exchange, FillSource, Outcome};
 pub use incidents::{Incident, IncidentError, Incidents};
 pub use kill::{Flip, KillBoard, KillSwitch, Segment};
 pub use notify::{Event, Notifier};

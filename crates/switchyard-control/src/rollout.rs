@@ -150,6 +150,11 @@ impl RolloutStore {
         Ok((RolloutStore { path }, states))
     }
 
+    /// The state_dir the file is in.
+    pub fn dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
+    }
+
     /// Writes every rollout to state_dir.
     pub fn save(&self, states: &BTreeMap<String, RolloutState>) -> Result<(), String> {
         let list: Vec<&RolloutState> = states.values().collect();

@@ -1,12 +1,14 @@
 //! Per-route sliding windows fed by every exchange, and the daily token budget.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::exchange::Exchange;
-use crate::experiment::{ExperimentStats, Experiments};
+use crate::experiment::{
+    upstream_key, ExperimentStats, Experiments, Feedback, FeedbackError, Joined,
+};
 use crate::handles::{Handles, LabelSet};
 use crate::window::{Bucket, CountRing, Ring};
 
@@ -46,6 +48,10 @@ struct Windows {
     handles: HashMap<LabelSet, Handles>,
     sides: HashMap<Arc<str>, Side>,
     recent: VecDeque<(u64, Exchange)>,
+    /// Per upstream: the error classes it produced on this route and the last second it
+    /// did, kept across reloads (and restarts, through the controller's history file) so a
+    /// rollout can tell a class blue knows from a new one.
+    produced: HashMap<Arc<str>, Vec<(Arc<str>, u64)>>,
     /// (detail span, baseline) the rings were sized for.
     spans: (Duration, Duration),
 }
@@ -55,9 +61,15 @@ struct Windows {
 #[derive(Debug)]
 pub struct RouteSignals {
     name: Arc<str>,
+    /// Names this route in remembered requests, so feedback finds it without a reference.
+    id: u64,
+    /// A rule judges this route by feedback: remember its requests even without experiments.
+    takes_feedback: AtomicBool,
     /// The second these signals started: history before it is unknown, not zero.
     born: u64,
     fill_threshold_bits: AtomicU64,
+    /// Bumped whenever an error class is noted, so the history is saved only when it moved.
+    produced_changes: Arc<AtomicU64>,
     /// Read without the windows' lock: experiments keep their own.
     experiments: arc_swap::ArcSwap<Vec<Arc<ExperimentStats>>>,
     windows: Mutex<Windows>,
@@ -87,8 +99,9 @@ impl RouteSignals {
             .then(|| exchange.error_label())
             .flatten();
         let running = self.experiments.load();
-        if !running.is_empty() {
-            experiments.record(&running, &exchange);
+        let takes_feedback = self.takes_feedback.load(Ordering::Relaxed);
+        if !running.is_empty() || takes_feedback {
+            experiments.record(self.id, &running, &exchange, takes_feedback);
         }
         let mut windows = lock(&self.windows);
         match windows.handles.get_mut(&set) {
@@ -134,6 +147,73 @@ impl RouteSignals {
         side.first_since_look.get_or_insert_with(Instant::now);
         side.total += 1;
         add(side.detail.bucket(now), exchange, over, class);
+        if let Some(class) = class {
+            note_produced(&mut windows.produced, &exchange.upstream, class, now);
+            self.produced_changes.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The error classes `upstream` produced on this route, with the last second it did.
+    pub fn produced(&self, upstream: &str) -> Vec<(Arc<str>, u64)> {
+        lock(&self.windows)
+            .produced
+            .get(upstream)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Every (upstream, class, last second) this route remembers.
+    fn produced_all(&self) -> Vec<(Arc<str>, Arc<str>, u64)> {
+        let windows = lock(&self.windows);
+        let mut all = Vec::new();
+        for (upstream, classes) in &windows.produced {
+            for (class, at) in classes {
+                all.push((upstream.clone(), class.clone(), *at));
+            }
+        }
+        all
+    }
+
+    /// Adds remembered classes (from the history file); the later second wins.
+    fn restore_produced(&self, upstream: &str, class: &str, at: u64) {
+        let mut windows = lock(&self.windows);
+        note_produced(
+            &mut windows.produced,
+            &Arc::from(upstream),
+            &Arc::from(class),
+            at,
+        );
+    }
+
+    /// Whether a rule judges this route by feedback (`feedback_score`, `completion_rate`).
+    pub fn set_takes_feedback(&self, yes: bool) {
+        self.takes_feedback.store(yes, Ordering::Relaxed);
+    }
+
+    /// An application's report on one of this route's requests, counted in the current
+    /// second of the route's window and of the upstream that answered.
+    fn add_feedback(&self, joined: &Joined, report: Feedback, now: u64) {
+        let adjust = match (joined.completed, report.success) {
+            (true, false) => -1,
+            (false, true) => 1,
+            _ => 0,
+        };
+        let apply = |bucket: &mut Bucket| {
+            bucket.completion_adjust += adjust;
+            if let Some(score) = report.score {
+                bucket.score_sum += score;
+                bucket.score_n += 1;
+            }
+        };
+        let mut windows = lock(&self.windows);
+        apply(windows.detail.bucket(now));
+        let side = windows
+            .sides
+            .iter_mut()
+            .find(|(name, _)| upstream_key(name) == joined.upstream);
+        if let Some((_, side)) = side {
+            apply(side.detail.bucket(now));
+        }
     }
 
     /// The experiments running on this route from now on.
@@ -198,6 +278,41 @@ impl RouteSignals {
     }
 }
 
+/// Classes remembered per upstream and route; past this many, the oldest is forgotten.
+const PRODUCED_PER_UPSTREAM: usize = 64;
+
+fn note_produced(
+    produced: &mut HashMap<Arc<str>, Vec<(Arc<str>, u64)>>,
+    upstream: &Arc<str>,
+    class: &Arc<str>,
+    at: u64,
+) {
+    let classes = match produced.get_mut(upstream) {
+        Some(classes) => classes,
+        None => produced.entry(upstream.clone()).or_default(),
+    };
+    if let Some(entry) = classes.iter_mut().find(|(c, _)| c == class) {
+        entry.1 = entry.1.max(at);
+        return;
+    }
+    if classes.len() >= PRODUCED_PER_UPSTREAM {
+        if let Some(oldest) = (0..classes.len()).min_by_key(|&i| classes[i].1) {
+            classes.swap_remove(oldest);
+        }
+    }
+    classes.push((class.clone(), at));
+}
+
+/// One remembered (route, upstream, error class), as the history file holds it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ProducedClass {
+    pub route: String,
+    pub upstream: String,
+    pub class: String,
+    /// Unix seconds of the last exchange of this class.
+    pub last_seen: u64,
+}
+
 /// What the controller reads of one upstream on a route.
 #[derive(Debug, Clone, Default)]
 pub struct SideLook {
@@ -216,6 +331,7 @@ fn add(bucket: &mut Bucket, exchange: &Exchange, over: bool, class: Option<&Arc<
     bucket.fill_over += u64::from(over);
     bucket.latency.record(exchange.alert_latency());
     bucket.cost_usd += exchange.cost_usd;
+    bucket.completed += u64::from(exchange.completed());
     if let Some(fill) = exchange.context_fill {
         bucket.fill_sum += fill;
         bucket.fill_n += 1;
@@ -243,6 +359,10 @@ pub struct Signals {
     budget_tokens: AtomicU64,
     queued: AtomicU64,
     experiments: Experiments,
+    next_route_id: AtomicU64,
+    produced_changes: Arc<AtomicU64>,
+    /// History file entries of routes not made yet: taken when the route is.
+    produced_pending: Mutex<Vec<ProducedClass>>,
 }
 
 impl Signals {
@@ -272,6 +392,9 @@ impl Signals {
         let name: Arc<str> = Arc::from(name);
         let signals = Arc::new(RouteSignals {
             name: name.clone(),
+            id: self.next_route_id.fetch_add(1, Ordering::Relaxed),
+            produced_changes: self.produced_changes.clone(),
+            takes_feedback: AtomicBool::new(false),
             born: now_secs(),
             fill_threshold_bits: AtomicU64::new(spans.context_fill.to_bits()),
             experiments: arc_swap::ArcSwap::from_pointee(Vec::new()),
@@ -281,11 +404,54 @@ impl Signals {
                 handles: HashMap::new(),
                 sides: HashMap::new(),
                 recent: VecDeque::with_capacity(RECENT),
+                produced: HashMap::new(),
                 spans: (spans.window, spans.baseline),
             }),
         });
+        lock(&self.produced_pending).retain(|p| {
+            let mine = *p.route == *name;
+            if mine {
+                signals.restore_produced(&p.upstream, &p.class, p.last_seen);
+            }
+            !mine
+        });
         routes.insert(name, signals.clone());
         signals
+    }
+
+    /// Every error class each route's upstreams produced, for the history file.
+    pub fn produced_classes(&self) -> Vec<ProducedClass> {
+        let mut all = Vec::new();
+        for route in self.routes() {
+            for (upstream, class, last_seen) in route.produced_all() {
+                all.push(ProducedClass {
+                    route: route.name.to_string(),
+                    upstream: upstream.to_string(),
+                    class: class.to_string(),
+                    last_seen,
+                });
+            }
+        }
+        all
+    }
+
+    /// Takes back the history file's classes (at start), for routes made now or later.
+    pub fn restore_produced_classes(&self, entries: Vec<ProducedClass>) {
+        let routes = lock(&self.routes);
+        let mut pending = lock(&self.produced_pending);
+        for entry in entries {
+            match routes.get(entry.route.as_str()) {
+                Some(route) => {
+                    route.restore_produced(&entry.upstream, &entry.class, entry.last_seen)
+                }
+                None => pending.push(entry),
+            }
+        }
+    }
+
+    /// A number that changes whenever an error class is noted.
+    pub fn produced_changes(&self) -> u64 {
+        self.produced_changes.load(Ordering::Relaxed)
     }
 
     /// One route's signals, if it has any.
@@ -312,6 +478,25 @@ impl Signals {
 
     pub fn experiments(&self) -> &Experiments {
         &self.experiments
+    }
+
+    /// Applies an application's report on a request: to its experiments' arms and to its
+    /// route's windows (for `feedback_score` and `completion_rate` rules). Returns the
+    /// experiments and variants it counted for.
+    pub fn feedback(
+        &self,
+        request_id: &str,
+        report: Feedback,
+    ) -> Result<Vec<(String, String)>, FeedbackError> {
+        let joined = self.experiments.feedback(request_id, report)?;
+        let route = lock(&self.routes)
+            .values()
+            .find(|r| r.id == joined.route)
+            .cloned();
+        if let Some(route) = route {
+            route.add_feedback(&joined, report, now_secs());
+        }
+        Ok(joined.counted)
     }
 
     fn add_tokens(&self, day: u64, tokens: u64) {

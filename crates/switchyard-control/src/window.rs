@@ -20,6 +20,15 @@ pub struct Bucket {
     /// Sum and count of the requests' context fill (requests of known models only).
     pub fill_sum: f64,
     pub fill_n: u64,
+    /// Requests that completed by their finish reason (see `Exchange::completed`).
+    pub completed: u64,
+    /// Feedback that overturned the finish reason's judgment: +1 for a success reported on
+    /// a request that had not completed, −1 for a failure on one that had. Counted in the
+    /// second the report arrives.
+    pub completion_adjust: i64,
+    /// Sum and count of the `score`s applications reported through feedback.
+    pub score_sum: f64,
+    pub score_n: u64,
     /// Errors by class label; a handful at most, allocated only when errors happen.
     pub classes: Vec<(Arc<str>, u64)>,
 }
@@ -35,6 +44,10 @@ impl Bucket {
         self.cost_usd += other.cost_usd;
         self.fill_sum += other.fill_sum;
         self.fill_n += other.fill_n;
+        self.completed += other.completed;
+        self.completion_adjust += other.completion_adjust;
+        self.score_sum += other.score_sum;
+        self.score_n += other.score_n;
         for (class, n) in &other.classes {
             self.add_class(class, *n);
         }
@@ -64,6 +77,17 @@ impl Bucket {
 
     pub fn mean_fill(&self) -> f64 {
         ratio(self.fill_sum, self.fill_n)
+    }
+
+    /// Mean feedback score; 0 without reports (rules wait for `min_requests` reports).
+    pub fn mean_score(&self) -> f64 {
+        ratio(self.score_sum, self.score_n)
+    }
+
+    /// Completed requests (finish reason, overturned by feedback) over requests, in 0..=1.
+    pub fn completion_rate(&self) -> f64 {
+        let completed = (self.completed as i64 + self.completion_adjust).max(0) as f64;
+        ratio(completed, self.requests).min(1.0)
     }
 }
 

@@ -3,6 +3,9 @@
 pub const REQUESTS_TOTAL: &str = "switchyard_requests_total";
 pub const REQUEST_DURATION_SECONDS: &str = "switchyard_request_duration_seconds";
 pub const TTFB_SECONDS: &str = "switchyard_ttfb_seconds";
+pub const TIME_TO_FIRST_TOKEN_SECONDS: &str = "switchyard_time_to_first_token_seconds";
+pub const TIME_PER_OUTPUT_TOKEN_SECONDS: &str = "switchyard_time_per_output_token_seconds";
+pub const CACHED_TOKENS_TOTAL: &str = "switchyard_cached_tokens_total";
 pub const TOKENS_TOTAL: &str = "switchyard_tokens_total";
 pub const CONTEXT_FILL_RATIO: &str = "switchyard_context_fill_ratio";
 pub const COST_USD_TOTAL: &str = "switchyard_cost_usd_total";
@@ -40,5 +43,10 @@ pub const LATENCY_BUCKETS: &[f64] = &[
 /// Buckets for the context fill ratio: they separate 0.8, 0.9 and 0.95, the alert levels.
 /// Rollback decision latency: from well under the controller's 100 ms tick to several seconds.
 pub const DECISION_BUCKETS: &[f64] = &[0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0];
+
+/// Time per output token, in seconds: from 1 ms (fast small models) to a second.
+pub const TOKEN_INTERVAL_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.2, 0.5, 1.0,
+];
 
 pub const FILL_BUCKETS: &[f64] = &[0.1, 0.25, 0.5, 0.7, 0.8, 0.9, 0.95, 1.0];

@@ -83,9 +83,11 @@ struct Metadata<'a> {
 /// ones cost a second, full parse, paid only when such a path is configured.
 ///
 /// Token estimate (0 for `Operation::Other`): `ceil(bytes / 4)` over the text of
-/// message contents, system/instructions, `input`/`prompt`, plus the JSON length of
-/// tool definitions, tool calls and non-string content (so base64 media counts by
-/// its encoded size), plus 4 tokens per message.
+/// message contents (strings, or the text of content blocks), system/instructions,
+/// `input`/`prompt`, tool-call arguments and tool results, plus the JSON length of tool
+/// definitions; each image, audio or document block counts a fixed allowance
+/// ([`IMAGE_TOKENS`], [`AUDIO_TOKENS`], [`DOCUMENT_TOKENS`]) instead of its base64 data;
+/// plus 4 tokens per message.
 pub fn inspect(
     dialect: Dialect,
     op: Operation,
@@ -146,7 +148,6 @@ fn collect_system<'a>(op: Operation, req: &Request<'a>, out: &mut Vec<Cow<'a, st
 /// Fields belong to one operation or another, so summing all of them is exact
 /// enough and keeps the estimate free of per-operation branches.
 fn estimate(req: &Request<'_>) -> u64 {
-    let len = |raw: Option<&RawValue>| raw.map_or(0, raw_text_len);
     let top = [
         req.system,
         req.instructions,
@@ -155,14 +156,131 @@ fn estimate(req: &Request<'_>) -> u64 {
         req.input,
         req.prompt,
     ];
+    let mut size = Measure::default();
+    for raw in top.into_iter().flatten() {
+        size.add(measure(raw, 0));
+    }
     let messages = req.messages.as_deref().unwrap_or_default();
-    let bytes = top.into_iter().map(len).sum::<usize>()
-        + messages
-            .iter()
-            .map(|m| len(m.content) + len(m.tool_calls))
-            .sum::<usize>();
+    for message in messages {
+        if let Some(content) = message.content {
+            size.add(measure(content, 0));
+        }
+        size.bytes += message.tool_calls.map_or(0, raw_text_len);
+    }
     let count = u64::try_from(messages.len()).unwrap_or(u64::MAX);
-    estimate_tokens_for_text(bytes).saturating_add(count.saturating_mul(MESSAGE_OVERHEAD_TOKENS))
+    estimate_tokens_for_text(size.bytes)
+        .saturating_add(size.media_tokens)
+        .saturating_add(count.saturating_mul(MESSAGE_OVERHEAD_TOKENS))
+}
+
+/// Tokens counted for one image block (Anthropic: about width × height / 750, at most about
+/// 1,600 for the largest image it takes unscaled; OpenAI high detail: 765 to 1,105).
+pub const IMAGE_TOKENS: u64 = 1_600;
+/// Tokens counted for one audio block: about a minute of input audio.
+pub const AUDIO_TOKENS: u64 = 600;
+/// Tokens counted for one document or file block: about one page of a PDF.
+pub const DOCUMENT_TOKENS: u64 = 3_000;
+
+/// Content nested deeper than this is counted by its JSON length.
+const MAX_DEPTH: usize = 3;
+
+/// Text bytes, and the allowance for media blocks, whose base64 data is not text.
+#[derive(Debug, Default, Clone, Copy)]
+struct Measure {
+    bytes: usize,
+    media_tokens: u64,
+}
+
+impl Measure {
+    fn add(&mut self, other: Measure) {
+        self.bytes = self.bytes.saturating_add(other.bytes);
+        self.media_tokens = self.media_tokens.saturating_add(other.media_tokens);
+    }
+}
+
+/// One block of a content array, of any dialect: only what measuring it needs.
+#[derive(Deserialize)]
+struct Block<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Option<Str<'a>>,
+    #[serde(borrow)]
+    text: Option<&'a RawValue>,
+    /// Anthropic tool_result content, Responses message items.
+    #[serde(borrow)]
+    content: Option<&'a RawValue>,
+    /// Anthropic tool_use input.
+    #[serde(borrow)]
+    input: Option<&'a RawValue>,
+    /// Responses function_call arguments.
+    #[serde(borrow)]
+    arguments: Option<&'a RawValue>,
+    /// Responses function_call_output output.
+    #[serde(borrow)]
+    output: Option<&'a RawValue>,
+}
+
+/// The allowance for a media block type, if it is one.
+fn media_allowance(kind: &str) -> Option<u64> {
+    match kind {
+        "image" | "image_url" | "input_image" => Some(IMAGE_TOKENS),
+        "input_audio" | "audio" => Some(AUDIO_TOKENS),
+        "document" | "file" | "input_file" => Some(DOCUMENT_TOKENS),
+        _ => None,
+    }
+}
+
+/// A string counts its text, an array of blocks each block: text by its length, media
+/// by its allowance, tool calls and results by what they carry; anything else by its JSON
+/// length.
+fn measure(raw: &RawValue, depth: usize) -> Measure {
+    let s = raw.get();
+    if !s.starts_with('[') || depth >= MAX_DEPTH {
+        return Measure {
+            bytes: raw_text_len(raw),
+            media_tokens: 0,
+        };
+    }
+    let Ok(items) = serde_json::from_str::<Vec<&RawValue>>(s) else {
+        return Measure {
+            bytes: raw_text_len(raw),
+            media_tokens: 0,
+        };
+    };
+    let mut size = Measure::default();
+    for item in items {
+        size.add(measure_block(item, depth));
+    }
+    size
+}
+
+fn measure_block(item: &RawValue, depth: usize) -> Measure {
+    let whole = Measure {
+        bytes: raw_text_len(item),
+        media_tokens: 0,
+    };
+    if !item.get().starts_with('{') {
+        return whole;
+    }
+    let Ok(block) = serde_json::from_str::<Block<'_>>(item.get()) else {
+        return whole;
+    };
+    if let Some(tokens) = block.kind.as_ref().and_then(|k| media_allowance(&k.0)) {
+        return Measure {
+            bytes: 0,
+            media_tokens: tokens,
+        };
+    }
+    let parts = [block.text, block.content, block.output];
+    let flat = [block.input, block.arguments];
+    if parts.iter().chain(flat.iter()).all(Option::is_none) {
+        return whole;
+    }
+    let mut size = Measure::default();
+    for part in parts.into_iter().flatten() {
+        size.add(measure(part, depth + 1));
+    }
+    size.bytes += flat.into_iter().flatten().map(raw_text_len).sum::<usize>();
+    size
 }
 
 fn find_user(req: &Request<'_>, body: &[u8], paths: &[String]) -> Option<String> {

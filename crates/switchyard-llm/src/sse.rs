@@ -3,6 +3,7 @@
 use memchr::{memchr, memchr2, memmem};
 
 use crate::dialect::Dialect;
+use crate::output::is_output;
 use crate::usage::{Usage, UsageState};
 
 /// Longest line (and longest event data) kept. Longer ones are dropped and counted,
@@ -31,6 +32,8 @@ pub struct SseScanner {
     data_overflow: bool,
     events: u64,
     dropped_lines: u64,
+    /// An event carrying model output has been seen (see `output.rs`).
+    output_seen: bool,
 }
 
 impl SseScanner {
@@ -47,6 +50,7 @@ impl SseScanner {
             data_overflow: false,
             events: 0,
             dropped_lines: 0,
+            output_seen: false,
         }
     }
 
@@ -76,6 +80,12 @@ impl SseScanner {
     /// Complete SSE events (terminated by a blank line and carrying data) seen.
     pub fn events(&self) -> u64 {
         self.events
+    }
+
+    /// Whether an event carrying model output (a content delta, a tool call) has been seen:
+    /// the first one marks the time to first token.
+    pub fn saw_output(&self) -> bool {
+        self.output_seen
     }
 
     /// Lines and event payloads dropped for exceeding [`MAX_LINE_BYTES`].
@@ -174,6 +184,9 @@ impl SseScanner {
 
     fn interpret(&mut self) {
         let data = self.data.trim_ascii();
+        if !self.output_seen {
+            self.output_seen = is_output(self.dialect, &self.event_name, data);
+        }
         match self.dialect {
             Dialect::Opaque => return,
             Dialect::OpenAi if data == b"[DONE]" => {

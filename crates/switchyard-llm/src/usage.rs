@@ -9,8 +9,17 @@ use crate::json::{first_byte, scalar_text, Str};
 /// What a response said about its cost and outcome.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Usage {
+    /// Every prompt token, cached or not (OpenAI `prompt_tokens`; Anthropic input plus both
+    /// cache counts): what fills the context window.
     pub prompt_tokens: Option<u64>,
     pub completion_tokens: Option<u64>,
+    /// The part of `prompt_tokens` read from the provider's prompt cache (OpenAI
+    /// `prompt_tokens_details.cached_tokens` / `input_tokens_details.cached_tokens`,
+    /// Anthropic `cache_read_input_tokens`); 0 when not reported.
+    pub cache_read_tokens: u64,
+    /// The part of `prompt_tokens` written to the prompt cache (Anthropic
+    /// `cache_creation_input_tokens`); 0 when not reported.
+    pub cache_write_tokens: u64,
     /// The model named in the response (e.g. "gpt-4o-2024-08-06").
     pub model: Option<String>,
     /// OpenAI finish_reason of choice 0 or Responses status; Anthropic stop_reason.
@@ -60,6 +69,15 @@ struct RawUsage {
     output_tokens: Option<u64>,
     cache_creation_input_tokens: Option<u64>,
     cache_read_input_tokens: Option<u64>,
+    /// Chat completions: `{"cached_tokens": n}`.
+    prompt_tokens_details: Option<CachedDetails>,
+    /// Responses API: `{"cached_tokens": n}`.
+    input_tokens_details: Option<CachedDetails>,
+}
+
+#[derive(Deserialize)]
+struct CachedDetails {
+    cached_tokens: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -86,7 +104,8 @@ struct ErrorObject<'a> {
 /// Usage from a complete (non-streaming) response body.
 ///
 /// Prompt tokens: OpenAI `prompt_tokens` (Responses: `input_tokens`; embeddings
-/// without it: `total_tokens`); Anthropic `input_tokens` plus both cache counts.
+/// without it: `total_tokens`), which include the cached ones; Anthropic `input_tokens`
+/// plus both cache counts. The cached parts are also reported on their own.
 /// `Dialect::Opaque` bodies are not interpreted.
 pub fn usage_from_json(dialect: Dialect, body: &[u8]) -> Usage {
     let mut state = UsageState::default();
@@ -161,6 +180,8 @@ impl UsageState {
                 let sum = parts.into_iter().flatten().fold(0u64, u64::saturating_add);
                 self.usage.prompt_tokens = Some(sum);
             }
+            self.usage.cache_read_tokens = self.cache_read.unwrap_or(0);
+            self.usage.cache_write_tokens = self.cache_write.unwrap_or(0);
             self.usage.completion_tokens = u.output_tokens.or(self.usage.completion_tokens);
             return;
         }
@@ -171,6 +192,13 @@ impl UsageState {
             .or(u.total_tokens.filter(|_| completion.is_none()));
         self.usage.prompt_tokens = prompt.or(self.usage.prompt_tokens);
         self.usage.completion_tokens = completion.or(self.usage.completion_tokens);
+        let details = u
+            .prompt_tokens_details
+            .as_ref()
+            .or(u.input_tokens_details.as_ref());
+        if let Some(cached) = details.and_then(|d| d.cached_tokens) {
+            self.usage.cache_read_tokens = cached;
+        }
     }
 }
 

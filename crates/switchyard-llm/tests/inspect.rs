@@ -1,6 +1,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use switchyard_llm::{fingerprint_text, inspect, Dialect, Inspection, Operation};
+use switchyard_llm::{
+    fingerprint_text, inspect, Dialect, Inspection, Operation, AUDIO_TOKENS, DOCUMENT_TOKENS,
+    IMAGE_TOKENS,
+};
 
 const OPENAI_CHAT: &[u8] = include_bytes!("fixtures/openai_chat_request.json");
 const ANTHROPIC: &[u8] = include_bytes!("fixtures/anthropic_request.json");
@@ -27,8 +30,9 @@ fn openai_chat_fixture() {
     assert!(got.stream && got.include_usage);
     assert_eq!(got.user.as_deref(), Some("user-123"));
     assert_eq!(got.system_fingerprint, Some(fingerprint_text(SYSTEM)));
-    // 388 bytes of content, tool calls and tools as written -> 97, plus 5 messages * 4.
-    assert_eq!(got.prompt_tokens_estimate, 117);
+    // 67 bytes of text, tool calls (84) and the tool definition (81) as written: 232 -> 58;
+    // the image block counts its allowance, 1,600, not its JSON; plus 5 messages * 4.
+    assert_eq!(got.prompt_tokens_estimate, 58 + 1_600 + 20);
 }
 
 #[test]
@@ -64,8 +68,9 @@ fn anthropic_messages_fixture() {
     assert_eq!(got.user.as_deref(), Some("8f2c-user"));
     // Same system text as the OpenAI fixture, split differently: same fingerprint.
     assert_eq!(got.system_fingerprint, Some(fingerprint_text(SYSTEM)));
-    // 319 bytes of system, contents and tools as written -> 80, plus 3 messages * 4.
-    assert_eq!(got.prompt_tokens_estimate, 92);
+    // 70 bytes of system and message text (cache_control markers are not text) and the
+    // tool definition as written (75): 145 -> 37, plus 3 messages * 4.
+    assert_eq!(got.prompt_tokens_estimate, 49);
 }
 
 #[test]
@@ -104,9 +109,10 @@ fn embeddings_and_completions() {
         br#"{"model":"text-embedding-3-small","input":["abc","defgh"],"encoding_format":"float"}"#;
     let got = inspect(Dialect::OpenAi, Operation::Embeddings, body, &[]);
     assert_eq!(got.model.as_deref(), Some("text-embedding-3-small"));
+    // "abc" and "defgh": 8 bytes of text.
     assert_eq!(
         (got.prompt_tokens_estimate, got.system_fingerprint),
-        (4, None)
+        (2, None)
     );
     let body =
         br#"{"model":"gpt-3.5-turbo-instruct","prompt":"Say this is a test","max_tokens":7}"#;
@@ -206,4 +212,39 @@ fn odd_but_valid_shapes_do_not_fail() {
         (got.model, got.user, got.system_fingerprint),
         (None, None, None)
     );
+}
+
+#[test]
+fn media_counts_its_allowance_not_its_base64() {
+    let image = "A".repeat(400_000);
+    let openai = format!(
+        r#"{{"model":"gpt-4o","messages":[{{"role":"user","content":[{{"type":"text","text":"abcdefgh"}},{{"type":"image_url","image_url":{{"url":"data:image/png;base64,{image}"}}}},{{"type":"image_url","image_url":{{"url":"data:image/png;base64,{image}"}}}}]}}]}}"#
+    );
+    let got = chat(openai.as_bytes());
+    assert_eq!(got.prompt_tokens_estimate, 2 + 2 * IMAGE_TOKENS + 4);
+
+    let anthropic = format!(
+        r#"{{"model":"claude-x","messages":[{{"role":"user","content":[{{"type":"image","source":{{"type":"base64","media_type":"image/png","data":"{image}"}}}},{{"type":"document","source":{{"type":"base64","media_type":"application/pdf","data":"{image}"}}}},{{"type":"tool_result","tool_use_id":"t1","content":[{{"type":"text","text":"abcd"}},{{"type":"image","source":{{"type":"base64","data":"{image}"}}}}]}}]}}]}}"#
+    );
+    let got = inspect(
+        Dialect::Anthropic,
+        Operation::Messages,
+        anthropic.as_bytes(),
+        &[],
+    );
+    assert_eq!(
+        got.prompt_tokens_estimate,
+        1 + 2 * IMAGE_TOKENS + DOCUMENT_TOKENS + 4
+    );
+
+    let responses = format!(
+        r#"{{"model":"gpt-4.1","input":[{{"role":"user","content":[{{"type":"input_text","text":"abcd"}},{{"type":"input_image","image_url":"data:image/png;base64,{image}"}},{{"type":"input_audio","input_audio":{{"data":"{image}","format":"wav"}}}}]}}]}}"#
+    );
+    let got = inspect(
+        Dialect::OpenAi,
+        Operation::Responses,
+        responses.as_bytes(),
+        &[],
+    );
+    assert_eq!(got.prompt_tokens_estimate, 1 + IMAGE_TOKENS + AUDIO_TOKENS);
 }

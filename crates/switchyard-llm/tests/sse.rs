@@ -1,6 +1,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use switchyard_llm::{Dialect, SseScanner, Usage, MAX_LINE_BYTES};
+use switchyard_llm::{usage_from_json, Dialect, SseScanner, Usage, MAX_LINE_BYTES};
 
 const OPENAI_CHAT: &str = include_str!("fixtures/openai_chat_stream.sse");
 const ANTHROPIC: &str = include_str!("fixtures/anthropic_stream.sse");
@@ -40,6 +40,7 @@ fn usage(prompt: u64, completion: u64, model: &str, finish: &str) -> Usage {
         finish_reason: Some(finish.into()),
         error_type: None,
         done: true,
+        ..Usage::default()
     }
 }
 
@@ -54,7 +55,12 @@ fn openai_chat_stream_with_include_usage() {
 #[test]
 fn anthropic_stream_counts_cache_tokens_as_prompt() {
     let (got, events) = whole(Dialect::Anthropic, ANTHROPIC);
-    assert_eq!(got, usage(2125, 15, "claude-sonnet-4-20250514", "end_turn"));
+    let cached = Usage {
+        cache_read_tokens: 2000,
+        cache_write_tokens: 100,
+        ..usage(2125, 15, "claude-sonnet-4-20250514", "end_turn")
+    };
+    assert_eq!(got, cached, "input 25 + cache write 100 + cache read 2000");
     assert_eq!(events, 8);
     assert_split_invariant(Dialect::Anthropic, ANTHROPIC);
 }
@@ -90,6 +96,8 @@ fn cut_stream_keeps_what_was_seen() {
         prompt_tokens: Some(2125),
         completion_tokens: Some(1),
         model: Some("claude-sonnet-4-20250514".into()),
+        cache_read_tokens: 2000,
+        cache_write_tokens: 100,
         ..Usage::default()
     };
     assert_eq!((got, events), (expected, 6));
@@ -196,4 +204,39 @@ fn garbage_never_panics_and_opaque_is_only_counted() {
     }
     let (got, events) = whole(Dialect::Opaque, OPENAI_CHAT);
     assert_eq!((got, events), (Usage::default(), 6));
+}
+
+#[test]
+fn first_output_event_is_found_in_every_dialect() {
+    for (dialect, text, before) in [
+        // message_start and content_block_start carry no output.
+        (Dialect::Anthropic, ANTHROPIC, "event: content_block_delta"),
+        (Dialect::OpenAi, OPENAI_CHAT, "\"content\":\"Gr"),
+        (Dialect::OpenAi, RESPONSES, "response.output_text.delta"),
+    ] {
+        let cut = text.find(before).unwrap();
+        let mut scanner = SseScanner::new(dialect);
+        scanner.feed(&text.as_bytes()[..cut]);
+        assert!(!scanner.saw_output(), "{dialect:?}: nothing output yet");
+        scanner.feed(&text.as_bytes()[cut..]);
+        assert!(
+            scanner.saw_output(),
+            "{dialect:?}: the first delta is output"
+        );
+    }
+}
+
+#[test]
+fn openai_cached_prompt_tokens_are_reported() {
+    let chat = br#"{"model":"gpt-4o","choices":[],"usage":{"prompt_tokens":2006,"completion_tokens":300,"prompt_tokens_details":{"cached_tokens":1920}}}"#;
+    let got = usage_from_json(Dialect::OpenAi, chat);
+    assert_eq!(
+        got.prompt_tokens,
+        Some(2006),
+        "prompt tokens include the cached ones"
+    );
+    assert_eq!((got.cache_read_tokens, got.cache_write_tokens), (1920, 0));
+    let responses = br#"{"type":"response.completed","response":{"model":"gpt-4.1","status":"completed","usage":{"input_tokens":900,"input_tokens_details":{"cached_tokens":512},"output_tokens":5}}}"#;
+    let got = usage_from_json(Dialect::OpenAi, responses);
+    assert_eq!((got.prompt_tokens, got.cache_read_tokens), (Some(900), 512));
 }

@@ -15,6 +15,7 @@ fn expect(
         finish_reason: finish.map(Into::into),
         error_type: None,
         done: true,
+        ..Usage::default()
     }
 }
 
@@ -75,12 +76,16 @@ fn anthropic_message() {
       "stop_reason":"end_turn","stop_sequence":null,
       "usage":{"input_tokens":2095,"cache_creation_input_tokens":10,"cache_read_input_tokens":400,
                "output_tokens":503,"service_tier":"standard"}}"#;
-    let want = expect(
-        Some(2505),
-        Some(503),
-        "claude-sonnet-4-20250514",
-        Some("end_turn"),
-    );
+    let want = Usage {
+        cache_read_tokens: 400,
+        cache_write_tokens: 10,
+        ..expect(
+            Some(2505),
+            Some(503),
+            "claude-sonnet-4-20250514",
+            Some("end_turn"),
+        )
+    };
     assert_eq!(usage_from_json(Dialect::Anthropic, body), want);
 }
 

@@ -403,6 +403,7 @@ impl<'a> Exchange<'a> {
         Record {
             started: self.started,
             ttfb: None,
+            ttft: None,
             facts,
             dialect: self.dialect,
             status: 0,

@@ -117,7 +117,7 @@ async fn feedback(req: Request<Incoming>, signals: &Signals) -> Response<Body> {
             "score must be a finite number",
         );
     }
-    let outcome = signals.experiments().feedback(
+    let outcome = signals.feedback(
         &report.request_id,
         Feedback {
             success: report.success,
@@ -136,7 +136,7 @@ async fn feedback(req: Request<Incoming>, signals: &Signals) -> Response<Body> {
         Err(FeedbackError::Unknown) => error(
             StatusCode::NOT_FOUND,
             "unknown_request",
-            "no experiment request with this id (not in an experiment, or too old to remember)",
+            "no request with this id takes feedback (its route has no experiment and no feedback rule, or it is too old to remember)",
         ),
         Err(FeedbackError::Duplicate) => error(
             StatusCode::CONFLICT,

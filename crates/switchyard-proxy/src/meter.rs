@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use pin_project_lite::pin_project;
-use switchyard_control::{Exchange, Outcome, RouteSignals, Signals};
+use switchyard_control::{Exchange, FillSource, Outcome, RouteSignals, Signals};
 use switchyard_core::{BoxError, ErrorClass, RequestFacts};
 use switchyard_llm::{Dialect, SseScanner, Usage};
 use tokio::time::Sleep;
@@ -113,6 +113,8 @@ impl Scan {
 pub struct Record {
     pub started: Instant,
     pub ttfb: Option<Duration>,
+    /// When the first event carrying model output passed (streams).
+    pub ttft: Option<Duration>,
     pub facts: RequestFacts,
     pub dialect: Dialect,
     pub status: u16,
@@ -153,9 +155,29 @@ impl Record {
             .completion_tokens
             .unwrap_or(if estimated { events } else { 0 });
         let model = self.model.as_ref();
+        let (cache_read, cache_write) = (usage.cache_read_tokens, usage.cache_write_tokens);
         let cost = model.map_or(0.0, |m| {
-            (prompt as f64 * m.input_usd_per_mtok + completion as f64 * m.output_usd_per_mtok) / 1e6
+            if cache_read + cache_write > 0 {
+                warn_unpriced_cache(m);
+            }
+            m.cost_usd(prompt, cache_read, cache_write, completion)
         });
+        // The window the model saw is what the upstream reports: an agent behind the gateway
+        // may have added tool-call history the gateway never saw. The estimate stands in
+        // only when no usage arrived.
+        let (context_fill, fill_source) = match (usage.prompt_tokens, model) {
+            (Some(reported), Some(m)) if m.context_window > 0 => (
+                Some(reported as f64 / m.context_window as f64),
+                FillSource::Reported,
+            ),
+            _ => (self.facts.context_fill, FillSource::Estimated),
+        };
+        let duration = self.started.elapsed();
+        // A whole JSON answer is its first token's arrival too.
+        let ttft = match scan {
+            Scan::Json { .. } if answered && outcome == Outcome::Complete => Some(duration),
+            _ => self.ttft,
+        };
         let error = broken.or(self.status_error);
         let bodies = self.capture.map(|c| {
             let (request, response) = *c;
@@ -180,12 +202,16 @@ impl Record {
             error,
             upstream_error_type: error_type,
             outcome,
-            duration: self.started.elapsed(),
+            duration,
             ttfb: self.ttfb,
+            ttft,
             prompt_tokens: prompt,
+            cache_read_tokens: cache_read,
+            cache_write_tokens: cache_write,
             completion_tokens: completion,
             cost_usd: cost,
-            context_fill: facts.context_fill,
+            context_fill,
+            fill_source,
             streamed,
             requested_model: facts.model,
             response_model,
@@ -197,6 +223,27 @@ impl Record {
         log_exchange(&exchange, estimated);
         self.signals.record(&self.route, exchange);
     }
+}
+
+/// Logs once per model (per process) that it reports cached prompt tokens without a price
+/// for them, so they are costed as ordinary input.
+fn warn_unpriced_cache(model: &ModelInfo) {
+    if model.cache_read_usd_per_mtok.is_some() && model.cache_write_usd_per_mtok.is_some() {
+        return;
+    }
+    static WARNED: std::sync::Mutex<Vec<Arc<str>>> = std::sync::Mutex::new(Vec::new());
+    let mut warned = WARNED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if warned.contains(&model.label) {
+        return;
+    }
+    warned.push(model.label.clone());
+    tracing::warn!(
+        model = %model.label,
+        "the model reports cached prompt tokens but [models] sets no cache_read_usd_per_mtok / \
+         cache_write_usd_per_mtok: they are costed at the input price"
+    );
 }
 
 /// The `variant` label of requests on routes without experiments, made once.
@@ -223,6 +270,9 @@ pub fn log_exchange(ex: &Exchange, estimated: bool) {
         fingerprint = ex.prompt_fingerprint.map(|f| format!("{f:016x}")).as_deref().unwrap_or("-"),
         latency_ms = ex.duration.as_secs_f64() * 1000.0,
         ttfb_ms = ex.ttfb.map_or(0.0, |t| t.as_secs_f64() * 1000.0),
+        ttft_ms = ex.ttft.map_or(0.0, |t| t.as_secs_f64() * 1000.0),
+        cached_tokens = ex.cache_read_tokens + ex.cache_write_tokens,
+        fill_source = ex.fill_source.as_str(),
         "request"
     );
 }
@@ -295,6 +345,12 @@ where
                         }
                     }
                     this.scan.observe(data);
+                    if let (Some(record), Scan::Sse(scanner)) = (this.record.as_mut(), &*this.scan)
+                    {
+                        if record.ttft.is_none() && scanner.saw_output() {
+                            record.ttft = Some(record.started.elapsed());
+                        }
+                    }
                     if let Some(remaining) = this.remaining.as_mut() {
                         *remaining = remaining.saturating_sub(data.len() as u64);
                         if *remaining == 0 {

@@ -70,6 +70,30 @@ pub struct ModelInfo {
     pub context_window: u64,
     pub input_usd_per_mtok: f64,
     pub output_usd_per_mtok: f64,
+    /// None: priced as input (and a warning the first time the model reports such tokens).
+    pub cache_read_usd_per_mtok: Option<f64>,
+    pub cache_write_usd_per_mtok: Option<f64>,
+}
+
+impl ModelInfo {
+    /// The cost of one exchange in US dollars: the cached parts of the prompt at their own
+    /// prices, the rest of it at the input price, completion tokens at the output price.
+    pub fn cost_usd(&self, prompt: u64, cache_read: u64, cache_write: u64, completion: u64) -> f64 {
+        let cache_read = cache_read.min(prompt);
+        let cache_write = cache_write.min(prompt - cache_read);
+        let uncached = prompt - cache_read - cache_write;
+        let read_price = self
+            .cache_read_usd_per_mtok
+            .unwrap_or(self.input_usd_per_mtok);
+        let write_price = self
+            .cache_write_usd_per_mtok
+            .unwrap_or(self.input_usd_per_mtok);
+        (uncached as f64 * self.input_usd_per_mtok
+            + cache_read as f64 * read_price
+            + cache_write as f64 * write_price
+            + completion as f64 * self.output_usd_per_mtok)
+            / 1e6
+    }
 }
 
 /// An experiment's variant, compiled.
@@ -197,6 +221,13 @@ impl Table {
             let route_signals = signals.route(&spec.name, spans);
             let variants = variants_of(spec, &name, &upstreams, signals)?;
             route_signals.set_experiments(variants.iter().map(|v| v.stats.clone()).collect());
+            route_signals.set_takes_feedback(config.rules.iter().any(|rule| {
+                matches!(
+                    rule.metric,
+                    switchyard_config::RuleMetric::FeedbackScore
+                        | switchyard_config::RuleMetric::CompletionRate
+                ) && rule.route.as_deref().is_none_or(|r| r == spec.name)
+            }));
             let green =
                 match &spec.rollout {
                     Some(rollout) => {
@@ -360,6 +391,8 @@ fn models_of(config: &Config) -> HashMap<String, ModelInfo> {
             context_window: model.context_window,
             input_usd_per_mtok: model.input_usd_per_mtok,
             output_usd_per_mtok: model.output_usd_per_mtok,
+            cache_read_usd_per_mtok: model.cache_read_usd_per_mtok,
+            cache_write_usd_per_mtok: model.cache_write_usd_per_mtok,
         };
         for alias in &model.aliases {
             models.insert(alias.clone(), info.clone());

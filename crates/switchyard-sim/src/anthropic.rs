@@ -37,11 +37,12 @@ struct Usage {
 }
 
 impl Usage {
-    fn new(input_tokens: u64, output_tokens: u64) -> Usage {
+    /// Anthropic's `input_tokens` are the uncached part of the prompt.
+    fn new(plan: &Plan, output_tokens: u64) -> Usage {
         Usage {
-            input_tokens,
-            cache_creation_input_tokens: 0,
-            cache_read_input_tokens: 0,
+            input_tokens: plan.prompt_tokens - plan.cache_read_tokens - plan.cache_write_tokens,
+            cache_creation_input_tokens: plan.cache_write_tokens,
+            cache_read_input_tokens: plan.cache_read_tokens,
             output_tokens,
         }
     }
@@ -119,7 +120,12 @@ pub(crate) fn messages(
     let plan = Plan::new(req, profile);
     let id = new_id("msg_");
     if req.is_stream() {
-        return sse(profile, script(&plan, &id, profile.stream_chunks), guard);
+        let ping = profile.first_token_delay_ms > 0.0;
+        return sse(
+            profile,
+            script(&plan, &id, profile.stream_chunks, ping),
+            guard,
+        );
     }
     let text = filler(plan.words, false);
     let body = MessageObject {
@@ -133,12 +139,13 @@ pub(crate) fn messages(
         }],
         stop_reason: Some(stop_reason(&plan)),
         stop_sequence: None,
-        usage: Usage::new(plan.prompt_tokens, plan.completion_tokens),
+        usage: Usage::new(&plan, plan.completion_tokens),
     };
     json_with_faults(profile, to_json(&body), guard)
 }
 
-fn script(plan: &Plan, id: &str, chunks: u32) -> Script {
+/// `ping`: send a `ping` before the first delta, as the API does while the model thinks.
+fn script(plan: &Plan, id: &str, chunks: u32, ping: bool) -> Script {
     let start = MessageStart {
         kind: "message_start",
         message: MessageObject {
@@ -149,7 +156,7 @@ fn script(plan: &Plan, id: &str, chunks: u32) -> Script {
             content: &[],
             stop_reason: None,
             stop_sequence: None,
-            usage: Usage::new(plan.prompt_tokens, 1),
+            usage: Usage::new(plan, 1),
         },
     };
     let block_start = BlockStart {
@@ -164,6 +171,9 @@ fn script(plan: &Plan, id: &str, chunks: u32) -> Script {
         sse_event(start.kind, &start),
         sse_event(block_start.kind, &block_start),
     ];
+    if ping {
+        events.push(sse_event("ping", &Bare { kind: "ping" }));
+    }
     let first_content = events.len();
     for (i, n) in plan.chunk_sizes(chunks).enumerate() {
         let text = filler(n, i > 0);

@@ -91,7 +91,7 @@ pub(crate) fn json_with_faults(
         events: vec![head, tail],
         content: 1..1,
     };
-    let mut resp = Response::new(spawn_producer(script, Duration::ZERO, Some(fault), guard));
+    let mut resp = Response::new(spawn_producer(script, Pace::default(), Some(fault), guard));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
@@ -132,8 +132,11 @@ pub(crate) fn sse_event<T: Serialize>(name: &str, value: &T) -> Bytes {
 
 /// Streams the script as `text/event-stream`, one frame per event.
 pub(crate) fn sse(profile: &Profile, script: Script, guard: InFlight) -> Response<SimBody> {
-    let interval = Duration::from_secs_f64(profile.chunk_interval_ms.max(0.0) / 1000.0);
-    let body = spawn_producer(script, interval, profile.fail_mid_stream, guard);
+    let pace = Pace {
+        interval: Duration::from_secs_f64(profile.chunk_interval_ms.max(0.0) / 1000.0),
+        first: Duration::from_secs_f64(profile.first_token_delay_ms.max(0.0) / 1000.0),
+    };
+    let body = spawn_producer(script, pace, profile.fail_mid_stream, guard);
     let mut resp = Response::new(body);
     let headers = resp.headers_mut();
     headers.insert(
@@ -144,24 +147,32 @@ pub(crate) fn sse(profile: &Profile, script: Script, guard: InFlight) -> Respons
     resp
 }
 
+/// How content events are paced: `interval` before each, `first` more before the first.
+#[derive(Debug, Clone, Copy, Default)]
+struct Pace {
+    interval: Duration,
+    first: Duration,
+}
+
 fn spawn_producer(
     script: Script,
-    interval: Duration,
+    pace: Pace,
     fault: Option<MidStream>,
     guard: InFlight,
 ) -> SimBody {
     let (tx, rx) = mpsc::channel(4);
-    tokio::spawn(produce(tx, script, interval, fault, guard));
+    tokio::spawn(produce(tx, script, pace, fault, guard));
     SimBody::Channel(rx)
 }
 
 async fn produce(
     tx: mpsc::Sender<Item>,
     script: Script,
-    interval: Duration,
+    pace: Pace,
     fault: Option<MidStream>,
     _guard: InFlight,
 ) {
+    let interval = pace.interval;
     let cut = fault.map(|f| {
         let at = script
             .content
@@ -171,6 +182,9 @@ async fn produce(
     });
     let Script { events, content } = script;
     for (i, event) in events.into_iter().enumerate() {
+        if i == content.start && content.contains(&i) && !pace.first.is_zero() {
+            tokio::time::sleep(pace.first).await;
+        }
         if content.contains(&i) && !interval.is_zero() {
             tokio::time::sleep(interval).await;
         }

@@ -69,6 +69,9 @@ pub(crate) struct Plan {
     pub model: String,
     pub created: u64,
     pub prompt_tokens: u64,
+    /// Parts of `prompt_tokens` read from and written to the prompt cache.
+    pub cache_read_tokens: u64,
+    pub cache_write_tokens: u64,
     pub completion_tokens: u64,
     /// Words actually generated; usage may report more through inflation.
     pub words: u32,
@@ -86,10 +89,20 @@ impl Plan {
             c.min(profile.completion_tokens)
         });
         let truncated = profile.truncate || cap.is_some_and(|c| c < profile.completion_tokens);
+        let raw_prompt = profile
+            .prompt_tokens
+            .unwrap_or_else(|| req.raw_prompt_tokens());
+        let prompt_tokens = inflate(raw_prompt, profile.token_inflation);
+        let cache_read_tokens = profile.cache_read_tokens.min(prompt_tokens);
+        let cache_write_tokens = profile
+            .cache_write_tokens
+            .min(prompt_tokens - cache_read_tokens);
         Plan {
             model: response_model(&req.model),
             created: unix_now(),
-            prompt_tokens: inflate(req.raw_prompt_tokens(), profile.token_inflation),
+            prompt_tokens,
+            cache_read_tokens,
+            cache_write_tokens,
             completion_tokens: inflate(u64::from(words), profile.token_inflation),
             words,
             truncated,

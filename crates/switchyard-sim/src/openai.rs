@@ -20,6 +20,22 @@ struct Usage {
     prompt_tokens: u64,
     completion_tokens: u64,
     total_tokens: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prompt_tokens_details: Option<CachedTokens>,
+}
+
+/// `prompt_tokens_details` / `input_tokens_details`: the cached part of the prompt.
+#[derive(Serialize)]
+pub(crate) struct CachedTokens {
+    pub cached_tokens: u64,
+}
+
+impl CachedTokens {
+    pub fn of(plan: &Plan) -> Option<CachedTokens> {
+        (plan.cache_read_tokens > 0).then_some(CachedTokens {
+            cached_tokens: plan.cache_read_tokens,
+        })
+    }
 }
 
 impl Usage {
@@ -28,6 +44,7 @@ impl Usage {
             prompt_tokens: plan.prompt_tokens,
             completion_tokens: plan.completion_tokens,
             total_tokens: plan.prompt_tokens + plan.completion_tokens,
+            prompt_tokens_details: CachedTokens::of(plan),
         }
     }
 }

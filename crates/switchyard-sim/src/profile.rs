@@ -74,6 +74,18 @@ pub struct Profile {
     pub fail_mid_stream: Option<MidStream>,
     /// Never send response headers (upstream timeout drills).
     pub hang_before_headers: bool,
+    /// Report this many prompt tokens whatever the request holds (before `token_inflation`):
+    /// an agent that adds tool-call history behind the gateway. None: from the request.
+    pub prompt_tokens: Option<u64>,
+    /// The part of the reported prompt read from the prompt cache (OpenAI
+    /// `cached_tokens`, Anthropic `cache_read_input_tokens`).
+    pub cache_read_tokens: u64,
+    /// The part of the reported prompt written to the prompt cache (Anthropic
+    /// `cache_creation_input_tokens`; OpenAI reports none).
+    pub cache_write_tokens: u64,
+    /// Delay between a stream's opening events (role chunk, `message_start`,
+    /// `content_block_start`, and then an Anthropic `ping`) and its first content delta.
+    pub first_token_delay_ms: f64,
 }
 
 impl Default for Profile {
@@ -90,6 +102,10 @@ impl Default for Profile {
             truncate: false,
             fail_mid_stream: None,
             hang_before_headers: false,
+            prompt_tokens: None,
+            cache_read_tokens: 0,
+            cache_write_tokens: 0,
+            first_token_delay_ms: 0.0,
         }
     }
 }
@@ -102,6 +118,7 @@ impl Profile {
             ("ttfb_jitter_ms", self.ttfb_jitter_ms),
             ("chunk_interval_ms", self.chunk_interval_ms),
             ("token_inflation", self.token_inflation),
+            ("first_token_delay_ms", self.first_token_delay_ms),
         ];
         for (name, value) in non_negative {
             if !value.is_finite() || value < 0.0 {

@@ -48,6 +48,8 @@ struct Usage {
     input_tokens: u64,
     output_tokens: u64,
     total_tokens: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    input_tokens_details: Option<crate::openai::CachedTokens>,
 }
 
 #[derive(Serialize)]
@@ -114,6 +116,7 @@ fn render<'a>(plan: &'a Plan, ids: &'a Ids, text: Option<&'a str>) -> ResponseOb
             input_tokens: plan.prompt_tokens,
             output_tokens: plan.completion_tokens,
             total_tokens: plan.prompt_tokens + plan.completion_tokens,
+            input_tokens_details: crate::openai::CachedTokens::of(plan),
         }),
     }
 }

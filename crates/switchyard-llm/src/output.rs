@@ -1,0 +1,165 @@
+//! Which stream events carry model output: the first one is the time to first token.
+//!
+//! Streams open with events that carry no output: Anthropic's `message_start`,
+//! `content_block_start` and `ping`, OpenAI's first chunk with only the assistant role,
+//! the Responses API's `response.created`. Time to first byte counts those; time to first
+//! token waits for the first event below.
+//!
+//! - OpenAI chat completions: a choice whose `delta` has non-empty `content` or `refusal`,
+//!   or any `tool_calls` / `function_call`; legacy completions: a choice with non-empty `text`.
+//! - OpenAI Responses: the first `response.*.delta` event (output text, refusal, function
+//!   call arguments, reasoning summaries, audio).
+//! - Anthropic messages: the first `content_block_delta`.
+
+use memchr::memmem;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::dialect::Dialect;
+use crate::json::Str;
+
+#[derive(Deserialize)]
+struct Chunk<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Option<Str<'a>>,
+    #[serde(borrow)]
+    choices: Option<Vec<ChunkChoice<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct ChunkChoice<'a> {
+    #[serde(borrow)]
+    delta: Option<DeltaOut<'a>>,
+    #[serde(borrow)]
+    text: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct DeltaOut<'a> {
+    #[serde(borrow)]
+    content: Option<&'a RawValue>,
+    #[serde(borrow)]
+    refusal: Option<&'a RawValue>,
+    #[serde(borrow)]
+    tool_calls: Option<&'a RawValue>,
+    #[serde(borrow)]
+    function_call: Option<&'a RawValue>,
+}
+
+/// Whether one complete event (its `event:` name, possibly empty, and its data) carries
+/// model output. Called only until the first such event, so its parse is paid once or
+/// twice per stream.
+pub(crate) fn is_output(dialect: Dialect, event_name: &[u8], data: &[u8]) -> bool {
+    match dialect {
+        Dialect::Anthropic => {
+            event_name == b"content_block_delta"
+                || (event_name.is_empty()
+                    && memmem::find(data, b"\"content_block_delta\"").is_some())
+        }
+        Dialect::OpenAi => openai_output(event_name, data),
+        Dialect::Opaque => false,
+    }
+}
+
+fn openai_output(event_name: &[u8], data: &[u8]) -> bool {
+    if event_name.starts_with(b"response.") {
+        return event_name.ends_with(b".delta");
+    }
+    let has = |needle: &[u8]| memmem::find(data, needle).is_some();
+    if !has(b"\"delta\"") && !has(b"\"text\"") {
+        return false;
+    }
+    let Ok(chunk) = serde_json::from_slice::<Chunk<'_>>(data) else {
+        return false;
+    };
+    if let Some(kind) = &chunk.kind {
+        return kind.0.starts_with("response.") && kind.0.ends_with(".delta");
+    }
+    chunk.choices.iter().flatten().any(|choice| {
+        let text = choice.text.is_some_and(non_empty_string);
+        let delta = choice.delta.as_ref().is_some_and(|d| {
+            d.content.is_some_and(non_empty_string)
+                || d.refusal.is_some_and(non_empty_string)
+                || d.tool_calls.is_some_and(present)
+                || d.function_call.is_some_and(present)
+        });
+        text || delta
+    })
+}
+
+/// A JSON string with at least one character.
+fn non_empty_string(raw: &RawValue) -> bool {
+    let s = raw.get();
+    s.starts_with('"') && s.len() > 2
+}
+
+/// Anything but `null` and empty arrays or objects.
+fn present(raw: &RawValue) -> bool {
+    !matches!(raw.get(), "null" | "[]" | "{}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn openai(data: &str) -> bool {
+        is_output(Dialect::OpenAi, b"", data.as_bytes())
+    }
+
+    #[test]
+    fn chat_role_chunk_is_not_output_content_is() {
+        assert!(!openai(
+            r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}"#
+        ));
+        assert!(!openai(
+            r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":null,"refusal":null}}]}"#
+        ));
+        assert!(openai(
+            r#"{"choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}]}"#
+        ));
+        assert!(openai(
+            r#"{"choices":[{"index":0,"delta":{"refusal":"I can't"}}]}"#
+        ));
+        assert!(openai(
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"c1","function":{"name":"f","arguments":""}}]}}]}"#
+        ));
+        assert!(!openai(r#"{"choices":[],"usage":{"prompt_tokens":1}}"#));
+    }
+
+    #[test]
+    fn legacy_completion_text_is_output() {
+        assert!(openai(r#"{"choices":[{"text":"x","index":0}]}"#));
+        assert!(!openai(r#"{"choices":[{"text":"","index":0}]}"#));
+    }
+
+    #[test]
+    fn responses_deltas_are_output_lifecycle_events_are_not() {
+        assert!(!openai(
+            r#"{"type":"response.created","response":{"status":"in_progress"}}"#
+        ));
+        assert!(!openai(
+            r#"{"type":"response.output_item.added","item":{}}"#
+        ));
+        assert!(openai(
+            r#"{"type":"response.output_text.delta","delta":"Hi"}"#
+        ));
+        assert!(is_output(
+            Dialect::OpenAi,
+            b"response.function_call_arguments.delta",
+            b"{}"
+        ));
+        assert!(!is_output(Dialect::OpenAi, b"response.completed", b"{}"));
+    }
+
+    #[test]
+    fn anthropic_waits_for_the_first_content_block_delta() {
+        for name in ["message_start", "content_block_start", "ping"] {
+            assert!(!is_output(Dialect::Anthropic, name.as_bytes(), b"{}"));
+        }
+        assert!(is_output(Dialect::Anthropic, b"content_block_delta", b"{}"));
+        let unnamed =
+            br#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"x"}}"#;
+        assert!(is_output(Dialect::Anthropic, b"", unnamed));
+        assert!(!is_output(Dialect::Opaque, b"content_block_delta", b"{}"));
+    }
+}
