@@ -188,3 +188,33 @@ fn sanitize_class(raw: &str) -> String {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn streams_are_judged_by_their_first_token_and_per_token_time_follows() {
+        let mut ex = crate::history::tests_support::exchange();
+        ex.streamed = true;
+        ex.duration = Duration::from_secs(90);
+        ex.ttfb = Some(Duration::from_millis(50));
+        assert_eq!(
+            ex.alert_latency(),
+            Duration::from_millis(50),
+            "no token seen: the first byte"
+        );
+        ex.ttft = Some(Duration::from_secs(10));
+        assert_eq!(ex.alert_latency(), Duration::from_secs(10));
+        ex.completion_tokens = 41;
+        assert_eq!(ex.time_per_output_token(), Some(Duration::from_secs(2)));
+        ex.completion_tokens = 1;
+        assert_eq!(ex.time_per_output_token(), None);
+        ex.streamed = false;
+        assert_eq!(
+            ex.alert_latency(),
+            Duration::from_secs(90),
+            "a JSON answer: the whole"
+        );
+    }
+}

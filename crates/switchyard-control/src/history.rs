@@ -55,3 +55,97 @@ impl ErrorHistory {
         }
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use crate::exchange::{Exchange, FillSource, Outcome};
+
+    /// A plain exchange for unit tests: a 500 from `blue` on `support`.
+    pub(crate) fn exchange() -> Exchange {
+        Exchange {
+            request_id: Arc::from("r1"),
+            route: Arc::from("support"),
+            upstream: Arc::from("blue"),
+            variant: Arc::from("none"),
+            model: Arc::from("other"),
+            status: 500,
+            error: Some(switchyard_core::ErrorClass::Status5xx),
+            upstream_error_type: None,
+            outcome: Outcome::Complete,
+            duration: Duration::from_millis(5),
+            ttfb: None,
+            ttft: None,
+            prompt_tokens: 0,
+            cache_read_tokens: 0,
+            cache_write_tokens: 0,
+            completion_tokens: 0,
+            cost_usd: 0.0,
+            context_fill: None,
+            fill_source: FillSource::Estimated,
+            streamed: false,
+            requested_model: None,
+            response_model: None,
+            finish_reason: None,
+            prompt_fingerprint: None,
+            bodies: None,
+            refused: false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::time::Duration;
+
+    use super::*;
+    use crate::exchange::Exchange;
+    use crate::signals::Spans;
+
+    fn failed(upstream: &str) -> Exchange {
+        Exchange {
+            upstream: Arc::from(upstream),
+            ..tests_support::exchange()
+        }
+    }
+
+    fn spans() -> Spans {
+        Spans {
+            window: Duration::from_secs(2),
+            baseline: Duration::from_secs(2),
+            context_fill: 0.8,
+        }
+    }
+
+    #[test]
+    fn the_classes_blue_produced_survive_a_restart() {
+        let dir = std::env::temp_dir().join(format!("switchyard-history-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let signals = Signals::new();
+        let history = ErrorHistory::open(&dir, &signals);
+        let route = signals.route("support", spans());
+        signals.record(&route, failed("blue"));
+        let now = crate::signals::now_secs();
+        history.save_if_changed(&signals, now, 86_400);
+
+        // A new process: the file is read before the route exists, and applied when it does.
+        let restarted = Signals::new();
+        let _history = ErrorHistory::open(&dir, &restarted);
+        let route = restarted.route("support", spans());
+        let known = route.produced("blue");
+        assert_eq!(known.len(), 1);
+        assert_eq!(&*known[0].0, "status_5xx");
+        assert!(known[0].1 >= now.saturating_sub(1));
+        assert!(route.produced("green").is_empty());
+
+        // Entries older than what is kept are dropped at the next write.
+        restarted.record(&route, failed("green"));
+        _history.save_if_changed(&restarted, now + 100_000, 86_400);
+        let text = std::fs::read_to_string(dir.join(FILE)).unwrap();
+        assert_eq!(text.matches("status_5xx").count(), 0, "{text}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -32,6 +32,8 @@ pub(crate) struct Shared {
     profile: ArcSwap<Profile>,
     requests: AtomicU64,
     in_flight: AtomicU64,
+    /// LLM requests that drew the error lottery, for evenly paced errors.
+    draws: AtomicU64,
     last_headers: Mutex<HeaderMap>,
 }
 
@@ -42,6 +44,7 @@ impl Sim {
                 profile: ArcSwap::from_pointee(profile),
                 requests: AtomicU64::new(0),
                 in_flight: AtomicU64::new(0),
+                draws: AtomicU64::new(0),
                 last_headers: Mutex::new(HeaderMap::new()),
             }),
         }
@@ -84,6 +87,21 @@ impl Sim {
         drop(previous);
         self.shared.in_flight.fetch_add(1, Ordering::Relaxed);
         InFlight(self.shared.clone())
+    }
+
+    /// Whether this LLM request fails with the profile's error: drawn at random, or with
+    /// `even_errors` the n-th request fails when floor(n × error_rate) moves, so every run
+    /// of 1 / error_rate requests holds one failure.
+    pub(crate) fn draws_error(&self, profile: &Profile) -> bool {
+        if profile.error_rate <= 0.0 {
+            return false;
+        }
+        if !profile.even_errors {
+            return fastrand::f64() < profile.error_rate;
+        }
+        let n = self.shared.draws.fetch_add(1, Ordering::Relaxed) + 1;
+        let due = |k: u64| (k as f64 * profile.error_rate).floor();
+        due(n) > due(n - 1)
     }
 
     pub(crate) fn with_last_headers<R>(&self, f: impl FnOnce(&HeaderMap) -> R) -> R {

@@ -66,6 +66,9 @@ pub struct Profile {
     pub token_inflation: f64,
     /// Probability in [0, 1] that an LLM request fails with `error_kind`.
     pub error_rate: f64,
+    /// Fail at an even pace instead of at random: exactly one request in every
+    /// 1 / `error_rate` (deterministic figures for drills and tests).
+    pub even_errors: bool,
     /// The failure used when the `error_rate` draw hits.
     pub error_kind: ErrorKind,
     /// Finish with `length` / `max_tokens` instead of `stop` / `end_turn`.
@@ -98,6 +101,7 @@ impl Default for Profile {
             stream_chunks: 8,
             token_inflation: 1.0,
             error_rate: 0.0,
+            even_errors: false,
             error_kind: ErrorKind::Status500,
             truncate: false,
             fail_mid_stream: None,

@@ -126,7 +126,10 @@ async fn handle(sim: Sim, req: Request<Incoming>) -> Response<SimBody> {
     }
     delay_ttfb(&profile).await;
     match route {
-        Some(route) => llm(route, &bytes, &profile, guard),
+        Some(route) => {
+            let fail = sim.draws_error(&profile);
+            llm(route, &bytes, &profile, guard, fail)
+        }
         None => echo::respond(&parts, &bytes),
     }
 }
@@ -139,9 +142,15 @@ async fn delay_ttfb(profile: &Profile) {
     }
 }
 
-fn llm(route: Route, bytes: &[u8], profile: &Profile, guard: InFlight) -> Response<SimBody> {
+fn llm(
+    route: Route,
+    bytes: &[u8],
+    profile: &Profile,
+    guard: InFlight,
+    fail: bool,
+) -> Response<SimBody> {
     let dialect = route.dialect();
-    if profile.error_rate > 0.0 && fastrand::f64() < profile.error_rate {
+    if fail {
         return injected(dialect, profile.error_kind);
     }
     if route == Route::Models {

@@ -17,3 +17,4 @@ mod rollout;
 mod rules;
 mod sdk;
 mod streaming;
+mod trust;
