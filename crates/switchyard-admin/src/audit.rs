@@ -63,8 +63,8 @@ pub struct AuditError {
     pub source: std::io::Error,
 }
 
-/// The append-only log. Writes are small and synchronous: mutations are rare, and their
-/// answer has to wait for the entry anyway.
+/// The append-only log. Writes are small, synchronous and synced: mutations are rare, and
+/// their answer has to wait for the entry anyway.
 #[derive(Debug)]
 pub struct AuditLog {
     path: PathBuf,
@@ -98,22 +98,33 @@ impl AuditLog {
     }
 
     // Opened per append rather than kept open, so a log moved aside by rotation is
-    // recreated instead of written to under its old name.
+    // recreated instead of written to under its old name. A new file's directory entry is
+    // synced too, or a crash could lose the whole file rather than its last line.
     fn append_file(&self) -> std::io::Result<File> {
-        OpenOptions::new()
+        let created = !self.path.exists();
+        let file = OpenOptions::new()
             .create(true)
             .append(true)
-            .open(&self.path)
+            .open(&self.path)?;
+        if created {
+            let dir = self.path.parent().unwrap_or(Path::new("."));
+            switchyard_control::state_file::sync_dir(dir)?;
+        }
+        Ok(file)
     }
 
-    /// Appends one entry as one line with one write.
+    /// Appends one entry as one line with one write, and syncs it: when this returns `Ok`,
+    /// the entry survives a crash, so the answer that follows may claim it.
     pub fn append(&self, entry: &AuditEntry) -> Result<(), AuditError> {
         let mut line = serde_json::to_vec(entry)
             .map_err(|e| self.error(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
         line.push(b'\n');
         let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         self.append_file()
-            .and_then(|mut file| file.write_all(&line))
+            .and_then(|mut file| {
+                file.write_all(&line)?;
+                file.sync_data()
+            })
             .map_err(|source| self.error(source))
     }
 
