@@ -11,8 +11,8 @@ use switchyard_core::Body;
 
 use crate::audit::AuditEntry;
 use crate::auth::Principal;
-use crate::mutation::{record, reject, FlipAnswer};
-use crate::reply::{self, ApiError};
+use crate::mutation::{answer, on_disk, record, reject, FlipAnswer};
+use crate::reply::ApiError;
 use crate::request::json_body;
 use crate::state::AdminState;
 use crate::views;
@@ -110,24 +110,26 @@ fn open_incident(state: &AdminState, flip: &Flip, warnings: &mut Vec<String>) ->
     let Some(after) = &flip.after else {
         return String::new(); // an engage always has an after; nothing to open otherwise
     };
-    let (incident, written) = state.incidents.open_incident(Incident {
-        id: String::new(),
-        kind: "kill".into(),
-        route: after.route.clone(),
-        opened_at_ms: flip.effective_at_ms,
-        reason: after.reason.clone(),
-        by: after.by.clone(),
-        config_version: state.gateway.table().version.clone(),
-        before: flip.before.clone(),
-        after: flip.after.clone(),
-        rollout_before: None,
-        rollout_after: None,
-        trigger: None,
-        evidence: None,
-        alerts_firing: views::alerts(&state.alerts.firing()),
-        acknowledged_by: None,
-        acknowledged_at_ms: None,
-        ack_note: None,
+    let (incident, written) = on_disk(|| {
+        state.incidents.open_incident(Incident {
+            id: String::new(),
+            kind: "kill".into(),
+            route: after.route.clone(),
+            opened_at_ms: flip.effective_at_ms,
+            reason: after.reason.clone(),
+            by: after.by.clone(),
+            config_version: state.gateway.table().version.clone(),
+            before: flip.before.clone(),
+            after: flip.after.clone(),
+            rollout_before: None,
+            rollout_after: None,
+            trigger: None,
+            evidence: None,
+            alerts_firing: views::alerts(&state.alerts.firing()),
+            acknowledged_by: None,
+            acknowledged_at_ms: None,
+            ack_note: None,
+        })
     });
     if let Err(error) = written {
         warnings.push(format!("incident {} was not saved: {error}", incident.id));
@@ -136,7 +138,7 @@ fn open_incident(state: &AdminState, flip: &Flip, warnings: &mut Vec<String>) ->
 }
 
 /// Engages the kill switch, then opens the incident and audits it; answers only once the
-/// switch is in force for the next request.
+/// switch is in force for the next request and, unless the answer is a 503, on disk.
 pub async fn kill(
     state: &AdminState,
     who: &Principal,
@@ -156,7 +158,7 @@ pub async fn kill(
         Ok(switch) => switch,
         Err(refusal) => return reject(state, entry, refusal),
     };
-    let flip = state.kills.engage(switch.clone());
+    let flip = on_disk(|| state.kills.engage(switch.clone()));
     let mut warnings = Vec::new();
     if let Err(error) = &flip.persisted {
         warnings.push(format!(
@@ -180,15 +182,16 @@ pub async fn kill(
     if !incident.is_empty() {
         notifier.notify(Event::incident(&incident, "kill", route));
     }
-    let answer = FlipAnswer {
+    let flipped = FlipAnswer {
         incident: Some(incident),
         ..FlipAnswer::new(route, &flip, &warnings)
     };
-    reply::json(StatusCode::OK, &answer)
+    answer(&flipped, &warnings)
 }
 
 /// Releases the kill switch. A route the configuration no longer has can still be revived,
-/// so a switch left over from before a reload is never stuck.
+/// so a switch left over from before a reload is never stuck. Answered, like a kill, once
+/// the release is on disk, or with a 503 saying what was not saved.
 pub async fn revive(
     state: &AdminState,
     who: &Principal,
@@ -204,7 +207,7 @@ pub async fn revive(
     if !route_exists(state, route) && state.kills.get(route).is_none() {
         return reject(state, entry, unknown_route(state, route));
     }
-    let flip = state.kills.release(route);
+    let flip = on_disk(|| state.kills.release(route));
     let mut warnings = Vec::new();
     if let Err(error) = &flip.persisted {
         warnings.push(format!(
@@ -218,5 +221,5 @@ pub async fn revive(
     let (reason, released) = (entry.reason.as_deref(), flip.before.as_ref());
     let event = Event::flip(EventKind::Revive, route, reason, &who.name, released);
     state.notifier.notify(event);
-    reply::json(StatusCode::OK, &FlipAnswer::new(route, &flip, &warnings))
+    answer(&FlipAnswer::new(route, &flip, &warnings), &warnings)
 }

@@ -211,7 +211,19 @@ async fn a_switch_that_cannot_be_saved_is_still_in_force() {
     let admin = start("kill-unsaved").await;
     // A directory where the board writes its temporary file makes the save fail.
     std::fs::create_dir_all(admin.dir.join("kill_switches.json.tmp")).unwrap();
-    let killed = admin.kill("support", r#"{"reason":"disk trouble"}"#).await;
+    let answer = admin
+        .post(
+            "/admin/routes/support/kill",
+            OPERATOR,
+            r#"{"reason":"disk trouble"}"#,
+        )
+        .await;
+    // Not a silent 200: the caller must not take an unsaved change as done.
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(answer.code(), "state_not_saved");
+    let killed = answer.json();
+    let message = killed["error"]["message"].as_str().unwrap();
+    assert!(message.contains("kill_switches.json"), "{message}");
     assert_eq!(killed["engaged"], true);
     assert_eq!(killed["persisted"], false);
     let warning = killed["warning"].as_str().unwrap();
