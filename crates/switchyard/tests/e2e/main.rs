@@ -16,4 +16,5 @@ mod reload;
 mod rollout;
 mod rules;
 mod sdk;
+mod state;
 mod streaming;
