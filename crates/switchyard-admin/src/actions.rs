@@ -146,7 +146,7 @@ pub async fn ack(state: &AdminState, who: &Principal, id: &str, body: Incoming) 
         Err(refusal) => return reject(state, entry, refusal),
     };
     entry.reason = note.clone();
-    match on_disk(|| state.incidents.ack(id, &who.name, now_ms(), note)) {
+    match state.incidents.ack(id, &who.name, now_ms(), note) {
         Ok(incident) => {
             entry.before = json!({ "acknowledged_by": null });
             entry.after = json!({

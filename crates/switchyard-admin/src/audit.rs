@@ -81,7 +81,8 @@ impl AuditLog {
             writer: Mutex::new(()),
         };
         std::fs::create_dir_all(state_dir)
-            .and_then(|()| log.append_file().map(drop))
+            .and_then(|()| log.append_file())
+            .and_then(|file| end_the_torn_line(file, &log.path))
             .map_err(|source| log.error(source))?;
         Ok(log)
     }
@@ -148,6 +149,24 @@ impl AuditLog {
     }
 }
 
+/// A crash can leave a last line without its line break (a power cut mid-write); the next
+/// entry would be glued to it and lost with it. Ends such a line first.
+fn end_the_torn_line(mut file: File, path: &Path) -> std::io::Result<()> {
+    let mut reader = File::open(path)?;
+    let len = reader.seek(SeekFrom::End(0))?;
+    if len == 0 {
+        return Ok(());
+    }
+    let mut last = [0u8; 1];
+    reader.seek(SeekFrom::Start(len - 1))?;
+    reader.read_exact(&mut last)?;
+    if last[0] != b'\n' {
+        file.write_all(b"\n")?;
+        file.sync_data()?;
+    }
+    Ok(())
+}
+
 const CHUNK: u64 = 64 * 1024;
 
 /// Reads backwards from the end until the text holds more than `limit` line breaks (or the
@@ -199,5 +218,24 @@ mod tests {
         assert_eq!(numbers.last().unwrap(), 4999);
         assert!(numbers.len() >= 3);
         std::fs::remove_file(dir.with_extension("jsonl")).unwrap();
+    }
+
+    #[test]
+    fn an_entry_after_a_torn_line_starts_a_line_of_its_own() {
+        let dir = std::env::temp_dir().join(format!("switchyard-audit-torn-{}", fastrand::u64(..)));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(FILE), "{\"at_ms\":1,\"who\":\"on").unwrap();
+        let log = AuditLog::open(&dir).unwrap();
+        let who = Principal {
+            name: "oncall".into(),
+            role: switchyard_config::Role::Operator,
+            kind: switchyard_config::TokenKind::Human,
+        };
+        log.append(&AuditEntry::new(&who, "kill", Some("support".into())))
+            .unwrap();
+        let entries = log.tail(10).unwrap();
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].action, "kill");
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

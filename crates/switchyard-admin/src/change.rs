@@ -11,7 +11,7 @@ use switchyard_core::Body;
 
 use crate::audit::AuditEntry;
 use crate::auth::Principal;
-use crate::mutation::{answer, on_disk, record, reject};
+use crate::mutation::{answer, record, reject};
 use crate::reply::{self, ApiError};
 use crate::request::json_body;
 use crate::state::AdminState;
@@ -97,10 +97,10 @@ pub async fn shift(
         Move::Rollback => "rolled back by an operator",
         Move::Promote => "promoted by an operator",
     });
-    let result = on_disk(|| match action {
+    let result = match action {
         Move::Rollback => state.controller.rollback(route, &who.name, reason_text),
         Move::Promote => state.controller.promote(route, &who.name, reason_text),
-    });
+    };
     let shift: Shift = match result {
         Ok(shift) => shift,
         Err(error) => return reject(state, entry, refusal(&error)),

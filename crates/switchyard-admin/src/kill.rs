@@ -11,7 +11,7 @@ use switchyard_core::Body;
 
 use crate::audit::AuditEntry;
 use crate::auth::Principal;
-use crate::mutation::{answer, on_disk, record, reject, FlipAnswer};
+use crate::mutation::{answer, record, reject, FlipAnswer};
 use crate::reply::ApiError;
 use crate::request::json_body;
 use crate::state::AdminState;
@@ -110,26 +110,24 @@ fn open_incident(state: &AdminState, flip: &Flip, warnings: &mut Vec<String>) ->
     let Some(after) = &flip.after else {
         return String::new(); // an engage always has an after; nothing to open otherwise
     };
-    let (incident, written) = on_disk(|| {
-        state.incidents.open_incident(Incident {
-            id: String::new(),
-            kind: "kill".into(),
-            route: after.route.clone(),
-            opened_at_ms: flip.effective_at_ms,
-            reason: after.reason.clone(),
-            by: after.by.clone(),
-            config_version: state.gateway.table().version.clone(),
-            before: flip.before.clone(),
-            after: flip.after.clone(),
-            rollout_before: None,
-            rollout_after: None,
-            trigger: None,
-            evidence: None,
-            alerts_firing: views::alerts(&state.alerts.firing()),
-            acknowledged_by: None,
-            acknowledged_at_ms: None,
-            ack_note: None,
-        })
+    let (incident, written) = state.incidents.open_incident(Incident {
+        id: String::new(),
+        kind: "kill".into(),
+        route: after.route.clone(),
+        opened_at_ms: flip.effective_at_ms,
+        reason: after.reason.clone(),
+        by: after.by.clone(),
+        config_version: state.gateway.table().version.clone(),
+        before: flip.before.clone(),
+        after: flip.after.clone(),
+        rollout_before: None,
+        rollout_after: None,
+        trigger: None,
+        evidence: None,
+        alerts_firing: views::alerts(&state.alerts.firing()),
+        acknowledged_by: None,
+        acknowledged_at_ms: None,
+        ack_note: None,
     });
     if let Err(error) = written {
         warnings.push(format!("incident {} was not saved: {error}", incident.id));
@@ -158,7 +156,7 @@ pub async fn kill(
         Ok(switch) => switch,
         Err(refusal) => return reject(state, entry, refusal),
     };
-    let flip = on_disk(|| state.kills.engage(switch.clone()));
+    let flip = state.kills.engage(switch.clone());
     let mut warnings = Vec::new();
     if let Err(error) = &flip.persisted {
         warnings.push(format!(
@@ -207,7 +205,7 @@ pub async fn revive(
     if !route_exists(state, route) && state.kills.get(route).is_none() {
         return reject(state, entry, unknown_route(state, route));
     }
-    let flip = on_disk(|| state.kills.release(route));
+    let flip = state.kills.release(route);
     let mut warnings = Vec::new();
     if let Err(error) = &flip.persisted {
         warnings.push(format!(

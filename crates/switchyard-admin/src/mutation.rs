@@ -11,15 +11,8 @@ use crate::audit::AuditEntry;
 use crate::reply::{self, ApiError};
 use crate::state::AdminState;
 
-/// Runs `work` (it writes and syncs files) so that an fsync never holds up the data path:
-/// on the multi-threaded runtime the worker's other tasks move to another thread meanwhile.
-pub fn on_disk<T>(work: impl FnOnce() -> T) -> T {
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    match Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
-        _ => work(),
-    }
-}
+/// Runs `work` (it writes and syncs files) without holding up the data path.
+pub use switchyard_control::state_file::off_the_workers as on_disk;
 
 /// Records a refused mutation and answers with the refusal.
 pub fn reject(state: &AdminState, entry: AuditEntry, refusal: ApiError) -> Response<Body> {

@@ -285,7 +285,7 @@ impl Incidents {
     /// half a record and an ack that was answered is on disk.
     fn write(&self, incident: &Incident) -> Result<(), IncidentError> {
         let path = self.dir.join(format!("{}.json", incident.id));
-        crate::state_file::save(&path, incident)?;
+        crate::state_file::off_the_workers(|| crate::state_file::save(&path, incident))?;
         Ok(())
     }
 }

@@ -24,6 +24,17 @@ pub struct WriteError {
     pub source: std::io::Error,
 }
 
+/// Runs `work` (it writes and syncs files) so that an fsync never holds up the data path: on
+/// the multi-threaded runtime the worker's other tasks move to another thread meanwhile;
+/// elsewhere (a current-thread runtime, a plain thread) it simply runs.
+pub fn off_the_workers<T>(work: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
+    }
+}
+
 /// `<file><suffix>` beside `path` (`kill_switches.json` → `kill_switches.json.prev`).
 pub fn sibling(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
