@@ -188,7 +188,11 @@ impl Incidents {
     /// Opens `state_dir/incidents`, creating it, and loads every record in it.
     pub fn open(state_dir: &Path) -> Result<Self, IncidentError> {
         let dir = state_dir.join(DIR);
-        std::fs::create_dir_all(&dir).map_err(|e| io_error(&dir, e))?;
+        // The new directory's entry is synced too, or a power cut could take every record in
+        // it along.
+        std::fs::create_dir_all(&dir)
+            .and_then(|()| crate::state_file::sync_dir(state_dir))
+            .map_err(|e| io_error(&dir, e))?;
         let mut records = BTreeMap::new();
         for entry in std::fs::read_dir(&dir).map_err(|e| io_error(&dir, e))? {
             let path = entry.map_err(|e| io_error(&dir, e))?.path();
