@@ -233,6 +233,32 @@ async fn a_switch_that_cannot_be_saved_is_still_in_force() {
 }
 
 #[tokio::test]
+async fn a_revive_whose_audit_entry_cannot_be_written_is_not_a_plain_200() {
+    let admin = start("revive-unaudited").await;
+    admin.kill("support", r#"{"reason":"first"}"#).await;
+    // A directory where the log should be makes every append fail.
+    let log = admin.dir.join("audit.jsonl");
+    std::fs::remove_file(&log).unwrap();
+    std::fs::create_dir(&log).unwrap();
+    let answer = admin
+        .delete("/admin/routes/support/kill", OPERATOR, "")
+        .await;
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(answer.code(), "state_not_saved");
+    let body = answer.json();
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("audit.jsonl"), "{message}");
+    assert_eq!(
+        (body["engaged"].clone(), body["persisted"].clone()),
+        (json!(false), json!(false))
+    );
+    // The release itself is in force and saved; only its audit entry is missing.
+    assert!(admin.state.kills.get("support").is_none());
+    let reopened = switchyard_control::KillBoard::open(&admin.dir).unwrap();
+    assert!(reopened.get("support").is_none());
+}
+
+#[tokio::test]
 async fn concurrent_mutations_never_interleave_audit_lines() {
     let admin = start("kill-concurrent").await;
     let mut calls = tokio::task::JoinSet::new();
