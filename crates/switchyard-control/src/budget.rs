@@ -129,8 +129,10 @@ impl BudgetStore {
 
     /// Writes the count if it changed since the last write; `Ok(true)` when it wrote.
     pub fn save(&self) -> Result<bool, WriteError> {
-        let now = self.signals.budget().saved();
+        // Read under the lock: two saves racing (the periodic one and the one at shutdown)
+        // then write in the order they read, so the newer count is the one left on disk.
         let mut written = self.written.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = self.signals.budget().saved();
         let nothing_counted = written.is_none() && now.day_start == 0;
         if *written == Some(now) || nothing_counted {
             return Ok(false);
