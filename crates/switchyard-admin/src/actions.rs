@@ -10,7 +10,7 @@ use switchyard_core::Body;
 
 use crate::audit::AuditEntry;
 use crate::auth::Principal;
-use crate::mutation::{record, reject};
+use crate::mutation::{answer, on_disk, record, reject};
 use crate::reads::unknown_incident;
 use crate::reply::{self, ApiError};
 use crate::request::json_body;
@@ -88,13 +88,13 @@ fn applied(
     let mut warnings = Vec::new();
     record(state, &entry, &mut warnings);
     tracing::info!(by = %who.name, version = %outcome.version, previous = %outcome.previous, "configuration reloaded");
-    let answer = Applied {
+    let done = Applied {
         result: "applied",
         config_version: &outcome.version,
         previous_version: &outcome.previous,
         warning: warning(&warnings),
     };
-    reply::json(StatusCode::OK, &answer)
+    answer(&done, &warnings)
 }
 
 /// The 422 of the contract: not the error shape alone, since it also says which version
@@ -109,7 +109,7 @@ fn rejected(
     entry.before = json!(in_force);
     entry.after = json!(in_force);
     let entry = entry.rejected(&message);
-    if let Err(error) = state.audit.append(&entry) {
+    if let Err(error) = on_disk(|| state.audit.append(&entry)) {
         tracing::error!(%error, "audit entry of a rejected reload not written");
     }
     tracing::warn!(by = %who.name, %message, "configuration reload rejected");
@@ -130,9 +130,9 @@ fn ack_refusal(error: IncidentError) -> ApiError {
             "already_acknowledged",
             format!("{id} was already acknowledged by {by} (at {at_ms} ms); nothing to do"),
         ),
-        IncidentError::Io { .. } => ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "storage_failed",
+        IncidentError::Io { .. } | IncidentError::Write(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "state_not_saved",
             format!("the acknowledgement could not be saved, so it was not made: {error}"),
         ),
     }
@@ -159,11 +159,11 @@ pub async fn ack(state: &AdminState, who: &Principal, id: &str, body: Incoming) 
             let note = incident.ack_note.as_deref();
             let event = Event::ack(id, &incident.route, &who.name, note);
             state.notifier.notify(event);
-            let answer = Acknowledged {
+            let done = Acknowledged {
                 incident: &incident,
                 warning: warning(&warnings),
             };
-            reply::json(StatusCode::OK, &answer)
+            answer(&done, &warnings)
         }
         Err(error) => {
             if let IncidentError::AlreadyAcknowledged { by, at_ms, .. } = &error {

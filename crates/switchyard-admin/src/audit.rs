@@ -63,8 +63,8 @@ pub struct AuditError {
     pub source: std::io::Error,
 }
 
-/// The append-only log. Writes are small and synchronous: mutations are rare, and their
-/// answer has to wait for the entry anyway.
+/// The append-only log. Writes are small, synchronous and synced: mutations are rare, and
+/// their answer has to wait for the entry anyway.
 #[derive(Debug)]
 pub struct AuditLog {
     path: PathBuf,
@@ -81,7 +81,8 @@ impl AuditLog {
             writer: Mutex::new(()),
         };
         std::fs::create_dir_all(state_dir)
-            .and_then(|()| log.append_file().map(drop))
+            .and_then(|()| log.append_file())
+            .and_then(|file| end_the_torn_line(file, &log.path))
             .map_err(|source| log.error(source))?;
         Ok(log)
     }
@@ -98,22 +99,33 @@ impl AuditLog {
     }
 
     // Opened per append rather than kept open, so a log moved aside by rotation is
-    // recreated instead of written to under its old name.
+    // recreated instead of written to under its old name. A new file's directory entry is
+    // synced too, or a crash could lose the whole file rather than its last line.
     fn append_file(&self) -> std::io::Result<File> {
-        OpenOptions::new()
+        let created = !self.path.exists();
+        let file = OpenOptions::new()
             .create(true)
             .append(true)
-            .open(&self.path)
+            .open(&self.path)?;
+        if created {
+            let dir = self.path.parent().unwrap_or(Path::new("."));
+            switchyard_control::state_file::sync_dir(dir)?;
+        }
+        Ok(file)
     }
 
-    /// Appends one entry as one line with one write.
+    /// Appends one entry as one line with one write, and syncs it: when this returns `Ok`,
+    /// the entry survives a crash, so the answer that follows may claim it.
     pub fn append(&self, entry: &AuditEntry) -> Result<(), AuditError> {
         let mut line = serde_json::to_vec(entry)
             .map_err(|e| self.error(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
         line.push(b'\n');
         let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         self.append_file()
-            .and_then(|mut file| file.write_all(&line))
+            .and_then(|mut file| {
+                file.write_all(&line)?;
+                file.sync_data()
+            })
             .map_err(|source| self.error(source))
     }
 
@@ -135,6 +147,24 @@ impl AuditLog {
         let skip = entries.len().saturating_sub(limit);
         Ok(entries.into_iter().skip(skip).collect())
     }
+}
+
+/// A crash can leave a last line without its line break (a power cut mid-write); the next
+/// entry would be glued to it and lost with it. Ends such a line first.
+fn end_the_torn_line(mut file: File, path: &Path) -> std::io::Result<()> {
+    let mut reader = File::open(path)?;
+    let len = reader.seek(SeekFrom::End(0))?;
+    if len == 0 {
+        return Ok(());
+    }
+    let mut last = [0u8; 1];
+    reader.seek(SeekFrom::Start(len - 1))?;
+    reader.read_exact(&mut last)?;
+    if last[0] != b'\n' {
+        file.write_all(b"\n")?;
+        file.sync_data()?;
+    }
+    Ok(())
 }
 
 const CHUNK: u64 = 64 * 1024;
@@ -188,5 +218,24 @@ mod tests {
         assert_eq!(numbers.last().unwrap(), 4999);
         assert!(numbers.len() >= 3);
         std::fs::remove_file(dir.with_extension("jsonl")).unwrap();
+    }
+
+    #[test]
+    fn an_entry_after_a_torn_line_starts_a_line_of_its_own() {
+        let dir = std::env::temp_dir().join(format!("switchyard-audit-torn-{}", fastrand::u64(..)));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(FILE), "{\"at_ms\":1,\"who\":\"on").unwrap();
+        let log = AuditLog::open(&dir).unwrap();
+        let who = Principal {
+            name: "oncall".into(),
+            role: switchyard_config::Role::Operator,
+            kind: switchyard_config::TokenKind::Human,
+        };
+        log.append(&AuditEntry::new(&who, "kill", Some("support".into())))
+            .unwrap();
+        let entries = log.tail(10).unwrap();
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].action, "kill");
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

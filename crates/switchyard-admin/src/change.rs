@@ -11,7 +11,7 @@ use switchyard_core::Body;
 
 use crate::audit::AuditEntry;
 use crate::auth::Principal;
-use crate::mutation::{record, reject};
+use crate::mutation::{answer, record, reject};
 use crate::reply::{self, ApiError};
 use crate::request::json_body;
 use crate::state::AdminState;
@@ -113,7 +113,7 @@ pub async fn shift(
     }
     record(state, &entry, &mut warnings);
     tracing::info!(route, by = %who.name, action = name, "rollout changed by an operator");
-    let answer = ShiftAnswer {
+    let shifted = ShiftAnswer {
         route,
         before: &shift.before,
         after: &shift.after,
@@ -121,7 +121,7 @@ pub async fn shift(
         incident: shift.incident.as_deref(),
         warning: (!warnings.is_empty()).then(|| warnings.join("; ")),
     };
-    reply::json(StatusCode::OK, &answer)
+    answer(&shifted, &warnings)
 }
 
 /// Which operator action on a rule.
@@ -166,14 +166,14 @@ pub async fn rule(
             entry.after = json!({ "route": route, "downgrade_to": model });
             let mut warnings = Vec::new();
             record(state, &entry, &mut warnings);
-            let answer = json!({
+            let done = json!({
                 "rule": rule,
                 "route": route,
                 "action": name,
                 "downgrade_to": model,
                 "warning": (!warnings.is_empty()).then(|| warnings.join("; ")),
             });
-            reply::json(StatusCode::OK, &answer)
+            answer(&done, &warnings)
         }
         Err(error) => reject(state, entry, refusal(&error)),
     }

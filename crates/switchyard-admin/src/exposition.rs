@@ -101,7 +101,7 @@ fn describe() {
     describe_gauge!(names::QUEUED_REQUESTS, "Requests waiting for admission.");
     describe_gauge!(
         names::TOKEN_BUDGET_USED_RATIO,
-        "Share of the daily token budget used today (UTC)."
+        "Share of the daily token budget used in the current budget day (it starts at budgets.reset_at, UTC)."
     );
     describe_counter!(names::UPSTREAM_ERRORS_TOTAL, "Upstream failures by class (connect, timeout, reset, status_4xx, status_5xx, or the upstream's own error type).");
     describe_gauge!(

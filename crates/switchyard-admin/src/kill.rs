@@ -11,8 +11,8 @@ use switchyard_core::Body;
 
 use crate::audit::AuditEntry;
 use crate::auth::Principal;
-use crate::mutation::{record, reject, FlipAnswer};
-use crate::reply::{self, ApiError};
+use crate::mutation::{answer, record, reject, FlipAnswer};
+use crate::reply::ApiError;
 use crate::request::json_body;
 use crate::state::AdminState;
 use crate::views;
@@ -136,7 +136,7 @@ fn open_incident(state: &AdminState, flip: &Flip, warnings: &mut Vec<String>) ->
 }
 
 /// Engages the kill switch, then opens the incident and audits it; answers only once the
-/// switch is in force for the next request.
+/// switch is in force for the next request and, unless the answer is a 503, on disk.
 pub async fn kill(
     state: &AdminState,
     who: &Principal,
@@ -180,15 +180,16 @@ pub async fn kill(
     if !incident.is_empty() {
         notifier.notify(Event::incident(&incident, "kill", route));
     }
-    let answer = FlipAnswer {
+    let flipped = FlipAnswer {
         incident: Some(incident),
         ..FlipAnswer::new(route, &flip, &warnings)
     };
-    reply::json(StatusCode::OK, &answer)
+    answer(&flipped, &warnings)
 }
 
 /// Releases the kill switch. A route the configuration no longer has can still be revived,
-/// so a switch left over from before a reload is never stuck.
+/// so a switch left over from before a reload is never stuck. Answered, like a kill, once
+/// the release is on disk, or with a 503 saying what was not saved.
 pub async fn revive(
     state: &AdminState,
     who: &Principal,
@@ -218,5 +219,5 @@ pub async fn revive(
     let (reason, released) = (entry.reason.as_deref(), flip.before.as_ref());
     let event = Event::flip(EventKind::Revive, route, reason, &who.name, released);
     state.notifier.notify(event);
-    reply::json(StatusCode::OK, &FlipAnswer::new(route, &flip, &warnings))
+    answer(&FlipAnswer::new(route, &flip, &warnings), &warnings)
 }

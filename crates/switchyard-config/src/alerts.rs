@@ -38,6 +38,8 @@ pub(crate) struct BudgetsSpec {
     daily_tokens: Option<Spanned<u64>>,
     /// Fraction of the budget that raises an alert, `0..=1`. Default 0.8.
     alert_at: Option<Spanned<f64>>,
+    /// When the budget day starts, `"HH:MM"` in UTC. Default `"00:00"`.
+    reset_at: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -56,6 +58,8 @@ pub struct Alerts {
 pub struct Budgets {
     pub daily_tokens: Option<u64>,
     pub alert_at: f64,
+    /// When the budget day starts: this long after midnight UTC (whole minutes, under 24 h).
+    pub reset_at: Duration,
 }
 
 impl Default for Alerts {
@@ -78,6 +82,7 @@ impl Default for Budgets {
         Budgets {
             daily_tokens: None,
             alert_at: 0.8,
+            reset_at: Duration::ZERO,
         }
     }
 }
@@ -138,8 +143,31 @@ pub(crate) fn compile_budgets(spec: &BudgetsSpec, ctx: &mut Ctx) -> Result<Budge
         let msg = "has no effect without budgets.daily_tokens";
         ctx.warn(Some(&at.span()), "budgets.alert_at", msg);
     }
+    let reset_at = match &spec.reset_at {
+        Some(v) => {
+            parse_time_of_day(v.get_ref()).map_err(|msg| ctx.at(v, "budgets.reset_at", msg))?
+        }
+        None => d.reset_at,
+    };
     Ok(Budgets {
         daily_tokens,
         alert_at,
+        reset_at,
     })
+}
+
+/// `"HH:MM"` (24-hour clock, UTC) as the time since midnight.
+fn parse_time_of_day(text: &str) -> Result<Duration, String> {
+    let bad =
+        || format!("invalid time of day {text:?}: expected \"HH:MM\" in UTC, such as \"06:00\"");
+    let (h, m) = text.split_once(':').ok_or_else(bad)?;
+    let two_digits = |s: &str| s.len() == 2 && s.bytes().all(|b| b.is_ascii_digit());
+    if !two_digits(h) || !two_digits(m) {
+        return Err(bad());
+    }
+    let (h, m): (u64, u64) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+    if h > 23 || m > 59 {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs(h * 3600 + m * 60))
 }

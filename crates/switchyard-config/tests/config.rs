@@ -107,7 +107,8 @@ fn full_example_parses_to_expected_values() {
         c.budgets,
         Budgets {
             daily_tokens: Some(50_000_000),
-            alert_at: 0.8
+            alert_at: 0.8,
+            reset_at: Duration::from_secs(6 * 3600 + 30 * 60),
         }
     );
     // The route has no kill-switch fallback; pool and demo are defined but no route uses them.
@@ -164,7 +165,8 @@ fn defaults_fill_every_optional_key() {
         c.budgets,
         Budgets {
             daily_tokens: None,
-            alert_at: 0.8
+            alert_at: 0.8,
+            reset_at: Duration::ZERO,
         }
     );
     assert_eq!(c.upstreams["x"].connect_timeout, Duration::from_secs(5));
@@ -341,6 +343,9 @@ const CORPUS: &[(&str, usize, &str, &str)] = &[
     ("alerts.error_rate", 2, "between 0 and 1", "[alerts]\nerror_rate = 1.5\n"),
     ("alerts.traffic_spike", 2, "greater than 1", "[alerts]\ntraffic_spike = 1.0\n"),
     ("budgets.daily_tokens", 2, "greater than 0", "[budgets]\ndaily_tokens = 0\n"),
+    ("budgets.reset_at", 3, "invalid time of day \"24:00\"", "[budgets]\ndaily_tokens = 10\nreset_at = \"24:00\"\n"),
+    ("budgets.reset_at", 2, "expected \"HH:MM\"", "[budgets]\nreset_at = \"6:00\"\n"),
+    ("budgets.reset_at", 2, "invalid type", "[budgets]\nreset_at = 600\n"),
     ("routes[0].match.header.\"x agent\"", 5, "invalid header name", "[upstreams.a]\nurl = \"http://a:1\"\n[[routes]]\nname = \"a\"\nmatch = { header = { \"x agent\" = \"support\" } }\nupstream = \"a\"\n"),
     ("routes[0].match.header.x-agent", 4, "matched twice (first on line 4)", "[upstreams.a]\nurl = \"http://a:1\"\n[[routes]]\nmatch = { header = { \"X-Agent\" = \"a\", \"x-agent\" = \"b\" } }\nname = \"a\"\nupstream = \"a\"\n"),
     ("routes[0].match.host", 4, "invalid host", "[upstreams.a]\nurl = \"http://a:1\"\n[[routes]]\nmatch = { host = \"api example.com\" }\nname = \"a\"\nupstream = \"a\"\n"),

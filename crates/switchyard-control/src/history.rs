@@ -49,7 +49,9 @@ impl ErrorHistory {
         list.sort_by(|a, b| {
             (&a.route, &a.upstream, &a.class).cmp(&(&b.route, &b.upstream, &b.class))
         });
-        match crate::state_file::write_list(&self.path, &list) {
+        let written =
+            crate::state_file::off_the_workers(|| crate::state_file::write_list(&self.path, &list));
+        match written {
             Ok(()) => self.written.store(changes, Ordering::Relaxed),
             Err(error) => tracing::warn!(%error, "error class history not saved; retrying"),
         }

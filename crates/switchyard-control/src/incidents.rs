@@ -161,6 +161,8 @@ pub enum IncidentError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Write(#[from] crate::state_file::WriteError),
     #[error("no incident {0}")]
     Unknown(String),
     #[error("{id} was already acknowledged by {by}")]
@@ -186,12 +188,16 @@ impl Incidents {
     /// Opens `state_dir/incidents`, creating it, and loads every record in it.
     pub fn open(state_dir: &Path) -> Result<Self, IncidentError> {
         let dir = state_dir.join(DIR);
-        std::fs::create_dir_all(&dir).map_err(|e| io_error(&dir, e))?;
+        // The new directory's entry is synced too, or a power cut could take every record in
+        // it along.
+        std::fs::create_dir_all(&dir)
+            .and_then(|()| crate::state_file::sync_dir(state_dir))
+            .map_err(|e| io_error(&dir, e))?;
         let mut records = BTreeMap::new();
         for entry in std::fs::read_dir(&dir).map_err(|e| io_error(&dir, e))? {
             let path = entry.map_err(|e| io_error(&dir, e))?.path();
             if path.extension().and_then(|e| e.to_str()) != Some("json") {
-                continue; // leftovers of an interrupted write end in .tmp
+                continue; // .tmp, .prev and .corrupt files are not records
             }
             match load(&path) {
                 Ok(incident) => {
@@ -279,29 +285,20 @@ impl Incidents {
         Ok(updated)
     }
 
-    /// Writes a record to a temporary file, then renames it over the old one, so a reader
-    /// (or a crash) never sees half a record.
+    /// Writes a record durably (see [`crate::state_file`]), so a reader or a crash never sees
+    /// half a record and an ack that was answered is on disk.
     fn write(&self, incident: &Incident) -> Result<(), IncidentError> {
         let path = self.dir.join(format!("{}.json", incident.id));
-        let tmp = self.dir.join(format!("{}.json.tmp", incident.id));
-        let text = serde_json::to_vec_pretty(incident).map_err(|e| {
-            io_error(
-                &path,
-                std::io::Error::new(std::io::ErrorKind::InvalidData, e),
-            )
-        })?;
-        std::fs::write(&tmp, text)
-            .and_then(|()| std::fs::rename(&tmp, &path))
-            .map_err(|e| io_error(&path, e))
+        crate::state_file::off_the_workers(|| crate::state_file::save(&path, incident))?;
+        Ok(())
     }
 }
 
+/// One record, from its previous generation if the file itself is unusable.
 fn load(path: &Path) -> Result<Incident, IncidentError> {
-    let bytes = std::fs::read(path).map_err(|e| io_error(path, e))?;
-    serde_json::from_slice(&bytes).map_err(|e| {
-        io_error(
-            path,
-            std::io::Error::new(std::io::ErrorKind::InvalidData, e),
-        )
-    })
+    match crate::state_file::load(path) {
+        Ok(Some(incident)) => Ok(incident),
+        Ok(None) => Err(io_error(path, std::io::ErrorKind::NotFound.into())),
+        Err(e) => Err(io_error(path, e)),
+    }
 }

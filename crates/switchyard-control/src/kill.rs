@@ -172,7 +172,7 @@ impl KillBoard {
         let Some(path) = &self.path else {
             return Ok(());
         };
-        crate::state_file::write_list(path, switches)
+        crate::state_file::off_the_workers(|| crate::state_file::write_list(path, switches))
     }
 
     /// Sets the engaged gauge for every route (at start-up and after a reload).

@@ -2,6 +2,7 @@
 //! webhook notifications.
 
 pub mod alerts;
+pub mod budget;
 pub mod clock;
 pub mod controller;
 pub mod exchange;

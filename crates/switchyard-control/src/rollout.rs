@@ -155,10 +155,11 @@ impl RolloutStore {
         self.path.parent().unwrap_or(Path::new("."))
     }
 
-    /// Writes every rollout to state_dir.
+    /// Writes every rollout to state_dir, durably (see [`crate::state_file`]), off the async
+    /// workers: the controller calls it from its task.
     pub fn save(&self, states: &BTreeMap<String, RolloutState>) -> Result<(), String> {
         let list: Vec<&RolloutState> = states.values().collect();
-        crate::state_file::write_list(&self.path, &list)
+        crate::state_file::off_the_workers(|| crate::state_file::write_list(&self.path, &list))
     }
 }
 

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::budget::Budget;
 use crate::exchange::Exchange;
 use crate::experiment::{
     upstream_key, ExperimentStats, Experiments, Feedback, FeedbackError, Joined,
@@ -12,8 +13,8 @@ use crate::experiment::{
 use crate::handles::{Handles, LabelSet};
 use crate::window::{Bucket, CountRing, Ring};
 
-/// Seconds since the Unix epoch: windows are aligned to wall-clock seconds so the daily
-/// budget rolls over at midnight UTC.
+/// Seconds since the Unix epoch: windows are aligned to wall-clock seconds, and so is the
+/// daily budget's day.
 pub fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -354,9 +355,7 @@ pub struct Spans {
 #[derive(Debug, Default)]
 pub struct Signals {
     routes: Mutex<HashMap<Arc<str>, Arc<RouteSignals>>>,
-    /// (day number, tokens used that day) packed as two atomics updated together rarely.
-    budget_day: AtomicU64,
-    budget_tokens: AtomicU64,
+    budget: Budget,
     queued: AtomicU64,
     experiments: Experiments,
     next_route_id: AtomicU64,
@@ -472,7 +471,7 @@ impl Signals {
         let tokens = exchange.prompt_tokens + exchange.completion_tokens;
         route.record(exchange, now, &self.experiments);
         if tokens > 0 {
-            self.add_tokens(now / 86_400, tokens);
+            self.budget.add(now, tokens);
         }
     }
 
@@ -499,22 +498,14 @@ impl Signals {
         Ok(joined.counted)
     }
 
-    fn add_tokens(&self, day: u64, tokens: u64) {
-        if self.budget_day.load(Ordering::Relaxed) != day {
-            // The first exchange of a new day resets the count; a race here can lose the
-            // tokens of a few requests at midnight, which a budget alert tolerates.
-            self.budget_day.store(day, Ordering::Relaxed);
-            self.budget_tokens.store(0, Ordering::Relaxed);
-        }
-        self.budget_tokens.fetch_add(tokens, Ordering::Relaxed);
+    /// The daily token budget's count.
+    pub fn budget(&self) -> &Budget {
+        &self.budget
     }
 
-    /// Tokens used today (UTC).
+    /// Tokens used in the current budget day.
     pub fn tokens_today(&self) -> u64 {
-        if self.budget_day.load(Ordering::Relaxed) != now_secs() / 86_400 {
-            return 0;
-        }
-        self.budget_tokens.load(Ordering::Relaxed)
+        self.budget.used(now_secs())
     }
 
     /// Requests waiting in admission queues (the saturation signal).

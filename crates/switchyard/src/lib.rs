@@ -9,6 +9,7 @@ use arc_swap::ArcSwap;
 use switchyard_admin::{AdminParts, AdminState};
 use switchyard_config::{Config, UpstreamTarget};
 use switchyard_control::alerts::AlertSettings;
+use switchyard_control::budget::BudgetStore;
 use switchyard_control::controller::Controller;
 use switchyard_control::rollout::RolloutStore;
 use switchyard_control::steer::Steering;
@@ -62,8 +63,12 @@ pub struct Running {
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     background: Vec<JoinHandle<()>>,
+    budget: Arc<BudgetStore>,
     _watcher: Option<notify::RecommendedWatcher>,
 }
+
+/// How often the token budget's count is written to state_dir while it changes.
+const BUDGET_SAVE_EVERY: Duration = Duration::from_secs(2);
 
 impl Running {
     /// Stops accepting, lets open requests finish, and returns when the listeners are down.
@@ -74,6 +79,13 @@ impl Running {
         }
         for task in self.background {
             task.abort();
+        }
+        // The last tokens counted since the periodic save.
+        let budget = self.budget;
+        match tokio::task::spawn_blocking(move || budget.save()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => tracing::error!(%error, "token budget not saved at shutdown"),
+            Err(error) => tracing::error!(%error, "token budget save at shutdown did not finish"),
         }
     }
 
@@ -138,6 +150,10 @@ pub async fn start_with(config: Config, path: Option<PathBuf>) -> Result<Running
         source,
     };
     let (store, rollouts) = RolloutStore::open(&config.admin.state_dir).map_err(state_error)?;
+    let now = switchyard_control::signals::now_secs();
+    signals.budget().set_reset_at(config.budgets.reset_at, now);
+    let budget =
+        BudgetStore::open(&config.admin.state_dir, signals.clone()).map_err(state_error)?;
     let incidents = Arc::new(
         Incidents::open(&config.admin.state_dir)
             .map_err(|e| state_error(std::io::Error::other(e.to_string())))?,
@@ -214,6 +230,7 @@ pub async fn start_with(config: Config, path: Option<PathBuf>) -> Result<Running
         tokio::spawn(alerts.clone().run(tick)),
         tokio::spawn(controller.clone().run()),
         tokio::spawn(reload::on_sighup(reloader.clone())),
+        tokio::spawn(budget.clone().run(BUDGET_SAVE_EVERY)),
     ];
     let tasks = vec![
         tokio::spawn(switchyard_proxy::serve(
@@ -235,6 +252,7 @@ pub async fn start_with(config: Config, path: Option<PathBuf>) -> Result<Running
         shutdown,
         tasks,
         background,
+        budget,
         _watcher: file_watcher,
     })
 }
@@ -269,22 +287,31 @@ pub async fn validate_runtime(config: &Config) -> Result<(), StartError> {
     Ok(())
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
+/// Resolves on Ctrl-C or SIGTERM. The handlers are installed when this is called, not when
+/// the future is first polled: call it before starting, so a signal that arrives while the
+/// gateway starts (or just after it says it serves) stops it cleanly instead of killing it.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => return std::future::pending().await,
-            };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+        use tokio::signal::unix::{signal, SignalKind};
+        let handlers = signal(SignalKind::terminate())
+            .and_then(|term| Ok((term, signal(SignalKind::interrupt())?)));
+        async move {
+            match handlers {
+                Ok((mut term, mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = int.recv() => {}
+                    }
+                }
+                Err(_) => std::future::pending().await,
+            }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

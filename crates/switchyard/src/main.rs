@@ -122,8 +122,9 @@ fn serve(path: &Path, format: Option<Format>) -> ExitCode {
     }
     let result = runtime().map_err(|e| e.to_string()).and_then(|rt| {
         rt.block_on(async {
+            let stop = switchyard::shutdown_signal();
             let running = switchyard::start(config).await.map_err(|e| e.to_string())?;
-            switchyard::shutdown_signal().await;
+            stop.await;
             tracing::info!("shutting down: finishing open requests");
             running.stop().await;
             Ok(())

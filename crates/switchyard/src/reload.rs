@@ -145,6 +145,10 @@ impl ConfigReloader {
         self.gateway.swap(table);
         self.controller.apply(&config);
         self.alerts.set_settings(alert_settings(&config));
+        let now = switchyard_control::signals::now_secs();
+        self.signals
+            .budget()
+            .set_reset_at(config.budgets.reset_at, now);
         self.tokens.store(Arc::new(config.admin.tokens.clone()));
         self.fallbacks
             .store(Arc::new(switchyard_admin::fallback_kinds(&config)));

@@ -211,13 +211,51 @@ async fn a_switch_that_cannot_be_saved_is_still_in_force() {
     let admin = start("kill-unsaved").await;
     // A directory where the board writes its temporary file makes the save fail.
     std::fs::create_dir_all(admin.dir.join("kill_switches.json.tmp")).unwrap();
-    let killed = admin.kill("support", r#"{"reason":"disk trouble"}"#).await;
+    let answer = admin
+        .post(
+            "/admin/routes/support/kill",
+            OPERATOR,
+            r#"{"reason":"disk trouble"}"#,
+        )
+        .await;
+    // Not a silent 200: the caller must not take an unsaved change as done.
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(answer.code(), "state_not_saved");
+    let killed = answer.json();
+    let message = killed["error"]["message"].as_str().unwrap();
+    assert!(message.contains("kill_switches.json"), "{message}");
     assert_eq!(killed["engaged"], true);
     assert_eq!(killed["persisted"], false);
     let warning = killed["warning"].as_str().unwrap();
     assert!(warning.contains("restart"), "{warning}");
     assert!(admin.state.kills.get("support").is_some());
     assert_eq!(admin.audit().await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_revive_whose_audit_entry_cannot_be_written_is_not_a_plain_200() {
+    let admin = start("revive-unaudited").await;
+    admin.kill("support", r#"{"reason":"first"}"#).await;
+    // A directory where the log should be makes every append fail.
+    let log = admin.dir.join("audit.jsonl");
+    std::fs::remove_file(&log).unwrap();
+    std::fs::create_dir(&log).unwrap();
+    let answer = admin
+        .delete("/admin/routes/support/kill", OPERATOR, "")
+        .await;
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(answer.code(), "state_not_saved");
+    let body = answer.json();
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("audit.jsonl"), "{message}");
+    assert_eq!(
+        (body["engaged"].clone(), body["persisted"].clone()),
+        (json!(false), json!(false))
+    );
+    // The release itself is in force and saved; only its audit entry is missing.
+    assert!(admin.state.kills.get("support").is_none());
+    let reopened = switchyard_control::KillBoard::open(&admin.dir).unwrap();
+    assert!(reopened.get("support").is_none());
 }
 
 #[tokio::test]

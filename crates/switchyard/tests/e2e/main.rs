@@ -16,5 +16,6 @@ mod reload;
 mod rollout;
 mod rules;
 mod sdk;
+mod state;
 mod streaming;
 mod trust;
