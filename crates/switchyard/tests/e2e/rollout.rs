@@ -120,7 +120,9 @@ async fn a_degraded_green_is_rolled_back_within_the_bound_and_the_flip_fails_nob
         blue_addr,
         green_addr,
         "stages = [50, 100]\nbake = \"1h\"\nmin_requests = 100000",
-        "error_rate = 0.05\nerror_window = \"10s\"\nmin_requests = 10",
+        // Green's 500s are also a class blue never showed: with the default rate, that
+        // trigger could win the race against the error rate, which this test is about.
+        "error_rate = 0.05\nerror_window = \"10s\"\nmin_requests = 10\nnew_error_class_rate = 1.0",
     );
     let gw = gateway(&toml).await;
     let rollout = rollout_of(&gw).await;
