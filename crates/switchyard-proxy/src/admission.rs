@@ -105,21 +105,22 @@ impl Admission {
         }
     }
 
-    /// The rate limits: route-wide, then per user (requests without a user key are limited
-    /// by the route's rate only).
+    /// The rate limits: per user, then route-wide (requests without a user key are limited
+    /// by the route's rate only). The user's comes first so that a user over its own limit
+    /// does not use up the route's allowance of everyone else.
     pub fn check_rates(&self, user_key: Option<&str>) -> Result<(), Shed> {
         self.check_rates_at(user_key, self.now())
     }
 
     fn check_rates_at(&self, user_key: Option<&str>, now: u64) -> Result<(), Shed> {
-        if let Some(limit) = &self.route_rate {
-            if !limit.state.admit(limit.gcra, now) {
-                return Err(Shed::RouteRate);
-            }
-        }
         if let (Some(limit), Some(user)) = (&self.user_rate, user_key) {
             if !limit.state.admit(user, limit.gcra, now) {
                 return Err(Shed::UserRate);
+            }
+        }
+        if let Some(limit) = &self.route_rate {
+            if !limit.state.admit(limit.gcra, now) {
+                return Err(Shed::RouteRate);
             }
         }
         Ok(())
@@ -229,10 +230,12 @@ mod tests {
         let admission = Admission::new("f", &l);
         // The route's burst is 2, a user's is 1.
         assert!(admission.check_rates_at(Some("a"), 0).is_ok());
+        // Refused for the user, without using the route's allowance.
         assert_eq!(admission.check_rates_at(Some("a"), 0), Err(Shed::UserRate));
-        assert_eq!(admission.check_rates_at(Some("b"), 0), Err(Shed::RouteRate));
-        // One route interval (2/3 s) later the route has room again, and "b" has its own.
-        assert!(admission.check_rates_at(Some("b"), 2 * SEC / 3).is_ok());
+        assert!(admission.check_rates_at(Some("b"), 0).is_ok());
+        assert_eq!(admission.check_rates_at(Some("c"), 0), Err(Shed::RouteRate));
+        // One route interval (2/3 s) later the route has room again.
+        assert!(admission.check_rates_at(Some("d"), 2 * SEC / 3).is_ok());
         assert_eq!(
             admission.check_rates_at(Some("a"), 2 * SEC - 1),
             Err(Shed::UserRate)
