@@ -9,6 +9,7 @@ mod headers;
 mod health;
 mod inspect;
 mod kill;
+mod limiter;
 mod local;
 mod meter;
 mod probe;

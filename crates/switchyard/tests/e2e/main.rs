@@ -9,6 +9,7 @@ mod common;
 mod ctl;
 mod experiments;
 mod faults;
+mod limits;
 mod metering;
 mod notify;
 mod proxy;
