@@ -69,7 +69,7 @@ fn an_unknown_simulator_profile_is_named_with_its_line() {
     let dir = std::env::temp_dir().join(format!("switchyard-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("gateway.toml");
-    std::fs::write(&path, "[upstreams.demo]\nsim = { profile = \"healthy\" }\n\n[upstreams.bad]\nsim = { profile = \"nope\" }\n\n[[routes]]\nname = \"r\"\nupstream = \"demo\"\n").unwrap();
+    std::fs::write(&path, "[upstreams.demo]\nsim = { profile = \"healthy\" }\n\n[upstreams.bad]\nsim = { profile = \"nope\" }\n\n[[routes]]\nname = \"r\"\nupstream = \"demo\"\n\n[server]\n").unwrap();
     let out = switchyard()
         .args(["check", "--config"])
         .arg(&path)
