@@ -255,3 +255,152 @@ async fn a_reload_revokes_a_rotated_token_even_when_gateway_toml_is_unchanged() 
     );
     gw.stop().await;
 }
+
+fn rejected(metrics_text: &str) -> f64 {
+    metric(
+        metrics_text,
+        "switchyard_config_reloads_total",
+        &[("result", "rejected")],
+    )
+}
+
+/// A chat completion through the route `r-live` must be answered by its upstream.
+async fn served_by_the_route(gw: &switchyard::Running, what: &str) {
+    let answer = post_json(
+        gw.traffic,
+        "/v1/chat/completions",
+        &[],
+        chat("gpt-4o", false),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{what}: {:?}", answer.body);
+    assert_eq!(answer.headers["x-switchyard-route"], "r-live", "{what}");
+}
+
+#[tokio::test]
+async fn the_watcher_refuses_an_empty_or_truncated_file_and_traffic_keeps_flowing() {
+    let (_sim, up) = sim(Profile::default()).await;
+    let good = base(up, 0.01);
+    let (gw, path) = gateway_from_file(&good).await;
+    let before = version(&gw).await;
+    let start = rejected(&metrics(&gw).await);
+    // Cut where an editor's partial write could leave it: valid TOML, but no routes.
+    let truncated = &good[..good.find("[[routes]]").unwrap()];
+    for (n, (what, text)) in [("an empty file", ""), ("a truncated file", truncated)]
+        .into_iter()
+        .enumerate()
+    {
+        std::fs::write(&path, text).unwrap();
+        eventually_metrics(&gw, &format!("{what} rejected"), |m| {
+            rejected(m) >= start + n as f64 + 1.0
+        })
+        .await;
+        assert_eq!(version(&gw).await, before, "{what} was put in force");
+        served_by_the_route(&gw, what).await;
+    }
+    // The same refusal through the admin API names the reason.
+    let answer = reload(&gw).await;
+    assert_eq!(answer.status, 422);
+    let message = answer.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        message.contains(":1: routes: no routes"),
+        "the reason is not given: {message}"
+    );
+    // A whole file written afterwards is picked up as usual.
+    let next = base(up, 0.02);
+    std::fs::write(&path, &next).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while version(&gw).await == before && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(version(&gw).await, switchyard_config::version_of(&next));
+    served_by_the_route(&gw, "after the good file").await;
+    gw.stop().await;
+}
+
+/// Rewrites the file in place the way a naive editor does: open with truncate, write half,
+/// pause, write the rest.
+async fn rewrite_in_place(path: &Path, text: &str) {
+    use tokio::io::AsyncWriteExt;
+    let mut file = tokio::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(path)
+        .await
+        .unwrap();
+    let (first, rest) = text.split_at(text.len() / 2);
+    file.write_all(first.as_bytes()).await.unwrap();
+    file.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    file.write_all(rest.as_bytes()).await.unwrap();
+    file.flush().await.unwrap();
+}
+
+#[tokio::test]
+async fn fifty_in_place_rewrites_under_load_lose_no_request_and_parse_no_half_file() {
+    let (_sim, up) = sim(Profile::default()).await;
+    let (gw, path) = gateway_from_file(&base(up, 0.01)).await;
+    let rejected_before = rejected(&metrics(&gw).await);
+    let gw = Arc::new(gw);
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = (0..6)
+        .map(|_| {
+            let (gw, stop) = (gw.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut failures = Vec::new();
+                let mut sent = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let answer = post_json(
+                        gw.traffic,
+                        "/v1/chat/completions",
+                        &[],
+                        chat("gpt-4o", true),
+                    )
+                    .await;
+                    sent += 1;
+                    let route = answer.headers.get("x-switchyard-route").cloned();
+                    if answer.status != 200
+                        || route.as_ref().is_none_or(|r| r != "r-live")
+                        || !String::from_utf8_lossy(&answer.body).contains("[DONE]")
+                    {
+                        failures.push((answer.status, route, answer.body));
+                    }
+                }
+                (sent, failures)
+            })
+        })
+        .collect();
+    for i in 0..50 {
+        let text = base(up, 0.01 + f64::from(i + 1) / 1000.0);
+        rewrite_in_place(&path, &text).await;
+        let expected = switchyard_config::version_of(&text);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while version(&gw).await != expected {
+            assert!(
+                Instant::now() < deadline,
+                "rewrite {i} was not put in force within 5 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let (mut sent, mut failures) = (0, Vec::new());
+    for worker in workers {
+        let (s, f) = worker.await.unwrap();
+        sent += s;
+        failures.extend(f);
+    }
+    assert!(sent > 50, "the load was too light to mean anything: {sent}");
+    assert!(
+        failures.is_empty(),
+        "{} of {sent} requests failed across 50 rewrites, first: {:?}",
+        failures.len(),
+        failures.first()
+    );
+    // The watcher waited for each rewrite to settle: it never parsed a half-written file.
+    assert_eq!(rejected(&metrics(&gw).await), rejected_before);
+    Arc::try_unwrap(gw).ok().unwrap().stop().await;
+}
