@@ -1,4 +1,5 @@
-//! Listeners: TCP or TLS, HTTP/1.1 and HTTP/2, with head-read and handshake bounds.
+//! Listeners: TCP or TLS, HTTP/1.1 and HTTP/2, with head-read and handshake bounds, and the
+//! drain that closes them.
 
 use std::future::Future;
 use std::path::Path;
@@ -124,9 +125,17 @@ pub async fn serve(
         ));
     };
     drop(tcp);
-    let open = graceful.count();
+    finish(graceful, connections, drain_timeout).await
+}
+
+/// Asks every open connection to finish, waits up to `drain_timeout`, then cuts the rest.
+async fn finish(
+    graceful: GracefulShutdown,
+    mut connections: JoinSet<()>,
+    drain_timeout: Duration,
+) -> usize {
     tracing::info!(
-        open,
+        open = graceful.count(),
         drain_timeout = ?drain_timeout,
         "no longer accepting connections; waiting for requests in flight"
     );
