@@ -322,24 +322,26 @@ async fn the_watcher_refuses_an_empty_or_truncated_file_and_traffic_keeps_flowin
 }
 
 /// Rewrites the file in place the way a naive editor does: open with truncate, write half,
-/// pause, write the rest.
+/// pause, write the rest. On a thread of its own, so a busy runtime cannot stretch the pause.
 async fn rewrite_in_place(path: &Path, text: &str) {
-    use tokio::io::AsyncWriteExt;
-    let mut file = tokio::fs::OpenOptions::new()
-        .write(true)
-        .truncate(true)
-        .open(path)
-        .await
-        .unwrap();
-    let (first, rest) = text.split_at(text.len() / 2);
-    file.write_all(first.as_bytes()).await.unwrap();
-    file.flush().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    file.write_all(rest.as_bytes()).await.unwrap();
-    file.flush().await.unwrap();
+    let (path, text) = (path.to_path_buf(), text.to_string());
+    tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        let (first, rest) = text.split_at(text.len() / 2);
+        file.write_all(first.as_bytes()).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        file.write_all(rest.as_bytes()).unwrap();
+    })
+    .await
+    .unwrap();
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_in_place_rewrites_under_load_lose_no_request_and_parse_no_half_file() {
     let (_sim, up) = sim(Profile::default()).await;
     let (gw, path) = gateway_from_file(&base(up, 0.01)).await;
