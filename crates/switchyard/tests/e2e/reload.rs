@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use switchyard_sim::Profile;
 
 use crate::common::*;
+use crate::notify::Receiver;
 
 /// Writes the config to a file and starts a gateway that reloads from it.
 pub async fn gateway_from_file(text: &str) -> (switchyard::Running, PathBuf) {
@@ -256,12 +257,39 @@ async fn a_reload_revokes_a_rotated_token_even_when_gateway_toml_is_unchanged() 
     gw.stop().await;
 }
 
-fn rejected(metrics_text: &str) -> f64 {
-    metric(
-        metrics_text,
-        "switchyard_config_reloads_total",
-        &[("result", "rejected")],
+/// `base` plus a webhook for reload events: what this gateway's reloads did, apart from the
+/// other gateways of the test process (the metrics are process-wide).
+fn base_with_hook(up: std::net::SocketAddr, error_rate: f64, hook: &Receiver) -> String {
+    format!(
+        "{}\n[[notify.webhooks]]\nurl = \"{}\"\nevents = [\"reload\"]\n",
+        base(up, error_rate),
+        hook.url()
     )
+}
+
+/// The `result` of every reload event the receiver got, in order.
+fn reload_results(hook: &Receiver) -> Vec<String> {
+    hook.events()
+        .iter()
+        .map(|(_, body)| body["result"].as_str().unwrap_or("?").to_string())
+        .collect()
+}
+
+/// Waits up to 5 s until the receiver got `n` reload events.
+async fn reloads_seen(hook: &Receiver, n: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let results = reload_results(hook);
+        if results.len() >= n {
+            return results;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {n} reload events: {results:?}",
+            results.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// A chat completion through the route `r-live` must be answered by its upstream.
@@ -280,10 +308,10 @@ async fn served_by_the_route(gw: &switchyard::Running, what: &str) {
 #[tokio::test]
 async fn the_watcher_refuses_an_empty_or_truncated_file_and_traffic_keeps_flowing() {
     let (_sim, up) = sim(Profile::default()).await;
-    let good = base(up, 0.01);
+    let hook = Receiver::up().await;
+    let good = base_with_hook(up, 0.01, &hook);
     let (gw, path) = gateway_from_file(&good).await;
     let before = version(&gw).await;
-    let start = rejected(&metrics(&gw).await);
     // Cut where an editor's partial write could leave it: valid TOML, but no routes.
     let truncated = &good[..good.find("[[routes]]").unwrap()];
     for (n, (what, text)) in [("an empty file", ""), ("a truncated file", truncated)]
@@ -291,10 +319,8 @@ async fn the_watcher_refuses_an_empty_or_truncated_file_and_traffic_keeps_flowin
         .enumerate()
     {
         std::fs::write(&path, text).unwrap();
-        eventually_metrics(&gw, &format!("{what} rejected"), |m| {
-            rejected(m) >= start + n as f64 + 1.0
-        })
-        .await;
+        let results = reloads_seen(&hook, n + 1).await;
+        assert_eq!(results[n], "rejected", "{what}: {results:?}");
         assert_eq!(version(&gw).await, before, "{what} was put in force");
         served_by_the_route(&gw, what).await;
     }
@@ -310,7 +336,7 @@ async fn the_watcher_refuses_an_empty_or_truncated_file_and_traffic_keeps_flowin
         "the reason is not given: {message}"
     );
     // A whole file written afterwards is picked up as usual.
-    let next = base(up, 0.02);
+    let next = base_with_hook(up, 0.02, &hook);
     std::fs::write(&path, &next).unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     while version(&gw).await == before && Instant::now() < deadline {
@@ -344,8 +370,8 @@ async fn rewrite_in_place(path: &Path, text: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_in_place_rewrites_under_load_lose_no_request_and_parse_no_half_file() {
     let (_sim, up) = sim(Profile::default()).await;
-    let (gw, path) = gateway_from_file(&base(up, 0.01)).await;
-    let rejected_before = rejected(&metrics(&gw).await);
+    let hook = Receiver::up().await;
+    let (gw, path) = gateway_from_file(&base_with_hook(up, 0.01, &hook)).await;
     let gw = Arc::new(gw);
     let stop = Arc::new(AtomicBool::new(false));
     let workers: Vec<_> = (0..6)
@@ -376,7 +402,7 @@ async fn fifty_in_place_rewrites_under_load_lose_no_request_and_parse_no_half_fi
         })
         .collect();
     for i in 0..50 {
-        let text = base(up, 0.01 + f64::from(i + 1) / 1000.0);
+        let text = base_with_hook(up, 0.01 + f64::from(i + 1) / 1000.0, &hook);
         rewrite_in_place(&path, &text).await;
         let expected = switchyard_config::version_of(&text);
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -402,7 +428,12 @@ async fn fifty_in_place_rewrites_under_load_lose_no_request_and_parse_no_half_fi
         failures.len(),
         failures.first()
     );
-    // The watcher waited for each rewrite to settle: it never parsed a half-written file.
-    assert_eq!(rejected(&metrics(&gw).await), rejected_before);
+    // The watcher waited for each rewrite to settle: it never parsed a half-written file,
+    // which would have been refused (cut TOML, or no routes).
+    let results = reloads_seen(&hook, 50).await;
+    assert!(
+        results.iter().all(|r| r == "applied"),
+        "a half-written file was parsed: {results:?}"
+    );
     Arc::try_unwrap(gw).ok().unwrap().stop().await;
 }
