@@ -324,6 +324,12 @@ async fn the_watcher_refuses_an_empty_or_truncated_file_and_traffic_keeps_flowin
         assert_eq!(version(&gw).await, before, "{what} was put in force");
         served_by_the_route(&gw, what).await;
     }
+    let counted = metric(
+        &metrics(&gw).await,
+        "switchyard_config_reloads_total",
+        &[("result", "rejected")],
+    );
+    assert!(counted >= 2.0, "rejected reloads counted: {counted}");
     // The same refusal through the admin API names the reason.
     let answer = reload(&gw).await;
     assert_eq!(answer.status, 422);
