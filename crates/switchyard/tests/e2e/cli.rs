@@ -347,3 +347,29 @@ async fn sighup_reloads_a_config_the_file_watcher_cannot_see() {
         .success());
     assert!(child.wait().unwrap().success());
 }
+
+#[test]
+fn check_refuses_an_empty_file_on_line_one() {
+    let path = crate::common::temp_dir("check-empty").join("gateway.toml");
+    std::fs::write(&path, "").unwrap();
+    let out = switchyard()
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr,
+        format!(
+            "error: {}:1: server: the file is empty: a gateway file needs a [server] table \
+             (it may be empty); without one it is taken for a partial write\n",
+            path.display()
+        )
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
