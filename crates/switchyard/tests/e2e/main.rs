@@ -7,6 +7,7 @@ mod brake;
 mod cli;
 mod common;
 mod ctl;
+mod drain;
 mod experiments;
 mod faults;
 mod limits;

@@ -24,6 +24,7 @@ async fn gateway_in(toml: &str, state_dir: &Path) -> Running {
 fn blue_green(blue: SocketAddr, green: SocketAddr, rollout: &str, rollback: &str) -> String {
     format!(
         r#"
+[server]
 {tokens}
 {hooks}
 [models."gpt-4o"]
