@@ -60,7 +60,7 @@ thread_local! {
 }
 
 /// One chat request as `user`: (status, the upstream that served it).
-async fn ask(addr: SocketAddr, user: &str) -> (u16, String) {
+pub(crate) async fn ask(addr: SocketAddr, user: &str) -> (u16, String) {
     let answer = post_json(
         addr,
         "/v1/chat/completions",
