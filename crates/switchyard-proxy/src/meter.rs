@@ -249,8 +249,19 @@ fn warn_unpriced_cache(model: &ModelInfo) {
 /// The `variant` label of requests on routes without experiments, made once.
 static NO_VARIANT: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| Arc::from("none"));
 
+/// A prompt fingerprint as 16 lower-case hex digits, written into `buf`: no allocation.
+fn hex16(fp: u64, buf: &mut [u8; 16]) -> &str {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (i, byte) in buf.iter_mut().enumerate() {
+        *byte = DIGITS[((fp >> (60 - 4 * i)) & 0xf) as usize];
+    }
+    std::str::from_utf8(buf).unwrap_or("-")
+}
+
 /// The one structured line per request. Never prompt or completion text.
 pub fn log_exchange(ex: &Exchange, estimated: bool) {
+    let mut hex = [0u8; 16];
+    let fingerprint = ex.prompt_fingerprint.map_or("-", |fp| hex16(fp, &mut hex));
     tracing::info!(
         target: "switchyard::access",
         request_id = %ex.request_id,
@@ -267,12 +278,10 @@ pub fn log_exchange(ex: &Exchange, estimated: bool) {
         completion_tokens = ex.completion_tokens,
         tokens_estimated = estimated,
         context_fill = ex.context_fill.unwrap_or(0.0),
-        fingerprint = ex.prompt_fingerprint.map(|f| format!("{f:016x}")).as_deref().unwrap_or("-"),
+        fingerprint,
         latency_ms = ex.duration.as_secs_f64() * 1000.0,
         ttfb_ms = ex.ttfb.map_or(0.0, |t| t.as_secs_f64() * 1000.0),
         ttft_ms = ex.ttft.map_or(0.0, |t| t.as_secs_f64() * 1000.0),
-        cached_tokens = ex.cache_read_tokens + ex.cache_write_tokens,
-        fill_source = ex.fill_source.as_str(),
         "request"
     );
 }
@@ -394,5 +403,18 @@ where
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn fingerprints_print_as_sixteen_hex_digits() {
+        let mut buf = [0u8; 16];
+        assert_eq!(
+            super::hex16(0x5e9a_1041_b9d8_ec63, &mut buf),
+            "5e9a1041b9d8ec63"
+        );
+        assert_eq!(super::hex16(0xabc, &mut buf), format!("{:016x}", 0xabc));
     }
 }
