@@ -18,6 +18,7 @@ mod rollout;
 mod route;
 mod rules;
 mod server;
+mod telemetry;
 mod token;
 mod upstream;
 
@@ -44,6 +45,9 @@ pub use route::{
 };
 pub use rules::{IncidentSettings, Rule, RuleAction, RuleMetric, Threshold};
 pub use server::{Admin, Log, LogFormat, Server, Tls, MIN_HEADER_BYTES};
+pub use telemetry::{
+    Telemetry, DEFAULT_BATCH_DELAY, DEFAULT_BATCH_SIZE, DEFAULT_EXPORT_TIMEOUT, DEFAULT_QUEUE_SIZE,
+};
 pub use token::{AdminToken, Role, TokenKind, MIN_TOKEN_BYTES};
 pub use upstream::{
     parse_endpoint, HealthCheck, Upstream, UpstreamTarget, DEFAULT_CONNECT_TIMEOUT,
@@ -80,6 +84,8 @@ struct FileSpec {
     rules: Vec<toml::Spanned<rules::RuleSpec>>,
     #[serde(default)]
     incidents: rules::IncidentsSpec,
+    #[serde(default)]
+    telemetry: telemetry::TelemetrySpec,
 }
 
 /// The config version of a file's text: XXH3-64 of the exact bytes, in hex.
@@ -107,6 +113,7 @@ pub struct Config {
     /// In file order.
     pub rules: Vec<Rule>,
     pub incidents: IncidentSettings,
+    pub telemetry: Telemetry,
     pub warnings: Vec<ConfigWarning>,
 }
 
@@ -128,6 +135,7 @@ impl Config {
         let notify = notify::compile_notify(&spec.notify, &ctx)?;
         let rules = rules::compile_rules(&spec.rules, &routes, &mut ctx)?;
         let incidents = rules::compile_incidents(&spec.incidents, &ctx)?;
+        let telemetry = telemetry::compile_telemetry(&spec.telemetry, &ctx)?;
         lint::lint(&routes, &upstreams, &mut ctx);
         lint::lint_models(&routes, &rules, &models, &mut ctx);
         Ok(Config {
@@ -144,6 +152,7 @@ impl Config {
             notify,
             rules,
             incidents,
+            telemetry,
             warnings: ctx.warnings,
         })
     }
