@@ -15,6 +15,7 @@ mod probe;
 mod rescue;
 mod server;
 mod table;
+mod trace;
 
 pub use admission::Shed;
 pub use gateway::Gateway;
