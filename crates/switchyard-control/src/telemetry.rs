@@ -173,6 +173,7 @@ impl SpanExporter {
             endpoint,
             settings: settings.clone(),
             client,
+            warned: None,
         };
         runtime.spawn(task.run(spans));
         Some(Arc::new(SpanExporter {
@@ -197,15 +198,20 @@ fn dropped(reason: &'static str, n: usize) {
     metrics::counter!(names::TELEMETRY_SPANS_DROPPED_TOTAL, "reason" => reason).increment(n as u64);
 }
 
+/// While exports keep failing, the log says so at most this often.
+const WARN_EVERY: Duration = Duration::from_secs(60);
+
 /// The export task's side.
 struct Export {
     endpoint: http::Uri,
     settings: Telemetry,
     client: HookClient,
+    /// When a failure was last logged at WARN; `None` after a success.
+    warned: Option<tokio::time::Instant>,
 }
 
 impl Export {
-    async fn run(self, mut spans: mpsc::Receiver<SpanRecord>) {
+    async fn run(mut self, mut spans: mpsc::Receiver<SpanRecord>) {
         let size = self.settings.batch_size;
         loop {
             let Some(first) = spans.recv().await else {
@@ -265,7 +271,7 @@ impl Export {
         otlp::export_request(&origin, &spans)
     }
 
-    async fn export(&self, batch: &[SpanRecord]) {
+    async fn export(&mut self, batch: &[SpanRecord]) {
         let body = Bytes::from(self.encode(batch));
         let request = Request::post(self.endpoint.clone())
             .header(http::header::CONTENT_TYPE, "application/x-protobuf")
@@ -290,6 +296,9 @@ impl Export {
             Ok(Ok(status)) if status.is_success() => {
                 metrics::counter!(names::TELEMETRY_SPANS_EXPORTED_TOTAL)
                     .increment(batch.len() as u64);
+                if self.warned.take().is_some() {
+                    tracing::info!(endpoint = %self.authority(), "OTLP export works again");
+                }
             }
             Ok(Ok(status)) => self.failed(batch.len(), &format!("the collector answered {status}")),
             Ok(Err(error)) => self.failed(batch.len(), &error.to_string()),
@@ -300,10 +309,24 @@ impl Export {
         }
     }
 
-    fn failed(&self, spans: usize, why: &str) {
+    fn failed(&mut self, spans: usize, why: &str) {
         dropped("export_failed", spans);
-        let endpoint = self.endpoint.authority().map_or("", |a| a.as_str());
-        tracing::warn!(%endpoint, spans, error = %why, "OTLP export failed; spans dropped");
+        let now = tokio::time::Instant::now();
+        let endpoint = self.authority();
+        // A dead collector fails every batch: one line a minute says so, the counter counts.
+        if self.warned.is_some_and(|at| now < at + WARN_EVERY) {
+            tracing::debug!(%endpoint, spans, error = %why, "OTLP export failed; spans dropped");
+            return;
+        }
+        self.warned = Some(now);
+        tracing::warn!(%endpoint, spans, error = %why, "OTLP export failed; spans dropped (see switchyard_telemetry_spans_dropped_total)");
+    }
+
+    /// Host and port only: the rest of a collector URL may carry a key.
+    fn authority(&self) -> String {
+        self.endpoint
+            .authority()
+            .map_or_else(String::new, |a| a.as_str().to_owned())
     }
 }
 
