@@ -111,6 +111,18 @@ fn full_example_parses_to_expected_values() {
             reset_at: Duration::from_secs(6 * 3600 + 30 * 60),
         }
     );
+    assert_eq!(
+        c.telemetry,
+        Telemetry {
+            otlp_endpoint: Some("http://127.0.0.1:4318/v1/traces".parse().unwrap()),
+            sampling_ratio: 0.5,
+            batch_size: 256,
+            batch_delay: Duration::from_secs(2),
+            queue_size: 4096,
+            export_timeout: Duration::from_secs(5),
+            service_name: "switchyard-edge".into(),
+        }
+    );
     // The route has no kill-switch fallback; pool and demo are defined but no route uses them.
     let unused: Vec<_> = c
         .warnings
