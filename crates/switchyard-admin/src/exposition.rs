@@ -71,8 +71,8 @@ fn build() -> PrometheusHandle {
     describe();
     metrics::gauge!(
         names::BUILD_INFO,
-        "version" => switchyard_core::build::VERSION,
-        "commit" => switchyard_core::build::COMMIT
+        "version" => crate::build::VERSION,
+        "commit" => crate::build::COMMIT
     )
     .set(1.0);
     handle

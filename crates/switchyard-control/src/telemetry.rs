@@ -17,6 +17,9 @@ use crate::exchange::Exchange;
 use crate::otlp::{self, Value};
 use crate::webhook::HookClient;
 
+/// The gateway's version: `service.version` and the instrumentation scope's.
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
 /// A collector's answer is read only to reuse the connection.
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
@@ -258,15 +261,12 @@ impl Export {
             .collect();
         let resource = [
             ("service.name", Value::Str(&self.settings.service_name)),
-            (
-                "service.version",
-                Value::Str(switchyard_core::build::VERSION),
-            ),
+            ("service.version", Value::Str(VERSION)),
         ];
         let origin = otlp::Origin {
             resource: &resource,
             scope_name: "switchyard",
-            scope_version: switchyard_core::build::VERSION,
+            scope_version: VERSION,
         };
         otlp::export_request(&origin, &spans)
     }

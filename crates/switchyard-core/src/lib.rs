@@ -1,7 +1,6 @@
 //! Shared vocabulary of switchyard: body and error types, per-request facts, metric names.
 
 pub mod body;
-pub mod build;
 pub mod facts;
 pub mod metrics;
 pub mod split;

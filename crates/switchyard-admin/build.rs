@@ -1,4 +1,5 @@
-//! Records the commit the binary is built from, for `switchyard_build_info` and `--version`.
+//! Records the commit the binary is built from, for `switchyard_build_info` (and anything else
+//! that names the build: `switchyard_admin::build::COMMIT`).
 
 use std::process::Command;
 
@@ -13,13 +14,13 @@ fn git(args: &[&str]) -> Option<String> {
 }
 
 fn main() {
-    let commit = std::env::var("SWITCHYARD_COMMIT")
+    let commit = std::env::var("SWITCHYARD_GIT_COMMIT")
         .ok()
         .filter(|c| !c.is_empty())
         .or_else(|| git(&["rev-parse", "--short=12", "HEAD"]))
         .unwrap_or_else(|| "unknown".to_owned());
     println!("cargo:rustc-env=SWITCHYARD_BUILD_COMMIT={commit}");
-    println!("cargo:rerun-if-env-changed=SWITCHYARD_COMMIT");
+    println!("cargo:rerun-if-env-changed=SWITCHYARD_GIT_COMMIT");
     // Rebuild when HEAD moves: HEAD itself (a branch switch) and the ref it points to (a
     // commit). Only files that exist: cargo reruns a script on every build for a missing one.
     println!("cargo:rerun-if-changed=build.rs");
