@@ -493,6 +493,11 @@ impl Signals {
         self.exporter.store(SpanExporter::start(settings));
     }
 
+    #[cfg(test)]
+    pub(crate) fn exporter(&self) -> Option<Arc<SpanExporter>> {
+        self.exporter.load_full()
+    }
+
     pub fn experiments(&self) -> &Experiments {
         &self.experiments
     }

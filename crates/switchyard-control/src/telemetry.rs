@@ -360,3 +360,50 @@ fn span<'a>(
         status_message: "",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::Signals;
+
+    #[tokio::test]
+    async fn the_exporter_follows_the_config_and_keeps_its_queue_while_unchanged() {
+        let signals = Signals::new();
+        signals.set_telemetry(&Telemetry::default());
+        assert!(signals.exporter().is_none(), "no endpoint, no exporter");
+        let on = Telemetry {
+            otlp_endpoint: Some("http://127.0.0.1:9/v1/traces".parse().unwrap()),
+            ..Telemetry::default()
+        };
+        signals.set_telemetry(&on);
+        let first = signals.exporter().unwrap();
+        signals.set_telemetry(&on.clone());
+        assert!(Arc::ptr_eq(&first, &signals.exporter().unwrap()), "kept");
+        signals.set_telemetry(&Telemetry {
+            batch_size: 7,
+            ..on.clone()
+        });
+        assert!(
+            !Arc::ptr_eq(&first, &signals.exporter().unwrap()),
+            "replaced"
+        );
+        signals.set_telemetry(&Telemetry::default());
+        assert!(signals.exporter().is_none(), "turned off");
+    }
+
+    #[test]
+    fn span_names_follow_the_gen_ai_conventions() {
+        let mut ex = crate::history::tests_support::exchange();
+        ex.requested_model = Some("gpt-4o".into());
+        assert_eq!(SpanRecord::of(&ex).name(), "chat gpt-4o");
+        ex.requested_model = None;
+        assert_eq!(SpanRecord::of(&ex).name(), "chat");
+        ex.gen_ai_operation = None;
+        assert_eq!(SpanRecord::of(&ex).name(), "proxy support");
+        let record = SpanRecord::of(&ex);
+        let attributes = record.attributes(&[]);
+        assert!(attributes.iter().all(|(k, _)| !k.starts_with("gen_ai.")));
+        assert!(attributes.contains(&("error.type", Value::Str("status_5xx"))));
+    }
+}
