@@ -44,7 +44,10 @@ pub use route::{
     DEFAULT_USER_KEY,
 };
 pub use rules::{IncidentSettings, Rule, RuleAction, RuleMetric, Threshold};
-pub use server::{Admin, Log, LogFormat, Server, Tls, MIN_HEADER_BYTES};
+pub use server::{
+    Admin, Log, LogFormat, Server, Tls, DEFAULT_DRAIN_DELAY, DEFAULT_DRAIN_TIMEOUT,
+    MIN_HEADER_BYTES,
+};
 pub use telemetry::{
     Telemetry, DEFAULT_BATCH_DELAY, DEFAULT_BATCH_SIZE, DEFAULT_EXPORT_TIMEOUT, DEFAULT_QUEUE_SIZE,
 };
@@ -57,12 +60,14 @@ pub use upstream::{
 /// The origin used for text that did not come from a file.
 pub const INLINE_ORIGIN: &str = "<inline>";
 
-/// The whole file as written. Every section is optional.
+/// The whole file as written. Every section is optional in a fragment; a file a gateway runs
+/// on needs `[server]` and a route (see [`Config::load`]).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileSpec {
+    /// `None` when the file has no `[server]` table at all (an empty one is `Some`).
     #[serde(default)]
-    server: server::ServerSpec,
+    server: Option<server::ServerSpec>,
     #[serde(default)]
     admin: server::AdminSpec,
     #[serde(default)]
@@ -86,6 +91,47 @@ struct FileSpec {
     incidents: rules::IncidentsSpec,
     #[serde(default)]
     telemetry: telemetry::TelemetrySpec,
+}
+
+/// Whether the text must be a whole gateway file or may be a fragment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Whole {
+    File,
+    Fragment,
+}
+
+/// The two things a whole file has and an empty or truncated one usually lacks. Both are
+/// reported on line 1: the problem is the file as a whole, not a key in it.
+fn require_whole(
+    has_server: bool,
+    routes: &[Route],
+    text: &str,
+    origin: &str,
+) -> Result<(), ConfigError> {
+    let missing = |key: &str, message: &str| ConfigError {
+        origin: origin.to_owned(),
+        line: Some(1),
+        key: key.to_owned(),
+        message: message.to_owned(),
+    };
+    if !has_server {
+        let what = if text.trim().is_empty() {
+            "the file is empty"
+        } else {
+            "missing"
+        };
+        return Err(missing(
+            "server",
+            &format!("{what}: a gateway file needs a [server] table (it may be empty); without one it is taken for a partial write"),
+        ));
+    }
+    if routes.is_empty() {
+        return Err(missing(
+            "routes",
+            "no routes: every request would answer 404; add a [[routes]] table",
+        ));
+    }
+    Ok(())
 }
 
 /// The config version of a file's text: XXH3-64 of the exact bytes, in hex.
@@ -120,12 +166,26 @@ pub struct Config {
 impl Config {
     /// Parses and validates `text`. `origin` names it in errors; `base_dir` is where relative
     /// paths resolve (the config file's directory).
+    ///
+    /// This accepts a fragment: a text without `[server]` or without routes is valid here (tests
+    /// and embedders build configs from pieces). Files go through [`Config::load`], which
+    /// refuses both.
     pub fn parse(text: &str, origin: &str, base_dir: &Path) -> Result<Config, ConfigError> {
+        Config::compile(text, origin, base_dir, Whole::Fragment)
+    }
+
+    fn compile(
+        text: &str,
+        origin: &str,
+        base_dir: &Path,
+        whole: Whole,
+    ) -> Result<Config, ConfigError> {
         let spec: FileSpec =
             toml::from_str(text).map_err(|e| locate::from_toml_error(&e, text, origin))?;
         let mut ctx = ctx::Ctx::new(text, origin, base_dir);
-        let server = server::compile_server(&spec.server, &ctx)?;
-        let admin = server::compile_admin(&spec.admin, &spec.server, &server, &mut ctx)?;
+        let server_spec = spec.server.as_ref().unwrap_or(&server::ServerSpec::DEFAULT);
+        let server = server::compile_server(server_spec, &ctx)?;
+        let admin = server::compile_admin(&spec.admin, server_spec, &server, &mut ctx)?;
         let log = server::compile_log(&spec.log, &ctx)?;
         let models = model::compile_models(&spec.models, &ctx)?;
         let upstreams = upstream::compile_upstreams(&spec.upstreams, &ctx)?;
@@ -136,6 +196,9 @@ impl Config {
         let rules = rules::compile_rules(&spec.rules, &routes, &mut ctx)?;
         let incidents = rules::compile_incidents(&spec.incidents, &ctx)?;
         let telemetry = telemetry::compile_telemetry(&spec.telemetry, &ctx)?;
+        if whole == Whole::File {
+            require_whole(spec.server.is_some(), &routes, text, origin)?;
+        }
         lint::lint(&routes, &upstreams, &mut ctx);
         lint::lint_models(&routes, &rules, &models, &mut ctx);
         Ok(Config {
@@ -158,19 +221,29 @@ impl Config {
     }
 
     /// Reads and parses a file; relative paths in it resolve against its directory.
+    ///
+    /// A file is what a gateway runs on, so it must be whole: a file without a `[server]`
+    /// table or without a route is refused (an empty or half-written file would otherwise
+    /// load as a gateway that answers 404 to everything).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let origin = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            origin: origin.clone(),
+            origin: path.display().to_string(),
             line: None,
             key: String::new(),
             message: e.to_string(),
         })?;
+        Config::load_text(path, &text)
+    }
+
+    /// As [`Config::load`], with the file's text already read (the file watcher reads it
+    /// until it stops changing, and parses exactly what it read).
+    pub fn load_text(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let origin = path.display().to_string();
         let base_dir = match path.parent() {
             Some(dir) if !dir.as_os_str().is_empty() => dir,
             _ => Path::new("."),
         };
-        Config::parse(&text, &origin, base_dir)
+        Config::compile(text, &origin, base_dir, Whole::File)
     }
 
     /// Looks a model up by name or alias; returns its canonical name.

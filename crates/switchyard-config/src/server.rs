@@ -8,11 +8,17 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::ctx::Ctx;
+use crate::duration::parse_duration;
 use crate::error::ConfigError;
 use crate::token::{compile_tokens, AdminToken, TokenSpec};
 
 /// hyper refuses an HTTP/1 read buffer below this, so a smaller budget could never take effect.
 pub const MIN_HEADER_BYTES: usize = 8192;
+
+/// `server.drain_delay` when unset.
+pub const DEFAULT_DRAIN_DELAY: Duration = Duration::from_secs(5);
+/// `server.drain_timeout` when unset.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// `[server]` as written.
 #[derive(Debug, Default, Deserialize)]
@@ -32,8 +38,30 @@ pub(crate) struct ServerSpec {
     routing_headers: Option<bool>,
     /// Total request-head budget (HTTP/1 read buffer). Default 64 KiB, min 8192.
     max_header_bytes: Option<Spanned<u64>>,
+    /// After SIGTERM, how long /ready answers 503 while new connections are still accepted
+    /// (load balancers need time to take the replica out). Default `5s`; `0s` closes at once.
+    drain_delay: Option<Spanned<String>>,
+    /// After the listener closes, how long requests and streams in flight may finish before
+    /// they are cut. Default `300s`.
+    drain_timeout: Option<Spanned<String>>,
     /// Optional; without it the listener speaks plain HTTP.
     tls: Option<TlsSpec>,
+}
+
+impl ServerSpec {
+    /// What a file without a `[server]` table means.
+    pub(crate) const DEFAULT: ServerSpec = ServerSpec {
+        listen: None,
+        max_body_bytes: None,
+        upstream_timeout: None,
+        header_read_timeout: None,
+        stream_idle_timeout: None,
+        routing_headers: None,
+        max_header_bytes: None,
+        drain_delay: None,
+        drain_timeout: None,
+        tls: None,
+    };
 }
 
 /// `server.tls` as written; both paths relative to the config file's directory.
@@ -78,6 +106,10 @@ pub struct Server {
     pub stream_idle_timeout: Duration,
     pub routing_headers: bool,
     pub max_header_bytes: usize,
+    /// Between the drain signal and closing the listener; /ready answers 503 meanwhile.
+    pub drain_delay: Duration,
+    /// How long open requests may finish once the listener is closed.
+    pub drain_timeout: Duration,
     pub tls: Option<Tls>,
 }
 
@@ -119,6 +151,8 @@ impl Default for Server {
             stream_idle_timeout: Duration::from_secs(120),
             routing_headers: true,
             max_header_bytes: 64 * 1024,
+            drain_delay: DEFAULT_DRAIN_DELAY,
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             tls: None,
         }
     }
@@ -183,8 +217,26 @@ pub(crate) fn compile_server(spec: &ServerSpec, ctx: &Ctx) -> Result<Server, Con
             d.max_header_bytes,
             MIN_HEADER_BYTES,
         )?,
+        drain_delay: drain_delay(spec.drain_delay.as_ref(), ctx, d.drain_delay)?,
+        drain_timeout: ctx.duration(
+            spec.drain_timeout.as_ref(),
+            "server.drain_timeout",
+            d.drain_timeout,
+        )?,
         tls,
     })
+}
+
+/// The one duration key where "0s" means something: no delay, close the listener at once.
+fn drain_delay(
+    v: Option<&Spanned<String>>,
+    ctx: &Ctx,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    match v {
+        None => Ok(default),
+        Some(v) => parse_duration(v.get_ref()).map_err(|msg| ctx.at(v, "server.drain_delay", msg)),
+    }
 }
 
 /// Needs the server section to reject an admin listener on the server's own address.

@@ -150,6 +150,8 @@ fn defaults_fill_every_optional_key() {
     assert_eq!(c.server.stream_idle_timeout, Duration::from_secs(120));
     assert!(c.server.routing_headers);
     assert_eq!(c.server.max_header_bytes, 65_536);
+    assert_eq!(c.server.drain_delay, Duration::from_secs(5));
+    assert_eq!(c.server.drain_timeout, Duration::from_secs(300));
     assert_eq!(
         c.admin,
         Admin {
@@ -212,7 +214,7 @@ fn defaults_fill_every_optional_key() {
 }
 
 #[test]
-fn empty_file_is_valid_but_warns_about_no_routes() {
+fn an_empty_fragment_parses_but_warns_about_no_routes() {
     let c = parse("").unwrap();
     assert!(c.routes.is_empty() && c.upstreams.is_empty());
     assert_eq!(c.warnings.len(), 1);
@@ -220,6 +222,62 @@ fn empty_file_is_valid_but_warns_about_no_routes() {
     assert_eq!(
         (w.key.as_str(), w.line, w.message.as_str()),
         ("routes", None, "no routes: every request answers 404")
+    );
+}
+
+/// A file is what a gateway runs on: an empty or cut-off one must not load as a gateway that
+/// answers 404 to everything.
+#[test]
+fn a_file_without_server_or_routes_is_refused_on_line_one() {
+    let path = Path::new("/etc/switchyard/gateway.toml");
+    let cases = [
+        ("", "server", "the file is empty"),
+        ("\n# nothing yet\n", "server", "needs a [server] table"),
+        (MINIMAL, "server", "needs a [server] table"),
+        ("[server]\n", "routes", "no routes"),
+        (
+            "[server]\n[upstreams.x]\nurl = \"http://127.0.0.1:7001\"\n",
+            "routes",
+            "no routes",
+        ),
+    ];
+    for (text, key, fragment) in cases {
+        let e = Config::load_text(path, text).unwrap_err();
+        assert_eq!((e.key.as_str(), e.line), (key, Some(1)), "{text:?}: {e}");
+        assert!(e.message.contains(fragment), "{text:?}: {e}");
+        assert!(
+            e.to_string()
+                .starts_with(&format!("/etc/switchyard/gateway.toml:1: {key}: ")),
+            "{e}"
+        );
+    }
+    // An empty [server] table is enough: every key in it has a default.
+    let c = Config::load_text(path, &format!("[server]\n{MINIMAL}")).unwrap();
+    assert_eq!(c.server, Server::default());
+    assert_eq!(c.routes.len(), 1);
+    // Errors about keys come first: they say more than "no routes".
+    let e = Config::load_text(path, "[alerts]\nwindow = \"0s\"\n").unwrap_err();
+    assert_eq!((e.key.as_str(), e.line), ("alerts.window", Some(2)));
+}
+
+#[test]
+fn drain_keys_take_durations_and_drain_delay_may_be_zero() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(
+        (c.server.drain_delay, c.server.drain_timeout),
+        (Duration::from_secs(5), Duration::from_secs(300))
+    );
+    assert_eq!(
+        (DEFAULT_DRAIN_DELAY, DEFAULT_DRAIN_TIMEOUT),
+        (c.server.drain_delay, c.server.drain_timeout)
+    );
+    let c = parse(&format!(
+        "[server]\ndrain_delay = \"0s\"\ndrain_timeout = \"1.5s\"\n{MINIMAL}"
+    ))
+    .unwrap();
+    assert_eq!(
+        (c.server.drain_delay, c.server.drain_timeout),
+        (Duration::ZERO, Duration::from_millis(1500))
     );
 }
 
@@ -316,7 +374,11 @@ fn load_resolves_paths_against_the_file_and_reports_read_errors() {
     let dir = std::env::temp_dir().join(format!("switchyard-config-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("gateway.toml");
-    std::fs::write(&path, format!("{MINIMAL}[admin]\nstate_dir = \"state\"\n")).unwrap();
+    std::fs::write(
+        &path,
+        format!("[server]\n{MINIMAL}[admin]\nstate_dir = \"state\"\n"),
+    )
+    .unwrap();
     let c = Config::load(&path).unwrap();
     assert_eq!(c.admin.state_dir, dir.join("state"));
     assert_eq!(c.origin, path.display().to_string());
@@ -368,6 +430,10 @@ const CORPUS: &[(&str, usize, &str, &str)] = &[
     ("server.listen", 2, "admin.listen (default)", "[server]\nlisten = \"127.0.0.1:9090\"\n"),
     ("server.listen", 2, "invalid socket address", "[server]\nlisten = \"localhost:8080\"\n"),
     ("server.max_header_bytes", 2, "at least 8192", "[server]\nmax_header_bytes = 1024\n"),
+    ("server.drain_delay", 3, "invalid duration \"5\"", "[server]\nlisten = \"127.0.0.1:8080\"\ndrain_delay = \"5\"\n"),
+    ("server.drain_delay", 2, "invalid type", "[server]\ndrain_delay = 5\n"),
+    ("server.drain_timeout", 2, "greater than 0s", "[server]\ndrain_timeout = \"0s\"\n"),
+    ("server.drain_timeout", 2, "unknown unit", "[server]\ndrain_timeout = \"5 min\"\n"),
     ("server.tls.key", 2, "missing field `key`", "[server]\ntls = { cert = \"a.pem\" }\n"),
     ("models.gpt-4o.context_window", 2, "greater than 0", "[models.\"gpt-4o\"]\ncontext_window = 0\n"),
     ("models.b.aliases[0]", 5, "already a model name", "[models.a]\ncontext_window = 8\n[models.b]\ncontext_window = 8\naliases = [\"a\"]\n"),

@@ -277,3 +277,6 @@ fn traffic_check(
     let breached = enough && ratio > s.traffic_spike;
     (AlertKind::TrafficSpike, ratio, s.traffic_spike, breached)
 }
+
+#[cfg(test)]
+mod tests;

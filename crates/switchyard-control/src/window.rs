@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use crate::histogram::Histogram;
 
+mod counts;
+pub use counts::CountRing;
+
 /// What one second of one route's (or one upstream's) traffic looked like.
 #[derive(Debug, Clone, Default)]
 pub struct Bucket {
@@ -135,39 +138,6 @@ impl Ring {
     }
 }
 
-/// Request counts per second over a long span (the traffic baseline), without the detail.
-#[derive(Debug)]
-pub struct CountRing {
-    slots: Vec<(u64, u64)>,
-}
-
-impl CountRing {
-    pub fn new(span: Duration) -> Self {
-        let len = span.as_secs().max(1) as usize + 1;
-        CountRing {
-            slots: vec![(u64::MAX, 0); len],
-        }
-    }
-
-    pub fn add(&mut self, now: u64, n: u64) {
-        let len = self.slots.len();
-        let slot = &mut self.slots[(now % len as u64) as usize];
-        if slot.0 != now {
-            *slot = (now, 0);
-        }
-        slot.1 += n;
-    }
-
-    /// Requests in seconds `from..=to` that the ring still holds.
-    pub fn requests(&self, from: u64, to: u64) -> u64 {
-        self.slots
-            .iter()
-            .filter(|(second, _)| *second != u64::MAX && *second >= from && *second <= to)
-            .map(|(_, n)| n)
-            .sum()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,14 +150,5 @@ mod tests {
         assert_eq!(ring.sum(10, 11).requests, 3);
         ring.bucket(14).requests += 5; // reuses second 10's slot
         assert_eq!(ring.sum(11, 14).requests, 7);
-    }
-
-    #[test]
-    fn count_ring_keeps_only_its_span() {
-        let mut ring = CountRing::new(Duration::from_secs(2));
-        ring.add(1, 4);
-        ring.add(2, 1);
-        ring.add(4, 2); // overwrites second 1
-        assert_eq!(ring.requests(0, 10), 3);
     }
 }

@@ -5,6 +5,7 @@ mod error_body;
 mod fallback;
 mod inspect;
 mod json;
+mod needles;
 mod output;
 mod sse;
 mod text;

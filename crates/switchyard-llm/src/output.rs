@@ -11,12 +11,12 @@
 //!   call arguments, reasoning summaries, audio).
 //! - Anthropic messages: the first `content_block_delta`.
 
-use memchr::memmem;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::dialect::Dialect;
 use crate::json::Str;
+use crate::needles::{self, CONTENT_BLOCK_DELTA, DELTA_KEY, TEXT_KEY};
 
 #[derive(Deserialize)]
 struct Chunk<'a> {
@@ -53,8 +53,7 @@ pub(crate) fn is_output(dialect: Dialect, event_name: &[u8], data: &[u8]) -> boo
     match dialect {
         Dialect::Anthropic => {
             event_name == b"content_block_delta"
-                || (event_name.is_empty()
-                    && memmem::find(data, b"\"content_block_delta\"").is_some())
+                || (event_name.is_empty() && needles::has(&CONTENT_BLOCK_DELTA, data))
         }
         Dialect::OpenAi => openai_output(event_name, data),
         Dialect::Opaque => false,
@@ -65,8 +64,7 @@ fn openai_output(event_name: &[u8], data: &[u8]) -> bool {
     if event_name.starts_with(b"response.") {
         return event_name.ends_with(b".delta");
     }
-    let has = |needle: &[u8]| memmem::find(data, needle).is_some();
-    if !has(b"\"delta\"") && !has(b"\"text\"") {
+    if !needles::has(&DELTA_KEY, data) && !needles::has(&TEXT_KEY, data) {
         return false;
     }
     let Ok(chunk) = serde_json::from_slice::<Chunk<'_>>(data) else {

@@ -1,8 +1,13 @@
 //! Incremental, observe-only scanner of SSE response streams for usage and outcome.
 
-use memchr::{memchr, memchr2, memmem};
+use memchr::memmem::Finder;
+use memchr::{memchr, memchr2};
 
 use crate::dialect::Dialect;
+use crate::needles::{
+    self, ERROR_KEY, FINISH_REASON_KEY, MESSAGE_DELTA, MESSAGE_START, MESSAGE_STOP, MODEL_KEY,
+    RESPONSE_COMPLETED, RESPONSE_INCOMPLETE, USAGE_KEY,
+};
 use crate::output::is_output;
 use crate::usage::{Usage, UsageState};
 
@@ -211,33 +216,31 @@ impl SseScanner {
 /// A quoted key cannot occur unescaped inside a JSON string, so `"usage"` is only
 /// ever a key or a bare string value; false positives merely cost a parse.
 fn worth_parsing(dialect: Dialect, data: &[u8], need_model: bool) -> bool {
-    let has = |needle: &[u8]| memmem::find(data, needle).is_some();
-    if need_model && has(b"\"model\"") {
+    let has = |finder: &Finder<'_>| needles::has(finder, data);
+    if need_model && has(&MODEL_KEY) {
         return true;
     }
     match dialect {
         Dialect::Anthropic => {
-            has(b"message_start")
-                || has(b"message_delta")
-                || has(b"message_stop")
-                || has(b"\"error\"")
+            has(&MESSAGE_START) || has(&MESSAGE_DELTA) || has(&MESSAGE_STOP) || has(&ERROR_KEY)
         }
         Dialect::OpenAi => {
             // Chat chunks carry `"finish_reason":null` and often `"usage":null`.
-            has_value(data, b"\"usage\"")
-                || has_value(data, b"\"finish_reason\"")
-                || has(b"\"error\"")
-                || has(b"\"response.completed\"")
-                || has(b"\"response.incomplete\"")
+            has_value(data, &USAGE_KEY)
+                || has_value(data, &FINISH_REASON_KEY)
+                || has(&ERROR_KEY)
+                || has(&RESPONSE_COMPLETED)
+                || has(&RESPONSE_INCOMPLETE)
         }
         Dialect::Opaque => false,
     }
 }
 
-/// True when `key` occurs as an object key whose value is not `null`.
-fn has_value(data: &[u8], key: &[u8]) -> bool {
-    memmem::find_iter(data, key).any(|at| {
-        let rest = data[at + key.len()..].trim_ascii_start();
+/// True when the finder's key occurs as an object key whose value is not `null`.
+fn has_value(data: &[u8], key: &Finder<'_>) -> bool {
+    let len = key.needle().len();
+    key.find_iter(data).any(|at| {
+        let rest = data[at + len..].trim_ascii_start();
         match rest.strip_prefix(b":") {
             Some(value) => {
                 let value = value.trim_ascii_start();
@@ -254,21 +257,18 @@ mod tests {
 
     #[test]
     fn has_value_skips_nulls() {
-        assert!(!has_value(
-            br#"{"finish_reason":null}"#,
-            b"\"finish_reason\""
-        ));
+        assert!(!has_value(br#"{"finish_reason":null}"#, &FINISH_REASON_KEY));
         assert!(!has_value(
             br#"{"finish_reason" : null}"#,
-            b"\"finish_reason\""
+            &FINISH_REASON_KEY
         ));
         assert!(has_value(
             br#"{"finish_reason": "stop"}"#,
-            b"\"finish_reason\""
+            &FINISH_REASON_KEY
         ));
-        assert!(has_value(br#"{"a":null,"usage":{"x":1}}"#, b"\"usage\""));
-        assert!(!has_value(br#"{"type":"usage"}"#, b"\"usage\""));
-        assert!(!has_value(br#"{"usage":"#, b"\"usage\""));
+        assert!(has_value(br#"{"a":null,"usage":{"x":1}}"#, &USAGE_KEY));
+        assert!(!has_value(br#"{"type":"usage"}"#, &USAGE_KEY));
+        assert!(!has_value(br#"{"usage":"#, &USAGE_KEY));
     }
 
     #[test]

@@ -1,13 +1,15 @@
-//! Admission: per-route rate limits and a concurrency limit with a bounded queue. Over a
-//! limit the answer is immediate; the upstream never sees more than it was promised.
+//! Admission: per-route and per-user rate limits (exact, GCRA: see `limiter`) and a
+//! concurrency limit with a bounded queue. Over a limit the answer is immediate; the upstream
+//! never sees more than it was promised.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::Instant;
 
-use pingora_limits::rate::Rate;
 use switchyard_config::Limits;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::limiter::{Gcra, Keyed, Single};
 
 /// Why a request was shed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,26 +38,18 @@ impl Shed {
     }
 }
 
-/// A rate limit on a sliding one-interval estimate (pingora-limits).
-struct RateLimit {
-    rate: Rate,
-    per_interval: isize,
+/// A rate limit's rate and its state: one TAT for the route, one per user key.
+struct RateLimit<S> {
+    gcra: Gcra,
+    state: S,
 }
 
-impl RateLimit {
-    /// An interval of at least a second, long enough that fractional rates (0.5/s) allow a
-    /// whole request per interval.
+impl<S: Default> RateLimit<S> {
     fn new(per_second: f64) -> Self {
-        let interval = (1.0 / per_second).max(1.0);
-        let per_interval = (per_second * interval).floor().max(1.0) as isize;
         RateLimit {
-            rate: Rate::new(Duration::from_secs_f64(interval)),
-            per_interval,
+            gcra: Gcra::new(per_second),
+            state: S::default(),
         }
-    }
-
-    fn admit<K: std::hash::Hash>(&self, key: &K) -> bool {
-        self.rate.observe(key, 1) <= self.per_interval
     }
 }
 
@@ -66,10 +60,12 @@ pub struct Admission {
     slots: Option<Arc<Semaphore>>,
     queued: AtomicUsize,
     queued_gauge: metrics::Gauge,
-    route_rate: Option<RateLimit>,
-    user_rate: Option<RateLimit>,
-    /// The rate a rule's throttle admits, and its estimator; remade when the rate changes.
-    throttle: arc_swap::ArcSwapOption<(u64, RateLimit)>,
+    /// The origin of the rate limits' clock.
+    epoch: Instant,
+    route_rate: Option<RateLimit<Single>>,
+    user_rate: Option<RateLimit<Keyed>>,
+    /// A rule's throttle; its rate comes with each request, so a new rate applies at once.
+    throttle: Single,
 }
 
 impl std::fmt::Debug for Admission {
@@ -89,41 +85,42 @@ impl Admission {
             queued_gauge: metrics::gauge!(switchyard_core::metrics::QUEUED_REQUESTS, "route" => route.to_string()),
             route_rate: limits.requests_per_second.map(RateLimit::new),
             user_rate: limits.user_requests_per_second.map(RateLimit::new),
-            throttle: arc_swap::ArcSwapOption::empty(),
+            epoch: Instant::now(),
+            throttle: Single::default(),
         }
     }
 
-    /// A rule's throttle: route-wide, at `per_second`.
+    /// Nanoseconds since `epoch`.
+    fn now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// A rule's throttle: route-wide, at `per_second`. When a rule changes the rate, what
+    /// the old rate had used up carries over, at most one full burst of the new rate.
     pub fn check_throttle(&self, per_second: f64) -> Result<(), Shed> {
-        let bits = per_second.to_bits();
-        let current = self.throttle.load();
-        let admitted = match current.as_deref() {
-            Some((b, limit)) if *b == bits => limit.admit(&0u8),
-            _ => {
-                let limit = RateLimit::new(per_second);
-                let admitted = limit.admit(&0u8);
-                self.throttle.store(Some(Arc::new((bits, limit))));
-                admitted
-            }
-        };
-        if admitted {
+        if self.throttle.admit(Gcra::new(per_second), self.now()) {
             Ok(())
         } else {
             Err(Shed::Throttled)
         }
     }
 
-    /// The rate limits: route-wide, then per user (requests without a user key are limited
-    /// by the route's rate only).
+    /// The rate limits: per user, then route-wide (requests without a user key are limited
+    /// by the route's rate only). The user's comes first so that a user over its own limit
+    /// does not use up the route's allowance of everyone else.
     pub fn check_rates(&self, user_key: Option<&str>) -> Result<(), Shed> {
-        if let Some(limit) = &self.route_rate {
-            if !limit.admit(&0u8) {
-                return Err(Shed::RouteRate);
+        self.check_rates_at(user_key, self.now())
+    }
+
+    fn check_rates_at(&self, user_key: Option<&str>, now: u64) -> Result<(), Shed> {
+        if let (Some(limit), Some(user)) = (&self.user_rate, user_key) {
+            if !limit.state.admit(user, limit.gcra, now) {
+                return Err(Shed::UserRate);
             }
         }
-        if let (Some(limit), Some(user)) = (&self.user_rate, user_key) {
-            if !limit.admit(&user) {
-                return Err(Shed::UserRate);
+        if let Some(limit) = &self.route_rate {
+            if !limit.state.admit(limit.gcra, now) {
+                return Err(Shed::RouteRate);
             }
         }
         Ok(())
@@ -179,6 +176,8 @@ impl Drop for Waiting<'_> {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+    use std::time::Duration;
+
     use super::*;
 
     fn limits(concurrency: Option<usize>, queue: usize, rps: Option<f64>) -> Limits {
@@ -221,5 +220,41 @@ mod tests {
         assert!(per_user.check_rates(Some("a")).is_ok());
         assert_eq!(per_user.check_rates(Some("a")), Err(Shed::UserRate));
         assert!(per_user.check_rates(Some("b")).is_ok());
+    }
+
+    #[test]
+    fn fractional_route_and_user_rates_are_exact() {
+        const SEC: u64 = 1_000_000_000;
+        let mut l = limits(None, 0, Some(1.5));
+        l.user_requests_per_second = Some(0.5);
+        let admission = Admission::new("f", &l);
+        // The route's burst is 2, a user's is 1.
+        assert!(admission.check_rates_at(Some("a"), 0).is_ok());
+        // Refused for the user, without using the route's allowance.
+        assert_eq!(admission.check_rates_at(Some("a"), 0), Err(Shed::UserRate));
+        assert!(admission.check_rates_at(Some("b"), 0).is_ok());
+        assert_eq!(admission.check_rates_at(Some("c"), 0), Err(Shed::RouteRate));
+        // One route interval (2/3 s) later the route has room again.
+        assert!(admission.check_rates_at(Some("d"), 2 * SEC / 3).is_ok());
+        assert_eq!(
+            admission.check_rates_at(Some("a"), 2 * SEC - 1),
+            Err(Shed::UserRate)
+        );
+        assert!(admission.check_rates_at(Some("a"), 2 * SEC).is_ok());
+    }
+
+    #[test]
+    fn a_throttle_follows_its_rate_as_a_rule_changes_it() {
+        let admission = Admission::new("t", &limits(None, 0, None));
+        let admitted = (0..10)
+            .filter(|_| admission.check_throttle(3.0).is_ok())
+            .count();
+        assert_eq!(admitted, 3);
+        // Loosened: the debt of the old rate is at most a full burst of the new one, so a
+        // much higher rate admits again within one of its own intervals.
+        let at_once = (0..200)
+            .filter(|_| admission.check_throttle(1e6).is_ok())
+            .count();
+        assert!(at_once > 0, "a loosened throttle still refuses everything");
     }
 }

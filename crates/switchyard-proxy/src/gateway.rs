@@ -15,6 +15,7 @@ use switchyard_llm::DialectSetting;
 
 use crate::exchange::Exchange;
 use crate::health::HealthRegistry;
+use crate::lifecycle::Lifecycle;
 use crate::local;
 use crate::rescue::Refusal;
 use crate::table::Table;
@@ -29,6 +30,8 @@ pub struct Gateway {
     steering: Arc<Steering>,
     /// Endpoint health and probes, kept across swaps by (upstream, endpoint).
     health: HealthRegistry,
+    /// Starting, serving or draining: what /ready says before it dials an upstream.
+    lifecycle: Lifecycle,
 }
 
 /// What the listener knows about the connection a request came on.
@@ -69,7 +72,14 @@ impl Gateway {
             kills,
             steering,
             health,
+            lifecycle: Lifecycle::default(),
         })
+    }
+
+    /// Starts as `Starting`: the assembly marks it serving once every piece of state the
+    /// data path reads is loaded, and draining when shutdown begins.
+    pub fn lifecycle(&self) -> &Lifecycle {
+        &self.lifecycle
     }
 
     pub fn steering(&self) -> &Arc<Steering> {
@@ -107,7 +117,7 @@ impl Gateway {
         let started = Instant::now();
         let table = self.table.load_full();
         if local::is_local(req.uri().path()) {
-            return Ok(local::answer(req, &table, &self.signals).await);
+            return Ok(local::answer(req, &table, self.lifecycle.phase(), &self.signals).await);
         }
         let request_id = request_id(req.headers());
         let host = req.uri().host().map(str::to_owned).or_else(|| {

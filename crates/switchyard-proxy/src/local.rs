@@ -11,6 +11,7 @@ use switchyard_control::experiment::{Feedback, FeedbackError};
 use switchyard_control::Signals;
 use switchyard_core::{body, Body};
 
+use crate::lifecycle::Phase;
 use crate::table::Table;
 
 /// Where applications report the outcome of a request.
@@ -39,7 +40,12 @@ pub fn is_local(path: &str) -> bool {
 }
 
 /// Answers a local path.
-pub async fn answer(req: Request<Incoming>, table: &Table, signals: &Signals) -> Response<Body> {
+pub async fn answer(
+    req: Request<Incoming>,
+    table: &Table,
+    phase: Phase,
+    signals: &Signals,
+) -> Response<Body> {
     if req.uri().path() == FEEDBACK_PATH {
         return feedback(req, signals).await;
     }
@@ -49,17 +55,34 @@ pub async fn answer(req: Request<Incoming>, table: &Table, signals: &Signals) ->
     }
     match path {
         "/health" => json(StatusCode::OK, format!(r#"{{"status":"ok","config_version":"{}"}}"#, table.version)),
-        "/ready" => {
-            let reachable = any_upstream_reachable(table).await;
-            let status = if reachable { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-            let text = if reachable { "ready" } else { "no upstream reachable" };
-            json(status, format!(r#"{{"status":"{text}","config_version":"{}"}}"#, table.version))
-        }
+        "/ready" => ready(table, phase).await,
         _ => json(
             StatusCode::NOT_FOUND,
             r#"{"error":{"message":"unknown switchyard endpoint","type":"invalid_request_error","code":"not_found"}}"#.into(),
         ),
     }
+}
+
+/// 503 while starting or draining, whatever the upstreams say; else 200 when one is reachable.
+pub(crate) async fn ready(table: &Table, phase: Phase) -> Response<Body> {
+    let text = match phase {
+        Phase::Starting => "starting",
+        Phase::Draining => "draining",
+        Phase::Serving if any_upstream_reachable(table).await => "ready",
+        Phase::Serving => "no upstream reachable",
+    };
+    let status = if text == "ready" {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    json(
+        status,
+        format!(
+            r#"{{"status":"{text}","config_version":"{}"}}"#,
+            table.version
+        ),
+    )
 }
 
 fn error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
@@ -190,4 +213,38 @@ async fn any_upstream_reachable(table: &Table) -> bool {
         }
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    async fn ready_with(phase: Phase) -> (StatusCode, String) {
+        // A listening upstream: only the phase can make the answer 503.
+        let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let text = format!(
+            "[upstreams.up]\nurl = \"http://{}\"\n[[routes]]\nname = \"r\"\nupstream = \"up\"\n",
+            upstream.local_addr().unwrap()
+        );
+        let config =
+            switchyard_config::Config::parse(&text, "t.toml", std::path::Path::new(".")).unwrap();
+        let table = Table::compile(&config, &Default::default(), &Signals::new()).unwrap();
+        let response = ready(&table, phase).await;
+        let status = response.status();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn ready_only_while_serving() {
+        let (status, body) = ready_with(Phase::Serving).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(body.contains(r#""status":"ready""#), "{body}");
+        for (phase, said) in [(Phase::Starting, "starting"), (Phase::Draining, "draining")] {
+            let (status, body) = ready_with(phase).await;
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{phase:?}: {body}");
+            assert!(body.contains(&format!(r#""status":"{said}""#)), "{body}");
+        }
+    }
 }

@@ -1,4 +1,5 @@
-//! Listeners: TCP or TLS, HTTP/1.1 and HTTP/2, with head-read and handshake bounds.
+//! Listeners: TCP or TLS, HTTP/1.1 and HTTP/2, with head-read and handshake bounds, and the
+//! drain that closes them.
 
 use std::future::Future;
 use std::path::Path;
@@ -8,18 +9,17 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use crate::gateway::{Gateway, Peer};
 
 /// A TLS handshake that takes longer than this is dropped (a slow-handshake guard).
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long open requests may finish after shutdown begins.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A listener failed to start.
 #[derive(Debug, thiserror::Error)]
@@ -61,29 +61,45 @@ pub fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, ServeError> 
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
-fn builder(listener: &Listener) -> auto::Builder<TokioExecutor> {
+fn builder(header_read_timeout: Duration, max_header_bytes: usize) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(listener.header_read_timeout)
-        .max_buf_size(listener.max_header_bytes.max(8192))
+        .header_read_timeout(header_read_timeout)
+        .max_buf_size(max_header_bytes.max(8192))
         .keep_alive(true);
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(listener.max_header_bytes).unwrap_or(u32::MAX));
+        .max_header_list_size(u32::try_from(max_header_bytes).unwrap_or(u32::MAX));
     builder
 }
 
-/// Serves until `shutdown` resolves, then lets open requests finish (up to 30 s).
-pub async fn serve(listener: Listener, gateway: Arc<Gateway>, shutdown: impl Future<Output = ()>) {
-    let builder = Arc::new(builder(&listener));
+/// Serves until `stop` resolves with the time open requests may still take. Then the
+/// listening socket is closed (new connections are refused, not left in a backlog nobody
+/// reads), idle connections are closed, open ones are told to finish (HTTP/1 closes after the
+/// response, HTTP/2 sends GOAWAY), and those still open when the time is up are cut.
+/// Returns how many connections were cut.
+pub async fn serve(
+    listener: Listener,
+    gateway: Arc<Gateway>,
+    stop: impl Future<Output = Duration>,
+) -> usize {
+    let Listener {
+        tcp,
+        tls,
+        header_read_timeout,
+        max_header_bytes,
+    } = listener;
+    let builder = Arc::new(builder(header_read_timeout, max_header_bytes));
     let graceful = GracefulShutdown::new();
-    tokio::pin!(shutdown);
-    loop {
+    // Every connection's task, so the ones that outlive the drain can be cut and counted.
+    let mut connections = JoinSet::new();
+    tokio::pin!(stop);
+    let drain_timeout = loop {
         let (stream, addr) = tokio::select! {
-            accepted = listener.tcp.accept() => match accepted {
+            accepted = tcp.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(error) => {
                     // Out of descriptors or similar: back off instead of spinning.
@@ -92,57 +108,81 @@ pub async fn serve(listener: Listener, gateway: Arc<Gateway>, shutdown: impl Fut
                     continue;
                 }
             },
-            () = &mut shutdown => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            timeout = &mut stop => break timeout,
         };
         let _ = stream.set_nodelay(true);
-        let gateway = gateway.clone();
-        let builder = builder.clone();
-        let watcher = graceful.watcher();
-        let tls = listener.tls.clone();
-        tokio::spawn(async move {
-            let peer = Peer {
-                addr,
-                tls: tls.is_some(),
-            };
-            let service = service_fn(move |req| gateway.clone().handle(req, peer));
-            let result = match tls {
-                None => {
-                    watcher
-                        .watch(
-                            builder
-                                .serve_connection(TokioIo::new(stream), service)
-                                .into_owned(),
-                        )
-                        .await
-                }
-                Some(acceptor) => {
-                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
-                    {
-                        Ok(Ok(tls_stream)) => {
-                            watcher
-                                .watch(
-                                    builder
-                                        .serve_connection(TokioIo::new(tls_stream), service)
-                                        .into_owned(),
-                                )
-                                .await
-                        }
-                        Ok(Err(error)) => {
-                            return tracing::debug!(%error, %addr, "TLS handshake failed")
-                        }
-                        Err(_) => return tracing::debug!(%addr, "TLS handshake timed out"),
-                    }
-                }
-            };
-            if let Err(error) = result {
-                tracing::debug!(%error, %addr, "connection ended with an error");
-            }
-        });
-    }
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        let peer = Peer {
+            addr,
+            tls: tls.is_some(),
+        };
+        connections.spawn(connection(
+            stream,
+            peer,
+            tls.clone(),
+            (gateway.clone(), builder.clone()),
+            graceful.watcher(),
+        ));
+    };
+    drop(tcp);
+    finish(graceful, connections, drain_timeout).await
+}
+
+/// Asks every open connection to finish, waits up to `drain_timeout`, then cuts the rest.
+async fn finish(
+    graceful: GracefulShutdown,
+    mut connections: JoinSet<()>,
+    drain_timeout: Duration,
+) -> usize {
+    tracing::info!(
+        open = graceful.count(),
+        drain_timeout = ?drain_timeout,
+        "no longer accepting connections; waiting for requests in flight"
+    );
+    if tokio::time::timeout(drain_timeout, graceful.shutdown())
         .await
-        .is_err()
+        .is_ok()
     {
-        tracing::warn!("open requests did not finish within the drain timeout");
+        return 0;
+    }
+    while connections.try_join_next().is_some() {}
+    let cut = connections.len();
+    connections.shutdown().await;
+    tracing::warn!(
+        cut,
+        drain_timeout = ?drain_timeout,
+        "drain timeout: cut the connections whose requests were still in flight"
+    );
+    cut
+}
+
+/// One accepted connection, served until it closes (or the drain says to close it).
+async fn connection(
+    stream: TcpStream,
+    peer: Peer,
+    tls: Option<TlsAcceptor>,
+    (gateway, builder): (Arc<Gateway>, Arc<auto::Builder<TokioExecutor>>),
+    watcher: Watcher,
+) {
+    let addr = peer.addr;
+    let service = service_fn(move |req| gateway.clone().handle(req, peer));
+    let result = match tls {
+        None => {
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            watcher.watch(conn.into_owned()).await
+        }
+        Some(acceptor) => {
+            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(tls_stream)) => {
+                    let conn = builder.serve_connection(TokioIo::new(tls_stream), service);
+                    watcher.watch(conn.into_owned()).await
+                }
+                Ok(Err(error)) => return tracing::debug!(%error, %addr, "TLS handshake failed"),
+                Err(_) => return tracing::debug!(%addr, "TLS handshake timed out"),
+            }
+        }
+    };
+    if let Err(error) = result {
+        tracing::debug!(%error, %addr, "connection ended with an error");
     }
 }

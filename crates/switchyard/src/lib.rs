@@ -60,8 +60,13 @@ pub struct Running {
     pub alerts: Arc<Alerts>,
     pub controller: Arc<Controller>,
     pub reloader: Arc<ConfigReloader>,
-    shutdown: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
+    /// Closes the traffic listener; carries how long requests in flight may still take.
+    close_traffic: watch::Sender<Option<Duration>>,
+    /// Resolves with the number of connections cut at the drain timeout.
+    traffic_task: JoinHandle<usize>,
+    /// The admin listener stays up until the traffic is drained (metrics during a drain).
+    close_admin: watch::Sender<bool>,
+    admin_task: JoinHandle<()>,
     background: Vec<JoinHandle<()>>,
     budget: Arc<BudgetStore>,
     _watcher: Option<notify::RecommendedWatcher>,
@@ -70,13 +75,44 @@ pub struct Running {
 /// How often the token budget's count is written to state_dir while it changes.
 const BUDGET_SAVE_EVERY: Duration = Duration::from_secs(2);
 
+/// How a drain ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Drained {
+    /// Connections whose requests were still in flight at `drain_timeout`, and were cut.
+    pub cut: usize,
+}
+
 impl Running {
-    /// Stops accepting, lets open requests finish, and returns when the listeners are down.
+    /// The graceful drain (SIGTERM, SIGINT): `/ready` answers 503 at once; the traffic
+    /// listener keeps accepting for `[server] drain_delay`, so load balancers take the
+    /// replica out; then it closes and requests in flight get up to `drain_timeout` to
+    /// finish before the rest are cut. Returns when the listeners are down. Both keys are
+    /// read from the config in force, so a reload changes them.
+    pub async fn drain(self) -> Drained {
+        let server = self.reloader.live.lock().await.config.server.clone();
+        self.gateway.lifecycle().drain();
+        tracing::info!(
+            drain_delay = ?server.drain_delay,
+            drain_timeout = ?server.drain_timeout,
+            "draining: /ready answers 503; new connections are accepted until drain_delay has passed"
+        );
+        tokio::time::sleep(server.drain_delay).await;
+        self.close(server.drain_timeout).await
+    }
+
+    /// Stops accepting at once, lets open requests finish (up to `drain_timeout`), and
+    /// returns when the listeners are down.
     pub async fn stop(self) {
-        let _ = self.shutdown.send(true);
-        for task in self.tasks {
-            let _ = task.await;
-        }
+        let timeout = self.reloader.live.lock().await.config.server.drain_timeout;
+        self.gateway.lifecycle().drain();
+        self.close(timeout).await;
+    }
+
+    async fn close(self, drain_timeout: Duration) -> Drained {
+        let _ = self.close_traffic.send(Some(drain_timeout));
+        let cut = self.traffic_task.await.unwrap_or(0);
+        let _ = self.close_admin.send(true);
+        let _ = self.admin_task.await;
         for task in self.background {
             task.abort();
         }
@@ -87,6 +123,8 @@ impl Running {
             Ok(Err(error)) => tracing::error!(%error, "token budget not saved at shutdown"),
             Err(error) => tracing::error!(%error, "token budget save at shutdown did not finish"),
         }
+        tracing::info!(cut, "drained: the listeners are closed");
+        Drained { cut }
     }
 
     /// The embedded simulator of an upstream, if it has one.
@@ -226,22 +264,24 @@ pub async fn start_with(config: Config, path: Option<PathBuf>) -> Result<Running
         dir: state_dir.display().to_string(),
         source: std::io::Error::other(e.to_string()),
     })?;
-    let (shutdown, watcher) = watch::channel(false);
+    let (close_traffic, traffic_closed) = watch::channel(None);
+    let (close_admin, admin_closed) = watch::channel(false);
     let background = vec![
         tokio::spawn(alerts.clone().run(tick)),
         tokio::spawn(controller.clone().run()),
         tokio::spawn(reload::on_sighup(reloader.clone())),
         tokio::spawn(budget.clone().run(BUDGET_SAVE_EVERY)),
     ];
-    let tasks = vec![
-        tokio::spawn(switchyard_proxy::serve(
-            listener,
-            gateway.clone(),
-            stopped(watcher.clone()),
-        )),
-        tokio::spawn(switchyard_admin::serve(admin, state, stopped(watcher))),
-    ];
+    let traffic_task = tokio::spawn(switchyard_proxy::serve(
+        listener,
+        gateway.clone(),
+        drain_timeout(traffic_closed),
+    ));
+    let admin_task = tokio::spawn(switchyard_admin::serve(admin, state, stopped(admin_closed)));
     let file_watcher = reload::watch(reloader.clone());
+    // Kill switches and rollouts were read from state_dir and put in force above, before
+    // either listener served a request: only now may /ready say ready.
+    gateway.lifecycle().serving();
     tracing::info!(traffic = %traffic_addr, admin = %admin_addr, config_version = %version, "switchyard serving");
     Ok(Running {
         traffic: traffic_addr,
@@ -250,8 +290,10 @@ pub async fn start_with(config: Config, path: Option<PathBuf>) -> Result<Running
         alerts,
         controller,
         reloader,
-        shutdown,
-        tasks,
+        close_traffic,
+        traffic_task,
+        close_admin,
+        admin_task,
         background,
         budget,
         _watcher: file_watcher,
@@ -264,6 +306,15 @@ fn local(listener: &TcpListener, fallback: SocketAddr) -> SocketAddr {
 
 async fn stopped(mut watcher: watch::Receiver<bool>) {
     let _ = watcher.wait_for(|stop| *stop).await;
+}
+
+/// Resolves when the traffic listener is to close, with the time requests in flight get.
+async fn drain_timeout(mut watcher: watch::Receiver<Option<Duration>>) -> Duration {
+    match watcher.wait_for(Option::is_some).await {
+        Ok(timeout) => timeout.unwrap_or_default(),
+        // The `Running` is gone without a drain: close now, cut at once.
+        Err(_) => Duration::ZERO,
+    }
 }
 
 /// Checks what only the running gateway would otherwise find out: simulator profiles and
@@ -288,30 +339,47 @@ pub async fn validate_runtime(config: &Config) -> Result<(), StartError> {
     Ok(())
 }
 
-/// Resolves on Ctrl-C or SIGTERM. The handlers are installed when this is called, not when
-/// the future is first polled: call it before starting, so a signal that arrives while the
-/// gateway starts (or just after it says it serves) stops it cleanly instead of killing it.
-pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let handlers = signal(SignalKind::terminate())
-            .and_then(|term| Ok((term, signal(SignalKind::interrupt())?)));
-        async move {
-            match handlers {
-                Ok((mut term, mut int)) => {
-                    tokio::select! {
-                        _ = term.recv() => {}
-                        _ = int.recv() => {}
-                    }
-                }
-                Err(_) => std::future::pending().await,
-            }
-        }
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    match ShutdownSignals::new() {
+        Ok(mut signals) => signals.recv().await,
+        Err(_) => std::future::pending().await,
     }
-    #[cfg(not(unix))]
-    {
-        async {
+}
+
+/// SIGTERM and SIGINT (Ctrl-C), watched from creation on: the first starts the drain, a
+/// second one ends the process at once. Once created, these signals no longer kill the
+/// process by themselves.
+pub struct ShutdownSignals {
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    pub fn new() -> std::io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(ShutdownSignals {
+                term: signal(SignalKind::terminate())?,
+                interrupt: signal(SignalKind::interrupt())?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(ShutdownSignals {})
+    }
+
+    /// The next SIGTERM or SIGINT.
+    pub async fn recv(&mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.interrupt.recv() => {}
+        }
+        #[cfg(not(unix))]
+        {
             let _ = tokio::signal::ctrl_c().await;
         }
     }

@@ -120,21 +120,40 @@ fn serve(path: &Path, format: Option<Format>) -> ExitCode {
     for warning in &config.warnings {
         tracing::warn!(%warning, "config warning");
     }
-    let result = runtime().map_err(|e| e.to_string()).and_then(|rt| {
-        rt.block_on(async {
-            let stop = switchyard::shutdown_signal();
-            let running = switchyard::start(config).await.map_err(|e| e.to_string())?;
-            stop.await;
-            tracing::info!("shutting down: finishing open requests");
-            running.stop().await;
-            Ok(())
-        })
-    });
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(run_until_drained(config));
+    // A second signal leaves tasks (streams being cut) behind: do not wait for them.
+    rt.shutdown_background();
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Serves until SIGTERM or SIGINT, then drains; a second signal exits at once with status 1.
+async fn run_until_drained(config: Config) -> Result<ExitCode, String> {
+    // Watched before the gateway starts, so a signal during start-up is not lost.
+    let mut signals = switchyard::ShutdownSignals::new().map_err(|e| e.to_string())?;
+    let running = switchyard::start(config).await.map_err(|e| e.to_string())?;
+    signals.recv().await;
+    tracing::info!("shutdown signal: draining; a second signal exits at once");
+    tokio::select! {
+        drained = running.drain() => {
+            tracing::info!(cut = drained.cut, "shut down");
+            Ok(ExitCode::SUCCESS)
+        }
+        () = signals.recv() => {
+            tracing::warn!("second shutdown signal: exiting without waiting for requests in flight");
+            Ok(ExitCode::FAILURE)
         }
     }
 }

@@ -91,8 +91,14 @@ pub fn sim_addrs(sims: &Sims) -> HashMap<String, SocketAddr> {
 impl ConfigReloader {
     /// Reloads from the config file; counts and logs the outcome.
     pub async fn reload_now(&self) -> Result<ReloadOutcome, String> {
+        self.reload_from(None).await
+    }
+
+    /// Reloads from `text` when given (what the file watcher read once the file stopped
+    /// changing), else from the file; counts and logs the outcome.
+    async fn reload_from(&self, text: Option<&str>) -> Result<ReloadOutcome, String> {
         let mut live = self.live.lock().await;
-        let result = self.try_reload(&mut live).await;
+        let result = self.try_reload(&mut live, text).await;
         let label = match &result {
             Ok(outcome) if outcome.version == outcome.previous => "unchanged",
             Ok(_) => "applied",
@@ -125,11 +131,21 @@ impl ConfigReloader {
         result
     }
 
-    async fn try_reload(&self, live: &mut Live) -> Result<ReloadOutcome, String> {
+    async fn try_reload(
+        &self,
+        live: &mut Live,
+        text: Option<&str>,
+    ) -> Result<ReloadOutcome, String> {
         let Some(path) = &self.path else {
             return Err("the gateway was started without a config file; nothing to reload".into());
         };
-        let config = Config::load(path).map_err(|e| e.to_string())?;
+        // A file without [server] or without routes is refused here (Config::load_text), so
+        // an empty or half-written file never replaces a working config.
+        let config = match text {
+            Some(text) => Config::load_text(path, text),
+            None => Config::load(path),
+        }
+        .map_err(|e| e.to_string())?;
         let previous = live.config.version.clone();
         // Applied even when the text is unchanged: token and fallback files it names may
         // have changed (a revoked token must stop working on reload).
@@ -252,15 +268,53 @@ pub fn watch(reloader: Arc<ConfigReloader>) -> Option<notify::RecommendedWatcher
     }
     tokio::spawn(async move {
         while rx.recv().await.is_some() {
-            // Let a burst of writes (save, rename, chmod) settle into one reload.
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            while rx.try_recv().is_ok() {}
-            let text = tokio::fs::read_to_string(&path).await.unwrap_or_default();
+            let settled = settle(&path, &mut rx).await;
             let current = reloader.live.lock().await.config.version.clone();
-            if switchyard_config::version_of(&text) != current {
-                let _ = reloader.reload_now().await;
+            match settled {
+                Ok(text) if switchyard_config::version_of(&text) == current => {}
+                Ok(text) => {
+                    let _ = reloader.reload_from(Some(&text)).await;
+                }
+                // Unreadable (gone, not UTF-8): the reload from the file says why, and counts
+                // it as rejected.
+                Err(_) => {
+                    let _ = reloader.reload_now().await;
+                }
             }
         }
     });
     Some(watcher)
+}
+
+/// How long the config file must stay byte for byte the same before the watcher parses it.
+/// An editor that truncates the file and writes it in parts passes through states that are
+/// not the config the operator means (empty, cut mid-table); 200 ms is far longer than the
+/// gap between such writes and short enough that a save is in force well within a second.
+pub const SETTLE: Duration = Duration::from_millis(200);
+
+/// Reads the file until two reads `SETTLE` apart agree byte for byte, and returns that text.
+/// Change events that arrive meanwhile are taken up here: the reads decide.
+async fn settle(
+    path: &std::path::Path,
+    events: &mut tokio::sync::mpsc::Receiver<()>,
+) -> std::io::Result<String> {
+    let read = || async { tokio::fs::read(path).await.map_err(|e| (e.kind(), e)) };
+    let mut before = read().await;
+    loop {
+        tokio::time::sleep(SETTLE).await;
+        while events.try_recv().is_ok() {}
+        let now = read().await;
+        let same = match (&before, &now) {
+            (Ok(a), Ok(b)) => a == b,
+            (Err((a, _)), Err((b, _))) => a == b,
+            _ => false,
+        };
+        if same {
+            return match now {
+                Ok(bytes) => String::from_utf8(bytes).map_err(std::io::Error::other),
+                Err((_, e)) => Err(e),
+            };
+        }
+        before = now;
+    }
 }

@@ -69,7 +69,7 @@ fn an_unknown_simulator_profile_is_named_with_its_line() {
     let dir = std::env::temp_dir().join(format!("switchyard-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("gateway.toml");
-    std::fs::write(&path, "[upstreams.demo]\nsim = { profile = \"healthy\" }\n\n[upstreams.bad]\nsim = { profile = \"nope\" }\n\n[[routes]]\nname = \"r\"\nupstream = \"demo\"\n").unwrap();
+    std::fs::write(&path, "[upstreams.demo]\nsim = { profile = \"healthy\" }\n\n[upstreams.bad]\nsim = { profile = \"nope\" }\n\n[[routes]]\nname = \"r\"\nupstream = \"demo\"\n\n[server]\n").unwrap();
     let out = switchyard()
         .args(["check", "--config"])
         .arg(&path)
@@ -358,4 +358,30 @@ async fn sighup_reloads_a_config_the_file_watcher_cannot_see() {
         .unwrap()
         .success());
     assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn check_refuses_an_empty_file_on_line_one() {
+    let path = crate::common::temp_dir("check-empty").join("gateway.toml");
+    std::fs::write(&path, "").unwrap();
+    let out = switchyard()
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr,
+        format!(
+            "error: {}:1: server: the file is empty: a gateway file needs a [server] table \
+             (it may be empty); without one it is taken for a partial write\n",
+            path.display()
+        )
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }

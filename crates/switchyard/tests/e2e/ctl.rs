@@ -297,7 +297,7 @@ async fn gateway_from_file(text: &str) -> (Running, PathBuf) {
 async fn ctl_reload_unchanged_then_rejected_names_the_line() {
     let state = temp_dir("ctl-state");
     let good = format!(
-        "[admin]\nstate_dir = \"{}\"\n{}{}",
+        "[server]\n[admin]\nstate_dir = \"{}\"\n{}{}",
         state.display(),
         admin_tokens(),
         one_route("support", "http://127.0.0.1:1", "")

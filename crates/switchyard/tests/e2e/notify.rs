@@ -327,7 +327,7 @@ async fn reloads_change_the_webhooks_and_are_sent_applied_or_rejected() {
         )
     };
     let route = one_route("n-reload", &format!("http://{up}"), "");
-    let text = format!("{}{}{route}", admin_tokens(), hook(&first));
+    let text = format!("[server]\n{}{}{route}", admin_tokens(), hook(&first));
     let (gw, path) = crate::reload::gateway_from_file(&text).await;
 
     // The new config adds a webhook: the reload event already goes to both.

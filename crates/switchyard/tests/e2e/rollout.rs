@@ -24,6 +24,7 @@ async fn gateway_in(toml: &str, state_dir: &Path) -> Running {
 fn blue_green(blue: SocketAddr, green: SocketAddr, rollout: &str, rollback: &str) -> String {
     format!(
         r#"
+[server]
 {tokens}
 {hooks}
 [models."gpt-4o"]
@@ -59,7 +60,7 @@ thread_local! {
 }
 
 /// One chat request as `user`: (status, the upstream that served it).
-async fn ask(addr: SocketAddr, user: &str) -> (u16, String) {
+pub(crate) async fn ask(addr: SocketAddr, user: &str) -> (u16, String) {
     let answer = post_json(
         addr,
         "/v1/chat/completions",

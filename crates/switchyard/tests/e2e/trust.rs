@@ -351,22 +351,7 @@ async fn traffic(addr: SocketAddr, n: usize, tag: &str) -> Vec<(u16, String)> {
             .iter()
             .map(|i| {
                 let user = format!("{tag}-user-{i}");
-                tokio::spawn(async move {
-                    let answer = post_json(
-                        addr,
-                        "/v1/chat/completions",
-                        &[("x-user-id", user.as_str())],
-                        chat("gpt-4o", false),
-                    )
-                    .await;
-                    let upstream = answer
-                        .headers
-                        .get("x-switchyard-upstream")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("-")
-                        .to_owned();
-                    (answer.status.as_u16(), upstream)
-                })
+                tokio::spawn(async move { crate::rollout::ask(addr, &user).await })
             })
             .collect();
         for call in calls {
