@@ -36,6 +36,22 @@ fn with_buckets() -> Result<PrometheusBuilder, metrics_exporter_prometheus::Buil
         .set_buckets_for_metric(
             Matcher::Full(names::ROLLBACK_DECISION_SECONDS.into()),
             names::DECISION_BUCKETS,
+        )?
+        .set_buckets_for_metric(
+            Matcher::Full(names::GEN_AI_CLIENT_TOKEN_USAGE.into()),
+            names::TOKEN_USAGE_BUCKETS,
+        )?
+        .set_buckets_for_metric(
+            Matcher::Full(names::GEN_AI_SERVER_REQUEST_DURATION_SECONDS.into()),
+            latency,
+        )?
+        .set_buckets_for_metric(
+            Matcher::Full(names::GEN_AI_SERVER_TIME_TO_FIRST_TOKEN_SECONDS.into()),
+            latency,
+        )?
+        .set_buckets_for_metric(
+            Matcher::Full(names::GEN_AI_SERVER_TIME_PER_OUTPUT_TOKEN_SECONDS.into()),
+            names::TOKEN_INTERVAL_BUCKETS,
         )
 }
 
@@ -53,6 +69,12 @@ fn build() -> PrometheusHandle {
         tracing::warn!("a metrics recorder was already installed; /metrics may be empty");
     }
     describe();
+    metrics::gauge!(
+        names::BUILD_INFO,
+        "version" => crate::build::VERSION,
+        "commit" => crate::build::COMMIT
+    )
+    .set(1.0);
     handle
 }
 
@@ -170,6 +192,37 @@ fn describe() {
     describe_counter!(
         names::EXPERIMENT_FEEDBACK_TOTAL,
         "Outcome reports received on /switchyard/v1/feedback, by experiment, variant and result."
+    );
+    describe_gauge!(
+        names::BUILD_INFO,
+        "Always 1; the labels say which version and commit is running."
+    );
+    describe_counter!(
+        names::TELEMETRY_SPANS_DROPPED_TOTAL,
+        "Spans not exported, by reason: queue_full (the export queue was full) or export_failed (the collector did not take the batch in time)."
+    );
+    describe_counter!(
+        names::TELEMETRY_SPANS_EXPORTED_TOTAL,
+        "Spans the OTLP collector accepted."
+    );
+    describe_histogram!(
+        names::GEN_AI_CLIENT_TOKEN_USAGE,
+        "GenAI semantic conventions' gen_ai.client.token.usage: tokens per answered request, by gen_ai_token_type (input | output)."
+    );
+    describe_histogram!(
+        names::GEN_AI_SERVER_REQUEST_DURATION_SECONDS,
+        Unit::Seconds,
+        "GenAI semantic conventions' gen_ai.server.request.duration: model calls, from arrival to the end of the response."
+    );
+    describe_histogram!(
+        names::GEN_AI_SERVER_TIME_TO_FIRST_TOKEN_SECONDS,
+        Unit::Seconds,
+        "GenAI semantic conventions' gen_ai.server.time_to_first_token."
+    );
+    describe_histogram!(
+        names::GEN_AI_SERVER_TIME_PER_OUTPUT_TOKEN_SECONDS,
+        Unit::Seconds,
+        "GenAI semantic conventions' gen_ai.server.time_per_output_token: complete streams with two output tokens or more."
     );
     describe_gauge!(
         names::EXPERIMENT_P_VALUE,

@@ -3,6 +3,7 @@
 mod actions;
 pub mod audit;
 pub mod auth;
+pub mod build;
 mod change;
 pub mod exposition;
 mod kill;

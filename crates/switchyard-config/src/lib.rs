@@ -18,6 +18,7 @@ mod rollout;
 mod route;
 mod rules;
 mod server;
+mod telemetry;
 mod token;
 mod upstream;
 
@@ -46,6 +47,9 @@ pub use rules::{IncidentSettings, Rule, RuleAction, RuleMetric, Threshold};
 pub use server::{
     Admin, Log, LogFormat, Server, Tls, DEFAULT_DRAIN_DELAY, DEFAULT_DRAIN_TIMEOUT,
     MIN_HEADER_BYTES,
+};
+pub use telemetry::{
+    Telemetry, DEFAULT_BATCH_DELAY, DEFAULT_BATCH_SIZE, DEFAULT_EXPORT_TIMEOUT, DEFAULT_QUEUE_SIZE,
 };
 pub use token::{AdminToken, Role, TokenKind, MIN_TOKEN_BYTES};
 pub use upstream::{
@@ -85,6 +89,8 @@ struct FileSpec {
     rules: Vec<toml::Spanned<rules::RuleSpec>>,
     #[serde(default)]
     incidents: rules::IncidentsSpec,
+    #[serde(default)]
+    telemetry: telemetry::TelemetrySpec,
 }
 
 /// Whether the text must be a whole gateway file or may be a fragment.
@@ -153,6 +159,7 @@ pub struct Config {
     /// In file order.
     pub rules: Vec<Rule>,
     pub incidents: IncidentSettings,
+    pub telemetry: Telemetry,
     pub warnings: Vec<ConfigWarning>,
 }
 
@@ -188,6 +195,7 @@ impl Config {
         let notify = notify::compile_notify(&spec.notify, &ctx)?;
         let rules = rules::compile_rules(&spec.rules, &routes, &mut ctx)?;
         let incidents = rules::compile_incidents(&spec.incidents, &ctx)?;
+        let telemetry = telemetry::compile_telemetry(&spec.telemetry, &ctx)?;
         if whole == Whole::File {
             require_whole(spec.server.is_some(), &routes, text, origin)?;
         }
@@ -207,6 +215,7 @@ impl Config {
             notify,
             rules,
             incidents,
+            telemetry,
             warnings: ctx.warnings,
         })
     }

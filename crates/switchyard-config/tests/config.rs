@@ -111,6 +111,18 @@ fn full_example_parses_to_expected_values() {
             reset_at: Duration::from_secs(6 * 3600 + 30 * 60),
         }
     );
+    assert_eq!(
+        c.telemetry,
+        Telemetry {
+            otlp_endpoint: Some("http://127.0.0.1:4318/v1/traces".parse().unwrap()),
+            sampling_ratio: 0.5,
+            batch_size: 256,
+            batch_delay: Duration::from_secs(2),
+            queue_size: 4096,
+            export_timeout: Duration::from_secs(5),
+            service_name: "switchyard-edge".into(),
+        }
+    );
     // The route has no kill-switch fallback; pool and demo are defined but no route uses them.
     let unused: Vec<_> = c
         .warnings
@@ -426,7 +438,37 @@ const CORPUS: &[(&str, usize, &str, &str)] = &[
     ("models.gpt-4o.context_window", 2, "greater than 0", "[models.\"gpt-4o\"]\ncontext_window = 0\n"),
     ("models.b.aliases[0]", 5, "already a model name", "[models.a]\ncontext_window = 8\n[models.b]\ncontext_window = 8\naliases = [\"a\"]\n"),
     ("log.format", 2, "unknown variant `yaml`", "[log]\nformat = \"yaml\"\n"),
+    ("telemetry.otlp_endpoint", 2, "unsupported scheme \"grpc\"", "[telemetry]\notlp_endpoint = \"grpc://127.0.0.1:4317\"\n"),
+    ("telemetry.sampling_ratio", 3, "between 0 and 1", "[telemetry]\notlp_endpoint = \"http://c:4318/v1/traces\"\nsampling_ratio = 2.0\n"),
+    ("telemetry.batch_size", 2, "between 1 and 1048576", "[telemetry]\nbatch_size = 0\n"),
+    ("telemetry.queue_size", 3, "between 1 and 1048576", "[telemetry]\n\nqueue_size = 0\n"),
+    ("telemetry.export_timeout", 2, "greater than 0s", "[telemetry]\nexport_timeout = \"0s\"\n"),
+    ("telemetry.batch_delay", 2, "invalid duration", "[telemetry]\nbatch_delay = \"soon\"\n"),
+    ("telemetry.endpoint", 2, "unknown field `endpoint`", "[telemetry]\nendpoint = \"http://c:4318\"\n"),
 ];
+
+#[test]
+fn telemetry_defaults_and_values() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(c.telemetry, Telemetry::default());
+    assert_eq!(c.telemetry.otlp_endpoint, None);
+    assert_eq!(c.telemetry.sampling_ratio, 1.0);
+    let text = format!(
+        "{MINIMAL}[telemetry]\notlp_endpoint = \"http://127.0.0.1:4318/v1/traces\"\n\
+         sampling_ratio = 0.25\nbatch_size = 64\nbatch_delay = \"200ms\"\nqueue_size = 1000\n\
+         export_timeout = \"2s\"\nservice_name = \"edge-gw\"\n"
+    );
+    let t = parse(&text).unwrap().telemetry;
+    assert_eq!(
+        t.otlp_endpoint.unwrap().to_string(),
+        "http://127.0.0.1:4318/v1/traces"
+    );
+    assert_eq!(t.sampling_ratio, 0.25);
+    assert_eq!((t.batch_size, t.queue_size), (64, 1000));
+    assert_eq!(t.batch_delay, Duration::from_millis(200));
+    assert_eq!(t.export_timeout, Duration::from_secs(2));
+    assert_eq!(t.service_name, "edge-gw");
+}
 
 #[test]
 fn invalid_corpus_names_key_and_line() {

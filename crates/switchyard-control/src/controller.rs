@@ -1326,6 +1326,9 @@ error_window = "30s"
             prompt_fingerprint: Some(7),
             bodies: None,
             refused: false,
+            gen_ai_operation: Some("chat"),
+            gen_ai_system: "openai",
+            trace: switchyard_core::TraceContext::default(),
         }
     }
 

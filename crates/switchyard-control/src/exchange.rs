@@ -90,6 +90,13 @@ pub struct Exchange {
     /// The gateway answered without asking the upstream for a reason of its own (a limit,
     /// a throttle, a kill, a bad request): it says nothing about the upstream's health.
     pub refused: bool,
+    /// `gen_ai.operation.name` (`chat`, `text_completion`, `embeddings`); `None` when the
+    /// request was not a model call.
+    pub gen_ai_operation: Option<&'static str>,
+    /// `gen_ai.system`, from the dialect: `openai`, `anthropic`, `_OTHER` for opaque routes.
+    pub gen_ai_system: &'static str,
+    /// The gateway's span of the request's trace.
+    pub trace: switchyard_core::TraceContext,
 }
 
 impl Exchange {

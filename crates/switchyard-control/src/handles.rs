@@ -14,6 +14,75 @@ pub struct LabelSet {
     pub upstream: Arc<str>,
     pub variant: Arc<str>,
     pub model: Arc<str>,
+    /// `gen_ai.operation.name`; `None` for requests that are not model calls, which get no
+    /// GenAI samples.
+    pub operation: Option<&'static str>,
+    /// `gen_ai.system`, from the dialect: `openai`, `anthropic`, or `_OTHER`.
+    pub system: &'static str,
+}
+
+impl LabelSet {
+    pub fn of(exchange: &Exchange) -> Self {
+        LabelSet {
+            upstream: exchange.upstream.clone(),
+            variant: exchange.variant.clone(),
+            model: exchange.model.clone(),
+            operation: exchange.gen_ai_operation,
+            system: exchange.gen_ai_system,
+        }
+    }
+}
+
+/// The GenAI semantic conventions' families for one label set (with the operation and system).
+#[derive(Debug)]
+struct GenAi {
+    /// By `gen_ai_token_type`: [input, output].
+    tokens: [Histogram; 2],
+    duration: Histogram,
+    ttft: Histogram,
+    tpot: Histogram,
+}
+
+impl GenAi {
+    fn new(labels: &[Label], operation: &'static str, system: &'static str) -> Self {
+        let mut labels = labels.to_vec();
+        labels.push(Label::new("gen_ai_operation_name", operation));
+        labels.push(Label::new("gen_ai_system", system));
+        GenAi {
+            tokens: ["input", "output"].map(|kind| {
+                metrics::histogram!(
+                    names::GEN_AI_CLIENT_TOKEN_USAGE,
+                    with(&labels, "gen_ai_token_type", kind)
+                )
+            }),
+            duration: metrics::histogram!(
+                names::GEN_AI_SERVER_REQUEST_DURATION_SECONDS,
+                labels.clone()
+            ),
+            ttft: metrics::histogram!(
+                names::GEN_AI_SERVER_TIME_TO_FIRST_TOKEN_SECONDS,
+                labels.clone()
+            ),
+            tpot: metrics::histogram!(names::GEN_AI_SERVER_TIME_PER_OUTPUT_TOKEN_SECONDS, labels),
+        }
+    }
+
+    fn emit(&self, exchange: &Exchange) {
+        self.duration.record(exchange.duration.as_secs_f64());
+        if let Some(ttft) = exchange.ttft {
+            self.ttft.record(ttft.as_secs_f64());
+        }
+        if let Some(tpot) = exchange.time_per_output_token() {
+            self.tpot.record(tpot.as_secs_f64());
+        }
+        // Usage is a property of an answer: refusals and upstream errors used no tokens.
+        if (200..300).contains(&exchange.status)
+            && exchange.prompt_tokens + exchange.completion_tokens > 0
+        {
+            self.tokens[0].record(exchange.prompt_tokens as f64);
+            self.tokens[1].record(exchange.completion_tokens as f64);
+        }
+    }
 }
 
 /// Distinct `class` values per label set before the rest are folded into `other`.
@@ -37,6 +106,7 @@ pub struct Handles {
     cost: Gauge,
     /// By `source`: [reported, estimated].
     fill: [Histogram; 2],
+    gen_ai: Option<GenAi>,
     /// Error counters by class, registered on first use: classes include upstream error
     /// types read from bodies, so the set is open.
     errors: Vec<(Arc<str>, Counter)>,
@@ -85,6 +155,9 @@ impl Handles {
                 )
             }),
             errors: Vec::new(),
+            gen_ai: set
+                .operation
+                .map(|operation| GenAi::new(&labels, operation, set.system)),
             labels,
         }
     }
@@ -127,6 +200,9 @@ impl Handles {
         }
         if let Some(class) = exchange.error_label() {
             self.error_counter(class).increment(1);
+        }
+        if let Some(gen_ai) = &self.gen_ai {
+            gen_ai.emit(exchange);
         }
     }
 

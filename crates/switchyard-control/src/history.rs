@@ -94,6 +94,9 @@ pub(crate) mod tests_support {
             prompt_fingerprint: None,
             bodies: None,
             refused: false,
+            gen_ai_operation: Some("chat"),
+            gen_ai_system: "openai",
+            trace: switchyard_core::TraceContext::default(),
         }
     }
 }

@@ -11,7 +11,9 @@ use crate::experiment::{
     upstream_key, ExperimentStats, Experiments, Feedback, FeedbackError, Joined,
 };
 use crate::handles::{Handles, LabelSet};
+use crate::telemetry::SpanExporter;
 use crate::window::{Bucket, CountRing, Ring};
+use switchyard_config::Telemetry;
 
 /// Seconds since the Unix epoch: windows are aligned to wall-clock seconds, and so is the
 /// daily budget's day.
@@ -90,11 +92,7 @@ impl RouteSignals {
         let over = exchange
             .context_fill
             .is_some_and(|fill| fill > self.fill_threshold());
-        let set = LabelSet {
-            upstream: exchange.upstream.clone(),
-            variant: exchange.variant.clone(),
-            model: exchange.model.clone(),
-        };
+        let set = LabelSet::of(&exchange);
         let class = exchange
             .is_error()
             .then(|| exchange.error_label())
@@ -362,6 +360,8 @@ pub struct Signals {
     produced_changes: Arc<AtomicU64>,
     /// History file entries of routes not made yet: taken when the route is.
     produced_pending: Mutex<Vec<ProducedClass>>,
+    /// Where sampled exchanges' spans go, when `[telemetry] otlp_endpoint` is set.
+    exporter: arc_swap::ArcSwapOption<SpanExporter>,
 }
 
 impl Signals {
@@ -467,12 +467,35 @@ impl Signals {
 
     /// Records an exchange: metrics, the route's windows, experiments, the token budget.
     pub fn record(&self, route: &RouteSignals, exchange: Exchange) {
+        if exchange.trace.sampled {
+            if let Some(exporter) = &*self.exporter.load() {
+                exporter.offer(&exchange);
+            }
+        }
         let now = now_secs();
         let tokens = exchange.prompt_tokens + exchange.completion_tokens;
         route.record(exchange, now, &self.experiments);
         if tokens > 0 {
             self.budget.add(now, tokens);
         }
+    }
+
+    /// Puts `[telemetry]` in force: an exporter with the same settings is kept (its queue
+    /// too); a changed one replaces it, and the old one sends what it holds and ends.
+    pub fn set_telemetry(&self, settings: &Telemetry) {
+        let current = self.exporter.load();
+        if current.as_ref().map(|e| e.settings()) == Some(settings) {
+            return;
+        }
+        if current.is_none() && settings.otlp_endpoint.is_none() {
+            return;
+        }
+        self.exporter.store(SpanExporter::start(settings));
+    }
+
+    #[cfg(test)]
+    pub(crate) fn exporter(&self) -> Option<Arc<SpanExporter>> {
+        self.exporter.load_full()
     }
 
     pub fn experiments(&self) -> &Experiments {

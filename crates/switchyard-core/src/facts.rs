@@ -73,4 +73,9 @@ pub struct RequestFacts {
     pub context_fill: Option<f64>,
     /// The body was meant to be inspected but did not parse.
     pub unparsed: bool,
+    /// The GenAI semantic conventions' `gen_ai.operation.name` (`chat`, `text_completion`,
+    /// `embeddings`); `None` for requests that are not LLM operations.
+    pub gen_ai_operation: Option<&'static str>,
+    /// The gateway's span of this request's trace.
+    pub trace: crate::TraceContext,
 }

@@ -4,9 +4,11 @@ pub mod body;
 pub mod facts;
 pub mod metrics;
 pub mod split;
+pub mod trace;
 
 /// The error type carried between layers; leaf errors are small `thiserror` types.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 pub use body::Body;
 pub use facts::{ErrorClass, RequestFacts, RequestId};
+pub use trace::TraceContext;

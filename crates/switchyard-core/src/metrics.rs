@@ -32,6 +32,26 @@ pub const EXPERIMENT_COMPLETIONS_TOTAL: &str = "switchyard_experiment_completion
 pub const EXPERIMENT_FEEDBACK_TOTAL: &str = "switchyard_experiment_feedback_total";
 pub const EXPERIMENT_P_VALUE: &str = "switchyard_experiment_p_value";
 pub const WEBHOOK_EVENTS_DROPPED_TOTAL: &str = "switchyard_webhook_events_dropped_total";
+pub const BUILD_INFO: &str = "switchyard_build_info";
+pub const TELEMETRY_SPANS_DROPPED_TOTAL: &str = "switchyard_telemetry_spans_dropped_total";
+pub const TELEMETRY_SPANS_EXPORTED_TOTAL: &str = "switchyard_telemetry_spans_exported_total";
+
+// The OpenTelemetry GenAI semantic conventions' metrics, under our prefix, beside our own
+// families (same figures, the conventions' names, labels and buckets).
+pub const GEN_AI_CLIENT_TOKEN_USAGE: &str = "switchyard_gen_ai_client_token_usage";
+pub const GEN_AI_SERVER_TIME_TO_FIRST_TOKEN_SECONDS: &str =
+    "switchyard_gen_ai_server_time_to_first_token_seconds";
+pub const GEN_AI_SERVER_TIME_PER_OUTPUT_TOKEN_SECONDS: &str =
+    "switchyard_gen_ai_server_time_per_output_token_seconds";
+pub const GEN_AI_SERVER_REQUEST_DURATION_SECONDS: &str =
+    "switchyard_gen_ai_server_request_duration_seconds";
+
+/// Token counts per request, as the GenAI semantic conventions advise for
+/// `gen_ai.client.token.usage`: powers of four from 1 to 4^13.
+pub const TOKEN_USAGE_BUCKETS: &[f64] = &[
+    1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0,
+    16777216.0, 67108864.0,
+];
 
 /// Buckets for latency histograms, in seconds: fine below a second for the proxy's own
 /// overhead, coarse up to the ten-minute agent turns the seeds describe.

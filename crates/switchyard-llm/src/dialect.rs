@@ -70,6 +70,19 @@ pub enum Operation {
     Other,
 }
 
+impl Operation {
+    /// The OpenTelemetry GenAI semantic conventions' `gen_ai.operation.name`; `None` for
+    /// requests that are not model calls.
+    pub fn gen_ai_name(self) -> Option<&'static str> {
+        match self {
+            Operation::ChatCompletions | Operation::Responses | Operation::Messages => Some("chat"),
+            Operation::Completions => Some("text_completion"),
+            Operation::Embeddings => Some("embeddings"),
+            Operation::Other => None,
+        }
+    }
+}
+
 /// Order matters: "/chat/completions" must win over its own suffix "/completions".
 const OPENAI_SUFFIXES: [(&str, Operation); 4] = [
     ("/chat/completions", Operation::ChatCompletions),

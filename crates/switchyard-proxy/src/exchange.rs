@@ -50,6 +50,8 @@ pub(crate) struct Exchange<'a> {
     pub capture: Option<String>,
     /// The rollout and experiments placed this request (it got past the kill switch).
     pub steered: bool,
+    /// The gateway's hop of the request's trace.
+    pub trace: switchyard_core::TraceContext,
 }
 
 /// Held for the whole exchange: the in-flight count and, under a concurrency limit, a slot.
@@ -85,12 +87,15 @@ impl<'a> Exchange<'a> {
         let mut held = Held {
             in_flight: Some(InFlight::enter(&self.route.in_flight)),
             slot: None,
-            unanswered: Some(Box::new(self.pending(inspect::minimal(
-                self.route,
-                self.request_id.0.clone(),
-                self.peer.addr,
-                self.dialect,
-            )))),
+            unanswered: Some(Box::new(self.pending(RequestFacts {
+                trace: self.trace,
+                ..inspect::minimal(
+                    self.route,
+                    self.request_id.0.clone(),
+                    self.peer.addr,
+                    (self.dialect, self.op),
+                )
+            }))),
         };
         // Until it is sent, a request the client gives up on says nothing about the upstream.
         if let Some(pending) = held.unanswered.as_mut() {
@@ -348,6 +353,7 @@ impl<'a> Exchange<'a> {
         if let Some(host) = host.and_then(|h| HeaderValue::from_str(h).ok()) {
             parts.headers.insert(X_FORWARDED_HOST, host);
         }
+        crate::trace::propagate(&mut parts.headers, &self.trace);
         if let Some(variant) = self.variant {
             for (name, value) in &variant.headers {
                 parts.headers.insert(name.clone(), value.clone());
@@ -383,15 +389,18 @@ impl<'a> Exchange<'a> {
     }
 
     fn facts(&self, headers: &http::HeaderMap, body: Option<&Bytes>) -> RequestFacts {
-        inspect::facts(
-            self.table,
-            self.route,
-            self.request_id.0.clone(),
-            self.peer.addr,
-            headers,
-            (self.dialect, self.op),
-            body,
-        )
+        RequestFacts {
+            trace: self.trace,
+            ..inspect::facts(
+                self.table,
+                self.route,
+                self.request_id.0.clone(),
+                self.peer.addr,
+                headers,
+                (self.dialect, self.op),
+                body,
+            )
+        }
     }
 
     /// The record of this exchange with nothing held yet: what a cancellation records.

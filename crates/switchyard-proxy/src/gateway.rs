@@ -137,6 +137,7 @@ impl Gateway {
         };
         let (dialect, op) =
             switchyard_llm::classify(route.dialect, req.method().as_str(), req.uri().path());
+        let trace = crate::trace::hop(req.headers(), table.settings.sampling_ratio);
         let exchange = Exchange {
             gateway: &self,
             table: &table,
@@ -151,6 +152,7 @@ impl Gateway {
             variant: None,
             capture: None,
             steered: false,
+            trace,
         };
         Ok(exchange.run(req, host).await)
     }

@@ -8,7 +8,7 @@ use http::HeaderMap;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use switchyard_config::UserKeySource;
-use switchyard_core::{RequestFacts, RequestId};
+use switchyard_core::{RequestFacts, RequestId, TraceContext};
 use switchyard_llm::{Dialect, Inspection, Operation};
 
 use crate::rescue::Refusal;
@@ -83,7 +83,7 @@ pub fn minimal(
     route: &Route,
     request_id: RequestId,
     client: SocketAddr,
-    dialect: Dialect,
+    (dialect, op): (Dialect, Operation),
 ) -> RequestFacts {
     RequestFacts {
         request_id,
@@ -100,6 +100,8 @@ pub fn minimal(
         prompt_tokens_estimate: 0,
         context_fill: None,
         unparsed: false,
+        gen_ai_operation: op.gen_ai_name(),
+        trace: TraceContext::default(),
     }
 }
 
@@ -143,5 +145,7 @@ pub fn facts(
         prompt_tokens_estimate: estimate,
         context_fill,
         unparsed: inspection.as_ref().is_some_and(|i| !i.parsed),
+        gen_ai_operation: op.gen_ai_name(),
+        trace: TraceContext::default(),
     }
 }

@@ -17,6 +17,7 @@ mod probe;
 mod rescue;
 mod server;
 mod table;
+mod trace;
 
 pub use admission::Shed;
 pub use gateway::Gateway;

@@ -219,6 +219,13 @@ impl Record {
             prompt_fingerprint: facts.prompt_fingerprint,
             bodies,
             refused: self.refused,
+            gen_ai_operation: facts.gen_ai_operation,
+            gen_ai_system: match self.dialect {
+                Dialect::OpenAi => "openai",
+                Dialect::Anthropic => "anthropic",
+                Dialect::Opaque => "_OTHER",
+            },
+            trace: facts.trace,
         };
         log_exchange(&exchange, estimated);
         self.signals.record(&self.route, exchange);
@@ -265,6 +272,8 @@ pub fn log_exchange(ex: &Exchange, estimated: bool) {
     tracing::info!(
         target: "switchyard::access",
         request_id = %ex.request_id,
+        trace_id = %ex.trace.trace_hex(),
+        span_id = %ex.trace.span_hex(),
         route = %ex.route,
         upstream = %ex.upstream,
         variant = %ex.variant,

@@ -150,6 +150,8 @@ pub struct Settings {
     pub routing_headers: bool,
     /// Keep request and response text for incident samples (`[incidents] capture_bodies`).
     pub capture_bodies: bool,
+    /// The share of new traces sampled (`[telemetry] sampling_ratio`).
+    pub sampling_ratio: f64,
 }
 
 /// Everything a request needs to be routed and metered, frozen at one config version.
@@ -283,6 +285,7 @@ impl Table {
                 stream_idle_timeout: config.server.stream_idle_timeout,
                 routing_headers: config.server.routing_headers,
                 capture_bodies: config.incidents.capture_bodies,
+                sampling_ratio: config.telemetry.sampling_ratio,
             },
             routes,
             models: models_of(config),

@@ -171,6 +171,7 @@ pub async fn start_with(config: Config, path: Option<PathBuf>) -> Result<Running
     let mut sims = Sims::new();
     reload::ensure_sims(&config, &mut sims).await?;
     let signals = Signals::new();
+    signals.set_telemetry(&config.telemetry);
     let table = Table::compile(&config, &reload::sim_addrs(&sims), &signals)?;
     let kills = KillBoard::open(&config.admin.state_dir).map_err(|source| StartError::State {
         dir: config.admin.state_dir.display().to_string(),

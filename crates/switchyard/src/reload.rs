@@ -169,6 +169,7 @@ impl ConfigReloader {
         self.fallbacks
             .store(Arc::new(switchyard_admin::fallback_kinds(&config)));
         self.notifier.set_webhooks(config.notify.webhooks.clone());
+        self.signals.set_telemetry(&config.telemetry);
         self.kills.publish(
             &config
                 .routes

@@ -51,6 +51,9 @@ fn exchange() -> Exchange {
         prompt_fingerprint: None,
         bodies: None,
         refused: false,
+        gen_ai_operation: Some("chat"),
+        gen_ai_system: "openai",
+        trace: switchyard_core::TraceContext::default(),
     }
 }
 

@@ -260,13 +260,25 @@ async fn json_logs_one_line_per_request_without_prompt_text() {
     let answer = crate::common::post_json(
         traffic,
         "/v1/chat/completions",
-        &[("x-request-id", "log-test-1")],
+        &[
+            ("x-request-id", "log-test-1"),
+            (
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            ),
+        ],
         body,
     )
     .await;
     assert_eq!(answer.status, 200);
     let line: serde_json::Value = serde_json::from_str(&served.line_with("log-test-1")).unwrap();
     assert_eq!(line["target"], "switchyard::access");
+    assert_eq!(line["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    let span = line["span_id"].as_str().unwrap();
+    assert!(
+        span.len() == 16 && span != "00f067aa0ba902b7",
+        "the gateway's own span: {span}"
+    );
     assert_eq!(line["route"], "logged");
     assert_eq!(line["upstream"], "demo");
     assert_eq!(line["model"], "gpt-4o");

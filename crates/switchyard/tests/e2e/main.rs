@@ -20,4 +20,5 @@ mod rules;
 mod sdk;
 mod state;
 mod streaming;
+mod telemetry;
 mod trust;

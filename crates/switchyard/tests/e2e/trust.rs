@@ -198,7 +198,13 @@ upstream = "up"
         metric(m, "switchyard_requests_total", &[("route", "cache")]) == 3.0
     })
     .await;
-    let cost = |model: &str| metric(&m, "switchyard_cost_usd_total", &[("model", model)]);
+    let cost = |model: &str| {
+        metric(
+            &m,
+            "switchyard_cost_usd_total",
+            &[("route", "cache"), ("model", model)],
+        )
+    };
     // OpenAI: prompt_tokens 1000 of which 800 cached (OpenAI reports no cache writes).
     let want = (200.0 * 2.5 + 800.0 * 1.25 + 16.0 * 10.0) / 1e6;
     assert!(
@@ -214,10 +220,20 @@ upstream = "up"
     let want = (1000.0 * 1.0 + 16.0 * 5.0) / 1e6;
     let got = cost("claude-haiku");
     assert!((got - want).abs() < 1e-12, "{got} vs {want}");
-    let cached = |kind: &str| metric(&m, "switchyard_cached_tokens_total", &[("kind", kind)]);
+    let cached = |kind: &str| {
+        metric(
+            &m,
+            "switchyard_cached_tokens_total",
+            &[("route", "cache"), ("kind", kind)],
+        )
+    };
     assert_eq!(cached("read"), 2400.0);
     assert_eq!(cached("write"), 200.0);
-    let prompt = metric(&m, "switchyard_tokens_total", &[("direction", "prompt")]);
+    let prompt = metric(
+        &m,
+        "switchyard_tokens_total",
+        &[("route", "cache"), ("direction", "prompt")],
+    );
     assert_eq!(prompt, 3000.0, "prompt tokens include the cached ones");
     gw.stop().await;
 }
