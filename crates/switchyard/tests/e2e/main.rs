@@ -11,6 +11,7 @@ mod experiments;
 mod faults;
 mod metering;
 mod notify;
+mod ops;
 mod proxy;
 mod reload;
 mod rollout;
