@@ -15,7 +15,7 @@ ARG RUST_VERSION
 # Use the image's toolchain rather than installing the one rust-toolchain.toml names.
 ENV RUSTUP_TOOLCHAIN=${RUST_VERSION} \
     CARGO_TERM_COLOR=never
-RUN cargo install cargo-chef --locked --version 0.1.73
+RUN cargo install cargo-chef --locked --version 0.1.78
 WORKDIR /src
 
 FROM chef AS planner
