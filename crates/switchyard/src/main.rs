@@ -1,6 +1,7 @@
 //! The switchyard binary: serve, check, sim, ctl.
 
 mod ctl;
+mod healthcheck;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -9,10 +10,18 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use switchyard_config::{Config, LogFormat};
 
+/// The version and the git commit it was built from.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("SWITCHYARD_GIT_COMMIT"),
+    ")"
+);
+
 #[derive(Parser)]
 #[command(
     name = "switchyard",
-    version,
+    version = VERSION,
     about = "A reverse-proxy gateway for LLM agent services"
 )]
 struct Cli {
@@ -47,6 +56,42 @@ enum Command {
     },
     /// Talk to a running gateway's admin API: status, kill, revive, reload, incidents, audit.
     Ctl(ctl::CtlArgs),
+    /// Probe a gateway's /health: exit 0 when it answers 2xx, 1 otherwise (container health checks).
+    Healthcheck {
+        #[arg(long, default_value = healthcheck::DEFAULT_URL)]
+        url: String,
+        /// How long to wait for the answer, e.g. "2s" or "500ms".
+        #[arg(long, default_value = "2s", value_parser = ctl::client::parse_timeout)]
+        timeout: std::time::Duration,
+    },
+    /// Print a shell completion script to standard output.
+    Completions {
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Shell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+fn completions(shell: Shell) -> ExitCode {
+    use clap::CommandFactory;
+    let shell = match shell {
+        Shell::Bash => clap_complete::Shell::Bash,
+        Shell::Zsh => clap_complete::Shell::Zsh,
+        Shell::Fish => clap_complete::Shell::Fish,
+    };
+    clap_complete::generate(
+        shell,
+        &mut Cli::command(),
+        "switchyard",
+        &mut std::io::stdout(),
+    );
+    ExitCode::SUCCESS
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -68,7 +113,7 @@ fn init_logging(format: Format, level: &str) {
     }
 }
 
-fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -197,5 +242,7 @@ fn main() -> ExitCode {
             log_format,
         } => sim(listen, &profile, log_format),
         Command::Ctl(args) => ctl::run(args),
+        Command::Healthcheck { url, timeout } => healthcheck::run(&url, timeout),
+        Command::Completions { shell } => completions(shell),
     }
 }

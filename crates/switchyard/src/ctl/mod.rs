@@ -4,7 +4,7 @@
 //! what to do next, and the exit code says what kind of failure it was (see [`client`]).
 
 mod api;
-mod client;
+pub mod client;
 mod commands;
 mod history;
 mod json;

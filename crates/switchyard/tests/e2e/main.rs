@@ -13,6 +13,7 @@ mod faults;
 mod limits;
 mod metering;
 mod notify;
+mod ops;
 mod proxy;
 mod reload;
 mod rollout;
