@@ -10,18 +10,19 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use switchyard_config::{Config, LogFormat};
 
-/// The version and the git commit it was built from.
-const VERSION: &str = concat!(
-    env!("CARGO_PKG_VERSION"),
-    " (commit ",
-    env!("SWITCHYARD_GIT_COMMIT"),
-    ")"
-);
+/// The version and the git commit it was built from (`switchyard_admin::build`).
+static VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "{} (commit {})",
+        env!("CARGO_PKG_VERSION"),
+        switchyard_admin::build::COMMIT
+    )
+});
 
 #[derive(Parser)]
 #[command(
     name = "switchyard",
-    version = VERSION,
+    version = VERSION.as_str(),
     about = "A reverse-proxy gateway for LLM agent services"
 )]
 struct Cli {
