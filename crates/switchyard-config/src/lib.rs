@@ -34,7 +34,9 @@ pub use kill_switch::{
 };
 pub use limits::{Limits, DEFAULT_QUEUE_TIMEOUT};
 pub use model::Model;
-pub use notify::{EventKind, Notify, Webhook, DEFAULT_WEBHOOK_RETRIES, DEFAULT_WEBHOOK_TIMEOUT};
+pub use notify::{
+    EventKind, Notify, Secret, Signing, Webhook, DEFAULT_WEBHOOK_RETRIES, DEFAULT_WEBHOOK_TIMEOUT,
+};
 pub use rollout::{
     Experiment, Rollback, Rollout, DEFAULT_BAKE, DEFAULT_MIN_REQUESTS, DEFAULT_STAGES,
 };
@@ -125,7 +127,7 @@ impl Config {
         let routes = route::compile_routes(&spec.routes, &upstreams, &mut ctx)?;
         let alerts = alerts::compile_alerts(&spec.alerts, &mut ctx)?;
         let budgets = alerts::compile_budgets(&spec.budgets, &mut ctx)?;
-        let notify = notify::compile_notify(&spec.notify, &ctx)?;
+        let notify = notify::compile_notify(&spec.notify, &mut ctx)?;
         let rules = rules::compile_rules(&spec.rules, &routes, &mut ctx)?;
         let incidents = rules::compile_incidents(&spec.incidents, &ctx)?;
         lint::lint(&routes, &upstreams, &mut ctx);
