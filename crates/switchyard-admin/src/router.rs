@@ -8,7 +8,7 @@ use crate::auth::{self, Need};
 use crate::change::{self, Move, RuleMove};
 use crate::reply::{respond, ApiError};
 use crate::state::AdminState;
-use crate::{actions, exposition, kill, reads};
+use crate::{actions, exposition, guard, kill, reads};
 
 /// The admin API's endpoints; path parameters are kept as written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,6 +129,11 @@ pub async fn route(state: AdminState, req: Request<Incoming>) -> Response<Body> 
             "text/plain; version=0.0.4; charset=utf-8",
             exposition::render(&state.metrics),
         );
+    }
+    if matches!(*req.method(), Method::POST | Method::DELETE) {
+        if let Err(refusal) = guard::mutation(req.uri(), req.headers(), &state.allowed_hosts) {
+            return refusal.into_response();
+        }
     }
     let principal = {
         let tokens = state.tokens.load();

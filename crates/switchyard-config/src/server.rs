@@ -57,6 +57,10 @@ pub(crate) struct AdminSpec {
     /// `[[admin.tokens]]`. Default none.
     #[serde(default)]
     tokens: Vec<Spanned<TokenSpec>>,
+    /// Host names, besides IP addresses and `localhost`, a mutation's `Host` may carry.
+    /// Default none.
+    #[serde(default)]
+    allowed_hosts: Vec<Spanned<String>>,
 }
 
 /// `[log]` as written.
@@ -93,6 +97,9 @@ pub struct Admin {
     pub state_dir: PathBuf,
     /// In file order; names and secrets unique.
     pub tokens: Vec<AdminToken>,
+    /// Lower-cased host names (no port) a mutation's `Host` or `Origin` may name, besides IP
+    /// addresses and `localhost`.
+    pub allowed_hosts: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,6 +138,7 @@ impl Default for Admin {
             listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9090),
             state_dir: PathBuf::from("var"),
             tokens: Vec::new(),
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -212,11 +220,40 @@ pub(crate) fn compile_admin(
         None => ctx.resolve(&d.state_dir),
     };
     let tokens = compile_tokens(&spec.tokens, ctx)?;
+    let allowed_hosts = compile_hosts(&spec.allowed_hosts, ctx)?;
     Ok(Admin {
         listen,
         state_dir,
         tokens,
+        allowed_hosts,
     })
+}
+
+/// DNS names as a `Host` header carries them: letters, digits, `-` and `.`, no port.
+fn compile_hosts(specs: &[Spanned<String>], ctx: &Ctx) -> Result<Vec<String>, ConfigError> {
+    let mut hosts = Vec::with_capacity(specs.len());
+    for (i, spec) in specs.iter().enumerate() {
+        let name = spec.get_ref().trim().to_ascii_lowercase();
+        let valid = !name.is_empty()
+            && name.len() <= 253
+            && name.split('.').all(|label| {
+                !label.is_empty()
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            });
+        if !valid {
+            let msg = format!(
+                "invalid host name {:?}: a DNS name such as \"gateway-1.internal\", without scheme or port",
+                spec.get_ref()
+            );
+            return Err(ctx.at(spec, &format!("admin.allowed_hosts[{i}]"), msg));
+        }
+        if !hosts.contains(&name) {
+            hosts.push(name);
+        }
+    }
+    Ok(hosts)
 }
 
 pub(crate) fn compile_log(spec: &LogSpec, ctx: &Ctx) -> Result<Log, ConfigError> {

@@ -144,6 +144,7 @@ fn defaults_fill_every_optional_key() {
             listen: addr("127.0.0.1:9090"),
             state_dir: "/etc/switchyard/var".into(),
             tokens: Vec::new(),
+            allowed_hosts: Vec::new(),
         }
     );
     assert_eq!(c.log, Log::default());
