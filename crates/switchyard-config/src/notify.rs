@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use http::Uri;
+use schemars::JsonSchema;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -11,28 +12,34 @@ use crate::error::ConfigError;
 use crate::token::{from_env, from_file, SecretUse};
 
 /// `[notify]` as written.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NotifySpec {
     #[serde(default)]
+    #[schemars(with = "Vec<WebhookSpec>")]
     webhooks: Vec<Spanned<WebhookSpec>>,
 }
 
 /// One `[[notify.webhooks]]` table as written.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct WebhookSpec {
     /// Required: `http` or `https`, with a host.
+    #[schemars(with = "String")]
     url: Spanned<String>,
     /// Default: every event kind.
+    #[schemars(with = "Option<Vec<String>>")]
     events: Option<Spanned<Vec<Spanned<String>>>>,
     /// Per attempt. Default `5s`.
+    #[schemars(with = "Option<String>")]
     timeout: Option<Spanned<String>>,
     /// Attempts after the first. Default 5.
     retries: Option<u32>,
     /// The name of an environment variable holding the signing secret. Default: unsigned.
+    #[schemars(with = "Option<String>")]
     secret_env: Option<Spanned<String>>,
     /// A file holding the signing secret, relative to the config file's directory.
+    #[schemars(with = "Option<String>")]
     secret_file: Option<Spanned<String>>,
 }
 

@@ -4,6 +4,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -15,61 +16,74 @@ use crate::token::{compile_tokens, AdminToken, TokenSpec};
 pub const MIN_HEADER_BYTES: usize = 8192;
 
 /// `[server]` as written.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ServerSpec {
     /// Default `127.0.0.1:8080`.
+    #[schemars(with = "Option<String>")]
     listen: Option<Spanned<String>>,
     /// Default 8 MiB. Bodies of LLM routes are read up to this.
+    #[schemars(with = "Option<u64>")]
     max_body_bytes: Option<Spanned<u64>>,
     /// Until the upstream's response headers. Default `300s`.
+    #[schemars(with = "Option<String>")]
     upstream_timeout: Option<Spanned<String>>,
     /// Slowloris guard for client request headers. Default `10s`.
+    #[schemars(with = "Option<String>")]
     header_read_timeout: Option<Spanned<String>>,
     /// Max silence between two chunks of an upstream response body. Default `120s`.
+    #[schemars(with = "Option<String>")]
     stream_idle_timeout: Option<Spanned<String>>,
     /// Default `true`.
     routing_headers: Option<bool>,
     /// Total request-head budget (HTTP/1 read buffer). Default 64 KiB, min 8192.
+    #[schemars(with = "Option<u64>")]
     max_header_bytes: Option<Spanned<u64>>,
     /// Optional; without it the listener speaks plain HTTP.
     tls: Option<TlsSpec>,
 }
 
 /// `server.tls` as written; both paths relative to the config file's directory.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct TlsSpec {
     /// Required. PEM certificate chain.
+    #[schemars(with = "String")]
     cert: Spanned<String>,
     /// Required. PEM private key.
+    #[schemars(with = "String")]
     key: Spanned<String>,
 }
 
 /// `[admin]` as written.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct AdminSpec {
     /// Default `127.0.0.1:9090`; must differ from `server.listen`.
+    #[schemars(with = "Option<String>")]
     listen: Option<Spanned<String>>,
     /// Default `var`, relative to the config file's directory.
+    #[schemars(with = "Option<String>")]
     state_dir: Option<Spanned<String>>,
     /// `[[admin.tokens]]`. Default none.
     #[serde(default)]
+    #[schemars(with = "Vec<TokenSpec>")]
     tokens: Vec<Spanned<TokenSpec>>,
     /// Host names, besides IP addresses and `localhost`, a mutation's `Host` may carry.
     /// Default none.
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     allowed_hosts: Vec<Spanned<String>>,
 }
 
 /// `[log]` as written.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct LogSpec {
     /// `text` or `json`. Default `text`.
     format: Option<LogFormat>,
     /// A tracing filter string. Default `info`.
+    #[schemars(with = "Option<String>")]
     level: Option<Spanned<String>>,
 }
 
@@ -108,7 +122,7 @@ pub struct Log {
     pub level: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     #[default]

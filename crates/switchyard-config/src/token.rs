@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Range;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -17,23 +18,26 @@ use crate::error::ConfigError;
 pub const MIN_TOKEN_BYTES: usize = 16;
 
 /// One `[[admin.tokens]]` table as written. Exactly one of `token_env`, `token_file`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct TokenSpec {
     /// Required, unique, `[a-z0-9_.-]+`: it is written to the audit log.
+    #[schemars(with = "String")]
     name: Spanned<String>,
     /// Required: `operator` or `viewer`.
     role: Role,
     /// Required: `human` or `automation`.
     kind: TokenKind,
     /// The name of an environment variable holding the secret.
+    #[schemars(with = "Option<String>")]
     token_env: Option<Spanned<String>>,
     /// A file holding the secret, relative to the config file's directory.
+    #[schemars(with = "Option<String>")]
     token_file: Option<Spanned<String>>,
 }
 
 /// What a token may do on the admin API.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Read-only.
@@ -52,7 +56,7 @@ impl Role {
 }
 
 /// Who holds a token: a person or a program.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TokenKind {
     Human,

@@ -45,6 +45,8 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         log_format: Format,
     },
+    /// Print the JSON schema of the config file (docs/config.schema.json), for editors.
+    Schema,
     /// Talk to a running gateway's admin API: status, kill, revive, reload, incidents, audit.
     Ctl(ctl::CtlArgs),
 }
@@ -65,6 +67,20 @@ fn init_logging(format: Format, level: &str) {
     match format {
         Format::Json => builder.json().flatten_event(true).init(),
         Format::Text => builder.init(),
+    }
+}
+
+/// Pretty JSON and a newline on stdout: the form the documents under docs/ are committed in.
+fn print_json(value: &serde_json::Value) -> ExitCode {
+    match serde_json::to_string_pretty(value) {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -177,6 +193,7 @@ fn main() -> ExitCode {
             profile,
             log_format,
         } => sim(listen, &profile, log_format),
+        Command::Schema => print_json(&switchyard_config::json_schema()),
         Command::Ctl(args) => ctl::run(args),
     }
 }
