@@ -8,6 +8,7 @@ pub mod exposition;
 mod guard;
 mod kill;
 mod mutation;
+pub mod openapi;
 mod reads;
 mod reply;
 mod request;

@@ -47,6 +47,8 @@ enum Command {
     },
     /// Print the JSON schema of the config file (docs/config.schema.json), for editors.
     Schema,
+    /// Print the OpenAPI document of the admin API (docs/openapi.json).
+    Openapi,
     /// Talk to a running gateway's admin API: status, kill, revive, reload, incidents, audit.
     Ctl(ctl::CtlArgs),
 }
@@ -194,6 +196,10 @@ fn main() -> ExitCode {
             log_format,
         } => sim(listen, &profile, log_format),
         Command::Schema => print_json(&switchyard_config::json_schema()),
+        Command::Openapi => {
+            print!("{}", switchyard_admin::openapi::document_json());
+            ExitCode::SUCCESS
+        }
         Command::Ctl(args) => ctl::run(args),
     }
 }
