@@ -16,6 +16,7 @@ mod reload;
 mod rollout;
 mod rules;
 mod sdk;
+mod signing;
 mod state;
 mod streaming;
 mod trust;
