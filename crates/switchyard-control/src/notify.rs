@@ -477,4 +477,19 @@ mod tests {
         );
         assert!(!verdict.await.unwrap(), "an unsigned delivery");
     }
+
+    /// A webhook whose secret could not be loaded sends nothing rather than sending unsigned.
+    #[tokio::test]
+    async fn a_webhook_without_its_secret_sends_nothing() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let hook = Webhook {
+            signing: switchyard_config::Signing::Unavailable("env UNSET".into()),
+            ..hook(url, EventKind::ALL.to_vec(), Duration::from_secs(5))
+        };
+        let notifier = Notifier::new(vec![hook]);
+        notifier.notify(Event::ack("inc-1", "support", "alice", None));
+        let accepted = tokio::time::timeout(Duration::from_millis(300), listener.accept()).await;
+        assert!(accepted.is_err(), "a delivery was attempted");
+    }
 }
