@@ -12,21 +12,21 @@ use crate::audit::AuditEntry;
 use crate::auth::Principal;
 use crate::mutation::{answer, on_disk, record, reject};
 use crate::reads::unknown_incident;
-use crate::reply::{self, ApiError};
+use crate::reply::{self, ApiError, ErrorObject};
 use crate::request::json_body;
 use crate::state::{AdminState, ReloadOutcome};
 use switchyard_control::incidents::{Incident, IncidentError};
 
 /// An optional reason for a reload, kept in the audit log.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ReloadBody {
+pub(crate) struct ReloadBody {
     reason: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct AckBody {
+pub(crate) struct AckBody {
     note: Option<String>,
 }
 
@@ -39,8 +39,8 @@ fn warning(warnings: &[String]) -> Option<String> {
     (!warnings.is_empty()).then(|| warnings.join("; "))
 }
 
-#[derive(Serialize)]
-struct Applied<'a> {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Applied<'a> {
     result: &'static str,
     config_version: &'a str,
     previous_version: &'a str,
@@ -48,16 +48,16 @@ struct Applied<'a> {
     warning: Option<String>,
 }
 
-#[derive(Serialize)]
-struct Rejected<'a> {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Rejected<'a> {
     result: &'static str,
     config_version: &'a str,
-    error: serde_json::Value,
+    error: ErrorObject,
 }
 
 /// The incident record, with a warning only if the audit entry was lost.
-#[derive(Serialize)]
-struct Acknowledged<'a> {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Acknowledged<'a> {
     #[serde(flatten)]
     incident: &'a Incident,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -14,7 +14,7 @@ use crate::auth::Principal;
 const FILE: &str = "audit.jsonl";
 
 /// One audited mutation.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditEntry {
     pub at_ms: u64,
     pub who: String,

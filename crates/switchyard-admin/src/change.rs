@@ -6,6 +6,7 @@ use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use switchyard_control::controller::{ActionError, Shift};
+use switchyard_control::experiment::ExperimentView;
 use switchyard_control::rollout::RolloutState;
 use switchyard_core::Body;
 
@@ -16,22 +17,22 @@ use crate::reply::{self, ApiError};
 use crate::request::json_body;
 use crate::state::AdminState;
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ShiftBody {
+pub(crate) struct ShiftBody {
     reason: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RuleBody {
+pub(crate) struct RuleBody {
     /// Required when the rule watches several routes.
     route: Option<String>,
     reason: Option<String>,
 }
 
-#[derive(Serialize)]
-struct ShiftAnswer<'a> {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct ShiftAnswer<'a> {
     route: &'a str,
     before: &'a RolloutState,
     after: &'a RolloutState,
@@ -41,6 +42,26 @@ struct ShiftAnswer<'a> {
     incident: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     warning: Option<String>,
+}
+
+/// The answer to an approve or a release; `downgrade_to` and `warning` are `null` when there is
+/// none.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct RuleAnswer<'a> {
+    // In name order, as this answer has always been written.
+    /// `approve` or `release`.
+    action: &'a str,
+    /// The model now in force on the route (approve).
+    downgrade_to: Option<&'a str>,
+    route: &'a str,
+    rule: &'a str,
+    warning: Option<String>,
+}
+
+/// `GET /admin/experiments`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct ExperimentList {
+    experiments: Vec<ExperimentView>,
 }
 
 /// Which operator action on a rollout.
@@ -166,13 +187,13 @@ pub async fn rule(
             entry.after = json!({ "route": route, "downgrade_to": model });
             let mut warnings = Vec::new();
             record(state, &entry, &mut warnings);
-            let done = json!({
-                "rule": rule,
-                "route": route,
-                "action": name,
-                "downgrade_to": model,
-                "warning": (!warnings.is_empty()).then(|| warnings.join("; ")),
-            });
+            let done = RuleAnswer {
+                action: name,
+                downgrade_to: model.as_deref(),
+                route: &route,
+                rule,
+                warning: (!warnings.is_empty()).then(|| warnings.join("; ")),
+            };
             answer(&done, &warnings)
         }
         Err(error) => reject(state, entry, refusal(&error)),
@@ -189,7 +210,7 @@ pub fn experiments(state: &AdminState) -> Response<Body> {
         .iter()
         .map(|e| e.view())
         .collect();
-    reply::json(StatusCode::OK, &json!({ "experiments": all }))
+    reply::json(StatusCode::OK, &ExperimentList { experiments: all })
 }
 
 /// GET /admin/experiments/{name}.

@@ -18,24 +18,33 @@ use crate::state::AdminState;
 use crate::views;
 use switchyard_control::incidents::Incident;
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct KillBody {
+#[schema(example = json!({"reason": "wrong refunds", "percent": 25.0}))]
+pub(crate) struct KillBody {
+    /// Why the route is killed; it goes to the incident. Required, not blank.
+    #[schema(value_type = String, required = true, min_length = 1)]
     reason: Option<String>,
+    /// Kill only this percentage of users (sticky by user key); leave it out to kill all.
+    #[schema(exclusive_minimum = 0.0, maximum = 100.0)]
     percent: Option<f64>,
+    /// Kill only requests whose header has this value.
     segment: Option<SegmentBody>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct SegmentBody {
+pub(crate) struct SegmentBody {
+    /// A header name, in any case.
     header: String,
+    /// Its value, exactly.
     value: String,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ReviveBody {
+pub(crate) struct ReviveBody {
+    /// Kept in the audit log.
     reason: Option<String>,
 }
 

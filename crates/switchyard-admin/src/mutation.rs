@@ -52,7 +52,8 @@ pub fn answer(value: &impl Serialize, warnings: &[String]) -> Response<Body> {
     tracing::error!(message = %error.message, "admin change answered 503: state not saved");
     match serde_json::to_value(value) {
         Ok(Value::Object(mut fields)) => {
-            fields.insert("error".into(), error.object());
+            let object = serde_json::to_value(error.object()).unwrap_or_default();
+            fields.insert("error".into(), object);
             reply::json(StatusCode::SERVICE_UNAVAILABLE, &fields)
         }
         _ => error.into_response(),
@@ -60,7 +61,7 @@ pub fn answer(value: &impl Serialize, warnings: &[String]) -> Response<Body> {
 }
 
 /// The answer to a kill or a revive, in the contract's field order.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct FlipAnswer<'a> {
     pub route: &'a str,
     pub engaged: bool,

@@ -14,13 +14,13 @@ use switchyard_control::incidents::Summary;
 pub const DEFAULT_AUDIT_LIMIT: usize = 100;
 pub const MAX_AUDIT_LIMIT: usize = 1000;
 
-#[derive(Serialize)]
-struct IncidentList<'a> {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct IncidentList<'a> {
     incidents: Vec<Summary<'a>>,
 }
 
-#[derive(Serialize)]
-struct AuditPage {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct AuditPage {
     entries: Vec<AuditEntry>,
 }
 

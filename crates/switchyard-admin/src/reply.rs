@@ -28,14 +28,36 @@ impl ApiError {
     }
 
     /// The error object alone, for answers that carry more than the error.
-    pub fn object(&self) -> serde_json::Value {
-        serde_json::json!({ "code": self.code, "message": self.message })
+    pub fn object(&self) -> ErrorObject {
+        ErrorObject {
+            code: self.code.to_owned(),
+            message: self.message.clone(),
+        }
     }
 
     pub fn into_response(self) -> Response<Body> {
-        let text = serde_json::json!({ "error": self.object() }).to_string();
-        respond(self.status, JSON, text)
+        json(
+            self.status,
+            &ErrorBody {
+                error: self.object(),
+            },
+        )
     }
+}
+
+/// Every refusal: `{"error":{"code","message"}}`. Answers that say more (a reload's `422`, a
+/// mutation's `503 state_not_saved`) carry other fields beside `error`.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorObject,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ErrorObject {
+    /// A stable, machine-readable reason, such as `unknown_route` or `state_not_saved`.
+    pub code: String,
+    /// What happened and what to do next, for a person.
+    pub message: String,
 }
 
 pub fn respond(status: StatusCode, content_type: &'static str, text: String) -> Response<Body> {
@@ -52,11 +74,11 @@ pub fn respond(status: StatusCode, content_type: &'static str, text: String) -> 
 pub fn json(status: StatusCode, value: &impl Serialize) -> Response<Body> {
     match serde_json::to_string(value) {
         Ok(text) => respond(status, JSON, text),
-        Err(error) => ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            format!("could not encode the answer: {error}"),
-        )
-        .into_response(),
+        Err(error) => {
+            // Hand-made, so a failure here cannot recurse.
+            let message = serde_json::Value::from(format!("could not encode the answer: {error}"));
+            let text = format!(r#"{{"error":{{"code":"internal","message":{message}}}}}"#);
+            respond(StatusCode::INTERNAL_SERVER_ERROR, JSON, text)
+        }
     }
 }

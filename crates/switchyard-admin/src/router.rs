@@ -6,14 +6,15 @@ use switchyard_core::Body;
 
 use crate::auth::{self, Need};
 use crate::change::{self, Move, RuleMove};
-use crate::reply::{respond, ApiError};
+use crate::reply::{respond, ApiError, JSON};
 use crate::state::AdminState;
-use crate::{actions, exposition, kill, reads};
+use crate::{actions, exposition, guard, kill, openapi, reads};
 
 /// The admin API's endpoints; path parameters are kept as written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Endpoint {
     Metrics,
+    OpenApi,
     Status,
     Kill(String),
     Reload,
@@ -34,6 +35,7 @@ impl Endpoint {
         let segments: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
         let endpoint = match segments.as_slice() {
             ["metrics"] => Endpoint::Metrics,
+            ["admin", "openapi.json"] => Endpoint::OpenApi,
             ["admin", "status"] => Endpoint::Status,
             ["admin", "reload"] => Endpoint::Reload,
             ["admin", "incidents"] => Endpoint::Incidents,
@@ -130,6 +132,15 @@ pub async fn route(state: AdminState, req: Request<Incoming>) -> Response<Body> 
             exposition::render(&state.metrics),
         );
     }
+    if matches!(*req.method(), Method::POST | Method::DELETE) {
+        if let Err(refusal) = guard::mutation(req.uri(), req.headers(), &state.allowed_hosts) {
+            return refusal.into_response();
+        }
+    }
+    if endpoint == Endpoint::OpenApi {
+        // The document is public, like the repository it is committed in: it holds no state.
+        return respond(StatusCode::OK, JSON, openapi::document_json().to_owned());
+    }
     let principal = {
         let tokens = state.tokens.load();
         match auth::authorize(req.headers(), &tokens, endpoint.need()) {
@@ -139,7 +150,7 @@ pub async fn route(state: AdminState, req: Request<Incoming>) -> Response<Body> 
     };
     let (parts, body) = req.into_parts();
     match endpoint {
-        Endpoint::Metrics | Endpoint::Status => reads::status(&state),
+        Endpoint::Metrics | Endpoint::OpenApi | Endpoint::Status => reads::status(&state),
         Endpoint::Incidents => reads::incidents(&state),
         Endpoint::Incident(id) => reads::incident(&state, &id),
         Endpoint::Audit => reads::audit(&state, parts.uri.query()),
@@ -168,6 +179,7 @@ pub async fn route(state: AdminState, req: Request<Incoming>) -> Response<Body> 
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
     use super::*;
 
     #[test]
@@ -193,5 +205,71 @@ mod tests {
         assert!(kill.allows(&Method::POST) && kill.allows(&Method::DELETE));
         assert!(!kill.allows(&Method::GET));
         assert!(!Endpoint::Status.allows(&Method::HEAD));
+    }
+
+    /// The OpenAPI document and the router describe the same endpoints with the same methods.
+    #[test]
+    fn the_openapi_document_covers_the_router() {
+        let doc: serde_json::Value = serde_json::from_str(openapi::document_json()).unwrap();
+        let paths = doc["paths"].as_object().unwrap();
+        let mut seen = Vec::new();
+        for (template, operations) in paths {
+            let path = template.replace(['{', '}'], "");
+            let endpoint = Endpoint::parse(&path)
+                .unwrap_or_else(|| panic!("{template} is in the document, not in the router"));
+            let mut methods: Vec<String> = operations
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(|m| m.to_ascii_uppercase())
+                .collect();
+            methods.sort();
+            let mut allowed: Vec<&str> = endpoint.allowed().split(", ").collect();
+            allowed.sort_unstable();
+            assert_eq!(methods, allowed, "{template}");
+            seen.push(std::mem::discriminant(&endpoint));
+        }
+        // Every kind of endpoint the router knows is documented.
+        let all = [
+            Endpoint::Metrics,
+            Endpoint::OpenApi,
+            Endpoint::Status,
+            Endpoint::Kill(String::new()),
+            Endpoint::Reload,
+            Endpoint::Incidents,
+            Endpoint::Incident(String::new()),
+            Endpoint::Ack(String::new()),
+            Endpoint::Audit,
+            Endpoint::Rollback(String::new()),
+            Endpoint::Promote(String::new()),
+            Endpoint::Approve(String::new()),
+            Endpoint::Release(String::new()),
+            Endpoint::Experiments,
+            Endpoint::Experiment(String::new()),
+        ];
+        for endpoint in &all {
+            // A new variant must be added above: this match has no wildcard.
+            match endpoint {
+                Endpoint::Metrics
+                | Endpoint::OpenApi
+                | Endpoint::Status
+                | Endpoint::Kill(_)
+                | Endpoint::Reload
+                | Endpoint::Incidents
+                | Endpoint::Incident(_)
+                | Endpoint::Ack(_)
+                | Endpoint::Audit
+                | Endpoint::Rollback(_)
+                | Endpoint::Promote(_)
+                | Endpoint::Approve(_)
+                | Endpoint::Release(_)
+                | Endpoint::Experiments
+                | Endpoint::Experiment(_) => {}
+            }
+            assert!(
+                seen.contains(&std::mem::discriminant(endpoint)),
+                "{endpoint:?} is served but not in the OpenAPI document"
+            );
+        }
     }
 }

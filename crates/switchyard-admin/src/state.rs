@@ -63,6 +63,9 @@ pub struct AdminState {
     pub audit: Arc<AuditLog>,
     pub incidents: Arc<Incidents>,
     pub controller: Arc<Controller>,
+    /// `[admin] allowed_hosts`: names a mutation's `Host` may carry besides IP addresses and
+    /// `localhost`. Fixed at start.
+    pub allowed_hosts: Arc<Vec<String>>,
 }
 
 /// The audit log or the incident store could not be opened.
@@ -89,7 +92,14 @@ impl AdminState {
             audit,
             incidents,
             controller: parts.controller,
+            allowed_hosts: Arc::default(),
         })
+    }
+
+    /// The host names from `[admin] allowed_hosts`.
+    pub fn with_allowed_hosts(mut self, names: Vec<String>) -> Self {
+        self.allowed_hosts = Arc::new(names);
+        self
     }
 }
 

@@ -11,8 +11,8 @@ use switchyard_proxy::Table;
 
 use crate::views::{self, AlertView};
 
-#[derive(Serialize)]
-struct Status<'a> {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Status<'a> {
     config_version: &'a str,
     routes: Vec<RouteStatus<'a>>,
     alerts_firing: Vec<AlertView>,
@@ -21,8 +21,8 @@ struct Status<'a> {
     open_incidents: usize,
 }
 
-#[derive(Serialize)]
-struct RouteStatus<'a> {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct RouteStatus<'a> {
     name: &'a str,
     upstream: &'a str,
     endpoints: Vec<String>,
@@ -39,15 +39,15 @@ struct RouteStatus<'a> {
     downgrade_to: Option<String>,
 }
 
-#[derive(Serialize)]
-struct Weight<'a> {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Weight<'a> {
     upstream: &'a str,
     percent: f64,
     endpoints: Vec<String>,
 }
 
-#[derive(Serialize)]
-struct ExperimentStatus<'a> {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct ExperimentStatus<'a> {
     name: &'a str,
     share: f64,
     #[serde(skip_serializing_if = "Option::is_none")]

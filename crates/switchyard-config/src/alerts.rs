@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -9,36 +10,45 @@ use crate::ctx::Ctx;
 use crate::error::ConfigError;
 
 /// `[alerts]` as written.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct AlertsSpec {
     /// Default `30s`.
+    #[schemars(with = "Option<String>")]
     p99_latency: Option<Spanned<String>>,
     /// Fraction of failed requests in the window, `0..=1`. Default 0.01.
+    #[schemars(with = "Option<f64>")]
     error_rate: Option<Spanned<f64>>,
     /// Evaluation window. Default `5m`.
+    #[schemars(with = "Option<String>")]
     window: Option<Spanned<String>>,
     /// Window rate over baseline rate, > 1. Default 3.0.
+    #[schemars(with = "Option<f64>")]
     traffic_spike: Option<Spanned<f64>>,
     /// Trailing baseline window for `traffic_spike`. Default `1h`.
+    #[schemars(with = "Option<String>")]
     baseline: Option<Spanned<String>>,
     /// Requests an error-rate or latency alert needs in the window. Default 20.
     min_requests: Option<u64>,
     /// Default 500.
     queue_depth: Option<u64>,
     /// Fraction of a model's context window a request fills, `0..=1`. Default 0.8.
+    #[schemars(with = "Option<f64>")]
     context_fill: Option<Spanned<f64>>,
 }
 
 /// `[budgets]` as written.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct BudgetsSpec {
     /// Default none (no budget). > 0.
+    #[schemars(with = "Option<u64>")]
     daily_tokens: Option<Spanned<u64>>,
     /// Fraction of the budget that raises an alert, `0..=1`. Default 0.8.
+    #[schemars(with = "Option<f64>")]
     alert_at: Option<Spanned<f64>>,
     /// When the budget day starts, `"HH:MM"` in UTC. Default `"00:00"`.
+    #[schemars(with = "Option<String>")]
     reset_at: Option<Spanned<String>>,
 }
 

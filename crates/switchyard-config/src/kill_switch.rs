@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, StatusCode};
+use schemars::JsonSchema;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -20,32 +21,41 @@ pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(30);
 pub const DEFAULT_FALLBACK_CONTENT_TYPE: &str = "application/json";
 
 /// `[routes.kill_switch]` as written.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct KillSwitchSpec {
     /// Default none: a killed route answers 503 with `Retry-After`.
+    #[schemars(with = "Option<FallbackSpec>")]
     fallback: Option<Spanned<FallbackSpec>>,
     /// Default `30s`; whole seconds.
+    #[schemars(with = "Option<String>")]
     retry_after: Option<Spanned<String>>,
 }
 
 /// `fallback = { ... }` as written: exactly one of `text`, `upstream`, or a static response.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct FallbackSpec {
     /// A completion in the route's dialect carrying this text. Not empty.
+    #[schemars(with = "Option<String>")]
     text: Option<Spanned<String>>,
     /// Static response: `100..=599`, default 200.
+    #[schemars(with = "Option<i64>")]
     status: Option<Spanned<i64>>,
     /// Static response: default `application/json`.
+    #[schemars(with = "Option<String>")]
     content_type: Option<Spanned<String>>,
     /// Static response: extra headers, name (any case) to value.
+    #[schemars(with = "Option<BTreeMap<String, String>>")]
     headers: Option<Spanned<BTreeMap<Spanned<String>, Spanned<String>>>>,
     /// Static response body, inline. Not with `body_file`.
+    #[schemars(with = "Option<String>")]
     body: Option<Spanned<String>>,
     /// Static response body read from a file relative to the config file's directory.
+    #[schemars(with = "Option<String>")]
     body_file: Option<Spanned<String>>,
     /// Another `[upstreams]` entry, not the route's own.
+    #[schemars(with = "Option<String>")]
     upstream: Option<Spanned<String>>,
 }
 

@@ -25,6 +25,7 @@ mod upstream;
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 pub use alerts::{Alerts, Budgets};
@@ -35,7 +36,9 @@ pub use kill_switch::{
 };
 pub use limits::{Limits, DEFAULT_QUEUE_TIMEOUT};
 pub use model::Model;
-pub use notify::{EventKind, Notify, Webhook, DEFAULT_WEBHOOK_RETRIES, DEFAULT_WEBHOOK_TIMEOUT};
+pub use notify::{
+    EventKind, Notify, Secret, Signing, Webhook, DEFAULT_WEBHOOK_RETRIES, DEFAULT_WEBHOOK_TIMEOUT,
+};
 pub use rollout::{
     Experiment, Rollback, Rollout, DEFAULT_BAKE, DEFAULT_MIN_REQUESTS, DEFAULT_STAGES,
 };
@@ -62,7 +65,7 @@ pub const INLINE_ORIGIN: &str = "<inline>";
 
 /// The whole file as written. Every section is optional in a fragment; a file a gateway runs
 /// on needs `[server]` and a route (see [`Config::load`]).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct FileSpec {
     /// `None` when the file has no `[server]` table at all (an empty one is `Some`).
@@ -74,10 +77,13 @@ struct FileSpec {
     log: server::LogSpec,
     /// Key = model name as clients send it.
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, model::ModelSpec>")]
     models: model::ModelSpecs,
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, upstream::UpstreamSpec>")]
     upstreams: upstream::UpstreamSpecs,
     #[serde(default)]
+    #[schemars(with = "Vec<route::RouteSpec>")]
     routes: Vec<toml::Spanned<route::RouteSpec>>,
     #[serde(default)]
     alerts: alerts::AlertsSpec,
@@ -86,6 +92,7 @@ struct FileSpec {
     #[serde(default)]
     notify: notify::NotifySpec,
     #[serde(default)]
+    #[schemars(with = "Vec<rules::RuleSpec>")]
     rules: Vec<toml::Spanned<rules::RuleSpec>>,
     #[serde(default)]
     incidents: rules::IncidentsSpec,
@@ -132,6 +139,45 @@ fn require_whole(
         ));
     }
     Ok(())
+}
+
+/// The JSON schema (draft 2020-12) of gateway.toml, generated from the types the file is read
+/// into, so it cannot drift from them. Editors with a TOML language server (Taplo, Even Better
+/// TOML) use it for completion and checks; `switchyard check` stays the judge of what is valid.
+pub fn json_schema() -> serde_json::Value {
+    let mut schema = schemars::schema_for!(FileSpec);
+    schema.insert("title".into(), "switchyard gateway.toml".into());
+    let mut value = schema.to_value();
+    without_null(&mut value);
+    value
+}
+
+/// TOML has no null: an optional key is one left out, so `Option`'s null is taken out of the
+/// schema (`"type": ["string", "null"]` and `"anyOf": [{...}, {"type": "null"}]`).
+fn without_null(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            if let Some(Value::Array(types)) = map.get_mut("type") {
+                types.retain(|t| t != "null");
+                if let [only] = types.as_slice() {
+                    let only = only.clone();
+                    map.insert("type".into(), only);
+                }
+            }
+            if let Some(Value::Array(options)) = map.get_mut("anyOf") {
+                options.retain(|o| o.get("type").is_none_or(|t| t != "null"));
+                if let [Value::Object(only)] = options.as_slice() {
+                    let only = only.clone();
+                    map.remove("anyOf");
+                    map.extend(only);
+                }
+            }
+            map.values_mut().for_each(without_null);
+        }
+        Value::Array(items) => items.iter_mut().for_each(without_null),
+        _ => {}
+    }
 }
 
 /// The config version of a file's text: XXH3-64 of the exact bytes, in hex.
@@ -192,7 +238,7 @@ impl Config {
         let routes = route::compile_routes(&spec.routes, &upstreams, &mut ctx)?;
         let alerts = alerts::compile_alerts(&spec.alerts, &mut ctx)?;
         let budgets = alerts::compile_budgets(&spec.budgets, &mut ctx)?;
-        let notify = notify::compile_notify(&spec.notify, &ctx)?;
+        let notify = notify::compile_notify(&spec.notify, &mut ctx)?;
         let rules = rules::compile_rules(&spec.rules, &routes, &mut ctx)?;
         let incidents = rules::compile_incidents(&spec.incidents, &ctx)?;
         let telemetry = telemetry::compile_telemetry(&spec.telemetry, &ctx)?;

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -12,18 +13,23 @@ use crate::error::ConfigError;
 pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// `[routes.limits]` as written. Every key is optional; absent means unlimited.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct LimitsSpec {
     /// > 0. Requests in flight to the upstream at once.
+    #[schemars(with = "Option<i64>")]
     max_concurrency: Option<Spanned<i64>>,
     /// >= 0, default 0. Requests waiting for a slot; needs `max_concurrency`.
+    #[schemars(with = "Option<i64>")]
     max_queue: Option<Spanned<i64>>,
     /// > 0, default `5s`. Longest wait in the queue; needs `max_concurrency`.
+    #[schemars(with = "Option<String>")]
     queue_timeout: Option<Spanned<String>>,
     /// > 0. Route-wide admitted requests per second.
+    #[schemars(with = "Option<f64>")]
     requests_per_second: Option<Spanned<f64>>,
     /// > 0. Admitted requests per second per user key.
+    #[schemars(with = "Option<f64>")]
     user_requests_per_second: Option<Spanned<f64>>,
 }
 

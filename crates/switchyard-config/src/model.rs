@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -9,21 +10,27 @@ use crate::ctx::Ctx;
 use crate::error::{join, ConfigError};
 
 /// One `[models."name"]` table as written.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ModelSpec {
     /// Required, > 0. Tokens the model accepts (prompt + completion).
+    #[schemars(with = "u64")]
     context_window: Spanned<u64>,
     /// Default 0. USD per million input tokens.
+    #[schemars(with = "Option<f64>")]
     input_usd_per_mtok: Option<Spanned<f64>>,
     /// Default 0. USD per million output tokens.
+    #[schemars(with = "Option<f64>")]
     output_usd_per_mtok: Option<Spanned<f64>>,
     /// Default: the input price. USD per million prompt tokens read from the prompt cache.
+    #[schemars(with = "Option<f64>")]
     cache_read_usd_per_mtok: Option<Spanned<f64>>,
     /// Default: the input price. USD per million prompt tokens written to the prompt cache.
+    #[schemars(with = "Option<f64>")]
     cache_write_usd_per_mtok: Option<Spanned<f64>>,
     /// Default none. Other names (e.g. versioned names responses carry) that map to this model.
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     aliases: Vec<Spanned<String>>,
 }
 

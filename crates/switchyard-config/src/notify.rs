@@ -3,32 +3,44 @@
 use std::time::Duration;
 
 use http::Uri;
+use schemars::JsonSchema;
 use serde::Deserialize;
 use toml::Spanned;
 
 use crate::ctx::Ctx;
 use crate::error::ConfigError;
+use crate::token::{from_env, from_file, SecretUse};
 
 /// `[notify]` as written.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NotifySpec {
     #[serde(default)]
+    #[schemars(with = "Vec<WebhookSpec>")]
     webhooks: Vec<Spanned<WebhookSpec>>,
 }
 
 /// One `[[notify.webhooks]]` table as written.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct WebhookSpec {
     /// Required: `http` or `https`, with a host.
+    #[schemars(with = "String")]
     url: Spanned<String>,
     /// Default: every event kind.
+    #[schemars(with = "Option<Vec<String>>")]
     events: Option<Spanned<Vec<Spanned<String>>>>,
     /// Per attempt. Default `5s`.
+    #[schemars(with = "Option<String>")]
     timeout: Option<Spanned<String>>,
     /// Attempts after the first. Default 5.
     retries: Option<u32>,
+    /// The name of an environment variable holding the signing secret. Default: unsigned.
+    #[schemars(with = "Option<String>")]
+    secret_env: Option<Spanned<String>>,
+    /// A file holding the signing secret, relative to the config file's directory.
+    #[schemars(with = "Option<String>")]
+    secret_file: Option<Spanned<String>>,
 }
 
 /// What a webhook can be told about.
@@ -96,7 +108,48 @@ pub struct Webhook {
     pub events: Vec<EventKind>,
     pub timeout: Duration,
     pub retries: u32,
+    /// How deliveries are signed.
+    pub signing: Signing,
 }
+
+/// Whether a webhook's deliveries carry an HMAC-SHA256 signature.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Signing {
+    /// No `secret_env` or `secret_file`: sent without a signature.
+    #[default]
+    Unsigned,
+    /// Signed with this secret.
+    Signed(Secret),
+    /// A secret is configured but could not be loaded (warned about): nothing is sent, since
+    /// a receiver that checks signatures would refuse an unsigned delivery anyway. The text
+    /// names the variable or file.
+    Unavailable(String),
+}
+
+/// A signing secret; its `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(secret: impl Into<String>) -> Secret {
+        Secret(secret.into())
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+const WEBHOOK_SECRET: SecretUse = SecretUse {
+    noun: "secret",
+    without: "this webhook's events will not be sent",
+};
 
 impl Webhook {
     pub fn wants(&self, kind: EventKind) -> bool {
@@ -113,7 +166,7 @@ pub struct Notify {
 pub const DEFAULT_WEBHOOK_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_WEBHOOK_RETRIES: u32 = 5;
 
-pub(crate) fn compile_notify(spec: &NotifySpec, ctx: &Ctx) -> Result<Notify, ConfigError> {
+pub(crate) fn compile_notify(spec: &NotifySpec, ctx: &mut Ctx) -> Result<Notify, ConfigError> {
     let mut webhooks = Vec::with_capacity(spec.webhooks.len());
     for (i, hook) in spec.webhooks.iter().enumerate() {
         let key = format!("notify.webhooks[{i}]");
@@ -129,9 +182,32 @@ pub(crate) fn compile_notify(spec: &NotifySpec, ctx: &Ctx) -> Result<Notify, Con
                 DEFAULT_WEBHOOK_TIMEOUT,
             )?,
             retries: s.retries.unwrap_or(DEFAULT_WEBHOOK_RETRIES),
+            signing: compile_signing(s, &key, ctx)?,
         });
     }
     Ok(Notify { webhooks })
+}
+
+/// `secret_env` or `secret_file`, at most one, read like an admin token's secret.
+fn compile_signing(spec: &WebhookSpec, key: &str, ctx: &mut Ctx) -> Result<Signing, ConfigError> {
+    let resolved = match (&spec.secret_env, &spec.secret_file) {
+        (None, None) => return Ok(Signing::Unsigned),
+        (Some(env), Some(file)) => {
+            let (later, field) = if file.span().start > env.span().start {
+                (file.span(), "secret_file")
+            } else {
+                (env.span(), "secret_env")
+            };
+            let msg = "secret_env and secret_file are both set; use at most one";
+            return Err(ctx.err(&later, &format!("{key}.{field}"), msg));
+        }
+        (Some(env), None) => from_env(env, &format!("{key}.secret_env"), ctx, WEBHOOK_SECRET)?,
+        (None, Some(file)) => from_file(file, &format!("{key}.secret_file"), ctx, WEBHOOK_SECRET)?,
+    };
+    Ok(match resolved.secret {
+        Some(secret) => Signing::Signed(Secret(secret)),
+        None => Signing::Unavailable(resolved.source),
+    })
 }
 
 fn compile_events(

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
+use schemars::JsonSchema;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -18,54 +19,70 @@ pub const DEFAULT_BAKE: Duration = Duration::from_secs(600);
 pub const DEFAULT_MIN_REQUESTS: u64 = 500;
 
 /// `[routes.rollout]` as written.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RolloutSpec {
     /// Required: the upstream serving today.
+    #[schemars(with = "String")]
     blue: Spanned<String>,
     /// Required: the upstream being rolled out.
+    #[schemars(with = "String")]
     green: Spanned<String>,
     /// Percent of users on green at each stage, rising, ending at 100. Default [5, 25, 100].
+    #[schemars(with = "Option<Vec<f64>>")]
     stages: Option<Spanned<Vec<Spanned<f64>>>>,
     /// Time at each stage before advancing. Default `10m`.
+    #[schemars(with = "Option<String>")]
     bake: Option<Spanned<String>>,
     /// Green requests a stage needs before advancing. Default 500.
+    #[schemars(with = "Option<u64>")]
     min_requests: Option<Spanned<u64>>,
 }
 
 /// `[routes.rollback]` as written: the seed's triggers.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RollbackSpec {
     /// Green's error rate over `error_window`, `0..=1`. Default 0.05.
+    #[schemars(with = "Option<f64>")]
     error_rate: Option<Spanned<f64>>,
     /// The window every trigger is judged over. Default `2m`.
+    #[schemars(with = "Option<String>")]
     error_window: Option<Spanned<String>>,
     /// Green's p99 latency. Default `60s`.
+    #[schemars(with = "Option<String>")]
     p99_latency: Option<Spanned<String>>,
     /// Green's cost per request over blue's, minus one. Default 0.5 (50 % more).
+    #[schemars(with = "Option<f64>")]
     cost_increase: Option<Spanned<f64>>,
     /// Rate of an error class blue did not show in the window, `0..=1`. Default 0.001.
+    #[schemars(with = "Option<f64>")]
     new_error_class_rate: Option<Spanned<f64>>,
     /// How far back a class blue produced still counts as known. Default `24h`.
+    #[schemars(with = "Option<String>")]
     new_error_class_lookback: Option<Spanned<String>>,
     /// Green requests in the window before any trigger is judged. Default 20.
+    #[schemars(with = "Option<u64>")]
     min_requests: Option<Spanned<u64>>,
     /// Any firing alert of the route rolls back while traffic is shifting. Default true.
     on_alert: Option<bool>,
 }
 
 /// `[[routes.experiments]]` as written.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ExperimentSpec {
     /// Required, unique across routes, `[a-z0-9_-]+`.
+    #[schemars(with = "String")]
     name: Spanned<String>,
     /// Required: fraction of users in the variant, `0..=1`.
+    #[schemars(with = "f64")]
     share: Spanned<f64>,
     /// Required: what the variant changes.
+    #[schemars(with = "VariantSpec")]
     variant: Spanned<VariantSpec>,
     /// False-positive rate of the sequential test, in (0, 0.5]. Default 0.05.
+    #[schemars(with = "Option<f64>")]
     alpha: Option<Spanned<f64>>,
 }
 
@@ -75,12 +92,15 @@ impl ExperimentSpec {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct VariantSpec {
+    #[schemars(with = "Option<String>")]
     set_model: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     upstream: Option<Spanned<String>>,
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, String>")]
     headers: BTreeMap<Spanned<String>, Spanned<String>>,
 }
 

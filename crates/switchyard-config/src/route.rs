@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 
 use http::{HeaderName, HeaderValue};
+use schemars::JsonSchema;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -18,43 +19,53 @@ use crate::rollout::{
 use crate::upstream::Upstream;
 
 /// One `[[routes]]` table as written.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RouteSpec {
     /// Required, unique, `[a-z0-9_-]+`: it becomes a metric label and a URL segment.
+    #[schemars(with = "String")]
     name: Spanned<String>,
     /// Default: every request (`path_prefix = "/"`, no header or host condition).
     #[serde(default, rename = "match")]
     matcher: MatchSpec,
     /// `openai`, `anthropic`, `auto` or `opaque`. Default `auto`.
+    #[schemars(with = "Option<DialectSetting>")]
     dialect: Option<Spanned<DialectSetting>>,
     /// Default `["header:x-user-id", "body:user", "body:metadata.user_id", "client_ip"]`.
+    #[schemars(with = "Option<Vec<String>>")]
     user_key: Option<Vec<Spanned<String>>>,
     /// Required unless `[routes.rollout]` names blue; must name an `[upstreams]` entry.
+    #[schemars(with = "Option<String>")]
     upstream: Option<Spanned<String>>,
     /// Default: no fallback (a killed route answers 503), `retry_after = "30s"`.
+    #[schemars(with = "Option<KillSwitchSpec>")]
     kill_switch: Option<Spanned<KillSwitchSpec>>,
     /// Default: unlimited.
     limits: Option<LimitsSpec>,
     /// Default: none; the route serves `upstream`.
     rollout: Option<RolloutSpec>,
     /// Default: the seed's triggers.
+    #[schemars(with = "Option<RollbackSpec>")]
     rollback: Option<Spanned<RollbackSpec>>,
     /// Default: none.
     #[serde(default)]
+    #[schemars(with = "Vec<ExperimentSpec>")]
     experiments: Vec<Spanned<ExperimentSpec>>,
 }
 
 /// `match = { ... }` as written; every condition must hold.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct MatchSpec {
     /// Default `/`.
+    #[schemars(with = "Option<String>")]
     path_prefix: Option<Spanned<String>>,
     /// Default none. Header name (any case) to exact value.
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, String>")]
     header: BTreeMap<Spanned<String>, Spanned<String>>,
     /// Default any host. Compared case-insensitively, port included when given.
+    #[schemars(with = "Option<String>")]
     host: Option<Spanned<String>>,
 }
 
@@ -98,7 +109,7 @@ impl Default for RouteMatch {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
 pub enum DialectSetting {
     #[serde(rename = "openai")]
     OpenAi,

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -9,41 +10,53 @@ use crate::ctx::Ctx;
 use crate::error::ConfigError;
 
 /// One `[[rules]]` table as written.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RuleSpec {
     /// Required, unique, `[a-z0-9_-]+`.
+    #[schemars(with = "String")]
     name: Spanned<String>,
     /// Default: every route.
+    #[schemars(with = "Option<String>")]
     route: Option<Spanned<String>>,
     /// Required.
+    #[schemars(with = "String")]
     metric: Spanned<String>,
     /// The normal figure, for the record (shown in incidents and events).
+    #[schemars(with = "Option<f64>")]
     baseline: Option<Spanned<f64>>,
     /// Exactly one of `above` and `below`.
+    #[schemars(with = "Option<f64>")]
     above: Option<Spanned<f64>>,
+    #[schemars(with = "Option<f64>")]
     below: Option<Spanned<f64>>,
     /// Default `5m`.
+    #[schemars(with = "Option<String>")]
     window: Option<Spanned<String>>,
     /// Required.
+    #[schemars(with = "String")]
     action: Spanned<String>,
     /// Requests in the window before the rule is judged. Default 20.
+    #[schemars(with = "Option<u64>")]
     min_requests: Option<Spanned<u64>>,
     /// `throttle_and_alert`: admitted rate as a fraction of the window's rate. Default 0.5.
+    #[schemars(with = "Option<f64>")]
     throttle_to: Option<Spanned<f64>>,
     /// `downgrade_model`: the model requests are rewritten to. Required for that action.
+    #[schemars(with = "Option<String>")]
     downgrade_to: Option<Spanned<String>>,
     /// `downgrade_model` runs without an operator's approval. Default false.
     automatic: Option<bool>,
 }
 
 /// `[incidents]` as written.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct IncidentsSpec {
     /// Keep request and response bodies in sampled exchanges. Default false.
     capture_bodies: Option<bool>,
     /// Recent exchanges kept per incident, 0..=200. Default 20.
+    #[schemars(with = "Option<u64>")]
     sample: Option<Spanned<u64>>,
 }
 

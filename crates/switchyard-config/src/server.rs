@@ -4,6 +4,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -21,28 +22,36 @@ pub const DEFAULT_DRAIN_DELAY: Duration = Duration::from_secs(5);
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// `[server]` as written.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ServerSpec {
     /// Default `127.0.0.1:8080`.
+    #[schemars(with = "Option<String>")]
     listen: Option<Spanned<String>>,
     /// Default 8 MiB. Bodies of LLM routes are read up to this.
+    #[schemars(with = "Option<u64>")]
     max_body_bytes: Option<Spanned<u64>>,
     /// Until the upstream's response headers. Default `300s`.
+    #[schemars(with = "Option<String>")]
     upstream_timeout: Option<Spanned<String>>,
     /// Slowloris guard for client request headers. Default `10s`.
+    #[schemars(with = "Option<String>")]
     header_read_timeout: Option<Spanned<String>>,
     /// Max silence between two chunks of an upstream response body. Default `120s`.
+    #[schemars(with = "Option<String>")]
     stream_idle_timeout: Option<Spanned<String>>,
     /// Default `true`.
     routing_headers: Option<bool>,
     /// Total request-head budget (HTTP/1 read buffer). Default 64 KiB, min 8192.
+    #[schemars(with = "Option<u64>")]
     max_header_bytes: Option<Spanned<u64>>,
     /// After SIGTERM, how long /ready answers 503 while new connections are still accepted
     /// (load balancers need time to take the replica out). Default `5s`; `0s` closes at once.
+    #[schemars(with = "Option<String>")]
     drain_delay: Option<Spanned<String>>,
     /// After the listener closes, how long requests and streams in flight may finish before
     /// they are cut. Default `300s`.
+    #[schemars(with = "Option<String>")]
     drain_timeout: Option<Spanned<String>>,
     /// Optional; without it the listener speaks plain HTTP.
     tls: Option<TlsSpec>,
@@ -65,35 +74,46 @@ impl ServerSpec {
 }
 
 /// `server.tls` as written; both paths relative to the config file's directory.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct TlsSpec {
     /// Required. PEM certificate chain.
+    #[schemars(with = "String")]
     cert: Spanned<String>,
     /// Required. PEM private key.
+    #[schemars(with = "String")]
     key: Spanned<String>,
 }
 
 /// `[admin]` as written.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct AdminSpec {
     /// Default `127.0.0.1:9090`; must differ from `server.listen`.
+    #[schemars(with = "Option<String>")]
     listen: Option<Spanned<String>>,
     /// Default `var`, relative to the config file's directory.
+    #[schemars(with = "Option<String>")]
     state_dir: Option<Spanned<String>>,
     /// `[[admin.tokens]]`. Default none.
     #[serde(default)]
+    #[schemars(with = "Vec<TokenSpec>")]
     tokens: Vec<Spanned<TokenSpec>>,
+    /// Host names, besides IP addresses and `localhost`, a mutation's `Host` may carry.
+    /// Default none.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    allowed_hosts: Vec<Spanned<String>>,
 }
 
 /// `[log]` as written.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct LogSpec {
     /// `text` or `json`. Default `text`.
     format: Option<LogFormat>,
     /// A tracing filter string. Default `info`.
+    #[schemars(with = "Option<String>")]
     level: Option<Spanned<String>>,
 }
 
@@ -125,6 +145,9 @@ pub struct Admin {
     pub state_dir: PathBuf,
     /// In file order; names and secrets unique.
     pub tokens: Vec<AdminToken>,
+    /// Lower-cased host names (no port) a mutation's `Host` or `Origin` may name, besides IP
+    /// addresses and `localhost`.
+    pub allowed_hosts: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,7 +156,7 @@ pub struct Log {
     pub level: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     #[default]
@@ -165,6 +188,7 @@ impl Default for Admin {
             listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9090),
             state_dir: PathBuf::from("var"),
             tokens: Vec::new(),
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -264,11 +288,40 @@ pub(crate) fn compile_admin(
         None => ctx.resolve(&d.state_dir),
     };
     let tokens = compile_tokens(&spec.tokens, ctx)?;
+    let allowed_hosts = compile_hosts(&spec.allowed_hosts, ctx)?;
     Ok(Admin {
         listen,
         state_dir,
         tokens,
+        allowed_hosts,
     })
+}
+
+/// DNS names as a `Host` header carries them: letters, digits, `-` and `.`, no port.
+fn compile_hosts(specs: &[Spanned<String>], ctx: &Ctx) -> Result<Vec<String>, ConfigError> {
+    let mut hosts = Vec::with_capacity(specs.len());
+    for (i, spec) in specs.iter().enumerate() {
+        let name = spec.get_ref().trim().to_ascii_lowercase();
+        let valid = !name.is_empty()
+            && name.len() <= 253
+            && name.split('.').all(|label| {
+                !label.is_empty()
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            });
+        if !valid {
+            let msg = format!(
+                "invalid host name {:?}: a DNS name such as \"gateway-1.internal\", without scheme or port",
+                spec.get_ref()
+            );
+            return Err(ctx.at(spec, &format!("admin.allowed_hosts[{i}]"), msg));
+        }
+        if !hosts.contains(&name) {
+            hosts.push(name);
+        }
+    }
+    Ok(hosts)
 }
 
 pub(crate) fn compile_log(spec: &LogSpec, ctx: &Ctx) -> Result<Log, ConfigError> {

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use http::Uri;
+use schemars::JsonSchema;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -10,23 +11,30 @@ use crate::ctx::Ctx;
 use crate::error::ConfigError;
 
 /// `[telemetry]` as written.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct TelemetrySpec {
     /// OTLP/HTTP traces URL, e.g. `http://127.0.0.1:4318/v1/traces`. Default none: no export.
+    #[schemars(with = "Option<String>")]
     otlp_endpoint: Option<Spanned<String>>,
     /// Share of new traces sampled, `0..=1`. Default 1.0. A client's `traceparent` decides
     /// for its own trace.
+    #[schemars(with = "Option<f64>")]
     sampling_ratio: Option<Spanned<f64>>,
     /// Spans per export request, > 0. Default 512.
+    #[schemars(with = "Option<u64>")]
     batch_size: Option<Spanned<u64>>,
     /// The longest a span waits for its batch to fill. Default `5s`.
+    #[schemars(with = "Option<String>")]
     batch_delay: Option<Spanned<String>>,
     /// Spans waiting for export, > 0; beyond it new spans are dropped. Default 2048.
+    #[schemars(with = "Option<u64>")]
     queue_size: Option<Spanned<u64>>,
     /// Per export request. Default `10s`.
+    #[schemars(with = "Option<String>")]
     export_timeout: Option<Spanned<String>>,
     /// The `service.name` resource attribute. Default `switchyard`.
+    #[schemars(with = "Option<String>")]
     service_name: Option<Spanned<String>>,
 }
 

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Range;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -17,23 +18,26 @@ use crate::error::ConfigError;
 pub const MIN_TOKEN_BYTES: usize = 16;
 
 /// One `[[admin.tokens]]` table as written. Exactly one of `token_env`, `token_file`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct TokenSpec {
     /// Required, unique, `[a-z0-9_.-]+`: it is written to the audit log.
+    #[schemars(with = "String")]
     name: Spanned<String>,
     /// Required: `operator` or `viewer`.
     role: Role,
     /// Required: `human` or `automation`.
     kind: TokenKind,
     /// The name of an environment variable holding the secret.
+    #[schemars(with = "Option<String>")]
     token_env: Option<Spanned<String>>,
     /// A file holding the secret, relative to the config file's directory.
+    #[schemars(with = "Option<String>")]
     token_file: Option<Spanned<String>>,
 }
 
 /// What a token may do on the admin API.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Read-only.
@@ -52,7 +56,7 @@ impl Role {
 }
 
 /// Who holds a token: a person or a program.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TokenKind {
     Human,
@@ -96,13 +100,27 @@ impl fmt::Debug for AdminToken {
     }
 }
 
-/// Where a token's secret came from, and the key and span to blame for it.
-struct Resolved {
-    key: String,
-    span: Range<usize>,
-    source: String,
-    secret: Option<String>,
+/// Where a secret came from, and the key and span to blame for it.
+pub(crate) struct Resolved {
+    pub(crate) key: String,
+    pub(crate) span: Range<usize>,
+    pub(crate) source: String,
+    pub(crate) secret: Option<String>,
 }
+
+/// What a secret is for, in the words its messages use.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SecretUse {
+    /// `token` or `secret`: "short token: ...", "not the token itself".
+    pub(crate) noun: &'static str,
+    /// What happens without it: "this token cannot authenticate".
+    pub(crate) without: &'static str,
+}
+
+const ADMIN_TOKEN: SecretUse = SecretUse {
+    noun: "token",
+    without: "this token cannot authenticate",
+};
 
 pub(crate) fn compile_tokens(
     specs: &[Spanned<TokenSpec>],
@@ -174,35 +192,44 @@ fn resolve_secret(
             key,
             "needs exactly one of token_env or token_file",
         )),
-        (Some(env), None) => from_env(env, &format!("{key}.token_env"), ctx),
-        (None, Some(file)) => from_file(file, &format!("{key}.token_file"), ctx),
+        (Some(env), None) => from_env(env, &format!("{key}.token_env"), ctx, ADMIN_TOKEN),
+        (None, Some(file)) => from_file(file, &format!("{key}.token_file"), ctx, ADMIN_TOKEN),
     }
 }
 
-fn from_env(env: &Spanned<String>, key: &str, ctx: &mut Ctx) -> Result<Resolved, ConfigError> {
+/// A secret from the environment variable `env` names; unset or not UTF-8 is a warning.
+pub(crate) fn from_env(
+    env: &Spanned<String>,
+    key: &str,
+    ctx: &mut Ctx,
+    usage: SecretUse,
+) -> Result<Resolved, ConfigError> {
     let name = env.get_ref();
     if !is_env_name(name) {
         // The value is not echoed: a string that is no variable name may be the secret itself.
-        let msg = "must be the name of an environment variable ([A-Za-z_][A-Za-z0-9_]*), not the token itself";
+        let msg = format!(
+            "must be the name of an environment variable ([A-Za-z_][A-Za-z0-9_]*), not the {} itself",
+            usage.noun
+        );
         return Err(ctx.at(env, key, msg));
     }
     let span = env.span();
     let raw = match std::env::var_os(name) {
         None => {
-            let msg = format!("{name} is not set: this token cannot authenticate");
+            let msg = format!("{name} is not set: {}", usage.without);
             ctx.warn(Some(&span), key, msg);
             None
         }
         Some(value) => match value.into_string() {
             Ok(value) => Some(value),
             Err(_) => {
-                let msg = format!("{name} is not valid UTF-8: this token cannot authenticate");
+                let msg = format!("{name} is not valid UTF-8: {}", usage.without);
                 ctx.warn(Some(&span), key, msg);
                 None
             }
         },
     };
-    let secret = raw.and_then(|raw| check_secret(&raw, name, &span, key, ctx));
+    let secret = raw.and_then(|raw| check_secret(&raw, name, &span, key, ctx, usage));
     Ok(Resolved {
         key: key.to_owned(),
         span,
@@ -211,16 +238,22 @@ fn from_env(env: &Spanned<String>, key: &str, ctx: &mut Ctx) -> Result<Resolved,
     })
 }
 
-fn from_file(file: &Spanned<String>, key: &str, ctx: &mut Ctx) -> Result<Resolved, ConfigError> {
+/// A secret from a file, relative to the config file's directory; unreadable is a warning.
+pub(crate) fn from_file(
+    file: &Spanned<String>,
+    key: &str,
+    ctx: &mut Ctx,
+    usage: SecretUse,
+) -> Result<Resolved, ConfigError> {
     let joined = ctx.path(file, key)?;
     // Messages are also read at runtime, from another working directory: make the path absolute.
     let path = std::path::absolute(&joined).unwrap_or(joined);
     let shown = path.display().to_string();
     let span = file.span();
     let secret = match std::fs::read_to_string(&path) {
-        Ok(raw) => check_secret(&raw, &shown, &span, key, ctx),
+        Ok(raw) => check_secret(&raw, &shown, &span, key, ctx, usage),
         Err(e) => {
-            let msg = format!("cannot read {shown}: {e}: this token cannot authenticate");
+            let msg = format!("cannot read {shown}: {e}: {}", usage.without);
             ctx.warn(Some(&span), key, msg);
             None
         }
@@ -240,16 +273,18 @@ fn check_secret(
     span: &Range<usize>,
     key: &str,
     ctx: &mut Ctx,
+    usage: SecretUse,
 ) -> Option<String> {
     let secret = raw.trim();
     if secret.is_empty() {
-        let msg = format!("{what} is empty: this token cannot authenticate");
+        let msg = format!("{what} is empty: {}", usage.without);
         ctx.warn(Some(span), key, msg);
         return None;
     }
     if secret.len() < MIN_TOKEN_BYTES {
         let msg = format!(
-            "short token: {what} holds fewer than {MIN_TOKEN_BYTES} bytes; use a long random secret (e.g. 32 random bytes, hex-encoded)"
+            "short {}: {what} holds fewer than {MIN_TOKEN_BYTES} bytes; use a long random secret (e.g. 32 random bytes, hex-encoded)",
+            usage.noun
         );
         ctx.warn(Some(span), key, msg);
     }

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use http::Uri;
+use schemars::JsonSchema;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -11,40 +12,51 @@ use crate::ctx::Ctx;
 use crate::error::{join, ConfigError};
 
 /// One `[upstreams.name]` table as written. Exactly one of `url`, `endpoints`, `sim`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct UpstreamSpec {
     /// One endpoint: `http` or `https`, scheme + authority, optional path prefix (kept).
+    #[schemars(with = "Option<String>")]
     url: Option<Spanned<String>>,
     /// A non-empty pool; each entry validated like `url`.
+    #[schemars(with = "Option<Vec<String>>")]
     endpoints: Option<Spanned<Vec<Spanned<String>>>>,
     /// The simulated agent embedded in the gateway.
+    #[schemars(with = "Option<SimSpec>")]
     sim: Option<Spanned<SimSpec>>,
     /// Default `5s`.
+    #[schemars(with = "Option<String>")]
     connect_timeout: Option<Spanned<String>>,
     /// Consecutive failures (connect errors, 5xx, failed probes) that eject an endpoint.
+    #[schemars(with = "Option<u64>")]
     unhealthy_after: Option<Spanned<u64>>,
     /// How long an ejected endpoint stays out before it is tried again.
+    #[schemars(with = "Option<String>")]
     eject_for: Option<Spanned<String>>,
     /// The active probe; none by default.
+    #[schemars(with = "Option<HealthCheckSpec>")]
     health_check: Option<Spanned<HealthCheckSpec>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct HealthCheckSpec {
     /// Required. Joined to each endpoint's URL like a client's path.
+    #[schemars(with = "String")]
     path: Spanned<String>,
     /// Default `5s`.
+    #[schemars(with = "Option<String>")]
     interval: Option<Spanned<String>>,
     /// Default `1s`; at most `interval`.
+    #[schemars(with = "Option<String>")]
     timeout: Option<Spanned<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct SimSpec {
     /// Required. Which behaviour to simulate; the simulator validates the name.
+    #[schemars(with = "String")]
     profile: Spanned<String>,
 }
 

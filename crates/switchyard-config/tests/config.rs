@@ -158,6 +158,7 @@ fn defaults_fill_every_optional_key() {
             listen: addr("127.0.0.1:9090"),
             state_dir: "/etc/switchyard/var".into(),
             tokens: Vec::new(),
+            allowed_hosts: Vec::new(),
         }
     );
     assert_eq!(c.log, Log::default());
@@ -490,4 +491,25 @@ fn invalid_corpus_names_key_and_line() {
         );
         assert_eq!(e.origin, "gateway.toml");
     }
+}
+
+/// docs/config.schema.json is generated from the spec types; a change to them must regenerate it.
+#[test]
+fn the_committed_json_schema_is_current() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/config.schema.json");
+    let generated = format!(
+        "{}\n",
+        serde_json::to_string_pretty(&json_schema()).unwrap()
+    );
+    if std::env::var_os("SWITCHYARD_BLESS").is_some() {
+        std::fs::write(&path, &generated).unwrap();
+        return;
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "docs/config.schema.json is out of date with the config types; regenerate it with \
+         `switchyard schema > docs/config.schema.json` \
+         (or SWITCHYARD_BLESS=1 cargo test -p switchyard-config --test config json_schema)"
+    );
 }

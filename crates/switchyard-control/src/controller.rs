@@ -56,7 +56,7 @@ struct Plan {
 }
 
 /// A rule firing on a route.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RuleFiring {
     pub rule: String,
     pub route: String,

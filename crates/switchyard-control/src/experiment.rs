@@ -40,7 +40,7 @@ struct Figures {
 }
 
 /// One arm's figures as the admin API shows them.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ArmView {
     pub variant: String,
     pub requests: u64,
@@ -56,7 +56,7 @@ pub struct ArmView {
 }
 
 /// `GET /admin/experiments/{name}`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ExperimentView {
     pub name: String,
     pub route: String,

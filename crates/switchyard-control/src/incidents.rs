@@ -13,7 +13,7 @@ use crate::kill::KillSwitch;
 const DIR: &str = "incidents";
 
 /// A firing alert as status and incidents show it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AlertView {
     pub alert: String,
     pub route: String,
@@ -35,7 +35,7 @@ impl From<&FiringAlert> for AlertView {
 }
 
 /// What set an automatic incident off: the trigger, its figure and threshold, the window.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Trigger {
     /// `error_rate`, `p99_latency`, `cost_increase`, `new_error_class`, `alert:<kind>`, or a
     /// rule's name.
@@ -48,14 +48,14 @@ pub struct Trigger {
 }
 
 /// A count of one value seen in the window.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Seen {
     pub value: String,
     pub count: u64,
 }
 
 /// Metadata of one recent exchange; text only when `[incidents] capture_bodies` is on.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SampledExchange {
     pub at_ms: u64,
     pub request_id: String,
@@ -80,7 +80,7 @@ pub struct SampledExchange {
 }
 
 /// What the route served in the incident's window: the model's part of the postmortem.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Evidence {
     /// Unix milliseconds of the window's start and end.
     pub from_ms: u64,
@@ -96,7 +96,7 @@ pub struct Evidence {
 }
 
 /// The full record of an incident.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Incident {
     pub id: String,
     /// `kill`, `rollback` or `rule`.
@@ -125,7 +125,7 @@ pub struct Incident {
 }
 
 /// What `GET /admin/incidents` lists for each incident.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Summary<'a> {
     pub id: &'a str,
     pub kind: &'a str,

@@ -10,14 +10,14 @@ use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 
 /// Kill only the requests whose header has this value (a tenant, a region, a client).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Segment {
     pub header: String,
     pub value: String,
 }
 
 /// An engaged kill switch.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct KillSwitch {
     pub route: String,
     pub reason: String,

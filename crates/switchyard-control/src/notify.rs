@@ -262,6 +262,7 @@ mod tests {
             events,
             timeout,
             retries: 0,
+            signing: switchyard_config::Signing::Unsigned,
         }
     }
 
@@ -379,5 +380,116 @@ mod tests {
             (&body["id"], &body["note"]),
             (&json!("inc-7"), &json!("on it"))
         );
+    }
+
+    /// Reads one whole request (headers and `content-length` bytes of body).
+    async fn read_request(stream: &mut tokio::net::TcpStream) -> (String, Vec<u8>) {
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            if let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&seen[..end]).to_ascii_lowercase();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length: "))
+                    .and_then(|n| n.trim().parse().ok())
+                    .unwrap_or(0);
+                if seen.len() >= end + 4 + length {
+                    return (head, seen[end + 4..end + 4 + length].to_vec());
+                }
+            }
+            let n = stream.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&seen));
+            seen.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    /// A receiver as operations.md describes one: recomputes the HMAC with its own secret,
+    /// checks the timestamp is recent, answers 204 or 401, and reports its verdict.
+    async fn verifying_receiver(listener: &TcpListener, secret: &[u8]) -> bool {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let (head, body) = read_request(&mut stream).await;
+        let header = |name: &str| {
+            head.lines()
+                .find_map(|l| l.strip_prefix(&format!("{name}: ")).map(str::to_owned))
+        };
+        let timestamp = header("x-switchyard-timestamp").unwrap_or_default();
+        let sent = header("x-switchyard-signature").unwrap_or_default();
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
+        let message = [timestamp.as_bytes(), b".", &body].concat();
+        let tag = sent
+            .strip_prefix("sha256=")
+            .filter(|hex| hex.len() == 64)
+            .map(|hex| {
+                (0..32)
+                    .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap_or(0))
+                    .collect::<Vec<u8>>()
+            })
+            .unwrap_or_default();
+        let fresh = timestamp.parse::<u64>().is_ok_and(|t| {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs();
+            now.abs_diff(t) <= 300
+        });
+        let valid = fresh && ring::hmac::verify(&key, &message, &tag).is_ok();
+        let answer: &[u8] = if valid {
+            b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n"
+        } else {
+            b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\n\r\n"
+        };
+        stream.write_all(answer).await.unwrap();
+        valid
+    }
+
+    #[tokio::test]
+    async fn signed_deliveries_verify_with_the_secret_and_only_with_it() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let signed = |secret: &str| Webhook {
+            signing: switchyard_config::Signing::Signed(switchyard_config::Secret::new(secret)),
+            ..hook(url.clone(), EventKind::ALL.to_vec(), Duration::from_secs(5))
+        };
+        let within = Duration::from_secs(5);
+        let right = Notifier::new(vec![signed("receiver-secret-0123456789")]);
+        right.notify(Event::ack("inc-7", "support", "alice", Some("on it")));
+        let verdict = tokio::time::timeout(
+            within,
+            verifying_receiver(&listener, b"receiver-secret-0123456789"),
+        );
+        assert!(verdict.await.unwrap(), "a delivery signed with the secret");
+        let wrong = Notifier::new(vec![signed("someone-elses-secret-000")]);
+        wrong.notify(Event::ack("inc-8", "support", "alice", None));
+        let verdict = tokio::time::timeout(
+            within,
+            verifying_receiver(&listener, b"receiver-secret-0123456789"),
+        );
+        assert!(
+            !verdict.await.unwrap(),
+            "a delivery signed with another secret"
+        );
+        let unsigned = Notifier::new(vec![hook(url.clone(), EventKind::ALL.to_vec(), within)]);
+        unsigned.notify(Event::ack("inc-9", "support", "alice", None));
+        let verdict = tokio::time::timeout(
+            within,
+            verifying_receiver(&listener, b"receiver-secret-0123456789"),
+        );
+        assert!(!verdict.await.unwrap(), "an unsigned delivery");
+    }
+
+    /// A webhook whose secret could not be loaded sends nothing rather than sending unsigned.
+    #[tokio::test]
+    async fn a_webhook_without_its_secret_sends_nothing() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let hook = Webhook {
+            signing: switchyard_config::Signing::Unavailable("env UNSET".into()),
+            ..hook(url, EventKind::ALL.to_vec(), Duration::from_secs(5))
+        };
+        let notifier = Notifier::new(vec![hook]);
+        notifier.notify(Event::ack("inc-1", "support", "alice", None));
+        let accepted = tokio::time::timeout(Duration::from_millis(300), listener.accept()).await;
+        assert!(accepted.is_err(), "a delivery was attempted");
     }
 }

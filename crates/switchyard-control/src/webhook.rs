@@ -1,6 +1,6 @@
 //! Delivery to one webhook: its own queue and task, so a slow or dead receiver only ever
-//! delays its own events. Each event is POSTed with a per-attempt timeout and retried with
-//! exponential backoff.
+//! delays its own events. Each event is POSTed with a per-attempt timeout, signed when the
+//! webhook has a secret, and retried with exponential backoff and jitter.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +12,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use metrics::counter;
-use switchyard_config::Webhook;
+use switchyard_config::{Signing, Webhook};
 use switchyard_core::metrics as names;
 use tokio::sync::mpsc;
 
@@ -49,12 +49,50 @@ pub(crate) fn client() -> Result<HookClient, rustls::Error> {
         .build(connector))
 }
 
-/// The wait before retry number `retry` (1-based): 0.5 s, 1 s, 2 s, 4 s, ... at most 30 s.
+/// The ceiling of the wait before retry number `retry` (1-based): 0.5 s, 1 s, 2 s, 4 s, ...
+/// at most 30 s.
 pub fn backoff(retry: u32) -> Duration {
     let doublings = retry.saturating_sub(1).min(16);
     FIRST_BACKOFF
         .saturating_mul(1u32 << doublings)
         .min(MAX_BACKOFF)
+}
+
+/// The wait before retry number `retry`: "equal jitter", half the ceiling plus a random part
+/// of the other half. Every gateway that lost the same receiver at the same moment would
+/// otherwise retry in step; the fixed half keeps a floor under the wait.
+pub fn jittered(retry: u32, random: impl FnOnce(u64) -> u64) -> Duration {
+    let ceiling = u64::try_from(backoff(retry).as_millis()).unwrap_or(u64::MAX);
+    let half = ceiling / 2;
+    let spread = ceiling - half;
+    Duration::from_millis(half + random(spread + 1).min(spread))
+}
+
+/// The headers a signed delivery carries.
+pub const TIMESTAMP_HEADER: &str = "x-switchyard-timestamp";
+pub const SIGNATURE_HEADER: &str = "x-switchyard-signature";
+
+/// `sha256=` and the hex HMAC-SHA256, keyed with the secret, of `TIMESTAMP.BODY`: the
+/// timestamp is signed with the body so a receiver can refuse a replayed delivery.
+pub fn signature(secret: &[u8], timestamp: u64, body: &[u8]) -> String {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
+    let mut context = ring::hmac::Context::with_key(&key);
+    context.update(timestamp.to_string().as_bytes());
+    context.update(b".");
+    context.update(body);
+    let tag = context.sign();
+    let mut text = String::with_capacity(7 + 64);
+    text.push_str("sha256=");
+    for byte in tag.as_ref() {
+        text.push_str(&format!("{byte:02x}"));
+    }
+    text
+}
+
+fn unix_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// The metric label and log name of a webhook: host and port only, because the path or the
@@ -122,6 +160,12 @@ impl Target {
     }
 
     async fn deliver(&self, event: &Event) {
+        if let Signing::Unavailable(source) = &self.webhook.signing {
+            counter!(names::WEBHOOK_DELIVERIES_TOTAL, "webhook" => self.label.clone(), "result" => "failed")
+                .increment(1);
+            tracing::warn!(webhook = %self.label, event = event.kind.as_str(), secret = %source, "webhook secret not loaded; event not sent");
+            return;
+        }
         let body = Bytes::from(event.to_json().to_string());
         // The same id on every attempt lets a receiver drop a repeat of an attempt that
         // reached it but whose answer did not reach us.
@@ -144,14 +188,22 @@ impl Target {
             };
             outcome("retried");
             attempt += 1;
-            let wait = backoff(attempt);
+            let wait = jittered(attempt, |n| fastrand::u64(..n));
             tracing::info!(webhook = %self.label, event = event.kind.as_str(), %delivery, error = %why, retry_in_ms = wait.as_millis() as u64, "webhook attempt failed; will retry");
             tokio::time::sleep(wait).await;
         }
     }
 
     async fn attempt(&self, event: &Event, delivery: &str, body: Bytes) -> Result<(), Failure> {
-        let request = Request::post(self.webhook.url.clone())
+        let mut request = Request::post(self.webhook.url.clone());
+        if let Signing::Signed(secret) = &self.webhook.signing {
+            // Signed anew on every attempt, so a retry's timestamp is fresh.
+            let now = unix_seconds();
+            request = request
+                .header(TIMESTAMP_HEADER, now)
+                .header(SIGNATURE_HEADER, signature(secret.as_bytes(), now, &body));
+        }
+        let request = request
             .header(http::header::CONTENT_TYPE, "application/json")
             .header(
                 http::header::USER_AGENT,
@@ -216,6 +268,49 @@ mod tests {
     use super::*;
 
     #[test]
+    fn jitter_stays_between_half_the_ceiling_and_the_ceiling() {
+        for retry in 1..=12 {
+            let ceiling = backoff(retry);
+            assert_eq!(jittered(retry, |_| 0), ceiling / 2);
+            assert_eq!(jittered(retry, |n| n - 1), ceiling);
+            assert_eq!(jittered(retry, |_| u64::MAX), ceiling, "clamped");
+            for _ in 0..200 {
+                let wait = jittered(retry, |n| fastrand::u64(..n));
+                assert!(
+                    wait >= ceiling / 2 && wait <= ceiling,
+                    "{wait:?} {ceiling:?}"
+                );
+            }
+        }
+        let spread: std::collections::BTreeSet<u128> = (0..50)
+            .map(|_| jittered(5, |n| fastrand::u64(..n)).as_millis())
+            .collect();
+        assert!(
+            spread.len() > 10,
+            "retries should not fall in step: {spread:?}"
+        );
+    }
+
+    #[test]
+    fn signatures_are_hmac_sha256_of_timestamp_dot_body() {
+        // The value Python's hmac module gives, as in the receiver example of operations.md:
+        // hmac.new(b"s3cret", b"1700000000." + body, hashlib.sha256).hexdigest()
+        let body = br#"{"event":"kill"}"#;
+        assert_eq!(
+            signature(b"s3cret", 1_700_000_000, body),
+            "sha256=7ded57f13ed13a9882ce956c5d4804a1dc8af20cf7a2973d5575b8517cc7c953"
+        );
+        assert_ne!(
+            signature(b"s3cret", 1_700_000_001, body),
+            signature(b"s3cret", 1_700_000_000, body)
+        );
+        assert_ne!(
+            signature(b"other", 1_700_000_000, body),
+            signature(b"s3cret", 1_700_000_000, body)
+        );
+    }
+
+    #[test]
     fn backoff_doubles_from_half_a_second_up_to_thirty() {
         let waits: Vec<u128> = (1..=9).map(|r| backoff(r).as_millis()).collect();
         assert_eq!(
@@ -233,6 +328,7 @@ mod tests {
             events: Vec::new(),
             timeout: Duration::from_secs(1),
             retries: 0,
+            signing: Signing::Unsigned,
         };
         assert_eq!(
             label(&hook("http://127.0.0.1:9999/hook?key=s3")),

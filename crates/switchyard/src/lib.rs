@@ -236,6 +236,7 @@ pub async fn start_with(config: Config, path: Option<PathBuf>) -> Result<Running
         &config,
     )));
     let state_dir = config.admin.state_dir.clone();
+    let allowed_hosts = config.admin.allowed_hosts.clone();
     let version = config.version.clone();
     let reloader = Arc::new(ConfigReloader {
         path,
@@ -260,10 +261,12 @@ pub async fn start_with(config: Config, path: Option<PathBuf>) -> Result<Running
         notifier,
         controller: controller.clone(),
     };
-    let state = AdminState::new(parts, &state_dir).map_err(|e| StartError::State {
-        dir: state_dir.display().to_string(),
-        source: std::io::Error::other(e.to_string()),
-    })?;
+    let state = AdminState::new(parts, &state_dir)
+        .map_err(|e| StartError::State {
+            dir: state_dir.display().to_string(),
+            source: std::io::Error::other(e.to_string()),
+        })?
+        .with_allowed_hosts(allowed_hosts);
     let (close_traffic, traffic_closed) = watch::channel(None);
     let (close_admin, admin_closed) = watch::channel(false);
     let background = vec![

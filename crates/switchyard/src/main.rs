@@ -55,6 +55,10 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         log_format: Format,
     },
+    /// Print the JSON schema of the config file (docs/config.schema.json), for editors.
+    Schema,
+    /// Print the OpenAPI document of the admin API (docs/openapi.json).
+    Openapi,
     /// Talk to a running gateway's admin API: status, kill, revive, reload, incidents, audit.
     Ctl(ctl::CtlArgs),
     /// Probe a gateway's /health: exit 0 when it answers 2xx, 1 otherwise (container health checks).
@@ -111,6 +115,20 @@ fn init_logging(format: Format, level: &str) {
     match format {
         Format::Json => builder.json().flatten_event(true).init(),
         Format::Text => builder.init(),
+    }
+}
+
+/// Pretty JSON and a newline on stdout: the form the documents under docs/ are committed in.
+fn print_json(value: &serde_json::Value) -> ExitCode {
+    match serde_json::to_string_pretty(value) {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -242,6 +260,11 @@ fn main() -> ExitCode {
             profile,
             log_format,
         } => sim(listen, &profile, log_format),
+        Command::Schema => print_json(&switchyard_config::json_schema()),
+        Command::Openapi => {
+            print!("{}", switchyard_admin::openapi::document_json());
+            ExitCode::SUCCESS
+        }
         Command::Ctl(args) => ctl::run(args),
         Command::Healthcheck { url, timeout } => healthcheck::run(&url, timeout),
         Command::Completions { shell } => completions(shell),

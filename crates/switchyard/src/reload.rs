@@ -202,6 +202,10 @@ fn warn_fixed_at_start(old: &Config, new: &Config) {
     let fixed = [
         ("server.listen", old.server.listen != new.server.listen),
         ("admin.listen", old.admin.listen != new.admin.listen),
+        (
+            "admin.allowed_hosts",
+            old.admin.allowed_hosts != new.admin.allowed_hosts,
+        ),
         ("server.tls", old.server.tls != new.server.tls),
         (
             "admin.state_dir",

@@ -258,6 +258,10 @@ pub async fn send(
     if let Some(value) = authorization {
         request = request.header("authorization", value);
     }
+    if !body.is_empty() {
+        // As switchyard ctl does: a mutation's body must say it is JSON.
+        request = request.header("content-type", "application/json");
+    }
     let request = request.body(Full::new(Bytes::from(body))).unwrap();
     let response = client.request(request).await.unwrap();
     let (parts, body) = response.into_parts();

@@ -4,6 +4,7 @@
 
 mod auth;
 mod common;
+mod guard;
 mod incidents;
 mod kill;
 mod reload;

@@ -103,3 +103,23 @@ upstream = "up"
         .collect();
     assert_eq!(got, expected);
 }
+
+#[tokio::test]
+async fn the_openapi_document_is_served_without_a_token() {
+    let admin = crate::common::start("openapi").await;
+    let answer = crate::common::send(
+        admin.addr,
+        http::Method::GET,
+        "/admin/openapi.json".into(),
+        None,
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(answer.status, http::StatusCode::OK);
+    assert_eq!(answer.headers["content-type"], "application/json");
+    assert_eq!(
+        answer.body,
+        switchyard_admin::openapi::document_json().as_bytes()
+    );
+    assert_eq!(answer.json()["openapi"], "3.1.0");
+}

@@ -215,3 +215,20 @@ fn invalid_tokens_name_key_and_line() {
         );
     }
 }
+
+#[test]
+fn allowed_hosts_are_dns_names_lower_cased() {
+    let c =
+        parse_here("[admin]\nallowed_hosts = [\"Gateway-1.Internal\", \"gw\", \"gw\"]\n").unwrap();
+    assert_eq!(c.admin.allowed_hosts, ["gateway-1.internal", "gw"]);
+    for bad in ["http://gw", "gw:9090", "", "gw..internal", "g w"] {
+        let text = format!("[admin]\nallowed_hosts = [\"ok\",\n  \"{bad}\"]\n");
+        let e = parse_here(&text).unwrap_err();
+        assert_eq!(
+            (e.key.as_str(), e.line),
+            ("admin.allowed_hosts[1]", Some(3)),
+            "{bad:?}: {e}"
+        );
+        assert!(e.message.contains("without scheme or port"), "{e}");
+    }
+}

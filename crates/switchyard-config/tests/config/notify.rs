@@ -81,3 +81,66 @@ fn invalid_webhooks_name_key_and_line() {
         );
     }
 }
+
+/// Relative `secret_file`s resolve against tests/, where tests/tokens lives.
+fn parse_in_tests(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(
+        text,
+        "gateway.toml",
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests"),
+    )
+}
+
+#[test]
+fn secrets_come_from_a_file_or_the_environment_and_never_show() {
+    let hook = "[[notify.webhooks]]\nurl = \"http://a:1\"\n";
+    let c = parse_in_tests(&format!("{hook}secret_file = \"tokens/oncall.token\"\n")).unwrap();
+    let Signing::Signed(secret) = &c.notify.webhooks[0].signing else {
+        panic!("expected a signed webhook: {:?}", c.notify)
+    };
+    assert_eq!(secret.as_bytes(), b"sy-oncall-SECRET-7f3a9c1e2b4d6f80");
+    assert!(
+        !format!("{c:?}").contains("SECRET"),
+        "the secret leaked into Debug"
+    );
+    // Set by cargo for every test: a variable that is certainly there.
+    let c = parse_in_tests(&format!("{hook}secret_env = \"CARGO_PKG_NAME\"\n")).unwrap();
+    let expected = Signing::Signed(Secret::new("switchyard-config"));
+    assert_eq!(c.notify.webhooks[0].signing, expected);
+    let c = parse_in_tests(hook).unwrap();
+    assert_eq!(c.notify.webhooks[0].signing, Signing::Unsigned);
+}
+
+#[test]
+fn an_unloadable_secret_is_a_warning_and_the_webhook_sends_nothing() {
+    let text = "[[notify.webhooks]]\nurl = \"http://a:1\"\nsecret_env = \"SWITCHYARD_TEST_CERTAINLY_UNSET_7c1\"\n";
+    let c = parse_in_tests(text).unwrap();
+    assert_eq!(
+        c.notify.webhooks[0].signing,
+        Signing::Unavailable("env SWITCHYARD_TEST_CERTAINLY_UNSET_7c1".into())
+    );
+    let Some(w) = c.warnings.iter().find(|w| w.key.starts_with("notify")) else {
+        panic!("expected a warning: {:?}", c.warnings)
+    };
+    assert_eq!(
+        (w.key.as_str(), w.line),
+        ("notify.webhooks[0].secret_env", Some(3))
+    );
+    assert!(
+        w.message
+            .ends_with("this webhook's events will not be sent"),
+        "{w}"
+    );
+    let both =
+        "[[notify.webhooks]]\nurl = \"http://a:1\"\nsecret_env = \"X\"\nsecret_file = \"f\"\n";
+    let e = parse_in_tests(both).unwrap_err();
+    assert_eq!(
+        (e.key.as_str(), e.line),
+        ("notify.webhooks[0].secret_file", Some(4))
+    );
+    assert!(e.message.contains("use at most one"), "{e}");
+    let literal = "[[notify.webhooks]]\nurl = \"http://a:1\"\nsecret_env = \"whsec-abc-123\"\n";
+    let e = parse_in_tests(literal).unwrap_err();
+    assert!(e.message.contains("not the secret itself"), "{e}");
+    assert!(!e.message.contains("whsec"), "{e}");
+}

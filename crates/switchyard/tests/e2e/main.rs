@@ -19,6 +19,7 @@ mod reload;
 mod rollout;
 mod rules;
 mod sdk;
+mod signing;
 mod state;
 mod streaming;
 mod telemetry;

@@ -183,6 +183,7 @@ async fn call(
         .method(method)
         .uri(format!("http://{admin}{path}"))
         .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
         .body(Full::new(
             body.map_or_else(Bytes::new, |b| Bytes::from(b.to_string())),
         ))
