@@ -157,7 +157,9 @@ impl Record {
         let model = self.model.as_ref();
         let (cache_read, cache_write) = (usage.cache_read_tokens, usage.cache_write_tokens);
         let cost = model.map_or(0.0, |m| {
-            if cache_read + cache_write > 0 {
+            let unpriced = (cache_read > 0 && m.cache_read_usd_per_mtok.is_none())
+                || (cache_write > 0 && m.cache_write_usd_per_mtok.is_none());
+            if unpriced {
                 warn_unpriced_cache(m);
             }
             m.cost_usd(prompt, cache_read, cache_write, completion)
@@ -232,12 +234,9 @@ impl Record {
     }
 }
 
-/// Logs once per model (per process) that it reports cached prompt tokens without a price
-/// for them, so they are costed as ordinary input.
+/// Logs once per model (per process) that it reports cached prompt tokens of a kind it has no
+/// price for, so they are costed as ordinary input.
 fn warn_unpriced_cache(model: &ModelInfo) {
-    if model.cache_read_usd_per_mtok.is_some() && model.cache_write_usd_per_mtok.is_some() {
-        return;
-    }
     static WARNED: std::sync::Mutex<Vec<Arc<str>>> = std::sync::Mutex::new(Vec::new());
     let mut warned = WARNED
         .lock()
