@@ -5,6 +5,7 @@ pub mod audit;
 pub mod auth;
 mod change;
 pub mod exposition;
+mod fleet;
 mod kill;
 mod mutation;
 mod reads;

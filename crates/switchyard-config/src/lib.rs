@@ -8,6 +8,7 @@ mod alerts;
 mod ctx;
 mod duration;
 mod error;
+mod fleet;
 mod kill_switch;
 mod limits;
 mod lint;
@@ -29,6 +30,7 @@ use serde::Deserialize;
 pub use alerts::{Alerts, Budgets};
 pub use duration::parse_duration;
 pub use error::{ConfigError, ConfigWarning};
+pub use fleet::{Fleet, DEFAULT_COMMAND_TIMEOUT, DEFAULT_RECONCILE_INTERVAL};
 pub use kill_switch::{
     Fallback, KillSwitchConfig, DEFAULT_FALLBACK_CONTENT_TYPE, DEFAULT_RETRY_AFTER,
 };
@@ -80,6 +82,9 @@ struct FileSpec {
     rules: Vec<toml::Spanned<rules::RuleSpec>>,
     #[serde(default)]
     incidents: rules::IncidentsSpec,
+    /// Absent: one replica, no Redis.
+    #[serde(default)]
+    fleet: Option<fleet::FleetSpec>,
 }
 
 /// The config version of a file's text: XXH3-64 of the exact bytes, in hex.
@@ -107,6 +112,8 @@ pub struct Config {
     /// In file order.
     pub rules: Vec<Rule>,
     pub incidents: IncidentSettings,
+    /// `[fleet]`, when replicas share their runtime state through Redis.
+    pub fleet: Option<Fleet>,
     pub warnings: Vec<ConfigWarning>,
 }
 
@@ -128,6 +135,7 @@ impl Config {
         let notify = notify::compile_notify(&spec.notify, &ctx)?;
         let rules = rules::compile_rules(&spec.rules, &routes, &mut ctx)?;
         let incidents = rules::compile_incidents(&spec.incidents, &ctx)?;
+        let fleet = fleet::compile_fleet(spec.fleet.as_ref(), &ctx)?;
         lint::lint(&routes, &upstreams, &mut ctx);
         lint::lint_models(&routes, &rules, &models, &mut ctx);
         Ok(Config {
@@ -144,6 +152,7 @@ impl Config {
             notify,
             rules,
             incidents,
+            fleet,
             warnings: ctx.warnings,
         })
     }

@@ -32,6 +32,18 @@ pub const EXPERIMENT_COMPLETIONS_TOTAL: &str = "switchyard_experiment_completion
 pub const EXPERIMENT_FEEDBACK_TOTAL: &str = "switchyard_experiment_feedback_total";
 pub const EXPERIMENT_P_VALUE: &str = "switchyard_experiment_p_value";
 pub const WEBHOOK_EVENTS_DROPPED_TOTAL: &str = "switchyard_webhook_events_dropped_total";
+pub const FLEET_REDIS_UP: &str = "switchyard_fleet_redis_up";
+pub const FLEET_MODE: &str = "switchyard_fleet_mode";
+pub const FLEET_MEMBERS: &str = "switchyard_fleet_members";
+pub const FLEET_STATE_VERSION: &str = "switchyard_fleet_state_version";
+pub const FLEET_PROPAGATION_SECONDS: &str = "switchyard_fleet_propagation_seconds";
+pub const FLEET_DIVERGENT: &str = "switchyard_fleet_divergent";
+
+/// Buckets for the fleet's propagation delay, in seconds: pub/sub takes milliseconds, a
+/// lost message costs up to a reconcile interval.
+pub const PROPAGATION_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 /// Buckets for latency histograms, in seconds: fine below a second for the proxy's own
 /// overhead, coarse up to the ten-minute agent turns the seeds describe.
