@@ -166,6 +166,10 @@ pub async fn start_with(config: Config, path: Option<PathBuf>) -> Result<Running
     );
     let steering = Steering::new();
     let gateway = Gateway::with_boards(table, signals.clone(), kills.clone(), steering.clone());
+    if let Some(fleet) = &fleet {
+        let gateway = gateway.clone();
+        fleet.set_config_version(Box::new(move || gateway.table().version.to_string()));
+    }
     let alerts = Alerts::new(signals.clone(), alert_settings(&config));
     let notifier = Notifier::new(config.notify.webhooks.clone());
     alerts.set_notifier(notifier.clone());

@@ -8,6 +8,7 @@
 //! refused unless forced locally, and such a local override is replayed into Redis once it
 //! is back.
 
+pub mod members;
 pub mod store;
 mod sync;
 
@@ -20,6 +21,7 @@ use redis::aio::MultiplexedConnection;
 use serde::{Deserialize, Serialize};
 
 use crate::kill::{now_ms, Flip, KillBoard, KillSwitch};
+use members::Member;
 use store::{Names, SharedState, Versioned, Written};
 use switchyard_core::metrics as names;
 
@@ -89,7 +91,12 @@ pub struct FleetStatus {
     /// Local overrides Redis has not accepted yet.
     pub divergent: bool,
     pub pending_changes: usize,
+    /// The replicas heard from lately, this one included, as of the last heartbeat.
+    pub members: Vec<Member>,
 }
+
+/// Tells the heartbeat which config this replica runs (its hash, `Config::version`).
+pub type ConfigVersion = Box<dyn Fn() -> String + Send + Sync>;
 
 /// This replica's membership in a fleet.
 pub struct Fleet {
@@ -103,6 +110,8 @@ pub struct Fleet {
     up: AtomicBool,
     /// Serialises this replica's writes to Redis (admin changes, replays, restores).
     writer: tokio::sync::Mutex<()>,
+    members: Mutex<Vec<Member>>,
+    config_version: Mutex<Option<ConfigVersion>>,
 }
 
 const FILE: &str = "fleet.json";
@@ -139,6 +148,8 @@ impl Fleet {
             path,
             up: AtomicBool::new(false),
             writer: tokio::sync::Mutex::new(()),
+            members: Mutex::new(Vec::new()),
+            config_version: Mutex::new(None),
         });
         fleet.publish_gauges();
         Ok(fleet)
@@ -165,7 +176,40 @@ impl Fleet {
             state_written_ms: local.written_ms,
             divergent: !local.pending.is_empty(),
             pending_changes: local.pending.len(),
+            members: lock(&self.members).clone(),
         }
+    }
+
+    /// Where the heartbeat reads this replica's config hash from.
+    pub fn set_config_version(&self, source: ConfigVersion) {
+        *lock(&self.config_version) = Some(source);
+    }
+
+    fn me(&self) -> Member {
+        let local = lock(&self.local);
+        let config_version = lock(&self.config_version)
+            .as_ref()
+            .map(|f| f())
+            .unwrap_or_default();
+        Member {
+            instance_id: self.settings.instance_id.clone(),
+            state_version: local.version,
+            config_version,
+            divergent: !local.pending.is_empty(),
+            seen_ms: now_ms(),
+        }
+    }
+
+    /// Writes this replica's heartbeat and takes note of the others'.
+    async fn heartbeat(&self) -> redis::RedisResult<()> {
+        let Some(mut conn) = self.connection() else {
+            return Ok(());
+        };
+        let stale = 3 * self.settings.reconcile_interval.as_millis() as u64;
+        let live = members::beat(&mut conn, &self.names.members, &self.me(), stale).await?;
+        metrics::gauge!(names::FLEET_MEMBERS).set(live.len() as f64);
+        *lock(&self.members) = live;
+        Ok(())
     }
 
     fn publish_gauges(&self) {

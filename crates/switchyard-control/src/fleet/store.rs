@@ -36,6 +36,7 @@ pub struct Versioned {
 pub struct Names {
     pub state: String,
     pub changes: String,
+    pub members: String,
 }
 
 impl Names {
@@ -43,6 +44,7 @@ impl Names {
         Names {
             state: format!("{namespace}:{LAYOUT}:state"),
             changes: format!("{namespace}:{LAYOUT}:changes"),
+            members: format!("{namespace}:{LAYOUT}:members"),
         }
     }
 }

@@ -178,8 +178,12 @@ impl Fleet {
             if self.ensure_connected().await && hints.is_none() {
                 hints = self.subscribe().await.ok();
             }
-            if fresh {
-                if let Err(error) = self.reconcile().await {
+            if fresh && self.connection().is_some() {
+                let done = match self.reconcile().await {
+                    Ok(()) => self.heartbeat().await,
+                    Err(error) => Err(error),
+                };
+                if let Err(error) = done {
                     self.lost(&error);
                 }
             }
@@ -196,7 +200,11 @@ impl Fleet {
                     None => hints = None,
                 },
                 _ = tick.tick() => {
-                    if let Err(error) = self.reconcile().await {
+                    let done = match self.reconcile().await {
+                        Ok(()) => self.heartbeat().await,
+                        Err(error) => Err(error),
+                    };
+                    if let Err(error) = done {
                         self.lost(&error);
                     }
                 }

@@ -158,6 +158,39 @@ async fn kills_partial_kills_and_revives_reach_every_replica() {
 }
 
 #[tokio::test]
+async fn status_lists_the_members_with_their_version_and_config_hash() {
+    let Some(f) = fleet(3).await else { return };
+    let a = &f.replicas[0];
+    let deadline = Instant::now() + Duration::from_millis(3 * INTERVAL_MS + 1000);
+    let doc = loop {
+        let doc = status(a).await;
+        if doc["fleet"]["members"]
+            .as_array()
+            .is_some_and(|m| m.len() == 3)
+        {
+            break doc;
+        }
+        assert!(Instant::now() < deadline, "members: {}", doc["fleet"]);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let members = doc["fleet"]["members"].as_array().unwrap();
+    let ids: Vec<&str> = members
+        .iter()
+        .map(|m| m["instance_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["g0", "g1", "g2"]);
+    // Each test replica's file names its own instance_id, so the hashes differ here; with
+    // the default (the host name) identical files give identical hashes.
+    assert_eq!(members[0]["config_version"], doc["config_version"]);
+    assert!(members
+        .iter()
+        .all(|m| m["config_version"].as_str().unwrap().len() == 16));
+    assert!(members
+        .iter()
+        .all(|m| m["state_version"] == doc["fleet"]["state_version"]));
+}
+
+#[tokio::test]
 async fn a_replica_joining_while_a_kill_is_engaged_answers_its_first_request_with_the_fallback() {
     let Some(f) = fleet(1).await else { return };
     assert_eq!(
