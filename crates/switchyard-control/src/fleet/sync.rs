@@ -73,6 +73,10 @@ impl Fleet {
             let local = lock(&self.local);
             (local.version, local.pending.clone())
         };
+        if remote.version >= version && pending.is_empty() {
+            self.adopt(&remote, true);
+            return Ok(());
+        }
         if remote.version < version {
             self.restore(&mut conn, remote.version, version).await?;
         }
