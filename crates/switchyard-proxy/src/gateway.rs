@@ -29,6 +29,8 @@ pub struct Gateway {
     steering: Arc<Steering>,
     /// Endpoint health and probes, kept across swaps by (upstream, endpoint).
     health: HealthRegistry,
+    /// Fleet mode: what `/ready` reports of the replica's standing.
+    fleet: std::sync::OnceLock<Arc<switchyard_control::fleet::Fleet>>,
 }
 
 /// What the listener knows about the connection a request came on.
@@ -69,7 +71,14 @@ impl Gateway {
             kills,
             steering,
             health,
+            fleet: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Fleet mode: `/ready` says whether the replica shares the fleet's state or serves
+    /// degraded.
+    pub fn join_fleet(&self, fleet: Arc<switchyard_control::fleet::Fleet>) {
+        let _ = self.fleet.set(fleet);
     }
 
     pub fn steering(&self) -> &Arc<Steering> {
@@ -107,7 +116,7 @@ impl Gateway {
         let started = Instant::now();
         let table = self.table.load_full();
         if local::is_local(req.uri().path()) {
-            return Ok(local::answer(req, &table, &self.signals).await);
+            return Ok(local::answer(req, &table, &self.signals, self.fleet.get()).await);
         }
         let request_id = request_id(req.headers());
         let host = req.uri().host().map(str::to_owned).or_else(|| {

@@ -39,7 +39,12 @@ pub fn is_local(path: &str) -> bool {
 }
 
 /// Answers a local path.
-pub async fn answer(req: Request<Incoming>, table: &Table, signals: &Signals) -> Response<Body> {
+pub async fn answer(
+    req: Request<Incoming>,
+    table: &Table,
+    signals: &Signals,
+    fleet: Option<&std::sync::Arc<switchyard_control::fleet::Fleet>>,
+) -> Response<Body> {
     if req.uri().path() == FEEDBACK_PATH {
         return feedback(req, signals).await;
     }
@@ -53,7 +58,10 @@ pub async fn answer(req: Request<Incoming>, table: &Table, signals: &Signals) ->
             let reachable = any_upstream_reachable(table).await;
             let status = if reachable { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
             let text = if reachable { "ready" } else { "no upstream reachable" };
-            json(status, format!(r#"{{"status":"{text}","config_version":"{}"}}"#, table.version))
+            // In fleet mode the listener opened only once the fleet's state was loaded (or,
+            // without Redis, the persisted one): ready either way, and the detail says which.
+            let fleet = fleet.map_or(String::new(), |f| format!(r#","fleet":"{}""#, f.status().mode));
+            json(status, format!(r#"{{"status":"{text}","config_version":"{}"{fleet}}}"#, table.version))
         }
         _ => json(
             StatusCode::NOT_FOUND,

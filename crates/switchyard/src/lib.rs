@@ -167,6 +167,7 @@ pub async fn start_with(config: Config, path: Option<PathBuf>) -> Result<Running
     let steering = Steering::new();
     let gateway = Gateway::with_boards(table, signals.clone(), kills.clone(), steering.clone());
     if let Some(fleet) = &fleet {
+        gateway.join_fleet(fleet.clone());
         let gateway = gateway.clone();
         fleet.set_config_version(Box::new(move || gateway.table().version.to_string()));
     }

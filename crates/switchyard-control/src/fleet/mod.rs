@@ -114,6 +114,15 @@ pub struct Fleet {
     config_version: Mutex<Option<ConfigVersion>>,
 }
 
+impl std::fmt::Debug for Fleet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fleet")
+            .field("instance_id", &self.settings.instance_id)
+            .field("namespace", &self.settings.namespace)
+            .finish_non_exhaustive()
+    }
+}
+
 const FILE: &str = "fleet.json";
 /// Retries of a compare-and-set that lost a race.
 const CAS_ATTEMPTS: usize = 16;

@@ -200,6 +200,10 @@ async fn a_replica_joining_while_a_kill_is_engaged_answers_its_first_request_wit
         200
     );
     let joiner = replica(&f.redis.url(), &f.ns, "late", &f.upstream).await;
+    assert_eq!(
+        get(joiner.traffic, "/ready").await.json()["fleet"],
+        "shared"
+    );
     let first = ask(&joiner).await;
     assert!(
         first.headers.contains_key("x-switchyard-fallback"),
@@ -396,5 +400,7 @@ async fn without_redis_at_start_a_replica_serves_degraded() {
     assert_eq!(doc["fleet"]["mode"], "degraded");
     assert_eq!(doc["fleet"]["redis_up"], false);
     assert_eq!(ask(&gw).await.status, 200, "traffic flows without Redis");
+    let ready = get(gw.traffic, "/ready").await;
+    assert_eq!(ready.json()["fleet"], "degraded", "{:?}", ready.body);
     assert_eq!(kill(&gw, "", json!({"reason": "x"})).await.status, 503);
 }
