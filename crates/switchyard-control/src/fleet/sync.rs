@@ -118,7 +118,16 @@ impl Fleet {
         pending: &[super::Change],
     ) -> redis::RedisResult<()> {
         for change in pending {
+            let mut attempts = 0;
             loop {
+                attempts += 1;
+                if attempts > super::CAS_ATTEMPTS {
+                    // Kept pending: the next reconcile tries again.
+                    return Err(redis::RedisError::from((
+                        redis::ErrorKind::TryAgain,
+                        "the shared state kept changing during the replay",
+                    )));
+                }
                 let current = store::read(conn, &self.names).await?;
                 let mut state = current.state;
                 change.apply(&mut state);
