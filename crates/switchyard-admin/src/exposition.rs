@@ -52,6 +52,10 @@ fn with_buckets() -> Result<PrometheusBuilder, metrics_exporter_prometheus::Buil
         .set_buckets_for_metric(
             Matcher::Full(names::GEN_AI_SERVER_TIME_PER_OUTPUT_TOKEN_SECONDS.into()),
             names::TOKEN_INTERVAL_BUCKETS,
+        )?
+        .set_buckets_for_metric(
+            Matcher::Full(names::FLEET_PROPAGATION_SECONDS.into()),
+            names::PROPAGATION_BUCKETS,
         )
 }
 
@@ -79,6 +83,7 @@ fn build() -> PrometheusHandle {
 }
 
 fn describe() {
+    describe_fleet();
     describe_counter!(
         names::REQUESTS_TOTAL,
         "Requests proxied, by route, upstream, variant, model and status class."
@@ -238,4 +243,32 @@ pub fn render(handle: &PrometheusHandle) -> String {
     let gauge_line = format!("# TYPE {} gauge", names::COST_USD_TOTAL);
     let counter_line = format!("# TYPE {} counter", names::COST_USD_TOTAL);
     text.replace(&gauge_line, &counter_line)
+}
+
+fn describe_fleet() {
+    describe_gauge!(
+        names::FLEET_REDIS_UP,
+        "1 while this replica reaches the fleet's Redis, 0 otherwise (fleet mode only)."
+    );
+    describe_gauge!(
+        names::FLEET_MODE,
+        "1 on the replica's current fleet mode: shared (Redis holds the state) or degraded (last known state)."
+    );
+    describe_gauge!(
+        names::FLEET_MEMBERS,
+        "Replicas whose heartbeat this replica sees in Redis."
+    );
+    describe_gauge!(
+        names::FLEET_STATE_VERSION,
+        "Version of the shared runtime state this replica has applied."
+    );
+    describe_gauge!(
+        names::FLEET_DIVERGENT,
+        "1 while this replica carries a local override Redis has not accepted yet."
+    );
+    describe_histogram!(
+        names::FLEET_PROPAGATION_SECONDS,
+        Unit::Seconds,
+        "From Redis accepting a state change to this replica applying it."
+    );
 }

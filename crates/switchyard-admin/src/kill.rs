@@ -11,11 +11,13 @@ use switchyard_core::Body;
 
 use crate::audit::AuditEntry;
 use crate::auth::Principal;
+use crate::fleet;
 use crate::mutation::{answer, record, reject, FlipAnswer};
 use crate::reply::ApiError;
 use crate::request::json_body;
 use crate::state::AdminState;
 use crate::views;
+use switchyard_control::fleet::Change;
 use switchyard_control::incidents::Incident;
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
@@ -150,6 +152,7 @@ pub async fn kill(
     state: &AdminState,
     who: &Principal,
     route: &str,
+    query: Option<&str>,
     body: Incoming,
 ) -> Response<Body> {
     let mut entry = AuditEntry::new(who, "kill", Some(route.to_owned()));
@@ -165,7 +168,13 @@ pub async fn kill(
         Ok(switch) => switch,
         Err(refusal) => return reject(state, entry, refusal),
     };
-    let flip = state.kills.engage(switch.clone());
+    let change = Change::Engage {
+        switch: switch.clone(),
+    };
+    let flip = match fleet::flip(state, change, query).await {
+        Ok(flip) => flip,
+        Err(refusal) => return reject(state, entry, refusal),
+    };
     let mut warnings = Vec::new();
     if let Err(error) = &flip.persisted {
         warnings.push(format!(
@@ -203,6 +212,7 @@ pub async fn revive(
     state: &AdminState,
     who: &Principal,
     route: &str,
+    query: Option<&str>,
     body: Incoming,
 ) -> Response<Body> {
     let mut entry = AuditEntry::new(who, "revive", Some(route.to_owned()));
@@ -214,7 +224,13 @@ pub async fn revive(
     if !route_exists(state, route) && state.kills.get(route).is_none() {
         return reject(state, entry, unknown_route(state, route));
     }
-    let flip = state.kills.release(route);
+    let change = Change::Release {
+        route: route.to_owned(),
+    };
+    let flip = match fleet::flip(state, change, query).await {
+        Ok(flip) => flip,
+        Err(refusal) => return reject(state, entry, refusal),
+    };
     let mut warnings = Vec::new();
     if let Err(error) = &flip.persisted {
         warnings.push(format!(

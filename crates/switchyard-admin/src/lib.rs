@@ -6,6 +6,7 @@ pub mod auth;
 pub mod build;
 mod change;
 pub mod exposition;
+mod fleet;
 mod guard;
 mod kill;
 mod mutation;

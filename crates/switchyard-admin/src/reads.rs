@@ -37,6 +37,7 @@ pub fn status(state: &AdminState) -> Response<Body> {
         steering: state.gateway.steering(),
         tokens_today: state.gateway.signals().tokens_today(),
         open_incidents: state.incidents.open_count(),
+        fleet: state.fleet.as_ref().map(|f| f.status()),
     });
     respond(StatusCode::OK, JSON, text)
 }

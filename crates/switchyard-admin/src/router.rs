@@ -155,9 +155,11 @@ pub async fn route(state: AdminState, req: Request<Incoming>) -> Response<Body> 
         Endpoint::Incident(id) => reads::incident(&state, &id),
         Endpoint::Audit => reads::audit(&state, parts.uri.query()),
         Endpoint::Kill(route) if parts.method == Method::DELETE => {
-            kill::revive(&state, &principal, &route, body).await
+            kill::revive(&state, &principal, &route, parts.uri.query(), body).await
         }
-        Endpoint::Kill(route) => kill::kill(&state, &principal, &route, body).await,
+        Endpoint::Kill(route) => {
+            kill::kill(&state, &principal, &route, parts.uri.query(), body).await
+        }
         Endpoint::Reload => actions::reload(&state, &principal, body).await,
         Endpoint::Ack(id) => actions::ack(&state, &principal, &id, body).await,
         Endpoint::Rollback(route) => {

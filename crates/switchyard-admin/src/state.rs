@@ -10,6 +10,7 @@ use arc_swap::ArcSwap;
 use metrics_exporter_prometheus::PrometheusHandle;
 use switchyard_config::{AdminToken, Config, Fallback};
 use switchyard_control::controller::Controller;
+use switchyard_control::fleet::Fleet;
 use switchyard_control::{Alerts, KillBoard, Notifier};
 use switchyard_proxy::Gateway;
 
@@ -47,6 +48,8 @@ pub struct AdminParts {
     pub notifier: Notifier,
     /// Rollouts, rules and experiments; owns the incident store.
     pub controller: Arc<Controller>,
+    /// Present in fleet mode: kill switches change through Redis.
+    pub fleet: Option<Arc<Fleet>>,
 }
 
 /// Everything the admin API serves from.
@@ -66,6 +69,7 @@ pub struct AdminState {
     /// `[admin] allowed_hosts`: names a mutation's `Host` may carry besides IP addresses and
     /// `localhost`. Fixed at start.
     pub allowed_hosts: Arc<Vec<String>>,
+    pub fleet: Option<Arc<Fleet>>,
 }
 
 /// The audit log or the incident store could not be opened.
@@ -93,6 +97,7 @@ impl AdminState {
             incidents,
             controller: parts.controller,
             allowed_hosts: Arc::default(),
+            fleet: parts.fleet,
         })
     }
 

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 use switchyard_control::controller::RuleFiring;
+use switchyard_control::fleet::FleetStatus;
 use switchyard_control::rollout::RolloutState;
 use switchyard_control::steer::Steering;
 use switchyard_control::{FiringAlert, KillBoard, KillSwitch};
@@ -19,6 +20,9 @@ pub(crate) struct Status<'a> {
     rules_firing: &'a [RuleFiring],
     tokens_today: u64,
     open_incidents: usize,
+    /// Fleet mode only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fleet: Option<FleetStatus>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -67,6 +71,7 @@ pub struct Inputs<'a> {
     pub steering: &'a Steering,
     pub tokens_today: u64,
     pub open_incidents: usize,
+    pub fleet: Option<FleetStatus>,
 }
 
 /// The status document, pretty-printed for people reading it with curl.
@@ -146,6 +151,7 @@ pub fn render(inputs: &Inputs<'_>) -> String {
         rules_firing: inputs.rules,
         tokens_today: inputs.tokens_today,
         open_incidents: inputs.open_incidents,
+        fleet: inputs.fleet.clone(),
     };
     serde_json::to_string_pretty(&status).unwrap_or_else(|_| "{}".into())
 }

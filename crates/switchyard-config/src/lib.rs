@@ -8,6 +8,7 @@ mod alerts;
 mod ctx;
 mod duration;
 mod error;
+mod fleet;
 mod kill_switch;
 mod limits;
 mod lint;
@@ -31,6 +32,7 @@ use serde::Deserialize;
 pub use alerts::{Alerts, Budgets};
 pub use duration::parse_duration;
 pub use error::{ConfigError, ConfigWarning};
+pub use fleet::{Fleet, DEFAULT_COMMAND_TIMEOUT, DEFAULT_RECONCILE_INTERVAL};
 pub use kill_switch::{
     Fallback, KillSwitchConfig, DEFAULT_FALLBACK_CONTENT_TYPE, DEFAULT_RETRY_AFTER,
 };
@@ -98,6 +100,9 @@ struct FileSpec {
     incidents: rules::IncidentsSpec,
     #[serde(default)]
     telemetry: telemetry::TelemetrySpec,
+    /// Absent: one replica, no Redis.
+    #[serde(default)]
+    fleet: Option<fleet::FleetSpec>,
 }
 
 /// Whether the text must be a whole gateway file or may be a fragment.
@@ -206,6 +211,8 @@ pub struct Config {
     pub rules: Vec<Rule>,
     pub incidents: IncidentSettings,
     pub telemetry: Telemetry,
+    /// `[fleet]`, when replicas share their runtime state through Redis.
+    pub fleet: Option<Fleet>,
     pub warnings: Vec<ConfigWarning>,
 }
 
@@ -245,6 +252,7 @@ impl Config {
         if whole == Whole::File {
             require_whole(spec.server.is_some(), &routes, text, origin)?;
         }
+        let fleet = fleet::compile_fleet(spec.fleet.as_ref(), &ctx)?;
         lint::lint(&routes, &upstreams, &mut ctx);
         lint::lint_models(&routes, &rules, &models, &mut ctx);
         Ok(Config {
@@ -262,6 +270,7 @@ impl Config {
             rules,
             incidents,
             telemetry,
+            fleet,
             warnings: ctx.warnings,
         })
     }

@@ -168,6 +168,29 @@ impl KillBoard {
         }
     }
 
+    /// Puts a whole set of switches in force at once (the fleet's shared state), keeping the
+    /// engaged gauge right for routes that were released. Returns whether it reached the disk.
+    pub fn replace(&self, switches: Vec<KillSwitch>) -> Result<(), String> {
+        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let map: BTreeMap<String, Arc<KillSwitch>> = switches
+            .iter()
+            .map(|k| (k.route.clone(), Arc::new(k.clone())))
+            .collect();
+        let old = self.current.swap(Arc::new(map));
+        for route in old
+            .keys()
+            .filter(|r| !switches.iter().any(|k| &k.route == *r))
+        {
+            metrics::gauge!(switchyard_core::metrics::KILL_SWITCH_ENGAGED, "route" => route.clone())
+                .set(0.0);
+        }
+        for switch in &switches {
+            metrics::gauge!(switchyard_core::metrics::KILL_SWITCH_ENGAGED, "route" => switch.route.clone())
+                .set(1.0);
+        }
+        self.persist(&switches)
+    }
+
     fn persist(&self, switches: &[KillSwitch]) -> Result<(), String> {
         let Some(path) = &self.path else {
             return Ok(());

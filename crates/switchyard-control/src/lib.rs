@@ -7,6 +7,7 @@ pub mod clock;
 pub mod controller;
 pub mod exchange;
 pub mod experiment;
+pub mod fleet;
 pub mod handles;
 pub mod histogram;
 pub mod history;

@@ -53,6 +53,19 @@ pub const TOKEN_USAGE_BUCKETS: &[f64] = &[
     16777216.0, 67108864.0,
 ];
 
+pub const FLEET_REDIS_UP: &str = "switchyard_fleet_redis_up";
+pub const FLEET_MODE: &str = "switchyard_fleet_mode";
+pub const FLEET_MEMBERS: &str = "switchyard_fleet_members";
+pub const FLEET_STATE_VERSION: &str = "switchyard_fleet_state_version";
+pub const FLEET_PROPAGATION_SECONDS: &str = "switchyard_fleet_propagation_seconds";
+pub const FLEET_DIVERGENT: &str = "switchyard_fleet_divergent";
+
+/// Buckets for the fleet's propagation delay, in seconds: pub/sub takes milliseconds, a
+/// lost message costs up to a reconcile interval.
+pub const PROPAGATION_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
 /// Buckets for latency histograms, in seconds: fine below a second for the proxy's own
 /// overhead, coarse up to the ten-minute agent turns the seeds describe.
 pub const LATENCY_BUCKETS: &[f64] = &[

@@ -32,6 +32,8 @@ pub struct Gateway {
     health: HealthRegistry,
     /// Starting, serving or draining: what /ready says before it dials an upstream.
     lifecycle: Lifecycle,
+    /// Fleet mode: what `/ready` reports of the replica's standing.
+    fleet: std::sync::OnceLock<Arc<switchyard_control::fleet::Fleet>>,
 }
 
 /// What the listener knows about the connection a request came on.
@@ -73,6 +75,7 @@ impl Gateway {
             steering,
             health,
             lifecycle: Lifecycle::default(),
+            fleet: std::sync::OnceLock::new(),
         })
     }
 
@@ -80,6 +83,12 @@ impl Gateway {
     /// data path reads is loaded, and draining when shutdown begins.
     pub fn lifecycle(&self) -> &Lifecycle {
         &self.lifecycle
+    }
+
+    /// Fleet mode: `/ready` says whether the replica shares the fleet's state or serves
+    /// degraded.
+    pub fn join_fleet(&self, fleet: Arc<switchyard_control::fleet::Fleet>) {
+        let _ = self.fleet.set(fleet);
     }
 
     pub fn steering(&self) -> &Arc<Steering> {
@@ -117,7 +126,14 @@ impl Gateway {
         let started = Instant::now();
         let table = self.table.load_full();
         if local::is_local(req.uri().path()) {
-            return Ok(local::answer(req, &table, self.lifecycle.phase(), &self.signals).await);
+            return Ok(local::answer(
+                req,
+                &table,
+                self.lifecycle.phase(),
+                &self.signals,
+                self.fleet.get(),
+            )
+            .await);
         }
         let request_id = request_id(req.headers());
         let host = req.uri().host().map(str::to_owned).or_else(|| {

@@ -45,6 +45,7 @@ pub async fn answer(
     table: &Table,
     phase: Phase,
     signals: &Signals,
+    fleet: Option<&std::sync::Arc<switchyard_control::fleet::Fleet>>,
 ) -> Response<Body> {
     if req.uri().path() == FEEDBACK_PATH {
         return feedback(req, signals).await;
@@ -55,7 +56,7 @@ pub async fn answer(
     }
     match path {
         "/health" => json(StatusCode::OK, format!(r#"{{"status":"ok","config_version":"{}"}}"#, table.version)),
-        "/ready" => ready(table, phase).await,
+        "/ready" => ready(table, phase, fleet).await,
         _ => json(
             StatusCode::NOT_FOUND,
             r#"{"error":{"message":"unknown switchyard endpoint","type":"invalid_request_error","code":"not_found"}}"#.into(),
@@ -64,7 +65,13 @@ pub async fn answer(
 }
 
 /// 503 while starting or draining, whatever the upstreams say; else 200 when one is reachable.
-pub(crate) async fn ready(table: &Table, phase: Phase) -> Response<Body> {
+/// In fleet mode the listener opened only once the fleet's state was loaded (or, without
+/// Redis, the persisted one): the detail says which.
+pub(crate) async fn ready(
+    table: &Table,
+    phase: Phase,
+    fleet: Option<&std::sync::Arc<switchyard_control::fleet::Fleet>>,
+) -> Response<Body> {
     let text = match phase {
         Phase::Starting => "starting",
         Phase::Draining => "draining",
@@ -76,10 +83,13 @@ pub(crate) async fn ready(table: &Table, phase: Phase) -> Response<Body> {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
+    let fleet = fleet.map_or(String::new(), |f| {
+        format!(r#","fleet":"{}""#, f.status().mode)
+    });
     json(
         status,
         format!(
-            r#"{{"status":"{text}","config_version":"{}"}}"#,
+            r#"{{"status":"{text}","config_version":"{}"{fleet}}}"#,
             table.version
         ),
     )
@@ -230,7 +240,7 @@ mod tests {
         let config =
             switchyard_config::Config::parse(&text, "t.toml", std::path::Path::new(".")).unwrap();
         let table = Table::compile(&config, &Default::default(), &Signals::new()).unwrap();
-        let response = ready(&table, phase).await;
+        let response = ready(&table, phase, None).await;
         let status = response.status();
         let body = response.into_body().collect().await.unwrap().to_bytes();
         (status, String::from_utf8(body.to_vec()).unwrap())

@@ -11,6 +11,7 @@ use switchyard_config::{Config, UpstreamTarget};
 use switchyard_control::alerts::AlertSettings;
 use switchyard_control::budget::BudgetStore;
 use switchyard_control::controller::Controller;
+use switchyard_control::fleet::Fleet;
 use switchyard_control::rollout::RolloutStore;
 use switchyard_control::steer::Steering;
 use switchyard_control::{Alerts, Incidents, KillBoard, Notifier, Signals};
@@ -48,6 +49,8 @@ pub enum StartError {
     Tls(#[from] switchyard_proxy::ServeError),
     #[error("state_dir {dir}: {source}")]
     State { dir: String, source: std::io::Error },
+    #[error("[fleet]: {0}")]
+    Fleet(String),
 }
 
 /// A running gateway.
@@ -60,6 +63,8 @@ pub struct Running {
     pub alerts: Arc<Alerts>,
     pub controller: Arc<Controller>,
     pub reloader: Arc<ConfigReloader>,
+    /// Present in fleet mode.
+    pub fleet: Option<Arc<Fleet>>,
     /// Closes the traffic listener; carries how long requests in flight may still take.
     close_traffic: watch::Sender<Option<Duration>>,
     /// Resolves with the number of connections cut at the drain timeout.
@@ -184,6 +189,7 @@ pub async fn start_with(config: Config, path: Option<PathBuf>) -> Result<Running
             .map(|r| r.name.clone())
             .collect::<Vec<_>>(),
     );
+    let fleet = join_fleet(&config, &kills).await?;
     let state_error = |source: std::io::Error| StartError::State {
         dir: config.admin.state_dir.display().to_string(),
         source,
@@ -199,6 +205,11 @@ pub async fn start_with(config: Config, path: Option<PathBuf>) -> Result<Running
     );
     let steering = Steering::new();
     let gateway = Gateway::with_boards(table, signals.clone(), kills.clone(), steering.clone());
+    if let Some(fleet) = &fleet {
+        gateway.join_fleet(fleet.clone());
+        let gateway = gateway.clone();
+        fleet.set_config_version(Box::new(move || gateway.table().version.to_string()));
+    }
     let alerts = Alerts::new(signals.clone(), alert_settings(&config));
     let notifier = Notifier::new(config.notify.webhooks.clone());
     alerts.set_notifier(notifier.clone());
@@ -260,6 +271,7 @@ pub async fn start_with(config: Config, path: Option<PathBuf>) -> Result<Running
         reloader: reloader.clone(),
         notifier,
         controller: controller.clone(),
+        fleet: fleet.clone(),
     };
     let state = AdminState::new(parts, &state_dir)
         .map_err(|e| StartError::State {
@@ -269,12 +281,15 @@ pub async fn start_with(config: Config, path: Option<PathBuf>) -> Result<Running
         .with_allowed_hosts(allowed_hosts);
     let (close_traffic, traffic_closed) = watch::channel(None);
     let (close_admin, admin_closed) = watch::channel(false);
-    let background = vec![
+    let mut background = vec![
         tokio::spawn(alerts.clone().run(tick)),
         tokio::spawn(controller.clone().run()),
         tokio::spawn(reload::on_sighup(reloader.clone())),
         tokio::spawn(budget.clone().run(BUDGET_SAVE_EVERY)),
     ];
+    if let Some(fleet) = &fleet {
+        background.push(tokio::spawn(fleet.clone().run()));
+    }
     let traffic_task = tokio::spawn(switchyard_proxy::serve(
         listener,
         gateway.clone(),
@@ -293,6 +308,7 @@ pub async fn start_with(config: Config, path: Option<PathBuf>) -> Result<Running
         alerts,
         controller,
         reloader,
+        fleet,
         close_traffic,
         traffic_task,
         close_admin,
@@ -301,6 +317,28 @@ pub async fn start_with(config: Config, path: Option<PathBuf>) -> Result<Running
         budget,
         _watcher: file_watcher,
     })
+}
+
+/// How long start-up waits for Redis before serving degraded from the persisted state.
+const FLEET_LOAD_BOUND: Duration = Duration::from_secs(2);
+
+/// In fleet mode, loads the fleet's state into the kill board before anything listens, so
+/// the first request already sees a kill engaged elsewhere.
+async fn join_fleet(
+    config: &Config,
+    kills: &Arc<KillBoard>,
+) -> Result<Option<Arc<Fleet>>, StartError> {
+    let Some(settings) = &config.fleet else {
+        return Ok(None);
+    };
+    let fleet = Fleet::new(
+        settings.clone(),
+        kills.clone(),
+        Some(&config.admin.state_dir),
+    )
+    .map_err(StartError::Fleet)?;
+    fleet.load(FLEET_LOAD_BOUND).await;
+    Ok(Some(fleet))
 }
 
 fn local(listener: &TcpListener, fallback: SocketAddr) -> SocketAddr {

@@ -185,6 +185,7 @@ pub fn state(dir: &Path) -> (AdminState, Arc<StubReloader>) {
         reloader: reloader.clone(),
         notifier,
         controller,
+        fleet: None,
     };
     (AdminState::new(parts, dir).unwrap(), reloader)
 }

@@ -29,6 +29,28 @@ pub struct Status {
     pub rules_firing: Vec<RuleFiring>,
     pub tokens_today: Option<u64>,
     pub open_incidents: Option<u64>,
+    /// Fleet mode only.
+    pub fleet: Option<Fleet>,
+}
+
+/// `fleet` in GET /admin/status: this replica's standing and the members it sees.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Fleet {
+    pub mode: String,
+    pub instance_id: String,
+    pub state_version: u64,
+    pub divergent: bool,
+    pub members: Vec<Member>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Member {
+    pub instance_id: String,
+    pub state_version: u64,
+    pub config_version: String,
+    pub divergent: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]

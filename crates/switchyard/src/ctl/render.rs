@@ -264,6 +264,9 @@ pub fn render_status(status: &Status, view: &View) -> String {
         routes(status, view),
         alerts(&status.alerts_firing, view)
     );
+    if let Some(fleet) = &status.fleet {
+        out.push_str(&fleet_members(fleet, &status.config_version));
+    }
     for rule in &status.rules_firing {
         let waiting = if rule.awaiting_approval {
             " — awaiting approval (`switchyard ctl approve`)"
@@ -278,6 +281,42 @@ pub fn render_status(status: &Status, view: &View) -> String {
             num(rule.value),
             num(rule.threshold),
             rule.action
+        ));
+    }
+    out
+}
+
+/// The fleet: this replica's mode, then every member with its state version and config hash,
+/// flagging what differs from this replica (drift) and local overrides (divergence).
+fn fleet_members(fleet: &crate::ctl::api::Fleet, config: &str) -> String {
+    let mut out = format!(
+        "\nfleet: {} on {}, state version {}{}\n",
+        fleet.mode,
+        fleet.instance_id,
+        fleet.state_version,
+        if fleet.divergent {
+            ", DIVERGENT (local overrides not in Redis)"
+        } else {
+            ""
+        }
+    );
+    for m in &fleet.members {
+        let mut notes = Vec::new();
+        if m.state_version != fleet.state_version {
+            notes.push("other state");
+        }
+        if m.config_version != config {
+            notes.push("config drift");
+        }
+        if m.divergent {
+            notes.push("divergent");
+        }
+        out.push_str(&format!(
+            "  {:<14} v{:<5} {}  {}\n",
+            m.instance_id,
+            m.state_version,
+            m.config_version,
+            notes.join(", ")
         ));
     }
     out

@@ -142,3 +142,32 @@ fn ctl_status_alert_figures_use_each_alert_unit() {
         assert!(text.contains(figure), "{figure} missing:\n{text}");
     }
 }
+
+#[test]
+fn status_lists_fleet_members_and_flags_drift_and_divergence() {
+    let mut doc = killed_support();
+    doc["fleet"] = json!({
+        "mode": "shared", "instance_id": "gw-1", "state_version": 7, "divergent": false,
+        "members": [
+            {"instance_id": "gw-1", "state_version": 7, "config_version": "fb54a1c2e0d39b77", "divergent": false},
+            {"instance_id": "gw-2", "state_version": 6, "config_version": "0000000000000001", "divergent": true}
+        ]
+    });
+    let status: Status = parse(doc);
+    let text = render_status(&status, &plain());
+    assert_narrow(&text);
+    assert!(
+        text.contains("fleet: shared on gw-1, state version 7"),
+        "{text}"
+    );
+    let gw2 = text.lines().find(|l| l.contains("gw-2")).unwrap();
+    assert!(
+        gw2.contains("other state") && gw2.contains("config drift") && gw2.contains("divergent"),
+        "{gw2}"
+    );
+    let gw1 = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("gw-1"))
+        .unwrap();
+    assert!(!gw1.contains("other") && !gw1.contains("drift"), "{gw1}");
+}
