@@ -12,8 +12,9 @@ then evaluates, through Prometheus' HTTP API:
 - every alerting rule's expression with its comparisons made `bool`, which must return data
   (the families and labels it reads exist), and the alerts the run provokes, which must fire.
 
-Panels and rules that read fleet-mode families (switchyard_fleet_*) are checked only when the
-gateways expose those families, and reported as skipped otherwise.
+The two replicas share kill switches through a real redis-server (fleet mode, as the compose file
+configures it), so the Fleet row's queries return data too. A query on fleet-only families
+(switchyard_fleet_*) the gateways do not expose is reported as skipped.
 
 Usage: live_stack.py PATH/TO/switchyard   (bounded: gives up after about two minutes)
 """
@@ -105,7 +106,20 @@ class Stack:
         proc, log = self.spawn(name, [self.binary, "sim", "--listen", "127.0.0.1:0", "--log-format", "json"])
         return "http://" + wait_for_line(log, "simulated agent listening", proc)["addr"]
 
-    def gateway(self, name, blue, green):
+    def redis(self):
+        port = free_port()
+        self.spawn("redis", ["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                             "--save", "", "--appendonly", "no"])
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    return f"redis://127.0.0.1:{port}"
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not listen")
+
+    def gateway(self, name, blue, green, redis):
         text = open(REPLICA_CONFIG, encoding="utf-8").read()
         state = os.path.join(self.tmp, name, "var")
         swaps = [
@@ -114,6 +128,8 @@ class Stack:
             ('state_dir = "/var/lib/switchyard"', f'state_dir = "{state}"'),
             ('"http://sim-blue:7001"', f'"{blue}"'),
             ('"http://sim-green:7001"', f'"{green}"'),
+            ('redis_url = "redis://redis:6379"', f'redis_url = "{redis}"'),
+            ('namespace = "switchyard"', f'namespace = "switchyard"\ninstance_id = "{name}"'),
         ]
         for old, new in swaps:
             if old not in text:
@@ -403,12 +419,16 @@ def main():
     if not shutil.which("prometheus"):
         print("prometheus is not installed (apt-get install prometheus)")
         return 1
+    if not shutil.which("redis-server"):
+        print("redis-server is not installed (apt-get install redis-server): the replicas share state through it")
+        return 1
     tmp = tempfile.mkdtemp(prefix="switchyard-live-")
     stack = Stack(binary, tmp)
     failures = []
     try:
         sims = {"blue": stack.sim("sim-blue"), "green": stack.sim("sim-green")}
-        gateways = [stack.gateway(f"gateway-{n}", sims["blue"], sims["green"]) for n in (1, 2)]
+        redis = stack.redis()
+        gateways = [stack.gateway(f"gateway-{n}", sims["blue"], sims["green"], redis) for n in (1, 2)]
         prom = stack.prometheus([g["admin_addr"] for g in gateways])
         start = time.time()
         drive(gateways, sims)
