@@ -44,6 +44,9 @@ pub(crate) struct ServerSpec {
     /// After the listener closes, how long requests and streams in flight may finish before
     /// they are cut. Default `300s`.
     drain_timeout: Option<Spanned<String>>,
+    /// Proxies in front of the gateway that append to X-Forwarded-For. Default 0: the
+    /// client address is the TCP peer's, whatever the header says.
+    trusted_hops: Option<Spanned<u64>>,
     /// Optional; without it the listener speaks plain HTTP.
     tls: Option<TlsSpec>,
 }
@@ -60,6 +63,7 @@ impl ServerSpec {
         max_header_bytes: None,
         drain_delay: None,
         drain_timeout: None,
+        trusted_hops: None,
         tls: None,
     };
 }
@@ -110,6 +114,8 @@ pub struct Server {
     pub drain_delay: Duration,
     /// How long open requests may finish once the listener is closed.
     pub drain_timeout: Duration,
+    /// How many X-Forwarded-For entries, counted from the right, trusted proxies appended.
+    pub trusted_hops: usize,
     pub tls: Option<Tls>,
 }
 
@@ -153,6 +159,7 @@ impl Default for Server {
             max_header_bytes: 64 * 1024,
             drain_delay: DEFAULT_DRAIN_DELAY,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            trusted_hops: 0,
             tls: None,
         }
     }
@@ -223,8 +230,27 @@ pub(crate) fn compile_server(spec: &ServerSpec, ctx: &Ctx) -> Result<Server, Con
             "server.drain_timeout",
             d.drain_timeout,
         )?,
+        trusted_hops: trusted_hops(spec.trusted_hops.as_ref(), ctx)?,
         tls,
     })
+}
+
+/// At most this many proxies in front: a longer chain is a mistake, not a deployment.
+pub const MAX_TRUSTED_HOPS: u64 = 16;
+
+fn trusted_hops(v: Option<&Spanned<u64>>, ctx: &Ctx) -> Result<usize, ConfigError> {
+    let Some(v) = v else { return Ok(0) };
+    match usize::try_from(*v.get_ref()) {
+        Ok(n) if *v.get_ref() <= MAX_TRUSTED_HOPS => Ok(n),
+        _ => Err(ctx.at(
+            v,
+            "server.trusted_hops",
+            format!(
+                "must be between 0 and {MAX_TRUSTED_HOPS}, got {}",
+                v.get_ref()
+            ),
+        )),
+    }
 }
 
 /// The one duration key where "0s" means something: no delay, close the listener at once.

@@ -43,6 +43,9 @@ pub(crate) struct Exchange<'a> {
     pub op: Operation,
     pub started: Instant,
     pub peer: Peer,
+    /// The client's address for user keys, rate limits and logs: the peer's, or what
+    /// `trusted_hops` proxies in front say it is.
+    pub client: std::net::SocketAddr,
     pub request_id: (RequestId, HeaderValue),
     /// The experiment variant the request is in, if any.
     pub variant: Option<&'a Variant>,
@@ -92,7 +95,7 @@ impl<'a> Exchange<'a> {
                 ..inspect::minimal(
                     self.route,
                     self.request_id.0.clone(),
-                    self.peer.addr,
+                    self.client,
                     (self.dialect, self.op),
                 )
             }))),
@@ -395,7 +398,7 @@ impl<'a> Exchange<'a> {
                 self.table,
                 self.route,
                 self.request_id.0.clone(),
-                self.peer.addr,
+                self.client,
                 headers,
                 (self.dialect, self.op),
                 body,

@@ -148,6 +148,11 @@ impl Gateway {
             op,
             started,
             peer,
+            client: crate::headers::client_addr(
+                req.headers(),
+                peer.addr,
+                table.settings.trusted_hops,
+            ),
             request_id,
             variant: None,
             capture: None,

@@ -152,6 +152,8 @@ pub struct Settings {
     pub capture_bodies: bool,
     /// The share of new traces sampled (`[telemetry] sampling_ratio`).
     pub sampling_ratio: f64,
+    /// Proxies in front whose X-Forwarded-For entries are believed (`[server] trusted_hops`).
+    pub trusted_hops: usize,
 }
 
 /// Everything a request needs to be routed and metered, frozen at one config version.
@@ -286,6 +288,7 @@ impl Table {
                 routing_headers: config.server.routing_headers,
                 capture_bodies: config.incidents.capture_bodies,
                 sampling_ratio: config.telemetry.sampling_ratio,
+                trusted_hops: config.server.trusted_hops,
             },
             routes,
             models: models_of(config),

@@ -190,3 +190,62 @@ async fn an_absolute_form_target_for_another_host_goes_only_to_the_configured_up
     );
     gw.stop().await;
 }
+
+/// Four requests as `client_ip` users, each with its own X-Forwarded-For; how many got 429.
+async fn limited_with_forwarded_for(gw: &switchyard::Running, chains: [&str; 4]) -> usize {
+    let mut limited = 0;
+    for chain in chains {
+        let request = format!("GET /a HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: {chain}\r\n\r\n");
+        let (wire, _) = exchange(gw.traffic, request.as_bytes(), Duration::from_millis(300)).await;
+        match status_of(&wire) {
+            Some(429) => limited += 1,
+            Some(200) => {}
+            other => panic!("{chain}: {other:?}: {wire}"),
+        }
+    }
+    limited
+}
+
+/// The client address that keys `client_ip` users and rate limits comes from the TCP peer
+/// unless `trusted_hops` says how many proxies in front append to X-Forwarded-For.
+#[tokio::test]
+async fn forwarded_for_cannot_spoof_the_client_address_beyond_trusted_hops() {
+    let (recorded, up) = recorder().await;
+    let route = one_route(
+        "xff",
+        &format!("http://{up}"),
+        "dialect = \"opaque\"\nuser_key = [\"client_ip\"]\n[routes.limits]\nuser_requests_per_second = 0.01\n",
+    );
+    let spoofed = ["6.6.6.1", "6.6.6.2", "6.6.6.3", "6.6.6.4"];
+    let gw = gateway(&route).await;
+    assert_eq!(
+        limited_with_forwarded_for(&gw, spoofed).await,
+        3,
+        "trusted_hops = 0: every request is the TCP peer's"
+    );
+    gw.stop().await;
+
+    let gw = gateway(&format!("[server]\ntrusted_hops = 1\n{route}")).await;
+    let behind_one_proxy = [
+        "6.6.6.1, 10.0.0.7",
+        "6.6.6.2, 10.0.0.7",
+        "garbage, 10.0.0.7",
+        "10.0.0.7",
+    ];
+    assert_eq!(
+        limited_with_forwarded_for(&gw, behind_one_proxy).await,
+        3,
+        "trusted_hops = 1: the address the proxy appended, whatever the client wrote before it"
+    );
+    let distinct = ["10.0.0.1", "1.1.1.1, 10.0.0.2", "10.0.0.3", "10.0.0.4"];
+    assert_eq!(limited_with_forwarded_for(&gw, distinct).await, 0);
+    assert_eq!(
+        limited_with_forwarded_for(&gw, ["not-an-ip", "", "::zz", "10.0.0.7, ,"]).await,
+        3,
+        "an unusable hop falls back to the TCP peer"
+    );
+    assert!(recorded
+        .heads()
+        .contains("x-forwarded-for: 6.6.6.1, 127.0.0.1\r\n"));
+    gw.stop().await;
+}
