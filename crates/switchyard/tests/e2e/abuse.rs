@@ -191,6 +191,38 @@ async fn an_absolute_form_target_for_another_host_goes_only_to_the_configured_up
     gw.stop().await;
 }
 
+/// Two Host lines, or a Host list, is a 400 (RFC 9112 §3.2).
+#[tokio::test]
+async fn two_host_headers_are_a_400() {
+    let (gw, recorded) = opaque_gateway().await;
+    for (case, request) in [
+        (
+            "two Host lines",
+            "GET /a HTTP/1.1\r\nHost: x\r\nHost: evil.example\r\n\r\n",
+        ),
+        (
+            "Host list",
+            "GET /a HTTP/1.1\r\nHost: x, evil.example\r\n\r\n",
+        ),
+    ] {
+        let (wire, _) = exchange(gw.traffic, request.as_bytes(), Duration::from_secs(1)).await;
+        assert_eq!(status_of(&wire), Some(400), "{case}: {wire}");
+    }
+    assert_eq!(recorded.count(), 0, "{}", recorded.heads());
+    gw.stop().await;
+}
+
+/// CONNECT asks for a tunnel the gateway does not offer: 405, nothing dialled.
+#[tokio::test]
+async fn connect_is_a_405() {
+    let (gw, recorded) = opaque_gateway().await;
+    let request = "CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\n\r\n";
+    let (wire, _) = exchange(gw.traffic, request.as_bytes(), Duration::from_secs(1)).await;
+    assert_eq!(status_of(&wire), Some(405), "{wire}");
+    assert_eq!(recorded.count(), 0, "{}", recorded.heads());
+    gw.stop().await;
+}
+
 /// Four requests as `client_ip` users, each with its own X-Forwarded-For; how many got 429.
 async fn limited_with_forwarded_for(gw: &switchyard::Running, chains: [&str; 4]) -> usize {
     let mut limited = 0;

@@ -127,3 +127,41 @@ async fn crlf_nul_and_connection_headers_over_h2_are_malformed() {
     assert_eq!(recorded.count(), 0, "{}", recorded.heads());
     gw.stop().await;
 }
+
+/// A Host that names another server than `:authority` is malformed (RFC 9113 §8.3.1).
+#[tokio::test]
+async fn an_authority_that_host_contradicts_is_a_400() {
+    let (recorded, up) = recorder().await;
+    let gw = gateway(&one_route(
+        "h2host",
+        &format!("http://{up}"),
+        r#"dialect = "opaque""#,
+    ))
+    .await;
+    let headers = request_block(b"/a", &[(b"host", b"evil.example")]);
+    let answer = one_stream(
+        &gw,
+        &[frame(
+            h2::HEADERS,
+            h2::END_HEADERS | h2::END_STREAM,
+            1,
+            &headers,
+        )],
+    )
+    .await;
+    assert_eq!(answer, Some(Ok(STATUS_400)));
+    let same = request_block(b"/a", &[(b"host", b"GW.test")]);
+    let answer = one_stream(
+        &gw,
+        &[frame(
+            h2::HEADERS,
+            h2::END_HEADERS | h2::END_STREAM,
+            1,
+            &same,
+        )],
+    )
+    .await;
+    assert_eq!(answer, Some(Ok(0x88)), "200 when they agree");
+    assert_eq!(recorded.count(), 1, "{}", recorded.heads());
+    gw.stop().await;
+}
