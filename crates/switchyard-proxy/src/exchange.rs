@@ -472,6 +472,12 @@ impl<'a> Exchange<'a> {
         held: Held,
     ) -> Response<Body> {
         let (mut parts, incoming) = response.into_parts();
+        // Both framings from the upstream: hyper read the body by Transfer-Encoding, so the
+        // Content-Length is a lie that would cut or pad the body downstream; an intermediary
+        // removes it before forwarding (RFC 9112 §6.3).
+        if parts.headers.contains_key(header::TRANSFER_ENCODING) {
+            parts.headers.remove(header::CONTENT_LENGTH);
+        }
         strip_hop_by_hop(&mut parts.headers);
         parts
             .headers

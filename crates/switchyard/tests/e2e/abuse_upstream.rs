@@ -92,6 +92,27 @@ async fn a_short_body_ends_abnormally_and_a_long_one_is_cut_at_its_length() {
 }
 
 #[tokio::test]
+async fn content_length_with_chunked_from_the_upstream_is_framed_one_way() {
+    let (wire, _) = through(
+        b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+            .to_vec(),
+    )
+    .await;
+    let lower = wire.to_ascii_lowercase();
+    match status_of(&wire) {
+        Some(502) => {}
+        Some(200) => {
+            assert!(
+                !(lower.contains("content-length:") && lower.contains("transfer-encoding:")),
+                "both framings forwarded: {wire}"
+            );
+            assert!(wire.contains("hello"), "{wire}");
+        }
+        other => panic!("{other:?}: {wire}"),
+    }
+}
+
+#[tokio::test]
 async fn a_broken_chunk_after_the_headers_ends_the_response_abnormally() {
     let (wire, closed) = through(
         b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\nbroken\r\n0\r\n\r\n"
