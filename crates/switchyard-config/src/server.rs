@@ -34,6 +34,8 @@ pub(crate) struct ServerSpec {
     header_read_timeout: Option<Spanned<String>>,
     /// Max silence between two chunks of an upstream response body. Default `120s`.
     stream_idle_timeout: Option<Spanned<String>>,
+    /// The longest an inspected request body may take to arrive whole. Default `60s`.
+    body_read_timeout: Option<Spanned<String>>,
     /// Default `true`.
     routing_headers: Option<bool>,
     /// Total request-head budget (HTTP/1 read buffer). Default 64 KiB, min 8192.
@@ -59,6 +61,7 @@ impl ServerSpec {
         upstream_timeout: None,
         header_read_timeout: None,
         stream_idle_timeout: None,
+        body_read_timeout: None,
         routing_headers: None,
         max_header_bytes: None,
         drain_delay: None,
@@ -108,6 +111,8 @@ pub struct Server {
     pub upstream_timeout: Duration,
     pub header_read_timeout: Duration,
     pub stream_idle_timeout: Duration,
+    /// How long an inspected request body may take to arrive whole; 408 beyond.
+    pub body_read_timeout: Duration,
     pub routing_headers: bool,
     pub max_header_bytes: usize,
     /// Between the drain signal and closing the listener; /ready answers 503 meanwhile.
@@ -155,6 +160,7 @@ impl Default for Server {
             upstream_timeout: Duration::from_secs(300),
             header_read_timeout: Duration::from_secs(10),
             stream_idle_timeout: Duration::from_secs(120),
+            body_read_timeout: Duration::from_secs(60),
             routing_headers: true,
             max_header_bytes: 64 * 1024,
             drain_delay: DEFAULT_DRAIN_DELAY,
@@ -216,6 +222,11 @@ pub(crate) fn compile_server(spec: &ServerSpec, ctx: &Ctx) -> Result<Server, Con
             spec.stream_idle_timeout.as_ref(),
             "server.stream_idle_timeout",
             d.stream_idle_timeout,
+        )?,
+        body_read_timeout: ctx.duration(
+            spec.body_read_timeout.as_ref(),
+            "server.body_read_timeout",
+            d.body_read_timeout,
         )?,
         routing_headers: spec.routing_headers.unwrap_or(d.routing_headers),
         max_header_bytes: ctx.bytes(

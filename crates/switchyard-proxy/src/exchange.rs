@@ -115,9 +115,9 @@ impl<'a> Exchange<'a> {
                 empty.then(Bytes::new),
             )
         } else {
-            match inspect::read_body(incoming, &parts.headers, self.table.settings.max_body_bytes)
-                .await
-            {
+            let settings = &self.table.settings;
+            let limits = (settings.max_body_bytes, settings.body_read_timeout);
+            match inspect::read_body(incoming, &parts.headers, limits).await {
                 Ok(bytes) => (
                     self.facts(&parts.headers, Some(&bytes)),
                     body::full(bytes.clone()),

@@ -21,6 +21,8 @@ pub enum Refusal {
     BodyTooLarge,
     /// The request body could not be read (the client went away or sent a broken body).
     BadBody,
+    /// The inspected request body did not arrive whole within `body_read_timeout`.
+    BodyTimeout,
     /// The upstream could not be dialled.
     UpstreamConnect,
     /// The upstream sent no response headers within `upstream_timeout`.
@@ -56,6 +58,7 @@ impl Refusal {
             Refusal::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Refusal::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Refusal::BadBody | Refusal::BadTarget => StatusCode::BAD_REQUEST,
+            Refusal::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Refusal::UpstreamConnect | Refusal::UpstreamFailed => StatusCode::BAD_GATEWAY,
             Refusal::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Refusal::Killed | Refusal::QueueFull | Refusal::QueueTimeout => {
@@ -73,6 +76,7 @@ impl Refusal {
             Refusal::MethodNotAllowed => "method_not_allowed",
             Refusal::BodyTooLarge => "request_too_large",
             Refusal::BadBody => "bad_request_body",
+            Refusal::BodyTimeout => "request_body_timeout",
             Refusal::UpstreamConnect => "upstream_connect_failed",
             Refusal::UpstreamTimeout => "upstream_timeout",
             Refusal::UpstreamFailed => "upstream_failed",
@@ -91,6 +95,9 @@ impl Refusal {
             Refusal::MethodNotAllowed => "the gateway does not open tunnels",
             Refusal::BodyTooLarge => "the request body is larger than the gateway's max_body_bytes",
             Refusal::BadBody => "the request body could not be read",
+            Refusal::BodyTimeout => {
+                "the request body did not arrive within the gateway's body_read_timeout"
+            }
             Refusal::UpstreamConnect => "the gateway could not connect to the upstream",
             Refusal::UpstreamTimeout => {
                 "the upstream did not answer within the gateway's upstream_timeout"

@@ -247,3 +247,36 @@ async fn a_slow_upload_is_forwarded_once_and_only_whole() {
     assert_eq!(recorded.count(), 1, "{}", recorded.heads());
     gw.stop().await;
 }
+
+/// A body that stops arriving is a 408 once `body_read_timeout` runs out; nothing is
+/// forwarded and the connection is not held.
+#[tokio::test]
+async fn a_body_that_stops_arriving_is_a_408() {
+    let (recorded, up) = recorder().await;
+    let config = format!(
+        "[server]\nbody_read_timeout = \"300ms\"\n{}",
+        one_route("stall", &format!("http://{up}"), "")
+    );
+    let gw = gateway(&config).await;
+    let body = chat("gpt-4o", false).to_string();
+    let mut client = TcpStream::connect(gw.traffic).await.unwrap();
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    client.write_all(head.as_bytes()).await.unwrap();
+    client
+        .write_all(&body.as_bytes()[..body.len() / 2])
+        .await
+        .unwrap();
+    let mut wire = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(3), client.read_to_end(&mut wire))
+        .await
+        .is_ok();
+    let wire = String::from_utf8_lossy(&wire);
+    assert!(wire.starts_with("HTTP/1.1 408"), "{wire}");
+    assert!(wire.contains("request_body_timeout"), "{wire}");
+    assert!(closed, "the connection is closed after the 408");
+    assert_eq!(recorded.count(), 0, "{}", recorded.heads());
+    gw.stop().await;
+}
