@@ -20,13 +20,13 @@ use switchyard_control::incidents::{Incident, IncidentError};
 /// An optional reason for a reload, kept in the audit log.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ReloadBody {
+pub(crate) struct ReloadBody {
     reason: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct AckBody {
+pub(crate) struct AckBody {
     note: Option<String>,
 }
 

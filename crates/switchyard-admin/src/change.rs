@@ -18,13 +18,13 @@ use crate::state::AdminState;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ShiftBody {
+pub(crate) struct ShiftBody {
     reason: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RuleBody {
+pub(crate) struct RuleBody {
     /// Required when the rule watches several routes.
     route: Option<String>,
     reason: Option<String>,

@@ -20,7 +20,7 @@ use switchyard_control::incidents::Incident;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct KillBody {
+pub(crate) struct KillBody {
     reason: Option<String>,
     percent: Option<f64>,
     segment: Option<SegmentBody>,
@@ -35,7 +35,7 @@ struct SegmentBody {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ReviveBody {
+pub(crate) struct ReviveBody {
     reason: Option<String>,
 }
 
@@ -59,7 +59,7 @@ fn route_exists(state: &AdminState, route: &str) -> bool {
 }
 
 /// The switch the body asks for, or why it cannot be had.
-fn validate(body: KillBody, route: &str, by: &str) -> Result<KillSwitch, ApiError> {
+pub(crate) fn validate(body: KillBody, route: &str, by: &str) -> Result<KillSwitch, ApiError> {
     let reason = body.reason.as_deref().map(str::trim).unwrap_or("");
     if reason.is_empty() {
         return Err(ApiError::bad_request(

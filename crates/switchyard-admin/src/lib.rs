@@ -6,6 +6,8 @@ pub mod auth;
 pub mod build;
 mod change;
 pub mod exposition;
+#[doc(hidden)]
+pub mod fuzz;
 mod kill;
 mod mutation;
 mod reads;
