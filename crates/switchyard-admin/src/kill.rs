@@ -70,7 +70,7 @@ fn route_exists(state: &AdminState, route: &str) -> bool {
 }
 
 /// The switch the body asks for, or why it cannot be had.
-fn validate(body: KillBody, route: &str, by: &str) -> Result<KillSwitch, ApiError> {
+pub(crate) fn validate(body: KillBody, route: &str, by: &str) -> Result<KillSwitch, ApiError> {
     let reason = body.reason.as_deref().map(str::trim).unwrap_or("");
     if reason.is_empty() {
         return Err(ApiError::bad_request(

@@ -7,6 +7,8 @@ pub mod build;
 mod change;
 pub mod exposition;
 mod fleet;
+#[doc(hidden)]
+pub mod fuzz;
 mod guard;
 mod kill;
 mod mutation;

@@ -28,9 +28,14 @@ pub async fn json_body<T: DeserializeOwned + Default>(body: Incoming) -> Result<
             )))
         }
     };
+    parse(&bytes)
+}
+
+/// A body read whole: whitespace only is `T::default()`, anything else must be the JSON.
+pub(crate) fn parse<T: DeserializeOwned + Default>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(&bytes)
+    serde_json::from_slice(bytes)
         .map_err(|e| ApiError::bad_request(format!("the body is not the JSON expected: {e}")))
 }

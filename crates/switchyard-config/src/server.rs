@@ -40,6 +40,9 @@ pub(crate) struct ServerSpec {
     /// Max silence between two chunks of an upstream response body. Default `120s`.
     #[schemars(with = "Option<String>")]
     stream_idle_timeout: Option<Spanned<String>>,
+    /// The longest an inspected request body may take to arrive whole. Default `60s`.
+    #[schemars(with = "Option<String>")]
+    body_read_timeout: Option<Spanned<String>>,
     /// Default `true`.
     routing_headers: Option<bool>,
     /// Total request-head budget (HTTP/1 read buffer). Default 64 KiB, min 8192.
@@ -53,6 +56,10 @@ pub(crate) struct ServerSpec {
     /// they are cut. Default `300s`.
     #[schemars(with = "Option<String>")]
     drain_timeout: Option<Spanned<String>>,
+    /// Proxies in front of the gateway that append to X-Forwarded-For. Default 0: the
+    /// client address is the TCP peer's, whatever the header says.
+    #[schemars(with = "Option<u64>")]
+    trusted_hops: Option<Spanned<u64>>,
     /// Optional; without it the listener speaks plain HTTP.
     tls: Option<TlsSpec>,
 }
@@ -65,10 +72,12 @@ impl ServerSpec {
         upstream_timeout: None,
         header_read_timeout: None,
         stream_idle_timeout: None,
+        body_read_timeout: None,
         routing_headers: None,
         max_header_bytes: None,
         drain_delay: None,
         drain_timeout: None,
+        trusted_hops: None,
         tls: None,
     };
 }
@@ -124,12 +133,16 @@ pub struct Server {
     pub upstream_timeout: Duration,
     pub header_read_timeout: Duration,
     pub stream_idle_timeout: Duration,
+    /// How long an inspected request body may take to arrive whole; 408 beyond.
+    pub body_read_timeout: Duration,
     pub routing_headers: bool,
     pub max_header_bytes: usize,
     /// Between the drain signal and closing the listener; /ready answers 503 meanwhile.
     pub drain_delay: Duration,
     /// How long open requests may finish once the listener is closed.
     pub drain_timeout: Duration,
+    /// How many X-Forwarded-For entries, counted from the right, trusted proxies appended.
+    pub trusted_hops: usize,
     pub tls: Option<Tls>,
 }
 
@@ -172,10 +185,12 @@ impl Default for Server {
             upstream_timeout: Duration::from_secs(300),
             header_read_timeout: Duration::from_secs(10),
             stream_idle_timeout: Duration::from_secs(120),
+            body_read_timeout: Duration::from_secs(60),
             routing_headers: true,
             max_header_bytes: 64 * 1024,
             drain_delay: DEFAULT_DRAIN_DELAY,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            trusted_hops: 0,
             tls: None,
         }
     }
@@ -234,6 +249,11 @@ pub(crate) fn compile_server(spec: &ServerSpec, ctx: &Ctx) -> Result<Server, Con
             "server.stream_idle_timeout",
             d.stream_idle_timeout,
         )?,
+        body_read_timeout: ctx.duration(
+            spec.body_read_timeout.as_ref(),
+            "server.body_read_timeout",
+            d.body_read_timeout,
+        )?,
         routing_headers: spec.routing_headers.unwrap_or(d.routing_headers),
         max_header_bytes: ctx.bytes(
             spec.max_header_bytes.as_ref(),
@@ -247,8 +267,27 @@ pub(crate) fn compile_server(spec: &ServerSpec, ctx: &Ctx) -> Result<Server, Con
             "server.drain_timeout",
             d.drain_timeout,
         )?,
+        trusted_hops: trusted_hops(spec.trusted_hops.as_ref(), ctx)?,
         tls,
     })
+}
+
+/// At most this many proxies in front: a longer chain is a mistake, not a deployment.
+pub const MAX_TRUSTED_HOPS: u64 = 16;
+
+fn trusted_hops(v: Option<&Spanned<u64>>, ctx: &Ctx) -> Result<usize, ConfigError> {
+    let Some(v) = v else { return Ok(0) };
+    match usize::try_from(*v.get_ref()) {
+        Ok(n) if *v.get_ref() <= MAX_TRUSTED_HOPS => Ok(n),
+        _ => Err(ctx.at(
+            v,
+            "server.trusted_hops",
+            format!(
+                "must be between 0 and {MAX_TRUSTED_HOPS}, got {}",
+                v.get_ref()
+            ),
+        )),
+    }
 }
 
 /// The one duration key where "0s" means something: no delay, close the listener at once.

@@ -152,6 +152,8 @@ fn defaults_fill_every_optional_key() {
     assert_eq!(c.server.max_header_bytes, 65_536);
     assert_eq!(c.server.drain_delay, Duration::from_secs(5));
     assert_eq!(c.server.drain_timeout, Duration::from_secs(300));
+    assert_eq!(c.server.trusted_hops, 0);
+    assert_eq!(c.server.body_read_timeout, Duration::from_secs(60));
     assert_eq!(
         c.admin,
         Admin {
@@ -433,6 +435,8 @@ const CORPUS: &[(&str, usize, &str, &str)] = &[
     ("server.max_header_bytes", 2, "at least 8192", "[server]\nmax_header_bytes = 1024\n"),
     ("server.drain_delay", 3, "invalid duration \"5\"", "[server]\nlisten = \"127.0.0.1:8080\"\ndrain_delay = \"5\"\n"),
     ("server.drain_delay", 2, "invalid type", "[server]\ndrain_delay = 5\n"),
+    ("server.body_read_timeout", 2, "greater than 0s", "[server]\nbody_read_timeout = \"0s\"\n"),
+    ("server.trusted_hops", 2, "between 0 and 16, got 17", "[server]\ntrusted_hops = 17\n"),
     ("server.drain_timeout", 2, "greater than 0s", "[server]\ndrain_timeout = \"0s\"\n"),
     ("server.drain_timeout", 2, "unknown unit", "[server]\ndrain_timeout = \"5 min\"\n"),
     ("server.tls.key", 2, "missing field `key`", "[server]\ntls = { cert = \"a.pem\" }\n"),

@@ -43,6 +43,9 @@ pub(crate) struct Exchange<'a> {
     pub op: Operation,
     pub started: Instant,
     pub peer: Peer,
+    /// The client's address for user keys, rate limits and logs: the peer's, or what
+    /// `trusted_hops` proxies in front say it is.
+    pub client: std::net::SocketAddr,
     pub request_id: (RequestId, HeaderValue),
     /// The experiment variant the request is in, if any.
     pub variant: Option<&'a Variant>,
@@ -92,7 +95,7 @@ impl<'a> Exchange<'a> {
                 ..inspect::minimal(
                     self.route,
                     self.request_id.0.clone(),
-                    self.peer.addr,
+                    self.client,
                     (self.dialect, self.op),
                 )
             }))),
@@ -112,9 +115,9 @@ impl<'a> Exchange<'a> {
                 empty.then(Bytes::new),
             )
         } else {
-            match inspect::read_body(incoming, &parts.headers, self.table.settings.max_body_bytes)
-                .await
-            {
+            let settings = &self.table.settings;
+            let limits = (settings.max_body_bytes, settings.body_read_timeout);
+            match inspect::read_body(incoming, &parts.headers, limits).await {
                 Ok(bytes) => (
                     self.facts(&parts.headers, Some(&bytes)),
                     body::full(bytes.clone()),
@@ -395,7 +398,7 @@ impl<'a> Exchange<'a> {
                 self.table,
                 self.route,
                 self.request_id.0.clone(),
-                self.peer.addr,
+                self.client,
                 headers,
                 (self.dialect, self.op),
                 body,
@@ -469,6 +472,12 @@ impl<'a> Exchange<'a> {
         held: Held,
     ) -> Response<Body> {
         let (mut parts, incoming) = response.into_parts();
+        // Both framings from the upstream: hyper read the body by Transfer-Encoding, so the
+        // Content-Length is a lie that would cut or pad the body downstream; an intermediary
+        // removes it before forwarding (RFC 9112 §6.3).
+        if parts.headers.contains_key(header::TRANSFER_ENCODING) {
+            parts.headers.remove(header::CONTENT_LENGTH);
+        }
         strip_hop_by_hop(&mut parts.headers);
         parts
             .headers

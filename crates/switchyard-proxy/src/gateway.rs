@@ -136,6 +136,15 @@ impl Gateway {
             .await);
         }
         let request_id = request_id(req.headers());
+        if let Some(refusal) = screen(&req) {
+            let (dialect, _) = switchyard_llm::classify(
+                DialectSetting::Auto,
+                req.method().as_str(),
+                req.uri().path(),
+            );
+            metrics::counter!(switchyard_core::metrics::GATEWAY_ERRORS_TOTAL, "reason" => refusal.code()).increment(1);
+            return Ok(refusal.respond(dialect, &request_id.1, None));
+        }
         let host = req.uri().host().map(str::to_owned).or_else(|| {
             req.headers()
                 .get(http::header::HOST)
@@ -164,6 +173,11 @@ impl Gateway {
             op,
             started,
             peer,
+            client: crate::headers::client_addr(
+                req.headers(),
+                peer.addr,
+                table.settings.trusted_hops,
+            ),
             request_id,
             variant: None,
             capture: None,
@@ -172,6 +186,30 @@ impl Gateway {
         };
         Ok(exchange.run(req, host).await)
     }
+}
+
+/// What no route may see: a tunnel request, or a request naming two hosts. An HTTP/1
+/// absolute-form target wins over Host (RFC 9112 §3.2.2); over HTTP/2 a Host that differs
+/// from `:authority` makes the request malformed (RFC 9113 §8.3.1).
+fn screen<B>(req: &Request<B>) -> Option<Refusal> {
+    if req.method() == http::Method::CONNECT {
+        return Some(Refusal::MethodNotAllowed);
+    }
+    let mut hosts = req.headers().get_all(http::header::HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() || host.is_some_and(|h| h.as_bytes().contains(&b',')) {
+        return Some(Refusal::BadHost);
+    }
+    let authority = req.uri().authority();
+    if let (Some(host), Some(authority), http::Version::HTTP_2) = (host, authority, req.version()) {
+        if !host
+            .as_bytes()
+            .eq_ignore_ascii_case(authority.as_str().as_bytes())
+        {
+            return Some(Refusal::BadHost);
+        }
+    }
+    None
 }
 
 /// The client's `x-request-id` if it sent a usable one, else a fresh one.

@@ -1,5 +1,7 @@
 //! Header hygiene at the proxy boundary (RFC 9110 §7.6.1).
 
+use std::net::{IpAddr, SocketAddr};
+
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 /// Header names the gateway sets on every request or response, made once: a name given as
@@ -54,6 +56,32 @@ pub fn append_list(headers: &mut HeaderMap, name: &'static str, value: &str) {
     }
 }
 
+/// The client's address: the TCP peer's, or with `trusted_hops` proxies in front, the entry
+/// the outermost of them appended to X-Forwarded-For (the `trusted_hops`-th from the right).
+/// Entries further left are the client's own words and never used. A chain shorter than
+/// `trusted_hops` yields its leftmost entry (a trusted proxy wrote it); an entry that is not
+/// an IP address yields the peer. A derived address carries port 0.
+pub fn client_addr(headers: &HeaderMap, peer: SocketAddr, trusted_hops: usize) -> SocketAddr {
+    if trusted_hops == 0 {
+        return peer;
+    }
+    let mut entries: Vec<&str> = Vec::new();
+    for line in headers.get_all("x-forwarded-for") {
+        let Ok(text) = line.to_str() else {
+            return peer;
+        };
+        entries.extend(text.split(',').map(str::trim));
+    }
+    let Some(at) = entries.len().checked_sub(1) else {
+        return peer;
+    };
+    let index = at.saturating_sub(trusted_hops - 1);
+    entries
+        .get(index)
+        .and_then(|entry| entry.parse::<IpAddr>().ok())
+        .map_or(peer, |ip| SocketAddr::new(ip, 0))
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -86,5 +114,24 @@ mod tests {
             "10.0.0.1, 127.0.0.1, 10.9.9.9, 127.0.0.2"
         );
         assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
+    }
+
+    #[test]
+    fn the_client_address_trusts_only_the_configured_hops() {
+        let peer: SocketAddr = "192.0.2.1:4000".parse().unwrap();
+        let mut h = HeaderMap::new();
+        assert_eq!(client_addr(&h, peer, 1), peer, "no header: the peer");
+        h.append("x-forwarded-for", "6.6.6.6, 10.0.0.1".parse().unwrap());
+        h.append("x-forwarded-for", "10.0.0.2".parse().unwrap());
+        assert_eq!(client_addr(&h, peer, 0), peer);
+        let ip = |h: &HeaderMap, hops| client_addr(h, peer, hops).ip().to_string();
+        assert_eq!(ip(&h, 1), "10.0.0.2");
+        assert_eq!(ip(&h, 2), "10.0.0.1");
+        assert_eq!(ip(&h, 3), "6.6.6.6");
+        assert_eq!(ip(&h, 9), "6.6.6.6", "a short chain: its leftmost entry");
+        h.insert("x-forwarded-for", "1.1.1.1, bogus".parse().unwrap());
+        assert_eq!(client_addr(&h, peer, 1), peer, "not an address: the peer");
+        h.insert("x-forwarded-for", "2001:db8::1".parse().unwrap());
+        assert_eq!(ip(&h, 1), "2001:db8::1");
     }
 }

@@ -17,11 +17,13 @@ use crate::table::{Route, Table};
 /// The label for models the config does not name: keeps metric cardinality bounded.
 pub const OTHER_MODEL: &str = "other";
 
-/// Reads an inspectable request body, up to the limit; 413 beyond, before any upstream is dialled.
+/// Reads an inspectable request body, up to the limit; 413 beyond, before any upstream is
+/// dialled; 408 when it has not arrived whole within `timeout` (a body trickled in forever
+/// would hold the connection and its buffer).
 pub async fn read_body(
     body: Incoming,
     headers: &HeaderMap,
-    limit: usize,
+    (limit, timeout): (usize, std::time::Duration),
 ) -> Result<Bytes, Refusal> {
     let declared = headers
         .get(http::header::CONTENT_LENGTH)
@@ -30,7 +32,11 @@ pub async fn read_body(
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(Refusal::BodyTooLarge);
     }
-    match Limited::new(body, limit).collect().await {
+    let Ok(collected) = tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await
+    else {
+        return Err(Refusal::BodyTimeout);
+    };
+    match collected {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(error)
             if error

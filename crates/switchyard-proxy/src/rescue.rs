@@ -4,15 +4,25 @@ use http::{header, HeaderValue, Response, StatusCode};
 use switchyard_core::{body, Body, ErrorClass};
 use switchyard_llm::Dialect;
 
+/// The `Allow` header of a 405: every method but CONNECT is forwarded.
+const ALLOWED_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
+
 /// Why the gateway answered instead of the upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
     /// No route matches the request.
     NoRoute,
+    /// Two Host headers, a Host list, or an HTTP/2 `:authority` another Host contradicts
+    /// (RFC 9112 §3.2, RFC 9113 §8.3.1).
+    BadHost,
+    /// CONNECT: the gateway opens no tunnels.
+    MethodNotAllowed,
     /// The request body is larger than `max_body_bytes`.
     BodyTooLarge,
     /// The request body could not be read (the client went away or sent a broken body).
     BadBody,
+    /// The inspected request body did not arrive whole within `body_read_timeout`.
+    BodyTimeout,
     /// The upstream could not be dialled.
     UpstreamConnect,
     /// The upstream sent no response headers within `upstream_timeout`.
@@ -44,8 +54,11 @@ impl Refusal {
     pub fn status(self) -> StatusCode {
         match self {
             Refusal::NoRoute => StatusCode::NOT_FOUND,
+            Refusal::BadHost => StatusCode::BAD_REQUEST,
+            Refusal::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Refusal::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Refusal::BadBody | Refusal::BadTarget => StatusCode::BAD_REQUEST,
+            Refusal::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Refusal::UpstreamConnect | Refusal::UpstreamFailed => StatusCode::BAD_GATEWAY,
             Refusal::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Refusal::Killed | Refusal::QueueFull | Refusal::QueueTimeout => {
@@ -59,8 +72,11 @@ impl Refusal {
     pub fn code(self) -> &'static str {
         match self {
             Refusal::NoRoute => "no_route",
+            Refusal::BadHost => "bad_host",
+            Refusal::MethodNotAllowed => "method_not_allowed",
             Refusal::BodyTooLarge => "request_too_large",
             Refusal::BadBody => "bad_request_body",
+            Refusal::BodyTimeout => "request_body_timeout",
             Refusal::UpstreamConnect => "upstream_connect_failed",
             Refusal::UpstreamTimeout => "upstream_timeout",
             Refusal::UpstreamFailed => "upstream_failed",
@@ -75,8 +91,13 @@ impl Refusal {
     fn message(self) -> &'static str {
         match self {
             Refusal::NoRoute => "no switchyard route matches this request",
+            Refusal::BadHost => "the request names more than one host",
+            Refusal::MethodNotAllowed => "the gateway does not open tunnels",
             Refusal::BodyTooLarge => "the request body is larger than the gateway's max_body_bytes",
             Refusal::BadBody => "the request body could not be read",
+            Refusal::BodyTimeout => {
+                "the request body did not arrive within the gateway's body_read_timeout"
+            }
             Refusal::UpstreamConnect => "the gateway could not connect to the upstream",
             Refusal::UpstreamTimeout => {
                 "the upstream did not answer within the gateway's upstream_timeout"
@@ -126,6 +147,12 @@ impl Refusal {
             crate::headers::X_ERROR,
             HeaderValue::from_static(self.code()),
         );
+        if self == Refusal::MethodNotAllowed {
+            headers.insert(
+                http::header::ALLOW,
+                HeaderValue::from_static(ALLOWED_METHODS),
+            );
+        }
         if let Some(secs) = retry_after_secs {
             headers.insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
         }

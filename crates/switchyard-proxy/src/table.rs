@@ -147,11 +147,15 @@ pub struct Settings {
     pub max_body_bytes: usize,
     pub upstream_timeout: Duration,
     pub stream_idle_timeout: Duration,
+    /// How long an inspected request body may take to arrive whole.
+    pub body_read_timeout: Duration,
     pub routing_headers: bool,
     /// Keep request and response text for incident samples (`[incidents] capture_bodies`).
     pub capture_bodies: bool,
     /// The share of new traces sampled (`[telemetry] sampling_ratio`).
     pub sampling_ratio: f64,
+    /// Proxies in front whose X-Forwarded-For entries are believed (`[server] trusted_hops`).
+    pub trusted_hops: usize,
 }
 
 /// Everything a request needs to be routed and metered, frozen at one config version.
@@ -283,9 +287,11 @@ impl Table {
                 max_body_bytes: config.server.max_body_bytes,
                 upstream_timeout: config.server.upstream_timeout,
                 stream_idle_timeout: config.server.stream_idle_timeout,
+                body_read_timeout: config.server.body_read_timeout,
                 routing_headers: config.server.routing_headers,
                 capture_bodies: config.incidents.capture_bodies,
                 sampling_ratio: config.telemetry.sampling_ratio,
+                trusted_hops: config.server.trusted_hops,
             },
             routes,
             models: models_of(config),

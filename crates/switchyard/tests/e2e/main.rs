@@ -1,6 +1,10 @@
 //! End-to-end tests: real gateways and simulated agents on 127.0.0.1, real HTTP clients.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod abuse;
+mod abuse_flood;
+mod abuse_h2;
+mod abuse_upstream;
 mod affinity;
 mod alerts;
 mod brake;
@@ -26,3 +30,4 @@ mod state;
 mod streaming;
 mod telemetry;
 mod trust;
+mod wire;
