@@ -1,6 +1,7 @@
 //! The switchyard binary: serve, check, sim, ctl.
 
 mod ctl;
+mod drill;
 mod healthcheck;
 
 use std::net::SocketAddr;
@@ -57,6 +58,9 @@ enum Command {
     },
     /// Talk to a running gateway's admin API: status, kill, revive, reload, incidents, audit.
     Ctl(ctl::CtlArgs),
+    /// Replay the seeds' incidents against real gateways and simulated upstreams, and
+    /// measure detection, containment, requests affected and lost.
+    Drill(drill::DrillArgs),
     /// Probe a gateway's /health: exit 0 when it answers 2xx, 1 otherwise (container health checks).
     Healthcheck {
         #[arg(long, default_value = healthcheck::DEFAULT_URL)]
@@ -243,6 +247,7 @@ fn main() -> ExitCode {
             log_format,
         } => sim(listen, &profile, log_format),
         Command::Ctl(args) => ctl::run(args),
+        Command::Drill(args) => drill::run(args),
         Command::Healthcheck { url, timeout } => healthcheck::run(&url, timeout),
         Command::Completions { shell } => completions(shell),
     }
