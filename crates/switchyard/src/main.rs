@@ -50,7 +50,7 @@ enum Command {
     Sim {
         #[arg(long, default_value = "127.0.0.1:7001")]
         listen: SocketAddr,
-        /// A named profile (healthy, instant, slow, flaky, overloaded, token-explosion, truncating).
+        /// A named profile (healthy, instant, slow, flaky, overloaded, token-explosion, truncating, fabricating).
         #[arg(long, default_value = "healthy")]
         profile: String,
         #[arg(long, value_enum, default_value = "text")]

@@ -291,6 +291,9 @@ pub async fn new_exception(s: &'static Scenario, ctx: &Ctx) -> Result<Outcome, S
         class == "tool_schema_error",
         format!("the incident names the new class (it names {class})"),
     );
+    checks.note(format!(
+        "green's new class: {class}, which blue never produced"
+    ));
     Ok(finish(s, &r, checks))
 }
 
