@@ -98,7 +98,10 @@ impl Plan {
             .cache_write_tokens
             .min(prompt_tokens - cache_read_tokens);
         Plan {
-            model: response_model(&req.model),
+            model: match &profile.model_snapshot {
+                Some(snapshot) => snapshot_model(&req.model, snapshot),
+                None => response_model(&req.model),
+            },
             created: unix_now(),
             prompt_tokens,
             cache_read_tokens,
@@ -132,6 +135,16 @@ pub(crate) fn response_model(requested: &str) -> String {
     model.push_str(base);
     model.push_str(MODEL_SUFFIX);
     model
+}
+
+/// The requested model answered by another dated snapshot: `gpt-4o` → `gpt-4o-<snapshot>`.
+fn snapshot_model(requested: &str, snapshot: &str) -> String {
+    let base = if requested.is_empty() {
+        "sim-model"
+    } else {
+        requested
+    };
+    format!("{base}-{snapshot}")
 }
 
 fn inflate(tokens: u64, factor: f64) -> u64 {
@@ -259,8 +272,13 @@ fn spec(kind: ErrorKind, dialect: Dialect) -> (u16, &'static str, Option<&'stati
 }
 
 /// The response for an injected failure of the given kind.
-pub(crate) fn injected(dialect: Dialect, kind: ErrorKind) -> Response<SimBody> {
-    let (status, kind_str, code, message) = spec(kind, dialect);
+pub(crate) fn injected(
+    dialect: Dialect,
+    kind: ErrorKind,
+    error_type: Option<&str>,
+) -> Response<SimBody> {
+    let (status, own_type, code, message) = spec(kind, dialect);
+    let kind_str = error_type.unwrap_or(own_type);
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut resp = error(dialect, status, kind_str, code, message);
     if kind == ErrorKind::RateLimited {
@@ -278,6 +296,18 @@ mod tests {
     fn plan_for(body: &str, profile: &Profile) -> Plan {
         let req: LlmRequest<'_> = serde_json::from_str(body).unwrap();
         Plan::new(&req, profile)
+    }
+
+    #[test]
+    fn an_error_type_override_names_the_class_and_keeps_the_status() {
+        let resp = injected(
+            Dialect::OpenAi,
+            ErrorKind::Status500,
+            Some("tool_schema_error"),
+        );
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let snapshot = snapshot_model("gpt-4o", "sim-2026-03-fabricating");
+        assert_eq!(snapshot, "gpt-4o-sim-2026-03-fabricating");
     }
 
     #[test]

@@ -20,7 +20,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 pub use echo::fnv1a64;
-pub use profile::{named, ErrorKind, MidStream, Profile, PROFILE_NAMES};
+pub use profile::{named, ErrorKind, MidStream, Profile, FABRICATING_SNAPSHOT, PROFILE_NAMES};
 
 /// A simulated upstream. Clones share the profile and the counters.
 #[derive(Clone)]

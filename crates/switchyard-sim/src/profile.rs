@@ -71,6 +71,13 @@ pub struct Profile {
     pub even_errors: bool,
     /// The failure used when the `error_rate` draw hits.
     pub error_kind: ErrorKind,
+    /// Replaces the error type named in an injected failure's body (`error.type`), so a
+    /// release can fail with an error class the previous one never produced. None: the
+    /// kind's own type.
+    pub error_type: Option<String>,
+    /// The dated snapshot completions name in their `model` field (`gpt-4o-<snapshot>`),
+    /// in place of `sim-2026-01`: the provider moved the model under the same name.
+    pub model_snapshot: Option<String>,
     /// Finish with `length` / `max_tokens` instead of `stop` / `end_turn`.
     pub truncate: bool,
     /// Break the response body after the headers went out.
@@ -103,6 +110,8 @@ impl Default for Profile {
             error_rate: 0.0,
             even_errors: false,
             error_kind: ErrorKind::Status500,
+            error_type: None,
+            model_snapshot: None,
             truncate: false,
             fail_mid_stream: None,
             hang_before_headers: false,
@@ -129,6 +138,11 @@ impl Profile {
                 return Err(format!("{name} must be a finite number >= 0, got {value}"));
             }
         }
+        if let Some(kind) = &self.error_type {
+            if kind.trim().is_empty() {
+                return Err("error_type must not be blank".to_owned());
+            }
+        }
         if !(0.0..=1.0).contains(&self.error_rate) {
             return Err(format!(
                 "error_rate must be within [0, 1], got {}",
@@ -139,6 +153,9 @@ impl Profile {
     }
 }
 
+/// The snapshot the `fabricating` profile's answers name.
+pub const FABRICATING_SNAPSHOT: &str = "sim-2026-03-fabricating";
+
 /// Names accepted by [`named`].
 pub const PROFILE_NAMES: &[&str] = &[
     "healthy",
@@ -148,6 +165,7 @@ pub const PROFILE_NAMES: &[&str] = &[
     "overloaded",
     "token-explosion",
     "truncating",
+    "fabricating",
 ];
 
 /// A named preset:
@@ -161,6 +179,10 @@ pub const PROFILE_NAMES: &[&str] = &[
 ///   (Anthropic 529 / OpenAI 503).
 /// - `token-explosion`: like healthy but usage reports 4x the tokens.
 /// - `truncating`: like healthy but every completion ends as truncated.
+/// - `fabricating`: like healthy, with nothing wrong on the wire (status 200, usual tokens
+///   and latency) but answered by another model snapshot (`model` ends in
+///   `sim-2026-03-fabricating`): a bad snapshot whose answers only the application's own
+///   quality score can catch.
 pub fn named(name: &str) -> Option<Profile> {
     let healthy = Profile {
         ttfb_ms: 120.0,
@@ -194,6 +216,10 @@ pub fn named(name: &str) -> Option<Profile> {
         },
         "truncating" => Profile {
             truncate: true,
+            ..healthy
+        },
+        "fabricating" => Profile {
+            model_snapshot: Some(FABRICATING_SNAPSHOT.to_owned()),
             ..healthy
         },
         _ => return None,
@@ -239,5 +265,24 @@ mod tests {
             ..Profile::default()
         };
         assert!(p.validate().unwrap_err().contains("error_rate"));
+        let blank = Profile {
+            error_type: Some(" ".to_owned()),
+            ..Profile::default()
+        };
+        assert!(blank.validate().unwrap_err().contains("error_type"));
+    }
+
+    #[test]
+    fn error_type_round_trips_and_fabricating_looks_healthy_on_the_wire() {
+        let p: Profile = serde_json::from_str(r#"{"error_type":"context_overflow"}"#).unwrap();
+        assert_eq!(p.error_type.as_deref(), Some("context_overflow"));
+        let fabricating = named("fabricating").unwrap();
+        assert_eq!(
+            Profile {
+                model_snapshot: None,
+                ..fabricating
+            },
+            named("healthy").unwrap()
+        );
     }
 }

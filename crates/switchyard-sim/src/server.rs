@@ -151,7 +151,7 @@ fn llm(
 ) -> Response<SimBody> {
     let dialect = route.dialect();
     if fail {
-        return injected(dialect, profile.error_kind);
+        return injected(dialect, profile.error_kind, profile.error_type.as_deref());
     }
     if route == Route::Models {
         return openai::models();

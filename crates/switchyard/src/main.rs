@@ -1,6 +1,7 @@
 //! The switchyard binary: serve, check, sim, ctl.
 
 mod ctl;
+mod drill;
 mod healthcheck;
 
 use std::net::SocketAddr;
@@ -49,7 +50,7 @@ enum Command {
     Sim {
         #[arg(long, default_value = "127.0.0.1:7001")]
         listen: SocketAddr,
-        /// A named profile (healthy, instant, slow, flaky, overloaded, token-explosion, truncating).
+        /// A named profile (healthy, instant, slow, flaky, overloaded, token-explosion, truncating, fabricating).
         #[arg(long, default_value = "healthy")]
         profile: String,
         #[arg(long, value_enum, default_value = "text")]
@@ -61,6 +62,9 @@ enum Command {
     Openapi,
     /// Talk to a running gateway's admin API: status, kill, revive, reload, incidents, audit.
     Ctl(ctl::CtlArgs),
+    /// Replay the seeds' incidents against real gateways and simulated upstreams, and
+    /// measure detection, containment, requests affected and lost.
+    Drill(drill::DrillArgs),
     /// Probe a gateway's /health: exit 0 when it answers 2xx, 1 otherwise (container health checks).
     Healthcheck {
         #[arg(long, default_value = healthcheck::DEFAULT_URL)]
@@ -266,6 +270,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Ctl(args) => ctl::run(args),
+        Command::Drill(args) => drill::run(args),
         Command::Healthcheck { url, timeout } => healthcheck::run(&url, timeout),
         Command::Completions { shell } => completions(shell),
     }

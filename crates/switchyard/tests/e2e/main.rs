@@ -12,6 +12,7 @@ mod cli;
 mod common;
 mod ctl;
 mod drain;
+mod drills;
 mod experiments;
 mod faults;
 mod fleet;
