@@ -243,6 +243,12 @@ fn compile_events(
 /// A webhook URL: `http`/`https` with a host. Unlike an upstream's, a query string is allowed
 /// (some receivers take their key there), so the gateway never logs more than host and port.
 fn parse_webhook_url(text: &str) -> Result<Uri, String> {
+    parse_http_url(text)
+}
+
+/// An `http` or `https` URL with a host and no user info; path and query as written. Shared by
+/// webhooks and the OTLP endpoint.
+pub(crate) fn parse_http_url(text: &str) -> Result<Uri, String> {
     let uri: Uri = text
         .parse()
         .map_err(|e| format!("invalid URL {text:?}: {e}"))?;

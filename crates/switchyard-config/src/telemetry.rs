@@ -123,21 +123,9 @@ pub(crate) fn compile_telemetry(spec: &TelemetrySpec, ctx: &Ctx) -> Result<Telem
 }
 
 /// An OTLP/HTTP traces URL: `http` or `https`, a host, the path as written (collectors take
-/// `/v1/traces`; nothing is appended).
+/// `/v1/traces`; nothing is appended). The same rules as a webhook's URL.
 fn parse_endpoint(text: &str) -> Result<Uri, String> {
-    let uri: Uri = text
-        .parse()
-        .map_err(|e| format!("invalid URL {text:?}: {e}"))?;
-    match uri.scheme_str() {
-        Some("http" | "https") => {}
-        Some(other) => return Err(format!("unsupported scheme {other:?}: use http or https")),
-        None => return Err(format!("URL {text:?} needs a scheme: http:// or https://")),
-    }
-    match uri.authority() {
-        Some(a) if a.as_str().contains('@') => Err("the URL must not contain user info".to_owned()),
-        Some(a) if !a.host().is_empty() => Ok(uri),
-        _ => Err(format!("URL {text:?} needs a host")),
-    }
+    crate::notify::parse_http_url(text)
 }
 
 #[cfg(test)]
