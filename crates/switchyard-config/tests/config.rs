@@ -109,6 +109,7 @@ fn full_example_parses_to_expected_values() {
             daily_tokens: Some(50_000_000),
             alert_at: 0.8,
             reset_at: Duration::from_secs(6 * 3600 + 30 * 60),
+            ..Budgets::default()
         }
     );
     assert_eq!(
@@ -184,6 +185,7 @@ fn defaults_fill_every_optional_key() {
             daily_tokens: None,
             alert_at: 0.8,
             reset_at: Duration::ZERO,
+            ..Budgets::default()
         }
     );
     assert_eq!(c.upstreams["x"].connect_timeout, Duration::from_secs(5));
