@@ -385,3 +385,87 @@ async fn fleet_budget_without_enforce_a_single_replica_only_counts() {
     }
     assert_eq!(gw.gateway.signals().tokens_today(), 5 * SPENT);
 }
+
+#[tokio::test]
+async fn fleet_budget_reservations_of_a_vanished_replica_expire() {
+    let e = estimate();
+    let budgets = format!(
+        "daily_tokens = {}\nenforce = true\nreservation_ttl = \"1s\"\n",
+        2 * e
+    );
+    let Some(f) = fleet(1, 0.0, &budgets).await else {
+        return;
+    };
+    // What a replica that died mid-request leaves behind: a hold of the whole budget, due
+    // to expire a second from now (Redis time), never settled.
+    let mut conn = f.redis.conn().await;
+    let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(&mut conn).await.unwrap();
+    let day = secs / 86_400 * 86_400;
+    let prefix = format!("{}:v1:budget:{day}", f.ns);
+    let expires = secs * 1000 + micros / 1000 + 1000;
+    let _: () = redis::pipe()
+        .cmd("HSET")
+        .arg(format!("{prefix}:holds"))
+        .arg("ghost")
+        .arg(2 * e)
+        .cmd("ZADD")
+        .arg(format!("{prefix}:expiry"))
+        .arg(expires)
+        .arg("ghost")
+        .cmd("HINCRBY")
+        .arg(format!("{prefix}:totals"))
+        .arg("reserved")
+        .arg(2 * e)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let gw = &f.replicas[0];
+    let refused = ask(gw).await;
+    assert_eq!(refused.status, 429, "the ghost holds the whole budget");
+    let started = Instant::now();
+    let mut status = refused.status;
+    while status != 200 && started.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        status = ask(gw).await.status;
+    }
+    assert_eq!(
+        status, 200,
+        "the hold expired and its tokens are free again"
+    );
+    settled(&f.replicas).await;
+    assert_eq!(f.totals().await, (SPENT, 0), "the ghost cost nothing");
+    let expired: Vec<String> = redis::cmd("SMEMBERS")
+        .arg(format!("{prefix}:expired"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        expired,
+        ["ghost"],
+        "remembered, so a late settlement counts once"
+    );
+}
+
+#[tokio::test]
+async fn fleet_budget_two_requests_with_the_same_client_request_id_are_both_counted() {
+    let budgets = "daily_tokens = 1000000\nenforce = true\n";
+    let Some(f) = fleet(2, 0.0, budgets).await else {
+        return;
+    };
+    for gw in &f.replicas {
+        let answer = post_json(
+            gw.traffic,
+            "/v1/chat/completions",
+            &[("x-request-id", "same")],
+            body(),
+        )
+        .await;
+        assert_eq!(answer.status, 200);
+    }
+    settled(&f.replicas).await;
+    assert_eq!(
+        f.totals().await,
+        (2 * SPENT, 0),
+        "one settlement each, neither lost"
+    );
+}
