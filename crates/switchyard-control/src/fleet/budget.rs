@@ -11,7 +11,7 @@
 //! While Redis is out of reach (a call failed or the circuit breaker is open) the
 //! `outage_policy` decides; what was spent meanwhile is flushed into Redis once it is back.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -53,22 +53,27 @@ pub struct Ticket {
 #[derive(Debug, Default)]
 struct Breaker {
     failures: AtomicU32,
+    /// While open: when the next probe may go. The request that moves it forward is the
+    /// probe, so a probe that never reports back (its client left) costs one cooldown.
     open_until_ms: AtomicU64,
-    probing: AtomicBool,
 }
 
 impl Breaker {
     /// Closed: every call goes. Open: none until the cooldown passed, then one probe.
-    fn allow(&self, now: u64, threshold: u32) -> bool {
+    fn allow(&self, now: u64, threshold: u32, cooldown: Duration) -> bool {
         if self.failures.load(Ordering::Acquire) < threshold {
             return true;
         }
-        now >= self.open_until_ms.load(Ordering::Acquire)
-            && !self.probing.swap(true, Ordering::AcqRel)
+        let until = self.open_until_ms.load(Ordering::Acquire);
+        let next = now.saturating_add(cooldown.as_millis() as u64);
+        now >= until
+            && self
+                .open_until_ms
+                .compare_exchange(until, next, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
     }
 
     fn success(&self, threshold: u32) {
-        self.probing.store(false, Ordering::Release);
         if self.failures.swap(0, Ordering::AcqRel) >= threshold {
             tracing::info!("token budget: Redis answers again; circuit breaker closed");
             metrics::gauge!(names::BUDGET_BREAKER_OPEN).set(0.0);
@@ -80,7 +85,6 @@ impl Breaker {
         if failures >= threshold {
             let until = now.saturating_add(cooldown.as_millis() as u64);
             self.open_until_ms.store(until, Ordering::Release);
-            self.probing.store(false, Ordering::Release);
             if failures == threshold {
                 tracing::error!(
                     failures,
@@ -88,6 +92,29 @@ impl Breaker {
                 );
                 metrics::gauge!(names::BUDGET_BREAKER_OPEN).set(1.0);
             }
+        }
+    }
+}
+
+/// Settlements to send if a call does not come back with an answer: it failed, or its
+/// request was dropped while it waited. Each is idempotent, so sending one whose call did
+/// reach Redis counts nothing twice.
+struct Unanswered<'a> {
+    budget: &'a FleetBudget,
+    items: Vec<Item>,
+}
+
+impl Unanswered<'_> {
+    /// The call was answered: nothing to send.
+    fn answered(mut self) {
+        self.items.clear();
+    }
+}
+
+impl Drop for Unanswered<'_> {
+    fn drop(&mut self) {
+        for item in self.items.drain(..) {
+            self.budget.push(item);
         }
     }
 }
@@ -272,7 +299,16 @@ impl FleetBudget {
         tokens: u64,
     ) -> Result<Option<Ticket>, ()> {
         let e = &settings.enforcement;
-        if self.breaker.allow(now_ms(), e.breaker_failures) {
+        if self
+            .breaker
+            .allow(now_ms(), e.breaker_failures, e.breaker_cooldown)
+        {
+            // The call may still reach Redis after it failed here (queued behind a pause):
+            // releasing its id makes sure it holds nothing, whichever arrives first.
+            let unanswered = Unanswered {
+                budget: self,
+                items: vec![Item::settle(day, id.clone(), 0)],
+            };
             let keys = self.keys(day);
             let ttl = e.reservation_ttl.as_millis() as u64;
             let reply = match self.conn() {
@@ -284,6 +320,7 @@ impl FleetBudget {
             };
             match reply {
                 Ok(reply) => {
+                    unanswered.answered();
                     self.answered(settings);
                     let ticket = Ticket {
                         kind: Kind::Exact,
@@ -293,12 +330,7 @@ impl FleetBudget {
                     };
                     return Ok((reply.ok == 1).then_some(ticket));
                 }
-                Err(error) => {
-                    self.failed(settings, &error);
-                    // The call may still reach Redis (queued behind a pause): releasing its
-                    // id makes sure it holds nothing, whichever arrives first.
-                    self.push(Item::settle(day, id, 0));
-                }
+                Err(error) => self.failed(settings, &error),
             }
         }
         self.outage_admit(settings, budget, day, tokens)
@@ -336,13 +368,25 @@ impl FleetBudget {
             return Ok(Some(ticket));
         }
         let e = &settings.enforcement;
-        if !self.breaker.allow(now_ms(), e.breaker_failures) {
+        if !self
+            .breaker
+            .allow(now_ms(), e.breaker_failures, e.breaker_cooldown)
+        {
             return self.outage_admit(settings, budget, day, tokens);
         }
         let close = self.close_lease(day);
         let want = lease_tokens.max(tokens);
         let outstanding = lock(&self.lease).outstanding;
         let open = (self.next_id("lease"), want.saturating_add(outstanding));
+        // Unanswered, whether the old lease closed and the new one opened is unknown: the
+        // settler closes both (the new one with nothing spent), which counts once either way.
+        let mut unanswered = Unanswered {
+            budget: self,
+            items: vec![Item::settle(day, open.0.clone(), 0)],
+        };
+        if let Some((id, spent)) = &close {
+            unanswered.items.push(Item::settle(day, id.clone(), *spent));
+        }
         let keys = self.keys(day);
         let ttl = e.reservation_ttl.as_millis() as u64;
         let reply = match self.conn() {
@@ -361,6 +405,7 @@ impl FleetBudget {
         };
         match reply {
             Ok(reply) => {
+                unanswered.answered();
                 self.answered(settings);
                 if reply.ok != 1 {
                     return Ok(None);
@@ -379,12 +424,7 @@ impl FleetBudget {
             }
             Err(error) => {
                 self.failed(settings, &error);
-                // Whether the old lease closed is unknown: the settler retries the same
-                // close, which counts once either way.
-                if let Some((id, spent)) = close {
-                    self.push(Item::settle(day, id, spent));
-                }
-                self.push(Item::settle(day, open.0, 0));
+                drop(unanswered);
                 self.outage_admit(settings, budget, day, tokens)
             }
         }

@@ -8,20 +8,36 @@ use super::Breaker;
 fn the_breaker_opens_after_n_failures_and_lets_one_probe_through_after_the_cooldown() {
     let b = Breaker::default();
     let cooldown = Duration::from_millis(100);
-    assert!(b.allow(0, 3));
+    let allow = |now| b.allow(now, 3, cooldown);
+    assert!(allow(0));
     b.failure(0, 3, cooldown);
     b.failure(1, 3, cooldown);
-    assert!(b.allow(2, 3), "two failures of three: still closed");
+    assert!(allow(2), "two failures of three: still closed");
     b.failure(2, 3, cooldown);
-    assert!(!b.allow(3, 3), "open");
-    assert!(!b.allow(101, 3), "open until the cooldown passed");
-    assert!(b.allow(102, 3), "half-open: one probe");
-    assert!(!b.allow(102, 3), "only one");
+    assert!(!allow(3), "open");
+    assert!(!allow(101), "open until the cooldown passed");
+    assert!(allow(102), "half-open: one probe");
+    assert!(!allow(102), "only one");
     b.failure(102, 3, cooldown);
-    assert!(!b.allow(150, 3), "the probe failed: open again");
-    assert!(b.allow(202, 3));
+    assert!(!allow(150), "the probe failed: open again");
+    assert!(allow(202));
     b.success(3);
-    assert!(b.allow(203, 3) && b.allow(203, 3), "closed again");
+    assert!(allow(203) && allow(203), "closed again");
+}
+
+#[test]
+fn a_probe_that_never_reports_back_costs_one_cooldown() {
+    let b = Breaker::default();
+    let cooldown = Duration::from_millis(100);
+    for now in 0..3 {
+        b.failure(now, 3, cooldown);
+    }
+    assert!(
+        b.allow(102, 3, cooldown),
+        "the probe goes; its request is then dropped"
+    );
+    assert!(!b.allow(150, 3, cooldown));
+    assert!(b.allow(202, 3, cooldown), "another probe a cooldown later");
 }
 
 /// The scripts against a real redis-server (skipped, loudly, when none is installed).
