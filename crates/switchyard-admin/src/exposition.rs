@@ -271,4 +271,36 @@ fn describe_fleet() {
         Unit::Seconds,
         "From Redis accepting a state change to this replica applying it."
     );
+    describe_budget();
+}
+
+fn describe_budget() {
+    describe_counter!(
+        names::BUDGET_REFUSED_TOTAL,
+        "Requests refused by an enforced token budget, by route and reason: exhausted (429) or unavailable (503, fail_closed while Redis is out of reach)."
+    );
+    describe_gauge!(
+        names::BUDGET_USED_TOKENS,
+        "Tokens settled in the current budget day, as this replica last saw the count (fleet-wide in fleet mode)."
+    );
+    describe_gauge!(
+        names::BUDGET_RESERVED_TOKENS,
+        "Tokens reserved by requests still in flight (and by leases in fleet mode), as this replica last saw them."
+    );
+    describe_counter!(
+        names::BUDGET_REDIS_CALLS_TOTAL,
+        "Budget scripts run in Redis, by op (reserve, settle, lease) and result (ok, error)."
+    );
+    describe_gauge!(
+        names::BUDGET_BREAKER_OPEN,
+        "1 while the budget's circuit breaker keeps Redis off the request path and the outage policy decides."
+    );
+    describe_counter!(
+        names::BUDGET_OUTAGE_ADMISSIONS_TOTAL,
+        "Admissions decided by the outage policy while Redis was out of reach, by policy and result (admitted, refused)."
+    );
+    describe_gauge!(
+        names::BUDGET_PENDING_SETTLEMENTS,
+        "Settlements and locally spent tokens waiting for Redis to accept them."
+    );
 }

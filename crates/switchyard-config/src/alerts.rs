@@ -50,6 +50,30 @@ pub(crate) struct BudgetsSpec {
     /// When the budget day starts, `"HH:MM"` in UTC. Default `"00:00"`.
     #[schemars(with = "Option<String>")]
     reset_at: Option<Spanned<String>>,
+    /// Refuse requests (429 `budget_exhausted`) once the day's budget is used or reserved.
+    /// Default false: the budget only counts and raises its alert.
+    #[schemars(with = "Option<bool>")]
+    pub(crate) enforce: Option<Spanned<bool>>,
+    /// Completion tokens reserved for a request that names no `max_tokens`. Default 4096.
+    #[schemars(with = "Option<u64>")]
+    pub(crate) reserve_max_tokens: Option<Spanned<u64>>,
+    /// How long a reservation of a request that never settles is held. Default `10m`.
+    #[schemars(with = "Option<String>")]
+    pub(crate) reservation_ttl: Option<Spanned<String>>,
+    /// Fleet mode: tokens a replica reserves from Redis at a time and admits from locally.
+    /// Default none: exact mode, one Redis round trip per admission.
+    #[schemars(with = "Option<u64>")]
+    pub(crate) lease_tokens: Option<Spanned<u64>>,
+    /// Fleet mode, Redis out of reach: `fail_closed`, `local_share` or `fail_open`.
+    /// Default `local_share`.
+    #[schemars(with = "Option<String>")]
+    pub(crate) outage_policy: Option<Spanned<String>>,
+    /// Consecutive failed Redis budget calls that open the circuit breaker. Default 3.
+    #[schemars(with = "Option<u64>")]
+    pub(crate) breaker_failures: Option<Spanned<u64>>,
+    /// How long the open breaker waits before one probe call. Default `1s`.
+    #[schemars(with = "Option<String>")]
+    pub(crate) breaker_cooldown: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -70,6 +94,8 @@ pub struct Budgets {
     pub alert_at: f64,
     /// When the budget day starts: this long after midnight UTC (whole minutes, under 24 h).
     pub reset_at: Duration,
+    /// How requests are admitted against the budget (off by default).
+    pub enforcement: crate::budgets::Enforcement,
 }
 
 impl Default for Alerts {
@@ -93,6 +119,7 @@ impl Default for Budgets {
             daily_tokens: None,
             alert_at: 0.8,
             reset_at: Duration::ZERO,
+            enforcement: crate::budgets::Enforcement::default(),
         }
     }
 }
@@ -159,10 +186,12 @@ pub(crate) fn compile_budgets(spec: &BudgetsSpec, ctx: &mut Ctx) -> Result<Budge
         }
         None => d.reset_at,
     };
+    let enforcement = crate::budgets::compile(spec, daily_tokens, ctx)?;
     Ok(Budgets {
         daily_tokens,
         alert_at,
         reset_at,
+        enforcement,
     })
 }
 

@@ -5,6 +5,7 @@
 //! and a field on [`Config`].
 
 mod alerts;
+mod budgets;
 mod ctx;
 mod duration;
 mod error;
@@ -30,6 +31,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 pub use alerts::{Alerts, Budgets};
+pub use budgets::{Enforcement, OutagePolicy};
 pub use duration::parse_duration;
 pub use error::{ConfigError, ConfigWarning};
 pub use fleet::{Fleet, DEFAULT_COMMAND_TIMEOUT, DEFAULT_RECONCILE_INTERVAL};

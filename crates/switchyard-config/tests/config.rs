@@ -109,6 +109,7 @@ fn full_example_parses_to_expected_values() {
             daily_tokens: Some(50_000_000),
             alert_at: 0.8,
             reset_at: Duration::from_secs(6 * 3600 + 30 * 60),
+            ..Budgets::default()
         }
     );
     assert_eq!(
@@ -184,6 +185,7 @@ fn defaults_fill_every_optional_key() {
             daily_tokens: None,
             alert_at: 0.8,
             reset_at: Duration::ZERO,
+            ..Budgets::default()
         }
     );
     assert_eq!(c.upstreams["x"].connect_timeout, Duration::from_secs(5));
@@ -423,6 +425,9 @@ const CORPUS: &[(&str, usize, &str, &str)] = &[
     ("budgets.reset_at", 3, "invalid time of day \"24:00\"", "[budgets]\ndaily_tokens = 10\nreset_at = \"24:00\"\n"),
     ("budgets.reset_at", 2, "expected \"HH:MM\"", "[budgets]\nreset_at = \"6:00\"\n"),
     ("budgets.reset_at", 2, "invalid type", "[budgets]\nreset_at = 600\n"),
+    ("budgets.enforce", 2, "invalid type", "[budgets]\nenforce = \"yes\"\ndaily_tokens = 10\n"),
+    ("budgets.outage_policy", 3, "unknown policy \"open\"", "[budgets]\ndaily_tokens = 10\noutage_policy = \"open\"\n"),
+    ("budgets.reservation_ttl", 3, "invalid duration", "[budgets]\ndaily_tokens = 10\nreservation_ttl = \"forever\"\n"),
     ("routes[0].match.header.\"x agent\"", 5, "invalid header name", "[upstreams.a]\nurl = \"http://a:1\"\n[[routes]]\nname = \"a\"\nmatch = { header = { \"x agent\" = \"support\" } }\nupstream = \"a\"\n"),
     ("routes[0].match.header.x-agent", 4, "matched twice (first on line 4)", "[upstreams.a]\nurl = \"http://a:1\"\n[[routes]]\nmatch = { header = { \"X-Agent\" = \"a\", \"x-agent\" = \"b\" } }\nname = \"a\"\nupstream = \"a\"\n"),
     ("routes[0].match.host", 4, "invalid host", "[upstreams.a]\nurl = \"http://a:1\"\n[[routes]]\nmatch = { host = \"api example.com\" }\nname = \"a\"\nupstream = \"a\"\n"),

@@ -15,6 +15,11 @@ use crate::state_file::{self, WriteError};
 /// Seconds in a day.
 pub const DAY: u64 = 86_400;
 
+pub mod gate;
+pub mod ledger;
+
+pub use gate::{BudgetGate, GateSettings, Reservation, Verdict};
+
 const FILE: &str = "budget.json";
 
 /// The start (Unix seconds) of the budget day containing `now`, for days that start `reset`

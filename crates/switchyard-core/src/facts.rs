@@ -69,6 +69,8 @@ pub struct RequestFacts {
     pub user_key: Option<String>,
     pub prompt_fingerprint: Option<u64>,
     pub prompt_tokens_estimate: u64,
+    /// The completion cap the request sets (`max_tokens` and its other names), if any.
+    pub max_tokens: Option<u64>,
     /// Estimated prompt tokens over the model's context window, when the model is known.
     pub context_fill: Option<f64>,
     /// The body was meant to be inspected but did not parse.

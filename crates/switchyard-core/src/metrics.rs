@@ -60,6 +60,14 @@ pub const FLEET_STATE_VERSION: &str = "switchyard_fleet_state_version";
 pub const FLEET_PROPAGATION_SECONDS: &str = "switchyard_fleet_propagation_seconds";
 pub const FLEET_DIVERGENT: &str = "switchyard_fleet_divergent";
 
+pub const BUDGET_REFUSED_TOTAL: &str = "switchyard_budget_refused_total";
+pub const BUDGET_USED_TOKENS: &str = "switchyard_budget_used_tokens";
+pub const BUDGET_RESERVED_TOKENS: &str = "switchyard_budget_reserved_tokens";
+pub const BUDGET_REDIS_CALLS_TOTAL: &str = "switchyard_budget_redis_calls_total";
+pub const BUDGET_BREAKER_OPEN: &str = "switchyard_budget_breaker_open";
+pub const BUDGET_OUTAGE_ADMISSIONS_TOTAL: &str = "switchyard_budget_outage_admissions_total";
+pub const BUDGET_PENDING_SETTLEMENTS: &str = "switchyard_budget_pending_settlements";
+
 /// Buckets for the fleet's propagation delay, in seconds: pub/sub takes milliseconds, a
 /// lost message costs up to a reconcile interval.
 pub const PROPAGATION_BUCKETS: &[f64] = &[

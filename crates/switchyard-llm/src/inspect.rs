@@ -25,6 +25,9 @@ pub struct Inspection {
     pub system_fingerprint: Option<u64>,
     /// See [`inspect`] for the heuristic.
     pub prompt_tokens_estimate: u64,
+    /// The completion cap the client set: `max_completion_tokens`, `max_tokens` or
+    /// `max_output_tokens`, when it is a whole number.
+    pub max_tokens: Option<u64>,
 }
 
 /// The union of the request fields of every inspected operation. Parts we only
@@ -53,6 +56,13 @@ struct Request<'a> {
     input: Option<&'a RawValue>,
     #[serde(borrow)]
     prompt: Option<&'a RawValue>,
+    // Raw: a cap of a strange type must not make the whole body unparsed.
+    #[serde(borrow)]
+    max_tokens: Option<&'a RawValue>,
+    #[serde(borrow)]
+    max_completion_tokens: Option<&'a RawValue>,
+    #[serde(borrow)]
+    max_output_tokens: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -121,7 +131,21 @@ pub fn inspect(
         user: find_user(&req, body, body_user_paths),
         system_fingerprint: fingerprint_pieces(&system),
         prompt_tokens_estimate,
+        max_tokens: max_tokens(&req),
     }
+}
+
+/// The completion cap, the newer OpenAI name first; a value that is not a whole number
+/// counts as absent.
+fn max_tokens(req: &Request<'_>) -> Option<u64> {
+    [
+        req.max_completion_tokens,
+        req.max_tokens,
+        req.max_output_tokens,
+    ]
+    .into_iter()
+    .flatten()
+    .find_map(|raw| raw.get().trim().parse::<u64>().ok())
 }
 
 fn collect_system<'a>(op: Operation, req: &Request<'a>, out: &mut Vec<Cow<'a, str>>) {

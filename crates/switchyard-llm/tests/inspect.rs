@@ -248,3 +248,27 @@ fn media_counts_its_allowance_not_its_base64() {
     );
     assert_eq!(got.prompt_tokens_estimate, 1 + IMAGE_TOKENS + AUDIO_TOKENS);
 }
+
+#[test]
+fn the_completion_cap_is_read_by_any_of_its_names_and_odd_values_are_absent() {
+    let cap = |body: &[u8]| chat(body).max_tokens;
+    assert_eq!(
+        cap(br#"{"model":"m","max_tokens":300,"messages":[]}"#),
+        Some(300)
+    );
+    assert_eq!(
+        cap(br#"{"model":"m","max_tokens":9,"max_completion_tokens":70,"messages":[]}"#),
+        Some(70)
+    );
+    assert_eq!(cap(br#"{"model":"m","max_output_tokens":12}"#), Some(12));
+    assert_eq!(cap(br#"{"model":"m","messages":[]}"#), None);
+    for odd in [
+        &br#"{"model":"m","max_tokens":-1,"messages":[]}"#[..],
+        br#"{"model":"m","max_tokens":"5","messages":[]}"#,
+        br#"{"model":"m","max_tokens":1.5,"messages":[]}"#,
+    ] {
+        let got = chat(odd);
+        assert!(got.parsed, "a strange cap leaves the body parsed");
+        assert_eq!(got.max_tokens, None);
+    }
+}

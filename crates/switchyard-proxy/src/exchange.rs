@@ -8,6 +8,7 @@ use http::request::Parts;
 use http::{header, HeaderValue, Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use switchyard_control::budget::{Reservation, Verdict};
 use switchyard_control::Outcome;
 use switchyard_core::{body, Body, ErrorClass, RequestFacts, RequestId};
 use switchyard_llm::{Dialect, Operation};
@@ -65,6 +66,8 @@ pub(crate) struct Held {
     /// left (mid-upload, queued, or waiting for the upstream's headers): it is recorded as
     /// cancelled, so slow first bytes that make clients give up still reach the windows.
     unanswered: Option<Box<Record>>,
+    /// The request's tokens reserved from the budget.
+    reservation: Option<Reservation>,
 }
 
 impl Drop for Held {
@@ -72,6 +75,7 @@ impl Drop for Held {
         if let Some(mut record) = self.unanswered.take() {
             record._in_flight = self.in_flight.take();
             record._slot = self.slot.take();
+            record.reservation = self.reservation.take();
             record.finish(Outcome::Cancelled, None, &Scan::None);
         }
     }
@@ -90,6 +94,7 @@ impl<'a> Exchange<'a> {
         let mut held = Held {
             in_flight: Some(InFlight::enter(&self.route.in_flight)),
             slot: None,
+            reservation: None,
             unanswered: Some(Box::new(self.pending(RequestFacts {
                 trace: self.trace,
                 ..inspect::minimal(
@@ -196,6 +201,14 @@ impl<'a> Exchange<'a> {
                 }
             }
         }
+        // Last before forwarding: a request refused by anything above reserves nothing.
+        match self.admit_budget(&facts).await {
+            Ok(reservation) => held.reservation = reservation,
+            Err((refusal, retry_after)) => {
+                metrics::counter!(switchyard_core::metrics::BUDGET_REFUSED_TOTAL, "route" => self.route.name.clone(), "reason" => refusal.code()).increment(1);
+                return self.refuse_with(refusal, facts, held, retry_after);
+            }
+        }
         self.forward_headers(&mut parts, host.as_deref());
         // From here a client that gives up waited on the upstream: that counts against it.
         if let Some(pending) = held.unanswered.as_mut() {
@@ -203,6 +216,29 @@ impl<'a> Exchange<'a> {
         }
         self.forward(parts, (upstream_body, replay), facts, held)
             .await
+    }
+
+    /// Reserves the request's estimated tokens when a budget is enforced: the prompt
+    /// estimate and its completion cap. Only LLM operations spend tokens.
+    async fn admit_budget(
+        &self,
+        facts: &RequestFacts,
+    ) -> Result<Option<Reservation>, (Refusal, Option<u64>)> {
+        let Some(gate) = self.gateway.budget() else {
+            return Ok(None);
+        };
+        if self.op == Operation::Other || self.dialect == Dialect::Opaque {
+            return Ok(None);
+        }
+        let tokens = gate.estimate(facts.prompt_tokens_estimate, facts.max_tokens);
+        match gate.admit(&facts.request_id.0, tokens).await {
+            Verdict::Unmetered => Ok(None),
+            Verdict::Admitted(reservation) => Ok(Some(reservation)),
+            Verdict::Exhausted { retry_after_secs } => {
+                Err((Refusal::BudgetExhausted, Some(retry_after_secs)))
+            }
+            Verdict::Unavailable => Err((Refusal::BudgetUnavailable, Some(1))),
+        }
     }
 
     /// Where the request goes: blue or green by the rollout's live share, then into an
@@ -427,6 +463,7 @@ impl<'a> Exchange<'a> {
             _slot: None,
             capture: None,
             refused: false,
+            reservation: None,
         }
     }
 
@@ -444,6 +481,7 @@ impl<'a> Exchange<'a> {
         record.status_error = status_error;
         record._in_flight = held.in_flight.take();
         record._slot = held.slot.take();
+        record.reservation = held.reservation.take();
         record.capture = self
             .capture
             .as_ref()
@@ -457,6 +495,16 @@ impl<'a> Exchange<'a> {
             Refusal::RateLimited | Refusal::QueueFull | Refusal::QueueTimeout => Some(1),
             _ => None,
         };
+        self.refuse_with(refusal, facts, held, retry_after)
+    }
+
+    fn refuse_with(
+        &self,
+        refusal: Refusal,
+        facts: RequestFacts,
+        held: Held,
+        retry_after: Option<u64>,
+    ) -> Response<Body> {
         let mut response = refusal.respond(self.dialect, &self.request_id.1, retry_after);
         self.routing_headers(response.headers_mut());
         let mut record = self.record(facts, refusal.status().as_u16(), refusal.class(), held);

@@ -8,6 +8,7 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
+use switchyard_control::budget::BudgetGate;
 use switchyard_control::steer::Steering;
 use switchyard_control::{KillBoard, Signals};
 use switchyard_core::{Body, RequestId};
@@ -34,6 +35,8 @@ pub struct Gateway {
     lifecycle: Lifecycle,
     /// Fleet mode: what `/ready` reports of the replica's standing.
     fleet: std::sync::OnceLock<Arc<switchyard_control::fleet::Fleet>>,
+    /// The token budget requests reserve from, when the assembly set one.
+    budget: std::sync::OnceLock<Arc<BudgetGate>>,
 }
 
 /// What the listener knows about the connection a request came on.
@@ -76,6 +79,7 @@ impl Gateway {
             health,
             lifecycle: Lifecycle::default(),
             fleet: std::sync::OnceLock::new(),
+            budget: std::sync::OnceLock::new(),
         })
     }
 
@@ -89,6 +93,15 @@ impl Gateway {
     /// degraded.
     pub fn join_fleet(&self, fleet: Arc<switchyard_control::fleet::Fleet>) {
         let _ = self.fleet.set(fleet);
+    }
+
+    /// Requests reserve their tokens from `gate` from now on (when it enforces a budget).
+    pub fn set_budget(&self, gate: Arc<BudgetGate>) {
+        let _ = self.budget.set(gate);
+    }
+
+    pub fn budget(&self) -> Option<&Arc<BudgetGate>> {
+        self.budget.get()
     }
 
     pub fn steering(&self) -> &Arc<Steering> {

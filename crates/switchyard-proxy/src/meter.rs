@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use pin_project_lite::pin_project;
+use switchyard_control::budget::Reservation;
 use switchyard_control::{Exchange, FillSource, Outcome, RouteSignals, Signals};
 use switchyard_core::{BoxError, ErrorClass, RequestFacts};
 use switchyard_llm::{Dialect, SseScanner, Usage};
@@ -130,11 +131,13 @@ pub struct Record {
     pub capture: Option<Box<(String, Vec<u8>)>>,
     /// The gateway answered for a reason of its own, not the upstream's.
     pub refused: bool,
+    /// The tokens the request reserved from the budget, settled here with what it spent.
+    pub reservation: Option<Reservation>,
 }
 
 impl Record {
     /// Records the exchange: metrics, windows, and the one log line.
-    pub fn finish(self, outcome: Outcome, broken: Option<ErrorClass>, scan: &Scan) {
+    pub fn finish(mut self, outcome: Outcome, broken: Option<ErrorClass>, scan: &Scan) {
         let (usage, events) = scan.usage(self.dialect);
         // Only an upstream that accepted the request (2xx) produced tokens to estimate; a
         // refusal or an upstream error without usage costs nothing.
@@ -154,6 +157,16 @@ impl Record {
         let completion = usage
             .completion_tokens
             .unwrap_or(if estimated { events } else { 0 });
+        // A request the client left while the upstream worked on it may have cost its
+        // estimate; one the gateway or the upstream refused cost nothing.
+        let reservation = self.reservation.take();
+        let spent = if answered {
+            prompt.saturating_add(completion)
+        } else if self.status == 0 && !self.refused {
+            reservation.as_ref().map_or(0, |r| r.tokens)
+        } else {
+            0
+        };
         let model = self.model.as_ref();
         let (cache_read, cache_write) = (usage.cache_read_tokens, usage.cache_write_tokens);
         let cost = model.map_or(0.0, |m| {
@@ -231,6 +244,11 @@ impl Record {
         };
         log_exchange(&exchange, estimated);
         self.signals.record(&self.route, exchange);
+        // After the record: a single replica's budget counts the tokens there, so they are
+        // counted before the reservation is released, never neither.
+        if let Some(reservation) = reservation {
+            reservation.settle(spent);
+        }
     }
 }
 

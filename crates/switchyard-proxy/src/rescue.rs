@@ -39,6 +39,10 @@ pub enum Refusal {
     QueueFull,
     /// The request waited in the queue for `queue_timeout` without a slot.
     QueueTimeout,
+    /// The enforced daily token budget has no room for the request's estimate.
+    BudgetExhausted,
+    /// Fleet mode: the budget cannot be checked (Redis out of reach, `fail_closed`).
+    BudgetUnavailable,
 }
 
 impl Refusal {
@@ -61,10 +65,11 @@ impl Refusal {
             Refusal::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Refusal::UpstreamConnect | Refusal::UpstreamFailed => StatusCode::BAD_GATEWAY,
             Refusal::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            Refusal::Killed | Refusal::QueueFull | Refusal::QueueTimeout => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            Refusal::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Refusal::Killed
+            | Refusal::QueueFull
+            | Refusal::QueueTimeout
+            | Refusal::BudgetUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Refusal::RateLimited | Refusal::BudgetExhausted => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -85,6 +90,8 @@ impl Refusal {
             Refusal::RateLimited => "rate_limited",
             Refusal::QueueFull => "overloaded",
             Refusal::QueueTimeout => "queue_timeout",
+            Refusal::BudgetExhausted => "budget_exhausted",
+            Refusal::BudgetUnavailable => "budget_unavailable",
         }
     }
 
@@ -112,6 +119,12 @@ impl Refusal {
                 "the upstream is at its concurrency limit and the queue is full; retry later"
             }
             Refusal::QueueTimeout => "no upstream slot became free in time; retry later",
+            Refusal::BudgetExhausted => {
+                "the gateway's daily token budget is used up; retry when the budget day turns"
+            }
+            Refusal::BudgetUnavailable => {
+                "the gateway cannot check its token budget right now; retry later"
+            }
         }
     }
 

@@ -9,8 +9,9 @@ use arc_swap::ArcSwap;
 use switchyard_admin::{AdminParts, AdminState};
 use switchyard_config::{Config, UpstreamTarget};
 use switchyard_control::alerts::AlertSettings;
-use switchyard_control::budget::BudgetStore;
+use switchyard_control::budget::{BudgetGate, BudgetStore, GateSettings};
 use switchyard_control::controller::Controller;
+use switchyard_control::fleet::budget::FleetBudget;
 use switchyard_control::fleet::Fleet;
 use switchyard_control::rollout::RolloutStore;
 use switchyard_control::steer::Steering;
@@ -80,6 +81,9 @@ pub struct Running {
 /// How often the token budget's count is written to state_dir while it changes.
 const BUDGET_SAVE_EVERY: Duration = Duration::from_secs(2);
 
+/// The longest shutdown waits for queued budget settlements to reach Redis.
+const BUDGET_SETTLE_AT_SHUTDOWN: Duration = Duration::from_secs(2);
+
 /// How a drain ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Drained {
@@ -116,6 +120,11 @@ impl Running {
     async fn close(self, drain_timeout: Duration) -> Drained {
         let _ = self.close_traffic.send(Some(drain_timeout));
         let cut = self.traffic_task.await.unwrap_or(0);
+        // The lease's unused part goes back to the fleet, and settlements still queued get
+        // a moment to reach Redis.
+        if let Some(fleet) = self.gateway.budget().and_then(|g| g.fleet()) {
+            fleet.close(BUDGET_SETTLE_AT_SHUTDOWN).await;
+        }
         let _ = self.close_admin.send(true);
         let _ = self.admin_task.await;
         for task in self.background {
@@ -210,6 +219,15 @@ pub async fn start_with(config: Config, path: Option<PathBuf>) -> Result<Running
         let gateway = gateway.clone();
         fleet.set_config_version(Box::new(move || gateway.table().version.to_string()));
     }
+    let budget_settings = GateSettings::from_config(&config.budgets);
+    let gate = BudgetGate::new(budget_settings.clone(), signals.clone());
+    let fleet_budget = fleet
+        .as_ref()
+        .map(|fleet| FleetBudget::new(fleet.clone(), budget_settings));
+    if let Some(fleet_budget) = &fleet_budget {
+        gate.join_fleet(fleet_budget.clone());
+    }
+    gateway.set_budget(gate);
     let alerts = Alerts::new(signals.clone(), alert_settings(&config));
     let notifier = Notifier::new(config.notify.webhooks.clone());
     alerts.set_notifier(notifier.clone());
@@ -289,6 +307,9 @@ pub async fn start_with(config: Config, path: Option<PathBuf>) -> Result<Running
     ];
     if let Some(fleet) = &fleet {
         background.push(tokio::spawn(fleet.clone().run()));
+    }
+    if let Some(fleet_budget) = fleet_budget {
+        background.push(tokio::spawn(fleet_budget.run()));
     }
     let traffic_task = tokio::spawn(switchyard_proxy::serve(
         listener,

@@ -12,6 +12,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use switchyard_admin::{ReloadOutcome, Reloader};
 use switchyard_config::{AdminToken, Config, UpstreamTarget};
+use switchyard_control::budget::GateSettings;
 use switchyard_control::controller::Controller;
 use switchyard_control::{Alerts, Event, KillBoard, Notifier, Signals};
 use switchyard_proxy::{Gateway, Table};
@@ -165,6 +166,13 @@ impl ConfigReloader {
         self.signals
             .budget()
             .set_reset_at(config.budgets.reset_at, now);
+        if let Some(gate) = self.gateway.budget() {
+            let settings = GateSettings::from_config(&config.budgets);
+            if let Some(fleet) = gate.fleet() {
+                fleet.configure(settings.clone());
+            }
+            gate.configure(settings);
+        }
         self.tokens.store(Arc::new(config.admin.tokens.clone()));
         self.fallbacks
             .store(Arc::new(switchyard_admin::fallback_kinds(&config)));

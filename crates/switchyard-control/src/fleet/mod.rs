@@ -8,6 +8,8 @@
 //! refused unless forced locally, and such a local override is replayed into Redis once it
 //! is back.
 
+pub mod budget;
+mod budget_store;
 pub mod members;
 pub mod store;
 mod sync;
