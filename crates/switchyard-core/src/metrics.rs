@@ -59,6 +59,7 @@ pub const FLEET_MEMBERS: &str = "switchyard_fleet_members";
 pub const FLEET_STATE_VERSION: &str = "switchyard_fleet_state_version";
 pub const FLEET_PROPAGATION_SECONDS: &str = "switchyard_fleet_propagation_seconds";
 pub const FLEET_DIVERGENT: &str = "switchyard_fleet_divergent";
+pub const FLEET_DECISIONS_TOTAL: &str = "switchyard_fleet_decisions_total";
 
 /// Buckets for the fleet's propagation delay, in seconds: pub/sub takes milliseconds, a
 /// lost message costs up to a reconcile interval.
