@@ -16,6 +16,7 @@ mod drills;
 mod experiments;
 mod faults;
 mod fleet;
+mod fleet_rollout;
 mod limits;
 mod metering;
 mod notify;
