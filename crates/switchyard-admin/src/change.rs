@@ -162,7 +162,7 @@ pub async fn rule(
     state: &AdminState,
     who: &Principal,
     rule: &str,
-    body: Incoming,
+    (query, body): (Option<&str>, Incoming),
     action: RuleMove,
 ) -> Response<Body> {
     let name = match action {
@@ -176,16 +176,12 @@ pub async fn rule(
     };
     entry.reason = body.reason.filter(|r| !r.trim().is_empty());
     let route = body.route.as_deref();
-    let result = match action {
-        RuleMove::Approve => state
-            .controller
-            .approve(rule, route, &who.name)
-            .map(|(route, model)| (route, Some(model))),
-        RuleMove::Release => state
-            .controller
-            .release(rule, route, &who.name)
-            .map(|route| (route, None)),
-    };
+    let approve = action == RuleMove::Approve;
+    let local = crate::fleet::forced_local(query);
+    let result = state
+        .controller
+        .rule_move(rule, route, &who.name, approve, local)
+        .await;
     match result {
         Ok((route, model)) => {
             entry.target = Some(format!("{rule}@{route}"));
@@ -201,7 +197,8 @@ pub async fn rule(
             };
             answer(&done, &warnings)
         }
-        Err(error) => reject(state, entry, refusal(&error)),
+        Err(ShiftError::Action(error)) => reject(state, entry, refusal(&error)),
+        Err(ShiftError::Fleet(error)) => reject(state, entry, crate::fleet::unavailable(&error)),
     }
 }
 

@@ -27,9 +27,7 @@ pub async fn flip(
         return Ok(match change {
             Change::Engage { switch } => state.kills.engage(switch),
             Change::Release { route } => state.kills.release(&route),
-            Change::StartRollout { .. } | Change::Decide { .. } => {
-                return Err(ApiError::bad_request("not a kill-switch change"))
-            }
+            _ => return Err(ApiError::bad_request("not a kill-switch change")),
         });
     };
     if forced_local(query) {

@@ -178,10 +178,12 @@ fn promote() {}
 
 /// Puts in force the model downgrade a rule waits on.
 #[utoipa::path(post, path = "/admin/rules/{rule}/approve", tag = "act",
-    params(("rule" = String, Path, description = "A rule name", example = "token_explosion")),
+    params(("rule" = String, Path, description = "A rule name", example = "token_explosion"),
+        ("local" = Option<bool>, Query, description = "Fleet mode: make the change on this replica only (divergent, replayed into Redis when it is back)")),
     request_body(content = Option<RuleBody>, content_type = "application/json"),
     responses(
-        (status = 200, description = "Approved", body = RuleAnswer),
+        (status = 200, description = "Approved (in fleet mode: for every replica, once Redis accepted it and this replica applied it)", body = RuleAnswer),
+        (status = 503, description = "`fleet_unavailable`: Redis did not take the change; nothing changed", body = ErrorBody),
         (status = 404, description = "`unknown_rule` or `unknown_route`", body = ErrorBody),
         (status = 409, description = "`not_awaiting_approval` or `not_a_downgrade`", body = ErrorBody),
         (status = "default", description = "A refusal", body = ErrorBody),
@@ -191,10 +193,12 @@ fn approve() {}
 
 /// Lifts a rule's model downgrade.
 #[utoipa::path(post, path = "/admin/rules/{rule}/release", tag = "act",
-    params(("rule" = String, Path, description = "A rule name", example = "token_explosion")),
+    params(("rule" = String, Path, description = "A rule name", example = "token_explosion"),
+        ("local" = Option<bool>, Query, description = "Fleet mode: make the change on this replica only (divergent, replayed into Redis when it is back)")),
     request_body(content = Option<RuleBody>, content_type = "application/json"),
     responses(
-        (status = 200, description = "Released", body = RuleAnswer),
+        (status = 200, description = "Released (in fleet mode: for every replica, once Redis accepted it and this replica applied it)", body = RuleAnswer),
+        (status = 503, description = "`fleet_unavailable`: Redis did not take the change; nothing changed", body = ErrorBody),
         (status = 404, description = "`unknown_rule` or `unknown_route`", body = ErrorBody),
         (status = 409, description = "`not_in_force` or `not_a_downgrade`", body = ErrorBody),
         (status = "default", description = "A refusal", body = ErrorBody),

@@ -171,10 +171,12 @@ pub async fn route(state: AdminState, req: Request<Incoming>) -> Response<Body> 
             change::shift(&state, &principal, &route, (query, body), Move::Promote).await
         }
         Endpoint::Approve(rule) => {
-            change::rule(&state, &principal, &rule, body, RuleMove::Approve).await
+            let query = parts.uri.query();
+            change::rule(&state, &principal, &rule, (query, body), RuleMove::Approve).await
         }
         Endpoint::Release(rule) => {
-            change::rule(&state, &principal, &rule, body, RuleMove::Release).await
+            let query = parts.uri.query();
+            change::rule(&state, &principal, &rule, (query, body), RuleMove::Release).await
         }
         Endpoint::Experiments => change::experiments(&state),
         Endpoint::Experiment(name) => change::experiment(&state, &name),

@@ -16,7 +16,10 @@ use switchyard_config::EventKind;
 use switchyard_core::metrics as names;
 
 use super::{lock, ActionError, Controller, Inner, Shift};
-use crate::fleet::rollouts::{same_attempt, Decision, Proposal, RolloutHost, SharedRollout};
+use crate::fleet::rollouts::{
+    same_attempt, Decision, Proposal, RolloutHost, SharedDowngrade, SharedRollout,
+};
+use crate::fleet::store::SharedState;
 use crate::fleet::streams::Sink;
 use crate::fleet::{Change, Fleet, FleetError};
 use crate::incidents::{Incident, Trigger};
@@ -32,6 +35,8 @@ pub(super) struct Link {
     audit: OnceLock<Sink<Decided>>,
     /// The last second whose counts were published.
     pub(super) published: AtomicU64,
+    /// The fleet's approved downgrades as last applied here.
+    downgrades: std::sync::Mutex<BTreeMap<String, SharedDowngrade>>,
 }
 
 /// A decision the controller took for the fleet (Redis accepted it, or Redis was out of
@@ -83,6 +88,7 @@ impl Controller {
             this: Arc::downgrade(self),
             audit: OnceLock::new(),
             published: AtomicU64::new(0),
+            downgrades: std::sync::Mutex::default(),
         });
         super::judge::spawn(self);
     }
@@ -437,6 +443,151 @@ impl Controller {
         Some(id)
     }
 
+    /// Puts the downgrades operators approved anywhere in the fleet in force here, and lifts
+    /// those the fleet no longer has.
+    fn adopt_downgrades(&self, inner: &mut Inner, shared: &BTreeMap<String, SharedDowngrade>) {
+        let Some(link) = self.fleet.get() else {
+            return;
+        };
+        let mut applied = lock(&link.downgrades);
+        if *applied == *shared {
+            return;
+        }
+        for (route, d) in shared {
+            if applied.get(route) == Some(d) || !inner.plan.routes.iter().any(|r| r.name == *route)
+            {
+                continue;
+            }
+            self.steering.update(route, |s| {
+                s.downgrade_to = Some(Arc::from(d.model.as_str()))
+            });
+            inner
+                .downgrades
+                .insert(route.clone(), (d.rule.clone(), d.model.clone()));
+            if let Some(firing) = inner.rules.get_mut(&(d.rule.clone(), route.clone())) {
+                firing.awaiting_approval = false;
+            }
+            tracing::info!(route, rule = %d.rule, model = %d.model, by = %d.by, "model downgrade: the fleet's approval applied");
+        }
+        for (route, d) in applied.iter() {
+            if shared.contains_key(route) {
+                continue;
+            }
+            if inner
+                .downgrades
+                .get(route)
+                .is_some_and(|(rule, _)| *rule == d.rule)
+            {
+                inner.downgrades.remove(route);
+                self.steering.update(route, |s| s.downgrade_to = None);
+                tracing::info!(route, rule = %d.rule, "model downgrade: lifted by the fleet");
+            }
+        }
+        applied.clone_from(shared);
+    }
+
+    /// An operator approves (or lifts) a rule's model downgrade. In fleet mode it is made
+    /// through Redis, for every replica, and answered once this replica applied it; `local`
+    /// forces it on this replica only. Returns the route and the model now in force.
+    pub async fn rule_move(
+        &self,
+        rule: &str,
+        route: Option<&str>,
+        by: &str,
+        approve: bool,
+        local: bool,
+    ) -> Result<(String, Option<String>), ShiftError> {
+        let single = || -> Result<(String, Option<String>), ActionError> {
+            if approve {
+                self.approve(rule, route, by).map(|(r, m)| (r, Some(m)))
+            } else {
+                self.release(rule, route, by).map(|r| (r, None))
+            }
+        };
+        let Some(fleet) = self.fleet().cloned() else {
+            return Ok(single()?);
+        };
+        if local {
+            let (route, model) = single()?;
+            let change = self.downgrade_change(rule, &route, model.as_deref(), by);
+            fleet.keep_pending(change);
+            return Ok((route, model));
+        }
+        let (route, model) = self.check_rule_move(rule, route, approve)?;
+        let change = self.downgrade_change(rule, &route, model.as_deref(), by);
+        fleet.downgrade(change).await.map_err(|e| match e {
+            FleetError::Refused(_) => ShiftError::Action(ActionError::NotInForce {
+                rule: rule.to_owned(),
+                route: route.clone(),
+            }),
+            other => ShiftError::Fleet(other),
+        })?;
+        let status = if approve { "approved" } else { "released" };
+        tracing::warn!(rule, route = %route, by, status, "model downgrade changed for the fleet");
+        self.notifier.notify(Event::new(
+            EventKind::Rule,
+            Some(route.clone()),
+            json!({"rule": rule, "status": status, "by": by, "downgrade_to": model}),
+        ));
+        Ok((route, model))
+    }
+
+    fn downgrade_change(&self, rule: &str, route: &str, model: Option<&str>, by: &str) -> Change {
+        match model {
+            Some(model) => Change::Downgrade {
+                route: route.to_owned(),
+                downgrade: SharedDowngrade {
+                    rule: rule.to_owned(),
+                    model: model.to_owned(),
+                    by: by.to_owned(),
+                    at_ms: now_ms(),
+                },
+            },
+            None => Change::Lift {
+                route: route.to_owned(),
+            },
+        }
+    }
+
+    /// What an approve or a release would do, checked without doing it.
+    fn check_rule_move(
+        &self,
+        rule: &str,
+        route: Option<&str>,
+        approve: bool,
+    ) -> Result<(String, Option<String>), ActionError> {
+        let inner = lock(&self.inner);
+        if approve {
+            let waiting = |r: &str| {
+                inner
+                    .rules
+                    .get(&(rule.to_owned(), r.to_owned()))
+                    .is_some_and(|f| f.awaiting_approval)
+            };
+            let (spec, route) = Self::rule_route(&inner, rule, route, waiting)?;
+            if !waiting(&route) {
+                return Err(ActionError::NotAwaiting {
+                    rule: rule.to_owned(),
+                    route,
+                });
+            }
+            return Ok((route, Some(spec.downgrade_to.unwrap_or_default())));
+        }
+        let in_force = |r: &str| {
+            self.steering
+                .get(r)
+                .is_some_and(|s| s.downgrade_to.is_some())
+        };
+        let (_, route) = Self::rule_route(&inner, rule, route, in_force)?;
+        if !in_force(&route) {
+            return Err(ActionError::NotInForce {
+                rule: rule.to_owned(),
+                route,
+            });
+        }
+        Ok((route, None))
+    }
+
     /// Puts the fleet's records in force for the rollouts this replica runs.
     fn adopt_records(&self, inner: &mut Inner, records: &BTreeMap<String, SharedRollout>) {
         let mut changed = false;
@@ -487,9 +638,10 @@ impl Controller {
 }
 
 impl RolloutHost for Controller {
-    fn adopt(&self, shared: &BTreeMap<String, SharedRollout>) {
+    fn adopt(&self, shared: &SharedState) {
         let mut inner = lock(&self.inner);
-        self.adopt_records(&mut inner, shared);
+        self.adopt_records(&mut inner, &shared.rollouts);
+        self.adopt_downgrades(&mut inner, &shared.downgrades);
     }
 
     fn local_rollouts(&self) -> Vec<RolloutState> {

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use crate::kill::{now_ms, Flip, KillBoard, KillSwitch};
 use crate::rollout::RolloutState;
 use members::Member;
-use rollouts::{Proposal, Refusal, RolloutHost};
+use rollouts::{Proposal, Refusal, RolloutHost, SharedDowngrade};
 use store::{Names, SharedState, Versioned, Written};
 use switchyard_core::metrics as names;
 
@@ -50,6 +50,15 @@ pub enum Change {
     Decide {
         proposal: Proposal,
     },
+    /// An operator approved a rule's model downgrade on a route.
+    Downgrade {
+        route: String,
+        downgrade: SharedDowngrade,
+    },
+    /// An operator lifted the downgrade on a route.
+    Lift {
+        route: String,
+    },
 }
 
 /// What a change did to the shared state.
@@ -66,22 +75,36 @@ pub enum Applied {
     Started {
         epoch: u64,
     },
+    Downgrade {
+        before: Option<SharedDowngrade>,
+    },
 }
 
 impl Change {
-    /// Applies the change, or says why it changes nothing (and is not written).
-    fn apply(&self, state: &mut SharedState) -> Result<Applied, Refusal> {
+    /// Applies the change to the state of `version`, or says why it changes nothing (and
+    /// is not written).
+    fn apply(&self, state: &mut SharedState, version: u64) -> Result<Applied, Refusal> {
         match self {
             Change::Engage { switch } => Ok(kill_change(state, &switch.route, Some(switch))),
             Change::Release { route } => Ok(kill_change(state, route, None)),
             Change::StartRollout { rollout, replica } => {
-                rollouts::start(&mut state.rollouts, rollout, replica)
+                rollouts::start(&mut state.rollouts, rollout, replica, version)
                     .map(|epoch| Applied::Started { epoch })
                     .ok_or_else(|| Refusal::Registered(rollout.route.clone()))
             }
             Change::Decide { proposal } => proposal
                 .apply(&mut state.rollouts)
                 .map(|(before, after)| Applied::Rollout { before, after }),
+            Change::Downgrade { route, downgrade } => {
+                let before = state.downgrades.insert(route.clone(), downgrade.clone());
+                Ok(Applied::Downgrade { before })
+            }
+            Change::Lift { route } => match state.downgrades.remove(route) {
+                Some(before) => Ok(Applied::Downgrade {
+                    before: Some(before),
+                }),
+                None => Err(Refusal::NotInForce(route.clone())),
+            },
         }
     }
 }
@@ -372,7 +395,7 @@ impl Fleet {
         drop(local);
         *lock(&self.shared) = remote.state.clone();
         if let Some(host) = self.host() {
-            host.adopt(&remote.state.rollouts);
+            host.adopt(&remote.state);
         }
         if measure && remote.written_ms > 0 {
             let delay = now_ms().saturating_sub(remote.written_ms) as f64 / 1000.0;
@@ -417,6 +440,12 @@ impl Fleet {
         })
     }
 
+    /// Makes a downgrade approval or lift fleet-wide: answered once Redis accepted it and
+    /// this replica applied it.
+    pub async fn downgrade(&self, change: Change) -> Result<(), FleetError> {
+        self.commit(change).await.map(|_| ())
+    }
+
     /// Makes a rollout decision fleet-wide: answered once Redis accepted it and this replica
     /// applied it; a decision whose outcome was already taken is refused, and this replica
     /// takes the fleet's state instead.
@@ -451,7 +480,7 @@ impl Fleet {
                 Err(error) => return Err(self.unavailable(&error)),
             };
             let mut state = current.state.clone();
-            let applied = match change.apply(&mut state) {
+            let applied = match change.apply(&mut state, current.version) {
                 Ok(applied) => applied,
                 Err(refusal) => {
                     // Someone decided first: take what the fleet holds.
@@ -493,7 +522,7 @@ impl Fleet {
         let flip = match &change {
             Change::Engage { switch } => self.kills.engage(switch.clone()),
             Change::Release { route } => self.kills.release(route),
-            Change::StartRollout { .. } | Change::Decide { .. } => Flip {
+            _ => Flip {
                 before: None,
                 after: None,
                 effective_at_ms: now_ms(),

@@ -66,6 +66,8 @@ pub enum Refusal {
         current: u64,
         proposed: u64,
     },
+    #[error("no downgrade is in force on route {0:?} in the fleet")]
+    NotInForce(String),
     #[error("the fleet already has this rollout on route {0:?}")]
     Registered(String),
     #[error("already decided: route {route:?} is {phase} (decided by {replica})")]
@@ -130,16 +132,21 @@ impl Proposal {
 /// same blue and green is left as it is (the replica adopts it); so is a newer one for another
 /// green (the replica runs an older config, and must not undo the fleet's newer rollout).
 /// Returns the new epoch, or `None` when nothing changed.
+///
+/// The epoch is above the document's `version` (the version this change is written over):
+/// versions only grow, so an epoch is never reused, even when a record was lost (a replica
+/// of an older layout rewrote the document without it) and is registered again.
 pub fn start(
     rollouts: &mut BTreeMap<String, SharedRollout>,
     local: &RolloutState,
     replica: &str,
+    version: u64,
 ) -> Option<u64> {
     let epoch = match rollouts.get(&local.route) {
-        None => 1,
+        None => version + 1,
         Some(r) if same_attempt(&r.state, local) => return None,
         Some(r) if r.state.started_at_ms >= local.started_at_ms => return None,
-        Some(r) => r.epoch + 1,
+        Some(r) => (r.epoch + 1).max(version + 1),
     };
     let mut state = local.clone();
     state.stage_requests = 0;
@@ -162,10 +169,19 @@ pub fn same_attempt(a: &RolloutState, b: &RolloutState) -> bool {
     a.route == b.route && a.blue == b.blue && a.green == b.green
 }
 
+/// A model downgrade an operator approved, in force on every replica.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharedDowngrade {
+    pub rule: String,
+    pub model: String,
+    pub by: String,
+    pub at_ms: u64,
+}
+
 /// What a replica's controller does with the fleet's rollouts.
 pub trait RolloutHost: Send + Sync {
-    /// Puts the fleet's records in force for the routes whose rollout this replica runs.
-    fn adopt(&self, shared: &BTreeMap<String, SharedRollout>);
+    /// Puts the fleet's rollouts and approved downgrades in force on this replica.
+    fn adopt(&self, shared: &super::store::SharedState);
     /// This replica's rollouts, to register those the fleet does not have yet.
     fn local_rollouts(&self) -> Vec<RolloutState>;
 }
@@ -178,7 +194,7 @@ mod tests {
     fn records() -> BTreeMap<String, SharedRollout> {
         let mut all = BTreeMap::new();
         let local = RolloutState::start("r", "blue", "green", &[10.0, 50.0, 100.0], 1_000);
-        assert_eq!(start(&mut all, &local, "g0"), Some(1));
+        assert_eq!(start(&mut all, &local, "g0", 0), Some(1));
         all
     }
 
@@ -249,16 +265,28 @@ mod tests {
     fn a_new_green_starts_a_new_epoch_and_an_old_config_does_not_undo_it() {
         let mut all = records();
         let same = RolloutState::start("r", "blue", "green", &[10.0, 100.0], 5_000);
-        assert_eq!(start(&mut all, &same, "g1"), None, "the same attempt");
+        assert_eq!(start(&mut all, &same, "g1", 1), None, "the same attempt");
         let newer = RolloutState::start("r", "blue", "green2", &[10.0, 100.0], 6_000);
-        assert_eq!(start(&mut all, &newer, "g1"), Some(2));
+        assert_eq!(start(&mut all, &newer, "g1", 1), Some(2));
         let older = RolloutState::start("r", "blue", "green", &[10.0, 100.0], 1_000);
-        assert_eq!(start(&mut all, &older, "g2"), None);
+        assert_eq!(start(&mut all, &older, "g2", 2), None);
         assert_eq!(all["r"].state.green, "green2");
         let stale = rollback(Some(0), "g2");
         assert!(matches!(
             stale.apply(&mut all),
             Err(Refusal::OtherEpoch { current: 2, .. })
         ));
+    }
+
+    #[test]
+    fn a_record_lost_and_registered_again_never_reuses_an_epoch() {
+        let mut all = records();
+        all.clear(); // rewritten by a replica that does not know rollouts
+        let local = RolloutState::start("r", "blue", "green", &[10.0, 100.0], 1_000);
+        assert_eq!(start(&mut all, &local, "g1", 7), Some(8));
+        assert!(
+            rollback(Some(0), "g2").apply(&mut all).is_err(),
+            "epoch 1 is gone"
+        );
     }
 }

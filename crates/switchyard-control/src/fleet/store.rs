@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use crate::kill::KillSwitch;
 
-use super::rollouts::SharedRollout;
+use super::rollouts::{SharedDowngrade, SharedRollout};
 
 /// The layout's version, part of every key, channel and script name.
 pub const LAYOUT: &str = "v1";
@@ -29,6 +29,9 @@ pub struct SharedState {
     /// kills.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub rollouts: BTreeMap<String, SharedRollout>,
+    /// Model downgrades an operator approved, by route.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub downgrades: BTreeMap<String, SharedDowngrade>,
 }
 
 /// A version of the shared state as Redis holds it.

@@ -98,12 +98,12 @@ impl Fleet {
             return Ok(());
         }
         // A version applied before the controller joined (at start) reaches it here.
-        let known = lock(&self.shared).rollouts.clone();
+        let known = lock(&self.shared).clone();
         host.adopt(&known);
         let replica = self.settings.instance_id.clone();
         for rollout in host.local_rollouts() {
             let mut shared = lock(&self.shared).rollouts.clone();
-            if super::rollouts::start(&mut shared, &rollout, &replica).is_none() {
+            if super::rollouts::start(&mut shared, &rollout, &replica, 0).is_none() {
                 continue;
             }
             let change = super::Change::StartRollout {
@@ -137,6 +137,7 @@ impl Fleet {
         let state = SharedState {
             kills: self.kills.all(),
             rollouts: lock(&self.shared).rollouts.clone(),
+            downgrades: lock(&self.shared).downgrades.clone(),
         };
         let by = &self.settings.instance_id;
         let written = store::restore(conn, &self.names, version, &state, by).await?;
@@ -168,7 +169,7 @@ impl Fleet {
                 }
                 let current = store::read(conn, &self.names).await?;
                 let mut state = current.state;
-                if let Err(refusal) = change.apply(&mut state) {
+                if let Err(refusal) = change.apply(&mut state, current.version) {
                     // Decided elsewhere meanwhile (a rollback another replica took first):
                     // nothing to write, and nothing is counted twice.
                     tracing::info!(%refusal, "fleet: a local change was already in the shared state");

@@ -58,6 +58,15 @@ error_window = "10s"
 min_requests = 10
 new_error_class_rate = 1.0
 
+[[rules]]
+name = "cost_guard"
+metric = "cost_per_request"
+above = 0.000001
+window = "30s"
+min_requests = 3
+action = "downgrade_model"
+downgrade_to = "gpt-4o-mini"
+
 [fleet]
 redis_url = "{redis}"
 namespace = "{ns}"
@@ -421,5 +430,59 @@ async fn fleet_rollout_redis_paused_freezes_the_rollout_and_traffic_flows() {
         "the local rollback replayed to B",
         || phase(b) == "rolled_back",
     )
+    .await;
+}
+
+fn downgrade(gw: &Running) -> Option<String> {
+    gw.controller
+        .steering()
+        .get("support")
+        .and_then(|s| s.downgrade_to.as_deref().map(str::to_owned))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fleet_rollout_an_approved_downgrade_reaches_every_replica() {
+    let Some(rig) = rig(2, HOLD).await else {
+        return;
+    };
+    let [a, b] = &rig.replicas[..] else {
+        unreachable!()
+    };
+    for i in 0..4 {
+        ask(a, &format!("user-{i}")).await;
+    }
+    wait(
+        Duration::from_secs(5),
+        "the rule awaiting approval on A",
+        || {
+            a.controller
+                .rules_firing()
+                .iter()
+                .any(|f| f.awaiting_approval)
+        },
+    )
+    .await;
+    let path = "/admin/rules/cost_guard/approve";
+    let approved = admin(a, "POST", path, OPERATOR, Some(json!({}))).await;
+    assert_eq!(approved.status, 200, "{:?}", approved.body);
+    assert_eq!(
+        downgrade(a).as_deref(),
+        Some("gpt-4o-mini"),
+        "answered after the local apply"
+    );
+    let bound = Duration::from_millis(INTERVAL_MS + 200);
+    wait(bound, "the downgrade on B", || {
+        downgrade(b).as_deref() == Some("gpt-4o-mini")
+    })
+    .await;
+
+    // Lifted from the other replica, for both.
+    let path = "/admin/rules/cost_guard/release";
+    let released = admin(b, "POST", path, OPERATOR, Some(json!({}))).await;
+    assert_eq!(released.status, 200, "{:?}", released.body);
+    assert_eq!(downgrade(b), None);
+    wait(bound, "the downgrade lifted on A", || {
+        downgrade(a).is_none()
+    })
     .await;
 }
