@@ -202,6 +202,12 @@ impl Controller {
                 // Safety first: the rollback stays in force here, and is replayed into Redis
                 // (deduplicated by epoch) once it is back.
                 tracing::error!(route, %error, "fleet: rollback kept on this replica; replayed when Redis is back");
+                // Replayed whatever the fleet decided meanwhile in the epoch, unless it is
+                // rolled back already: a green failing here is not undone by a later advance.
+                let proposal = Proposal {
+                    decisions: None,
+                    ..proposal
+                };
                 fleet.keep_pending(Change::Decide { proposal });
                 lock(&self.inner).in_flight.remove(&route);
                 if let Some(decided) = decided(false) {

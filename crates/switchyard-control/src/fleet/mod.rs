@@ -258,6 +258,7 @@ impl Fleet {
     }
 
     pub fn status(&self) -> FleetStatus {
+        let rollout_lease = self.leads();
         let local = lock(&self.local);
         let up = self.is_up();
         FleetStatus {
@@ -270,7 +271,7 @@ impl Fleet {
             divergent: !local.pending.is_empty(),
             pending_changes: local.pending.len(),
             members: lock(&self.members).clone(),
-            rollout_lease: self.leads(),
+            rollout_lease,
         }
     }
 

@@ -134,10 +134,12 @@ impl Fleet {
         remote: u64,
         version: u64,
     ) -> redis::RedisResult<()> {
+        // One lock, taken and released before anything else: the rest of the last state
+        // applied, with the kill board's (which holds local overrides too).
+        let known = lock(&self.shared).clone();
         let state = SharedState {
             kills: self.kills.all(),
-            rollouts: lock(&self.shared).rollouts.clone(),
-            downgrades: lock(&self.shared).downgrades.clone(),
+            ..known
         };
         let by = &self.settings.instance_id;
         let written = store::restore(conn, &self.names, version, &state, by).await?;
