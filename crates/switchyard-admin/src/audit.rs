@@ -4,7 +4,9 @@
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, OnceLock, PoisonError};
+
+use switchyard_control::fleet::streams::Sink;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -20,7 +22,8 @@ pub struct AuditEntry {
     pub who: String,
     pub role: String,
     pub kind: String,
-    /// `kill`, `revive`, `reload` or `ack`.
+    /// `kill`, `revive`, `reload`, `ack`, `rollback`, `promote`, `approve`, `release`; in
+    /// fleet mode also the controller's `rollback` and `advance` decisions.
     pub action: String,
     /// The route, the incident id, or nothing (reload).
     pub target: Option<String>,
@@ -48,6 +51,27 @@ impl AuditEntry {
         }
     }
 
+    /// A decision the controller took for the fleet: by `controller` (or a rule), kind
+    /// `automatic`.
+    pub fn decided(d: &switchyard_control::controller::Decided) -> Self {
+        AuditEntry {
+            at_ms: switchyard_control::kill::now_ms(),
+            who: d.by.clone(),
+            role: "controller".into(),
+            kind: "automatic".into(),
+            action: d.action.to_owned(),
+            target: Some(d.route.clone()),
+            reason: d.reason.clone(),
+            before: serde_json::json!(d.before),
+            after: serde_json::json!(d.after),
+            result: if d.shared {
+                "ok".into()
+            } else {
+                "ok: on this replica only (Redis out of reach), replayed when it is back".into()
+            },
+        }
+    }
+
     pub fn rejected(mut self, why: &str) -> Self {
         self.result = format!("rejected: {why}");
         self
@@ -70,6 +94,8 @@ pub struct AuditLog {
     path: PathBuf,
     /// One writer at a time, so two entries never interleave within a line.
     writer: Mutex<()>,
+    /// Fleet mode: every entry written also goes to the fleet's stream.
+    sink: OnceLock<Sink<AuditEntry>>,
 }
 
 impl AuditLog {
@@ -79,12 +105,18 @@ impl AuditLog {
         let log = AuditLog {
             path,
             writer: Mutex::new(()),
+            sink: OnceLock::new(),
         };
         std::fs::create_dir_all(state_dir)
             .and_then(|()| log.append_file())
             .and_then(|file| end_the_torn_line(file, &log.path))
             .map_err(|source| log.error(source))?;
         Ok(log)
+    }
+
+    /// Fleet mode: sends every entry written to `sink` too.
+    pub fn set_sink(&self, sink: Sink<AuditEntry>) {
+        let _ = self.sink.set(sink);
     }
 
     pub fn path(&self) -> &Path {
@@ -126,7 +158,11 @@ impl AuditLog {
                 file.write_all(&line)?;
                 file.sync_data()
             })
-            .map_err(|source| self.error(source))
+            .map_err(|source| self.error(source))?;
+        if let Some(sink) = self.sink.get() {
+            sink.send(entry);
+        }
+        Ok(())
     }
 
     /// The last `limit` entries, oldest first. Lines that do not parse (a torn last line

@@ -5,7 +5,7 @@ use http::{Response, StatusCode};
 use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use switchyard_control::controller::{ActionError, Shift};
+use switchyard_control::controller::{ActionError, Shift, ShiftError};
 use switchyard_control::experiment::ExperimentView;
 use switchyard_control::rollout::RolloutState;
 use switchyard_core::Body;
@@ -90,7 +90,7 @@ pub async fn shift(
     state: &AdminState,
     who: &Principal,
     route: &str,
-    body: Incoming,
+    (query, body): (Option<&str>, Incoming),
     action: Move,
 ) -> Response<Body> {
     let name = match action {
@@ -118,13 +118,18 @@ pub async fn shift(
         Move::Rollback => "rolled back by an operator",
         Move::Promote => "promoted by an operator",
     });
-    let result = match action {
-        Move::Rollback => state.controller.rollback(route, &who.name, reason_text),
-        Move::Promote => state.controller.promote(route, &who.name, reason_text),
-    };
+    let promote = action == Move::Promote;
+    let local = crate::fleet::forced_local(query);
+    let result = state
+        .controller
+        .shift(route, &who.name, reason_text, promote, local)
+        .await;
     let shift: Shift = match result {
         Ok(shift) => shift,
-        Err(error) => return reject(state, entry, refusal(&error)),
+        Err(ShiftError::Action(error)) => return reject(state, entry, refusal(&error)),
+        Err(ShiftError::Fleet(error)) => {
+            return reject(state, entry, crate::fleet::unavailable(&error))
+        }
     };
     entry.before = json!(shift.before);
     entry.after = json!(shift.after);
@@ -157,7 +162,7 @@ pub async fn rule(
     state: &AdminState,
     who: &Principal,
     rule: &str,
-    body: Incoming,
+    (query, body): (Option<&str>, Incoming),
     action: RuleMove,
 ) -> Response<Body> {
     let name = match action {
@@ -171,16 +176,12 @@ pub async fn rule(
     };
     entry.reason = body.reason.filter(|r| !r.trim().is_empty());
     let route = body.route.as_deref();
-    let result = match action {
-        RuleMove::Approve => state
-            .controller
-            .approve(rule, route, &who.name)
-            .map(|(route, model)| (route, Some(model))),
-        RuleMove::Release => state
-            .controller
-            .release(rule, route, &who.name)
-            .map(|route| (route, None)),
-    };
+    let approve = action == RuleMove::Approve;
+    let local = crate::fleet::forced_local(query);
+    let result = state
+        .controller
+        .rule_move(rule, route, &who.name, approve, local)
+        .await;
     match result {
         Ok((route, model)) => {
             entry.target = Some(format!("{rule}@{route}"));
@@ -196,7 +197,8 @@ pub async fn rule(
             };
             answer(&done, &warnings)
         }
-        Err(error) => reject(state, entry, refusal(&error)),
+        Err(ShiftError::Action(error)) => reject(state, entry, refusal(&error)),
+        Err(ShiftError::Fleet(error)) => reject(state, entry, crate::fleet::unavailable(&error)),
     }
 }
 

@@ -266,6 +266,10 @@ fn describe_fleet() {
         names::FLEET_DIVERGENT,
         "1 while this replica carries a local override Redis has not accepted yet."
     );
+    describe_counter!(
+        names::FLEET_DECISIONS_TOTAL,
+        "Rollout decisions this replica proposed to the fleet, by decision and result: won (Redis took it), deduplicated (another replica decided first), local (Redis out of reach; in force here, replayed later), failed."
+    );
     describe_histogram!(
         names::FLEET_PROPAGATION_SECONDS,
         Unit::Seconds,

@@ -148,12 +148,14 @@ fn revive() {}
 
 /// Sends every user of the route's rollout back to blue and opens an incident.
 #[utoipa::path(post, path = "/admin/routes/{route}/rollback", tag = "act",
-    params(("route" = String, Path, description = "A route name", example = "support")),
+    params(("route" = String, Path, description = "A route name", example = "support"),
+        ("local" = Option<bool>, Query, description = "Fleet mode: make the change on this replica only (divergent, replayed into Redis when it is back)")),
     request_body(content = Option<ShiftBody>, content_type = "application/json"),
     responses(
-        (status = 200, description = "Rolled back", body = ShiftAnswer),
+        (status = 200, description = "Rolled back (in fleet mode: Redis accepted it and this replica applied it)", body = ShiftAnswer),
         (status = 404, description = "`unknown_route` or `no_rollout`", body = ErrorBody),
-        (status = 409, description = "`already_there`", body = ErrorBody),
+        (status = 409, description = "`already_there` (also when another replica decided first)", body = ErrorBody),
+        (status = 503, description = "`fleet_unavailable`: Redis did not take the change; nothing changed", body = ErrorBody),
         (status = "default", description = "A refusal", body = ErrorBody),
     ))]
 #[allow(dead_code)]
@@ -161,12 +163,14 @@ fn rollback() {}
 
 /// Sends every user of the route's rollout to green.
 #[utoipa::path(post, path = "/admin/routes/{route}/promote", tag = "act",
-    params(("route" = String, Path, description = "A route name", example = "support")),
+    params(("route" = String, Path, description = "A route name", example = "support"),
+        ("local" = Option<bool>, Query, description = "Fleet mode: make the change on this replica only (divergent, replayed into Redis when it is back)")),
     request_body(content = Option<ShiftBody>, content_type = "application/json"),
     responses(
-        (status = 200, description = "Promoted", body = ShiftAnswer),
+        (status = 200, description = "Promoted (in fleet mode: Redis accepted it and this replica applied it)", body = ShiftAnswer),
         (status = 404, description = "`unknown_route` or `no_rollout`", body = ErrorBody),
-        (status = 409, description = "`already_there`", body = ErrorBody),
+        (status = 409, description = "`already_there` (also when another replica decided first)", body = ErrorBody),
+        (status = 503, description = "`fleet_unavailable`: Redis did not take the change; nothing changed", body = ErrorBody),
         (status = "default", description = "A refusal", body = ErrorBody),
     ))]
 #[allow(dead_code)]
@@ -174,10 +178,12 @@ fn promote() {}
 
 /// Puts in force the model downgrade a rule waits on.
 #[utoipa::path(post, path = "/admin/rules/{rule}/approve", tag = "act",
-    params(("rule" = String, Path, description = "A rule name", example = "token_explosion")),
+    params(("rule" = String, Path, description = "A rule name", example = "token_explosion"),
+        ("local" = Option<bool>, Query, description = "Fleet mode: make the change on this replica only (divergent, replayed into Redis when it is back)")),
     request_body(content = Option<RuleBody>, content_type = "application/json"),
     responses(
-        (status = 200, description = "Approved", body = RuleAnswer),
+        (status = 200, description = "Approved (in fleet mode: for every replica, once Redis accepted it and this replica applied it)", body = RuleAnswer),
+        (status = 503, description = "`fleet_unavailable`: Redis did not take the change; nothing changed", body = ErrorBody),
         (status = 404, description = "`unknown_rule` or `unknown_route`", body = ErrorBody),
         (status = 409, description = "`not_awaiting_approval` or `not_a_downgrade`", body = ErrorBody),
         (status = "default", description = "A refusal", body = ErrorBody),
@@ -187,10 +193,12 @@ fn approve() {}
 
 /// Lifts a rule's model downgrade.
 #[utoipa::path(post, path = "/admin/rules/{rule}/release", tag = "act",
-    params(("rule" = String, Path, description = "A rule name", example = "token_explosion")),
+    params(("rule" = String, Path, description = "A rule name", example = "token_explosion"),
+        ("local" = Option<bool>, Query, description = "Fleet mode: make the change on this replica only (divergent, replayed into Redis when it is back)")),
     request_body(content = Option<RuleBody>, content_type = "application/json"),
     responses(
-        (status = 200, description = "Released", body = RuleAnswer),
+        (status = 200, description = "Released (in fleet mode: for every replica, once Redis accepted it and this replica applied it)", body = RuleAnswer),
+        (status = 503, description = "`fleet_unavailable`: Redis did not take the change; nothing changed", body = ErrorBody),
         (status = 404, description = "`unknown_rule` or `unknown_route`", body = ErrorBody),
         (status = 409, description = "`not_in_force` or `not_a_downgrade`", body = ErrorBody),
         (status = "default", description = "A refusal", body = ErrorBody),

@@ -8,7 +8,9 @@ use crate::audit::AuditEntry;
 use crate::reply::{self, respond, ApiError, JSON};
 use crate::state::AdminState;
 use crate::status;
-use switchyard_control::incidents::Summary;
+use switchyard_control::fleet::streams::{newest_per_id, Stream};
+use switchyard_control::fleet::Fleet;
+use switchyard_control::incidents::{Incident, Summary};
 
 /// How many audit entries `GET /admin/audit` returns without `limit`, and at most.
 pub const DEFAULT_AUDIT_LIMIT: usize = 100;
@@ -16,13 +18,43 @@ pub const MAX_AUDIT_LIMIT: usize = 1000;
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct IncidentList<'a> {
-    incidents: Vec<Summary<'a>>,
+    incidents: Vec<Listed<'a>>,
+    /// Fleet mode only: `fleet` (every replica's, read from Redis) or `local` (this
+    /// replica's alone: Redis is out of reach).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source: Option<&'static str>,
+}
+
+/// An incident in a list.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Listed<'a> {
+    #[serde(flatten)]
+    summary: Summary<'a>,
+    /// Fleet mode only: the replica that opened it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    replica: Option<String>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct AuditPage {
-    entries: Vec<AuditEntry>,
+    entries: Vec<Audited>,
+    /// Fleet mode only: `fleet` or `local`, as for incidents.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source: Option<&'static str>,
 }
+
+/// An audit entry in a page.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Audited {
+    #[serde(flatten)]
+    entry: AuditEntry,
+    /// Fleet mode only: the replica that wrote it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    replica: Option<String>,
+}
+
+/// How many incidents a fleet-wide list reads from the stream at most.
+const FLEET_INCIDENTS: usize = 1000;
 
 pub fn status(state: &AdminState) -> Response<Body> {
     let table = state.gateway.table();
@@ -42,10 +74,46 @@ pub fn status(state: &AdminState) -> Response<Body> {
     respond(StatusCode::OK, JSON, text)
 }
 
-pub fn incidents(state: &AdminState) -> Response<Body> {
+pub async fn incidents(state: &AdminState) -> Response<Body> {
+    let (all, source) = match &state.fleet {
+        Some(fleet) => match fleet_incidents(fleet).await {
+            Some(all) => (all, Some("fleet")),
+            None => (
+                local_incidents(state, Some(fleet.instance_id())),
+                Some("local"),
+            ),
+        },
+        None => (local_incidents(state, None), None),
+    };
+    let incidents = all
+        .iter()
+        .map(|(replica, i)| Listed {
+            summary: i.summary(),
+            replica: replica.clone(),
+        })
+        .collect();
+    reply::json(StatusCode::OK, &IncidentList { incidents, source })
+}
+
+fn local_incidents(state: &AdminState, replica: Option<&str>) -> Vec<(Option<String>, Incident)> {
+    let replica = replica.map(str::to_owned);
     let all = state.incidents.list();
-    let incidents = all.iter().map(|i| i.summary()).collect();
-    reply::json(StatusCode::OK, &IncidentList { incidents })
+    all.into_iter().map(|i| (replica.clone(), i)).collect()
+}
+
+/// Every replica's incidents, newest first, each as it is now; `None` without Redis.
+async fn fleet_incidents(fleet: &Fleet) -> Option<Vec<(Option<String>, Incident)>> {
+    let entries = fleet
+        .read_stream(Stream::Incidents, FLEET_INCIDENTS)
+        .await
+        .ok()?;
+    let parsed = entries.into_iter().filter_map(|e| {
+        let incident: Incident = serde_json::from_str(&e.body).ok()?;
+        Some((incident.id.clone(), (Some(e.replica), incident)))
+    });
+    let mut all = newest_per_id(parsed.collect());
+    all.sort_by(|a, b| (b.1.opened_at_ms, &b.1.id).cmp(&(a.1.opened_at_ms, &a.1.id)));
+    Some(all)
 }
 
 pub fn unknown_incident(id: &str) -> ApiError {
@@ -56,11 +124,20 @@ pub fn unknown_incident(id: &str) -> ApiError {
     )
 }
 
-pub fn incident(state: &AdminState, id: &str) -> Response<Body> {
-    match state.incidents.get(id) {
-        Some(incident) => reply::json(StatusCode::OK, &incident),
-        None => unknown_incident(id).into_response(),
+/// One incident: this replica's, or in fleet mode any replica's.
+pub async fn incident(state: &AdminState, id: &str) -> Response<Body> {
+    if let Some(incident) = state.incidents.get(id) {
+        return reply::json(StatusCode::OK, &incident);
     }
+    if let Some(fleet) = &state.fleet {
+        let found = fleet_incidents(fleet)
+            .await
+            .and_then(|all| all.into_iter().find(|(_, i)| i.id == id));
+        if let Some((_, incident)) = found {
+            return reply::json(StatusCode::OK, &incident);
+        }
+    }
+    unknown_incident(id).into_response()
 }
 
 /// `limit` from the query string: absent means the default, above the maximum means the
@@ -83,13 +160,45 @@ fn audit_limit(query: Option<&str>) -> Result<usize, ApiError> {
     }
 }
 
-pub fn audit(state: &AdminState, query: Option<&str>) -> Response<Body> {
+pub async fn audit(state: &AdminState, query: Option<&str>) -> Response<Body> {
     let limit = match audit_limit(query) {
         Ok(limit) => limit,
         Err(refusal) => return refusal.into_response(),
     };
+    if let Some(fleet) = &state.fleet {
+        if let Ok(entries) = fleet.read_stream(Stream::Audit, limit).await {
+            // Read newest first; a page is oldest first, as the file is.
+            let entries = entries
+                .into_iter()
+                .rev()
+                .filter_map(|e| {
+                    let entry = serde_json::from_str(&e.body).ok()?;
+                    Some(Audited {
+                        entry,
+                        replica: Some(e.replica),
+                    })
+                })
+                .collect();
+            let page = AuditPage {
+                entries,
+                source: Some("fleet"),
+            };
+            return reply::json(StatusCode::OK, &page);
+        }
+    }
+    let replica = state.fleet.as_ref().map(|f| f.instance_id().to_owned());
     match state.audit.tail(limit) {
-        Ok(entries) => reply::json(StatusCode::OK, &AuditPage { entries }),
+        Ok(entries) => {
+            let entries = entries
+                .into_iter()
+                .map(|entry| Audited {
+                    entry,
+                    replica: replica.clone(),
+                })
+                .collect();
+            let source = state.fleet.as_ref().map(|_| "local");
+            reply::json(StatusCode::OK, &AuditPage { entries, source })
+        }
         Err(error) => ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "audit_unreadable",

@@ -151,9 +151,9 @@ pub async fn route(state: AdminState, req: Request<Incoming>) -> Response<Body> 
     let (parts, body) = req.into_parts();
     match endpoint {
         Endpoint::Metrics | Endpoint::OpenApi | Endpoint::Status => reads::status(&state),
-        Endpoint::Incidents => reads::incidents(&state),
-        Endpoint::Incident(id) => reads::incident(&state, &id),
-        Endpoint::Audit => reads::audit(&state, parts.uri.query()),
+        Endpoint::Incidents => reads::incidents(&state).await,
+        Endpoint::Incident(id) => reads::incident(&state, &id).await,
+        Endpoint::Audit => reads::audit(&state, parts.uri.query()).await,
         Endpoint::Kill(route) if parts.method == Method::DELETE => {
             kill::revive(&state, &principal, &route, parts.uri.query(), body).await
         }
@@ -163,16 +163,20 @@ pub async fn route(state: AdminState, req: Request<Incoming>) -> Response<Body> 
         Endpoint::Reload => actions::reload(&state, &principal, body).await,
         Endpoint::Ack(id) => actions::ack(&state, &principal, &id, body).await,
         Endpoint::Rollback(route) => {
-            change::shift(&state, &principal, &route, body, Move::Rollback).await
+            let query = parts.uri.query();
+            change::shift(&state, &principal, &route, (query, body), Move::Rollback).await
         }
         Endpoint::Promote(route) => {
-            change::shift(&state, &principal, &route, body, Move::Promote).await
+            let query = parts.uri.query();
+            change::shift(&state, &principal, &route, (query, body), Move::Promote).await
         }
         Endpoint::Approve(rule) => {
-            change::rule(&state, &principal, &rule, body, RuleMove::Approve).await
+            let query = parts.uri.query();
+            change::rule(&state, &principal, &rule, (query, body), RuleMove::Approve).await
         }
         Endpoint::Release(rule) => {
-            change::rule(&state, &principal, &rule, body, RuleMove::Release).await
+            let query = parts.uri.query();
+            change::rule(&state, &principal, &rule, (query, body), RuleMove::Release).await
         }
         Endpoint::Experiments => change::experiments(&state),
         Endpoint::Experiment(name) => change::experiment(&state, &name),

@@ -10,11 +10,12 @@ use arc_swap::ArcSwap;
 use metrics_exporter_prometheus::PrometheusHandle;
 use switchyard_config::{AdminToken, Config, Fallback};
 use switchyard_control::controller::Controller;
+use switchyard_control::fleet::streams::{Sink, Stream};
 use switchyard_control::fleet::Fleet;
 use switchyard_control::{Alerts, KillBoard, Notifier};
 use switchyard_proxy::Gateway;
 
-use crate::audit::{AuditError, AuditLog};
+use crate::audit::{AuditEntry, AuditError, AuditLog};
 use switchyard_control::incidents::Incidents;
 
 /// A configuration reload that took effect.
@@ -83,6 +84,21 @@ impl AdminState {
     /// Opens (creating it if needed) `state_dir/audit.jsonl`.
     pub fn new(parts: AdminParts, state_dir: &Path) -> Result<Self, StateError> {
         let audit = Arc::new(AuditLog::open(state_dir)?);
+        if let Some(fleet) = &parts.fleet {
+            // Every replica's audit entries, readable from any replica.
+            let fleet = fleet.clone();
+            audit.set_sink(Sink::new(move |entry| fleet.append(Stream::Audit, entry)));
+            // The decisions the controller takes for the fleet are audited like an operator's.
+            let log = audit.clone();
+            parts
+                .controller
+                .set_decision_sink(Sink::new(move |decided| {
+                    let entry = AuditEntry::decided(decided);
+                    if let Err(error) = crate::mutation::on_disk(|| log.append(&entry)) {
+                        tracing::error!(%error, action = %entry.action, "audit entry not written");
+                    }
+                }));
+        }
         let incidents = parts.controller.incidents().clone();
         Ok(AdminState {
             gateway: parts.gateway,

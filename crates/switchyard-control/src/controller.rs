@@ -3,8 +3,12 @@
 //! path on the signals' windows, and acts through [`Steering`], which requests read with one
 //! atomic load.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+mod judge;
+mod shared;
+pub use shared::{Decided, ShiftError};
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -119,6 +123,9 @@ struct Inner {
     downgrades: HashMap<String, (String, String)>,
     dirty_since: Option<Instant>,
     ticks: u64,
+    /// Fleet mode: routes with a decision on its way to Redis; the fleet's older state is
+    /// not adopted for them meanwhile.
+    in_flight: HashSet<String>,
 }
 
 /// See the module documentation.
@@ -131,6 +138,8 @@ pub struct Controller {
     store: RolloutStore,
     history: ErrorHistory,
     inner: Mutex<Inner>,
+    /// Fleet mode: decisions go through the fleet's shared state.
+    fleet: OnceLock<shared::Link>,
 }
 
 impl std::fmt::Debug for Controller {
@@ -179,6 +188,7 @@ impl Controller {
                 rollouts: states,
                 ..Inner::default()
             }),
+            fleet: OnceLock::new(),
         })
     }
 
@@ -390,6 +400,7 @@ impl Controller {
             }
         }
         self.look_at_rules(&mut inner);
+        self.publish_counts(&inner);
         if inner.ticks.is_multiple_of(10) {
             for experiment in self.signals.experiments().all() {
                 let outcome = experiment.evaluate();
@@ -457,6 +468,11 @@ impl Controller {
             && baked
             && current.stage_requests >= rollout.min_requests
         {
+            if self.fleet().is_some() {
+                // The fleet's stages advance once, judged on the fleet's traffic by the
+                // replica holding the lease (controller/judge.rs).
+                return;
+            }
             let served = current.stage_requests;
             current.advance(now_ms());
             let after = current.clone();
@@ -633,6 +649,30 @@ impl Controller {
             window_secs: fired.window_secs,
             figures,
         };
+        if fired.name != "operator" && self.fleet().is_some() && before.epoch > 0 {
+            // Decided once for the fleet: the replica whose proposal Redis accepts opens the
+            // incident and notifies; the rollback is in force here already either way.
+            let draft = self.draft_incident(
+                inner,
+                "rollback",
+                route,
+                &reason,
+                by,
+                trigger,
+                Some((&before, &after)),
+            );
+            let detail = json!({"trigger": fired.name, "value": fired.value, "threshold": fired.threshold,
+                   "by": by, "green": after.green, "blue": after.blue,
+                   "decision_latency_ms": decision.as_secs_f64() * 1000.0});
+            self.propose_rollback(inner, &before, (&reason, by), draft, detail);
+            return Some(Shift {
+                before,
+                after,
+                incident: None,
+                took_us,
+                persisted,
+            });
+        }
         let incident = self.open_incident(
             inner,
             "rollback",
@@ -818,6 +858,7 @@ impl Controller {
         let mut awaiting = false;
         let mut incident = None;
         let mut throttle = None;
+        let mut proposed = false;
         let mut detail = json!({"rule": rule.name, "metric": rule.metric.as_str(), "value": value,
             "threshold": threshold, "baseline": rule.baseline, "action": rule.action.as_str(), "status": "firing"});
         match rule.action {
@@ -864,16 +905,17 @@ impl Controller {
                         since: Instant::now(),
                         said: Some(reason.clone()),
                     };
-                    incident = self
-                        .roll_back(inner, route, fired, &format!("rule:{}", rule.name))
-                        .and_then(|s| s.incident);
+                    let shift = self.roll_back(inner, route, fired, &format!("rule:{}", rule.name));
+                    // Fleet mode: the replica whose rollback Redis accepts opens the incident.
+                    proposed = shift.as_ref().is_some_and(|s| s.incident.is_none());
+                    incident = shift.and_then(|s| s.incident);
                 } else {
                     detail["note"] =
                         json!("nothing to roll back: the route has no rollout shifting traffic");
                 }
             }
         }
-        if incident.is_none() {
+        if incident.is_none() && !proposed {
             // The rule left the rollout as it was: before and after are the same.
             let rollout = inner.rollouts.get(route).cloned();
             let by = format!("rule:{}", rule.name);
@@ -1057,9 +1099,38 @@ impl Controller {
         trigger: Trigger,
         rollouts: Option<(&RolloutState, &RolloutState)>,
     ) -> Option<String> {
+        let draft = self.draft_incident(inner, kind, route, reason, by, trigger, rollouts);
+        Some(self.write_incident(draft))
+    }
+
+    /// Writes an incident and tells the webhooks; returns its id.
+    fn write_incident(&self, draft: Incident) -> String {
+        let kind = draft.kind.clone();
+        let route = draft.route.clone();
+        let (incident, written) = self.incidents.open_incident(draft);
+        if let Err(error) = written {
+            tracing::error!(%error, id = %incident.id, "incident not saved");
+        }
+        self.notifier
+            .notify(Event::incident(&incident.id, &kind, &route));
+        incident.id
+    }
+
+    /// An automatic incident with the window's evidence, not yet written.
+    #[allow(clippy::too_many_arguments)]
+    fn draft_incident(
+        &self,
+        inner: &Inner,
+        kind: &str,
+        route: &str,
+        reason: &str,
+        by: &str,
+        trigger: Trigger,
+        rollouts: Option<(&RolloutState, &RolloutState)>,
+    ) -> Incident {
         let window = trigger.window_secs;
         let evidence = self.evidence(route, window, &inner.plan.incidents);
-        let (incident, written) = self.incidents.open_incident(Incident {
+        Incident {
             id: String::new(),
             kind: kind.to_owned(),
             route: route.to_owned(),
@@ -1077,13 +1148,7 @@ impl Controller {
             acknowledged_by: None,
             acknowledged_at_ms: None,
             ack_note: None,
-        });
-        if let Err(error) = written {
-            tracing::error!(%error, id = %incident.id, "incident not saved");
         }
-        self.notifier
-            .notify(Event::incident(&incident.id, kind, route));
-        Some(incident.id)
     }
 
     /// What the route served in the last `window_secs`: model versions, prompt fingerprints,

@@ -47,6 +47,27 @@ impl Histogram {
         }
     }
 
+    /// The non-empty buckets as (index, count): a second's histogram in a few numbers.
+    pub fn sparse(&self) -> Vec<(usize, u32)> {
+        self.counts
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c > 0)
+            .map(|(i, c)| (i, *c))
+            .collect()
+    }
+
+    /// The histogram [`Histogram::sparse`] described; unknown indexes are ignored.
+    pub fn from_sparse(buckets: &[(usize, u32)]) -> Self {
+        let mut h = Histogram::default();
+        for (index, count) in buckets {
+            if let Some(slot) = h.counts.get_mut(*index) {
+                *slot = slot.saturating_add(*count);
+            }
+        }
+        h
+    }
+
     pub fn count(&self) -> u64 {
         self.counts.iter().map(|&c| u64::from(c)).sum()
     }

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -175,6 +175,8 @@ pub struct Incidents {
     dir: PathBuf,
     /// By id. The lock also serialises file writes, and makes an ack's check-and-set atomic.
     records: Mutex<BTreeMap<String, Incident>>,
+    /// Fleet mode: every record written also goes to the fleet's stream.
+    sink: OnceLock<crate::fleet::streams::Sink<Incident>>,
 }
 
 fn io_error(path: &Path, source: std::io::Error) -> IncidentError {
@@ -210,7 +212,19 @@ impl Incidents {
         Ok(Incidents {
             dir,
             records: Mutex::new(records),
+            sink: OnceLock::new(),
         })
+    }
+
+    /// Fleet mode: sends every incident opened or acknowledged to `sink` too.
+    pub fn set_sink(&self, sink: crate::fleet::streams::Sink<Incident>) {
+        let _ = self.sink.set(sink);
+    }
+
+    fn share(&self, incident: &Incident) {
+        if let Some(sink) = self.sink.get() {
+            sink.send(incident);
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Incident>> {
@@ -235,6 +249,8 @@ impl Incidents {
         incident.id = Self::fresh_id(&records, incident.opened_at_ms);
         let written = self.write(&incident);
         records.insert(incident.id.clone(), incident.clone());
+        drop(records);
+        self.share(&incident);
         (incident, written)
     }
 
@@ -282,6 +298,8 @@ impl Incidents {
         updated.ack_note = note;
         self.write(&updated)?;
         records.insert(id.to_owned(), updated.clone());
+        drop(records);
+        self.share(&updated);
         Ok(updated)
     }
 

@@ -51,6 +51,13 @@ pub struct RolloutState {
     pub reason: Option<String>,
     /// Who ended it: `controller`, a rule, or an admin token's name.
     pub by: Option<String>,
+    /// Fleet mode: the attempt this is in the fleet's shared state (0 until registered, and
+    /// always 0 on a gateway without a fleet).
+    #[serde(default)]
+    pub epoch: u64,
+    /// Fleet mode: decisions the fleet took in this epoch.
+    #[serde(default)]
+    pub decisions: u64,
 }
 
 impl RolloutState {
@@ -71,6 +78,8 @@ impl RolloutState {
             finished_at_ms: None,
             reason: None,
             by: None,
+            epoch: 0,
+            decisions: 0,
         };
         if first >= 100.0 {
             state.phase = Phase::Complete;

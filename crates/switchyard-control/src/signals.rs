@@ -234,6 +234,16 @@ impl RouteSignals {
         }
     }
 
+    /// One upstream on this route over seconds `from..=to`, without counting as a look.
+    pub fn side_window(&self, upstream: &str, from: u64, to: u64) -> Bucket {
+        let windows = lock(&self.windows);
+        windows
+            .sides
+            .get(upstream)
+            .map(|side| side.detail.sum(from, to))
+            .unwrap_or_default()
+    }
+
     /// Every upstream of this route over seconds `from..=to`, together: the route's traffic
     /// without the answers the gateway made for reasons of its own.
     pub fn upstream_window(&self, from: u64, to: u64) -> Bucket {

@@ -59,6 +59,7 @@ pub const FLEET_MEMBERS: &str = "switchyard_fleet_members";
 pub const FLEET_STATE_VERSION: &str = "switchyard_fleet_state_version";
 pub const FLEET_PROPAGATION_SECONDS: &str = "switchyard_fleet_propagation_seconds";
 pub const FLEET_DIVERGENT: &str = "switchyard_fleet_divergent";
+pub const FLEET_DECISIONS_TOTAL: &str = "switchyard_fleet_decisions_total";
 
 pub const BUDGET_REFUSED_TOTAL: &str = "switchyard_budget_refused_total";
 pub const BUDGET_USED_TOKENS: &str = "switchyard_budget_used_tokens";

@@ -12,6 +12,7 @@ use switchyard_control::alerts::AlertSettings;
 use switchyard_control::budget::{BudgetGate, BudgetStore, GateSettings};
 use switchyard_control::controller::Controller;
 use switchyard_control::fleet::budget::FleetBudget;
+use switchyard_control::fleet::streams::{Sink, Stream};
 use switchyard_control::fleet::Fleet;
 use switchyard_control::rollout::RolloutStore;
 use switchyard_control::steer::Steering;
@@ -212,6 +213,13 @@ pub async fn start_with(config: Config, path: Option<PathBuf>) -> Result<Running
         Incidents::open(&config.admin.state_dir)
             .map_err(|e| state_error(std::io::Error::other(e.to_string())))?,
     );
+    if let Some(fleet) = &fleet {
+        // Every replica's incidents, readable from any replica.
+        let fleet = fleet.clone();
+        incidents.set_sink(Sink::new(move |incident| {
+            fleet.append(Stream::Incidents, incident);
+        }));
+    }
     let steering = Steering::new();
     let gateway = Gateway::with_boards(table, signals.clone(), kills.clone(), steering.clone());
     if let Some(fleet) = &fleet {
@@ -243,6 +251,11 @@ pub async fn start_with(config: Config, path: Option<PathBuf>) -> Result<Running
         rollouts,
     );
     controller.apply(&config);
+    if let Some(fleet) = &fleet {
+        // Rollouts are decided once for the fleet: registered, advanced and rolled back
+        // through the shared state.
+        controller.join_fleet(fleet.clone());
+    }
     let tls = match &config.server.tls {
         Some(files) => Some(switchyard_proxy::tls_acceptor(&files.cert, &files.key)?),
         None => None,

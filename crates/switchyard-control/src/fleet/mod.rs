@@ -10,20 +10,26 @@
 
 pub mod budget;
 mod budget_store;
+pub mod counts;
+pub mod lease;
 pub mod members;
+pub mod rollouts;
 pub mod store;
+pub mod streams;
 mod sync;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::Instant;
 
 use redis::aio::MultiplexedConnection;
 use serde::{Deserialize, Serialize};
 
 use crate::kill::{now_ms, Flip, KillBoard, KillSwitch};
+use crate::rollout::RolloutState;
 use members::Member;
+use rollouts::{Proposal, Refusal, RolloutHost, SharedDowngrade};
 use store::{Names, SharedState, Versioned, Written};
 use switchyard_core::metrics as names;
 
@@ -31,32 +37,91 @@ use switchyard_core::metrics as names;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Change {
-    Engage { switch: KillSwitch },
-    Release { route: String },
+    Engage {
+        switch: KillSwitch,
+    },
+    Release {
+        route: String,
+    },
+    /// Registers this replica's rollout: a new epoch when the fleet has none for its green.
+    StartRollout {
+        rollout: RolloutState,
+        replica: String,
+    },
+    /// A decision on a rollout, applied only if its epoch's outcome is still open.
+    Decide {
+        proposal: Proposal,
+    },
+    /// An operator approved a rule's model downgrade on a route.
+    Downgrade {
+        route: String,
+        downgrade: SharedDowngrade,
+    },
+    /// An operator lifted the downgrade on a route.
+    Lift {
+        route: String,
+    },
+}
+
+/// What a change did to the shared state.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Applied {
+    Kill {
+        before: Option<KillSwitch>,
+        after: Option<KillSwitch>,
+    },
+    Rollout {
+        before: RolloutState,
+        after: RolloutState,
+    },
+    Started {
+        epoch: u64,
+    },
+    Downgrade {
+        before: Option<SharedDowngrade>,
+    },
 }
 
 impl Change {
-    fn route(&self) -> &str {
+    /// Applies the change to the state of `version`, or says why it changes nothing (and
+    /// is not written).
+    fn apply(&self, state: &mut SharedState, version: u64) -> Result<Applied, Refusal> {
         match self {
-            Change::Engage { switch } => &switch.route,
-            Change::Release { route } => route,
+            Change::Engage { switch } => Ok(kill_change(state, &switch.route, Some(switch))),
+            Change::Release { route } => Ok(kill_change(state, route, None)),
+            Change::StartRollout { rollout, replica } => {
+                rollouts::start(&mut state.rollouts, rollout, replica, version)
+                    .map(|epoch| Applied::Started { epoch })
+                    .ok_or_else(|| Refusal::Registered(rollout.route.clone()))
+            }
+            Change::Decide { proposal } => proposal
+                .apply(&mut state.rollouts)
+                .map(|(before, after)| Applied::Rollout { before, after }),
+            Change::Downgrade { route, downgrade } => {
+                let before = state.downgrades.insert(route.clone(), downgrade.clone());
+                Ok(Applied::Downgrade { before })
+            }
+            Change::Lift { route } => match state.downgrades.remove(route) {
+                Some(before) => Ok(Applied::Downgrade {
+                    before: Some(before),
+                }),
+                None => Err(Refusal::NotInForce(route.clone())),
+            },
         }
     }
+}
 
-    /// Applies the change; returns the route's switch before and after.
-    fn apply(&self, state: &mut SharedState) -> (Option<KillSwitch>, Option<KillSwitch>) {
-        let route = self.route().to_owned();
-        let index = state.kills.iter().position(|k| k.route == route);
-        let before = index.map(|i| state.kills.remove(i));
-        let after = match self {
-            Change::Engage { switch } => {
-                state.kills.push(switch.clone());
-                state.kills.sort_by(|a, b| a.route.cmp(&b.route));
-                Some(switch.clone())
-            }
-            Change::Release { .. } => None,
-        };
-        (before, after)
+/// Puts `switch` in force on `route` (or releases it); returns the switch before and after.
+fn kill_change(state: &mut SharedState, route: &str, switch: Option<&KillSwitch>) -> Applied {
+    let index = state.kills.iter().position(|k| k.route == route);
+    let before = index.map(|i| state.kills.remove(i));
+    if let Some(switch) = switch {
+        state.kills.push(switch.clone());
+        state.kills.sort_by(|a, b| a.route.cmp(&b.route));
+    }
+    Applied::Kill {
+        before,
+        after: switch.cloned(),
     }
 }
 
@@ -67,6 +132,9 @@ pub enum FleetError {
     Unavailable(String),
     #[error("the shared state kept changing under this write; try again")]
     Contended,
+    /// The change was not written: it would change nothing, or its outcome was taken.
+    #[error("{0}")]
+    Refused(#[from] Refusal),
 }
 
 /// What this replica keeps of the fleet in `state_dir/fleet.json`.
@@ -95,6 +163,8 @@ pub struct FleetStatus {
     pub pending_changes: usize,
     /// The replicas heard from lately, this one included, as of the last heartbeat.
     pub members: Vec<Member>,
+    /// Whether this replica holds the rollout lease: it alone advances stages.
+    pub rollout_lease: bool,
 }
 
 /// Tells the heartbeat which config this replica runs (its hash, `Config::version`).
@@ -114,6 +184,15 @@ pub struct Fleet {
     writer: tokio::sync::Mutex<()>,
     members: Mutex<Vec<Member>>,
     config_version: Mutex<Option<ConfigVersion>>,
+    /// The last shared state applied (kills as Redis held them, and the rollouts).
+    shared: Mutex<SharedState>,
+    /// The controller, which puts the fleet's rollouts in force.
+    host: OnceLock<Weak<dyn RolloutHost>>,
+    /// Stream entries waiting for Redis, and the one writer of them.
+    backlog: Mutex<streams::Backlog>,
+    flushing: tokio::sync::Mutex<()>,
+    /// Whether this replica holds the rollout lease, and until when.
+    lease: Mutex<lease::Lease>,
 }
 
 impl std::fmt::Debug for Fleet {
@@ -161,6 +240,11 @@ impl Fleet {
             writer: tokio::sync::Mutex::new(()),
             members: Mutex::new(Vec::new()),
             config_version: Mutex::new(None),
+            shared: Mutex::new(SharedState::default()),
+            host: OnceLock::new(),
+            backlog: Mutex::new(streams::Backlog::default()),
+            flushing: tokio::sync::Mutex::new(()),
+            lease: Mutex::new(lease::Lease::default()),
         });
         fleet.publish_gauges();
         Ok(fleet)
@@ -176,6 +260,7 @@ impl Fleet {
     }
 
     pub fn status(&self) -> FleetStatus {
+        let rollout_lease = self.leads();
         let local = lock(&self.local);
         let up = self.is_up();
         FleetStatus {
@@ -188,6 +273,45 @@ impl Fleet {
             divergent: !local.pending.is_empty(),
             pending_changes: local.pending.len(),
             members: lock(&self.members).clone(),
+            rollout_lease,
+        }
+    }
+
+    /// Whether this replica holds the rollout lease now (and Redis answers).
+    pub fn leads(&self) -> bool {
+        self.is_up() && lock(&self.lease).held(Instant::now())
+    }
+
+    /// The live replicas' ids, as of the last heartbeat.
+    pub fn live_members(&self) -> Vec<String> {
+        lock(&self.members)
+            .iter()
+            .map(|m| m.instance_id.clone())
+            .collect()
+    }
+
+    /// Takes or renews the rollout lease; its time to live is three reconcile intervals.
+    async fn renew_lease(&self) -> redis::RedisResult<()> {
+        let Some(mut conn) = self.connection() else {
+            lock(&self.lease).lost();
+            return Ok(());
+        };
+        let ttl = 3 * self.settings.reconcile_interval;
+        let sent = Instant::now();
+        let me = &self.settings.instance_id;
+        match lease::take(&mut conn, &self.names.lease, me, ttl).await {
+            Ok(granted) => {
+                let mut lease = lock(&self.lease);
+                if granted && !lease.held(sent) {
+                    tracing::info!("fleet: this replica holds the rollout lease");
+                }
+                lease.answered(sent, ttl, granted);
+                Ok(())
+            }
+            Err(error) => {
+                lock(&self.lease).lost();
+                Err(error)
+            }
         }
     }
 
@@ -241,6 +365,7 @@ impl Fleet {
     /// Marks Redis lost: the next loop of the sync task dials again.
     fn lost(&self, error: &redis::RedisError) {
         *lock(&self.conn) = None;
+        lock(&self.lease).lost();
         if self.up.swap(false, Ordering::Relaxed) {
             tracing::error!(%error, "fleet: Redis lost; serving the last known state (degraded)");
             self.publish_gauges();
@@ -271,6 +396,10 @@ impl Fleet {
         local.written_ms = remote.written_ms;
         self.save(&local);
         drop(local);
+        *lock(&self.shared) = remote.state.clone();
+        if let Some(host) = self.host() {
+            host.adopt(&remote.state);
+        }
         if measure && remote.written_ms > 0 {
             let delay = now_ms().saturating_sub(remote.written_ms) as f64 / 1000.0;
             metrics::histogram!(names::FLEET_PROPAGATION_SECONDS).record(delay);
@@ -279,59 +408,115 @@ impl Fleet {
         true
     }
 
-    /// Makes `change` fleet-wide: answered once Redis accepted it and this replica applied it.
+    /// Tells the fleet which controller puts its rollouts in force.
+    pub fn set_host(&self, host: Weak<dyn RolloutHost>) {
+        let _ = self.host.set(host);
+    }
+
+    fn host(&self) -> Option<Arc<dyn RolloutHost>> {
+        self.host.get().and_then(Weak::upgrade)
+    }
+
+    /// The fleet's rollout records as last applied.
+    pub fn shared_rollouts(&self) -> std::collections::BTreeMap<String, rollouts::SharedRollout> {
+        lock(&self.shared).rollouts.clone()
+    }
+
+    pub fn instance_id(&self) -> &str {
+        &self.settings.instance_id
+    }
+
+    /// Makes a kill-switch change fleet-wide: answered once Redis accepted it and this
+    /// replica applied it.
     pub async fn change(&self, change: Change) -> Result<Flip, FleetError> {
         let started = Instant::now();
+        let (before, after) = match self.commit(change).await? {
+            Applied::Kill { before, after } => (before, after),
+            _ => (None, None),
+        };
+        Ok(Flip {
+            before,
+            after,
+            effective_at_ms: now_ms(),
+            took_us: started.elapsed().as_micros() as u64,
+            persisted: Ok(()),
+        })
+    }
+
+    /// Makes a downgrade approval or lift fleet-wide: answered once Redis accepted it and
+    /// this replica applied it.
+    pub async fn downgrade(&self, change: Change) -> Result<(), FleetError> {
+        self.commit(change).await.map(|_| ())
+    }
+
+    /// Makes a rollout decision fleet-wide: answered once Redis accepted it and this replica
+    /// applied it; a decision whose outcome was already taken is refused, and this replica
+    /// takes the fleet's state instead.
+    pub async fn decide(
+        &self,
+        proposal: Proposal,
+    ) -> Result<(RolloutState, RolloutState), FleetError> {
+        match self.commit(Change::Decide { proposal }).await? {
+            Applied::Rollout { before, after } => Ok((before, after)),
+            other => Err(FleetError::Unavailable(format!("unexpected {other:?}"))),
+        }
+    }
+
+    /// Writes `change` by compare-and-set and applies the version written.
+    async fn commit(&self, change: Change) -> Result<Applied, FleetError> {
         let _writer = self.writer.lock().await;
         let mut conn = self
             .connection()
             .ok_or_else(|| FleetError::Unavailable("not connected".into()))?;
+        self.commit_locked(&mut conn, &change).await
+    }
+
+    /// [`Fleet::commit`] with the writer lock already held.
+    async fn commit_locked(
+        &self,
+        conn: &mut MultiplexedConnection,
+        change: &Change,
+    ) -> Result<Applied, FleetError> {
         for _ in 0..CAS_ATTEMPTS {
-            let (remote, before, after, written) = match self.attempt(&mut conn, &change).await {
-                Ok(done) => done,
-                Err(error) => {
-                    self.lost(&error);
-                    return Err(FleetError::Unavailable(error.to_string()));
+            let current = match store::read(conn, &self.names).await {
+                Ok(current) => current,
+                Err(error) => return Err(self.unavailable(&error)),
+            };
+            let mut state = current.state.clone();
+            let applied = match change.apply(&mut state, current.version) {
+                Ok(applied) => applied,
+                Err(refusal) => {
+                    // Someone decided first: take what the fleet holds.
+                    self.adopt(&current, false);
+                    return Err(FleetError::Refused(refusal));
                 }
             };
-            if let Written::Accepted {
-                version,
-                written_ms,
-            } = written
-            {
-                self.adopt(
-                    &Versioned {
+            let by = &self.settings.instance_id;
+            let written =
+                store::compare_and_set(conn, &self.names, current.version, &state, by).await;
+            match written {
+                Ok(Written::Accepted {
+                    version,
+                    written_ms,
+                }) => {
+                    let remote = Versioned {
                         version,
                         written_ms,
-                        state: remote,
-                    },
-                    false,
-                );
-                return Ok(Flip {
-                    before,
-                    after,
-                    effective_at_ms: now_ms(),
-                    took_us: started.elapsed().as_micros() as u64,
-                    persisted: Ok(()),
-                });
+                        state,
+                    };
+                    self.adopt(&remote, false);
+                    return Ok(applied);
+                }
+                Ok(Written::Refused { .. }) => {}
+                Err(error) => return Err(self.unavailable(&error)),
             }
         }
         Err(FleetError::Contended)
     }
 
-    /// Reads, applies and tries to write once.
-    async fn attempt(
-        &self,
-        conn: &mut MultiplexedConnection,
-        change: &Change,
-    ) -> redis::RedisResult<(SharedState, Option<KillSwitch>, Option<KillSwitch>, Written)> {
-        let current = store::read(conn, &self.names).await?;
-        let mut state = current.state;
-        let (before, after) = change.apply(&mut state);
-        let by = &self.settings.instance_id;
-        let written =
-            store::compare_and_set(conn, &self.names, current.version, &state, by).await?;
-        Ok((state, before, after, written))
+    fn unavailable(&self, error: &redis::RedisError) -> FleetError {
+        self.lost(error);
+        FleetError::Unavailable(error.to_string())
     }
 
     /// A change made on this replica only, while Redis is out of reach: in force at once,
@@ -340,13 +525,26 @@ impl Fleet {
         let flip = match &change {
             Change::Engage { switch } => self.kills.engage(switch.clone()),
             Change::Release { route } => self.kills.release(route),
+            _ => Flip {
+                before: None,
+                after: None,
+                effective_at_ms: now_ms(),
+                took_us: 0,
+                persisted: Ok(()),
+            },
         };
+        self.keep_pending(change);
+        flip
+    }
+
+    /// Keeps a change the caller already put in force on this replica, to replay into Redis
+    /// when it is back; the replica is divergent until then.
+    pub fn keep_pending(&self, change: Change) {
         let mut local = lock(&self.local);
         local.pending.push(change);
         self.save(&local);
         drop(local);
         tracing::warn!("fleet: local override made; this replica diverges from the fleet until Redis accepts it");
         self.publish_gauges();
-        flip
     }
 }

@@ -9,7 +9,11 @@ use redis::aio::MultiplexedConnection;
 use redis::Script;
 use serde::{Deserialize, Serialize};
 
+use std::collections::BTreeMap;
+
 use crate::kill::KillSwitch;
+
+use super::rollouts::{SharedDowngrade, SharedRollout};
 
 /// The layout's version, part of every key, channel and script name.
 pub const LAYOUT: &str = "v1";
@@ -20,6 +24,14 @@ pub struct SharedState {
     /// Engaged kill switches, by route.
     #[serde(default)]
     pub kills: Vec<KillSwitch>,
+    /// Rollouts by route, with their epoch and decisions. Absent from documents written
+    /// before rollouts were shared; a replica that does not know the field still reads the
+    /// kills.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub rollouts: BTreeMap<String, SharedRollout>,
+    /// Model downgrades an operator approved, by route.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub downgrades: BTreeMap<String, SharedDowngrade>,
 }
 
 /// A version of the shared state as Redis holds it.
@@ -37,6 +49,12 @@ pub struct Names {
     pub state: String,
     pub changes: String,
     pub members: String,
+    /// Streams of the fleet's incidents and audit entries.
+    pub incidents: String,
+    pub audit: String,
+    /// The rollout lease, and the prefix of the per-second counts.
+    pub lease: String,
+    pub counts: String,
 }
 
 impl Names {
@@ -45,6 +63,10 @@ impl Names {
             state: format!("{namespace}:{LAYOUT}:state"),
             changes: format!("{namespace}:{LAYOUT}:changes"),
             members: format!("{namespace}:{LAYOUT}:members"),
+            incidents: format!("{namespace}:{LAYOUT}:incidents"),
+            audit: format!("{namespace}:{LAYOUT}:audit"),
+            lease: format!("{namespace}:{LAYOUT}:lease:rollouts"),
+            counts: format!("{namespace}:{LAYOUT}:counts"),
         }
     }
 }

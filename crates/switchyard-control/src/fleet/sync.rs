@@ -75,7 +75,7 @@ impl Fleet {
         };
         if remote.version >= version && pending.is_empty() {
             self.adopt(&remote, true);
-            return Ok(());
+            return self.register_rollouts(&mut conn).await;
         }
         if remote.version < version {
             self.restore(&mut conn, remote.version, version).await?;
@@ -85,6 +85,43 @@ impl Fleet {
         }
         let remote = store::read(&mut conn, &self.names).await?;
         self.adopt(&remote, true);
+        self.register_rollouts(&mut conn).await
+    }
+
+    /// Writes this replica's rollouts the fleet does not have yet (a new green in its
+    /// config) as new epochs; the writer lock is held.
+    async fn register_rollouts(&self, conn: &mut MultiplexedConnection) -> redis::RedisResult<()> {
+        let Some(host) = self.host() else {
+            return Ok(());
+        };
+        if !lock(&self.local).pending.is_empty() {
+            return Ok(());
+        }
+        // A version applied before the controller joined (at start) reaches it here.
+        let known = lock(&self.shared).clone();
+        host.adopt(&known);
+        let replica = self.settings.instance_id.clone();
+        for rollout in host.local_rollouts() {
+            let mut shared = lock(&self.shared).rollouts.clone();
+            if super::rollouts::start(&mut shared, &rollout, &replica, 0).is_none() {
+                continue;
+            }
+            let change = super::Change::StartRollout {
+                rollout,
+                replica: replica.clone(),
+            };
+            match self.commit_locked(conn, &change).await {
+                Ok(applied) => tracing::info!(?applied, "fleet: rollout registered"),
+                Err(super::FleetError::Unavailable(error)) => {
+                    return Err(redis::RedisError::from((
+                        redis::ErrorKind::IoError,
+                        "registering a rollout",
+                        error,
+                    )))
+                }
+                Err(error) => tracing::debug!(%error, "fleet: rollout not registered"),
+            }
+        }
         Ok(())
     }
 
@@ -97,8 +134,12 @@ impl Fleet {
         remote: u64,
         version: u64,
     ) -> redis::RedisResult<()> {
+        // One lock, taken and released before anything else: the rest of the last state
+        // applied, with the kill board's (which holds local overrides too).
+        let known = lock(&self.shared).clone();
         let state = SharedState {
             kills: self.kills.all(),
+            ..known
         };
         let by = &self.settings.instance_id;
         let written = store::restore(conn, &self.names, version, &state, by).await?;
@@ -130,7 +171,12 @@ impl Fleet {
                 }
                 let current = store::read(conn, &self.names).await?;
                 let mut state = current.state;
-                change.apply(&mut state);
+                if let Err(refusal) = change.apply(&mut state, current.version) {
+                    // Decided elsewhere meanwhile (a rollback another replica took first):
+                    // nothing to write, and nothing is counted twice.
+                    tracing::info!(%refusal, "fleet: a local change was already in the shared state");
+                    break;
+                }
                 let by = &self.settings.instance_id;
                 let written =
                     store::compare_and_set(conn, &self.names, current.version, &state, by).await?;
@@ -217,8 +263,14 @@ impl Fleet {
                         Ok(()) => self.heartbeat().await,
                         Err(error) => Err(error),
                     };
-                    if let Err(error) = done {
-                        self.lost(&error);
+                    let done = match done {
+                        Ok(()) => self.renew_lease().await,
+                        Err(error) => Err(error),
+                    };
+                    match done {
+                        // Stream entries kept while Redis was away go out now.
+                        Ok(()) => self.flush().await,
+                        Err(error) => self.lost(&error),
                     }
                 }
             }

@@ -17,6 +17,7 @@ mod experiments;
 mod faults;
 mod fleet;
 mod fleet_budget;
+mod fleet_rollout;
 mod limits;
 mod metering;
 mod notify;
