@@ -204,9 +204,9 @@ impl Gateway {
         )
     }
 
-    /// Polls (at most 10 s) until the count of write errors for `file` is above zero.
+    /// Polls (at most 20 s) until the count of write errors for `file` is above zero.
     async fn eventually_write_errors(&self, file: &str) -> f64 {
-        for _ in 0..200 {
+        for _ in 0..400 {
             let count = self.write_errors(file).await;
             if count > 0.0 {
                 return count;
@@ -307,11 +307,11 @@ fn traffic(traffic: SocketAddr, stop: Arc<AtomicBool>) -> tokio::task::JoinHandl
     })
 }
 
-/// Waits until some traffic went through (at least `n` more requests than `before` saw).
+/// Waits (at most about 20 s) until at least `n` more requests went through.
 async fn requests_after(gateway: &Gateway, n: f64) {
     let count = |text: &str| metric(text, "switchyard_requests_total", &[]);
     let before = count(&gateway.metrics().await);
-    for _ in 0..200 {
+    for _ in 0..800 {
         if count(&gateway.metrics().await) >= before + n {
             return;
         }
