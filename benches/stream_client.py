@@ -12,6 +12,7 @@
 import argparse
 import asyncio
 import json
+import os
 import resource
 import sys
 import time
@@ -142,7 +143,18 @@ async def sim_in_flight(port: int | None) -> int | None:
     return json.loads(data.split(b"\r\n\r\n", 1)[1])["in_flight"]
 
 
+def cpu_ticks(pids: list[int]) -> int:
+    """utime + stime of the PIDs, all threads, in clock ticks."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # fields 14 and 15 of proc(5)
+    return total
+
+
 class Stream:
+    pings = 0  # heartbeat comments read, all streams together
+
     def __init__(self) -> None:
         self.writer = None
         self.drain = None
@@ -160,8 +172,8 @@ class Stream:
     @staticmethod
     async def _drain(reader: asyncio.StreamReader) -> None:
         try:
-            while await reader.read(65536):
-                pass
+            while data := await reader.read(65536):
+                Stream.pings += data.count(b": ping")
         except OSError:
             pass
 
@@ -228,10 +240,58 @@ async def hold(args) -> None:
     }), flush=True)
 
 
+async def idle(args) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    pids = [int(p) for p in args.pids.split(",") if p]
+    req = request_bytes(args.port, args.body)
+
+    warm, _ = await open_many(args.warmup, args.batch, args.port, req)
+    for s in warm:
+        s.close()
+    await asyncio.sleep(args.settle)
+    rss_idle = rss_kib(pids)
+
+    t0 = time.perf_counter()
+    streams, errors = await open_many(args.streams, args.batch, args.port, req)
+    open_s = time.perf_counter() - t0
+    await asyncio.sleep(args.settle)
+    rss_held = rss_kib(pids)
+    Stream.pings = 0
+    ticks0, wall0 = cpu_ticks(pids), time.perf_counter()
+    await asyncio.sleep(args.hold)
+    ticks1, wall1 = cpu_ticks(pids), time.perf_counter()
+    rss_end = rss_kib(pids)
+    pings = Stream.pings
+    upstream_open = await sim_in_flight(args.sim_port)
+    ended = sum(1 for s in streams if s.drain.done())
+
+    for s in streams:
+        s.close()
+    await asyncio.sleep(args.settle)
+    rss_after = rss_kib(pids)
+
+    n = len(streams)
+    hz = os.sysconf("SC_CLK_TCK")
+    cpu_s = (ticks1 - ticks0) / hz
+    print(json.dumps({
+        "label": args.label, "requested": args.streams, "held": n, "errors": len(errors),
+        "first_error": errors[0] if errors else None, "ended_while_held": ended,
+        "open_seconds": round(open_s, 2), "sim_in_flight_held": upstream_open,
+        "hold_seconds": round(wall1 - wall0, 2), "cpu_seconds": round(cpu_s, 2),
+        "cpu_pct_of_one_core": round(100 * cpu_s / (wall1 - wall0), 2),
+        "heartbeats_received": pings,
+        "heartbeats_per_stream": round(pings / n, 2) if n else None,
+        "rss_idle_kib": rss_idle, "rss_held_kib": rss_held, "rss_end_of_hold_kib": rss_end,
+        "rss_after_close_kib": rss_after,
+        "kib_per_stream": round((rss_held - rss_idle) / n, 2) if n else None,
+    }), flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
-    for name in ("ttfb", "hold"):
+    for name in ("ttfb", "hold", "idle"):
         p = sub.add_parser(name)
         p.add_argument("--port", type=int, required=True)
         p.add_argument("--label", required=True)
@@ -246,8 +306,17 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=250)
     p.add_argument("--warmup", type=int, default=200)
     p.add_argument("--settle", type=float, default=3.0)
+    p = sub.choices["idle"]
+    p.add_argument("--streams", type=int, default=9000)
+    p.add_argument("--pids", required=True, help="comma-separated; VmRSS and CPU summed")
+    p.add_argument("--sim-port", type=int)
+    p.add_argument("--hold", type=float, default=60.0, help="seconds of CPU measurement")
+    p.add_argument("--batch", type=int, default=250)
+    p.add_argument("--warmup", type=int, default=200)
+    p.add_argument("--settle", type=float, default=3.0)
     args = ap.parse_args()
-    asyncio.run(ttfb(args) if args.cmd == "ttfb" else hold(args))
+    run = {"ttfb": ttfb, "hold": hold, "idle": idle}[args.cmd]
+    asyncio.run(run(args))
 
 
 if __name__ == "__main__":

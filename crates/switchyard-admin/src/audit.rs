@@ -158,7 +158,10 @@ impl AuditLog {
                 file.write_all(&line)?;
                 file.sync_data()
             })
-            .map_err(|source| self.error(source))?;
+            .map_err(|source| {
+                switchyard_control::state_file::count_write_error(FILE.to_owned());
+                self.error(source)
+            })?;
         if let Some(sink) = self.sink.get() {
             sink.send(entry);
         }

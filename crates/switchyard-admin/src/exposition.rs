@@ -210,6 +210,10 @@ fn describe() {
         names::TELEMETRY_SPANS_EXPORTED_TOTAL,
         "Spans the OTLP collector accepted."
     );
+    describe_counter!(
+        names::STATE_WRITE_ERRORS_TOTAL,
+        "Writes to state_dir that failed (disk full, read-only, I/O error), by file: kill_switches.json, rollouts.json, incidents, audit.jsonl, budget.json, error_classes.json, fleet.json."
+    );
     describe_histogram!(
         names::GEN_AI_CLIENT_TOKEN_USAGE,
         "GenAI semantic conventions' gen_ai.client.token.usage: tokens per answered request, by gen_ai_token_type (input | output)."

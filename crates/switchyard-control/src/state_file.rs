@@ -69,9 +69,40 @@ pub fn save<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<(), WriteEr
     write_durably(path, &text)
 }
 
+/// The `file` label of a state file in `switchyard_state_write_errors_total`: its name, or
+/// `incidents` for any record under `incidents/` (one series, not one per incident).
+pub fn metric_label(path: &Path) -> String {
+    let in_incidents = path
+        .parent()
+        .and_then(Path::file_name)
+        .is_some_and(|dir| dir == "incidents");
+    if in_incidents {
+        return "incidents".to_owned();
+    }
+    path.file_name().map_or_else(
+        || "unknown".to_owned(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
+/// Counts one write of a state file that failed (the metric `switchyard_state_write_errors_total`).
+pub fn count_write_error(file: String) {
+    metrics::counter!(switchyard_core::metrics::STATE_WRITE_ERRORS_TOTAL, "file" => file)
+        .increment(1);
+}
+
 /// Replaces `path` with `bytes`: temporary file, fsync, previous generation, rename, fsync of
-/// the directory. When it returns `Ok`, the new content survives a crash or a power cut.
+/// the directory. When it returns `Ok`, the new content survives a crash or a power cut. A
+/// failure is counted in `switchyard_state_write_errors_total`.
 pub fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
+    let written = replace(path, bytes);
+    if written.is_err() {
+        count_write_error(metric_label(path));
+    }
+    written
+}
+
+fn replace(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
     let fail = |step: &'static str| {
         move |source| WriteError {
             path: path.display().to_string(),

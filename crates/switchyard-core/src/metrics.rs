@@ -35,6 +35,7 @@ pub const WEBHOOK_EVENTS_DROPPED_TOTAL: &str = "switchyard_webhook_events_droppe
 pub const BUILD_INFO: &str = "switchyard_build_info";
 pub const TELEMETRY_SPANS_DROPPED_TOTAL: &str = "switchyard_telemetry_spans_dropped_total";
 pub const TELEMETRY_SPANS_EXPORTED_TOTAL: &str = "switchyard_telemetry_spans_exported_total";
+pub const STATE_WRITE_ERRORS_TOTAL: &str = "switchyard_state_write_errors_total";
 
 // The OpenTelemetry GenAI semantic conventions' metrics, under our prefix, beside our own
 // families (same figures, the conventions' names, labels and buckets).

@@ -135,6 +135,7 @@ pub(crate) fn sse(profile: &Profile, script: Script, guard: InFlight) -> Respons
     let pace = Pace {
         interval: Duration::from_secs_f64(profile.chunk_interval_ms.max(0.0) / 1000.0),
         first: Duration::from_secs_f64(profile.first_token_delay_ms.max(0.0) / 1000.0),
+        heartbeat: Duration::from_secs_f64(profile.heartbeat_ms.max(0.0) / 1000.0),
     };
     let body = spawn_producer(script, pace, profile.fail_mid_stream, guard);
     let mut resp = Response::new(body);
@@ -147,11 +148,48 @@ pub(crate) fn sse(profile: &Profile, script: Script, guard: InFlight) -> Respons
     resp
 }
 
-/// How content events are paced: `interval` before each, `first` more before the first.
+/// How content events are paced: `interval` before each, `first` more before the first;
+/// a `: ping` comment every `heartbeat` (when not zero) while waiting.
 #[derive(Debug, Clone, Copy, Default)]
 struct Pace {
     interval: Duration,
     first: Duration,
+    heartbeat: Duration,
+}
+
+/// The SSE comment a waiting stream sends; clients and parsers ignore it.
+const PING: &[u8] = b": ping\n\n";
+
+impl Pace {
+    /// Waits `delay`, sending a heartbeat every `heartbeat` meanwhile; `false` when the
+    /// client went away.
+    async fn wait(&self, tx: &mpsc::Sender<Item>, delay: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + delay;
+        if self.heartbeat.is_zero() {
+            tokio::time::sleep_until(deadline).await;
+            return !tx.is_closed();
+        }
+        loop {
+            let next = tokio::time::Instant::now() + self.heartbeat;
+            if next >= deadline {
+                tokio::time::sleep_until(deadline).await;
+                return !tx.is_closed();
+            }
+            if !self.beat(tx).await {
+                return false;
+            }
+        }
+    }
+
+    /// Sleeps one heartbeat, then sends a ping; `false` when the client went away meanwhile.
+    async fn beat(&self, tx: &mpsc::Sender<Item>) -> bool {
+        tokio::select! {
+            () = tokio::time::sleep(self.heartbeat) => {}
+            () = tx.closed() => return false,
+        }
+        let ping = Frame::data(Bytes::from_static(PING));
+        tx.send(Ok(ping)).await.is_ok()
+    }
 }
 
 fn spawn_producer(
@@ -182,15 +220,16 @@ async fn produce(
     });
     let Script { events, content } = script;
     for (i, event) in events.into_iter().enumerate() {
-        if i == content.start && content.contains(&i) && !pace.first.is_zero() {
-            tokio::time::sleep(pace.first).await;
+        let first = i == content.start && content.contains(&i) && !pace.first.is_zero();
+        if first && !pace.wait(&tx, pace.first).await {
+            return;
         }
-        if content.contains(&i) && !interval.is_zero() {
-            tokio::time::sleep(interval).await;
+        if content.contains(&i) && !interval.is_zero() && !pace.wait(&tx, interval).await {
+            return;
         }
         if let Some((fault, at)) = cut {
             if i == at {
-                return fail(&tx, fault).await;
+                return fail(&tx, fault, pace).await;
             }
         }
         // A failed send means the client went away: stop producing.
@@ -199,12 +238,14 @@ async fn produce(
         }
     }
     if let Some((fault, _)) = cut {
-        fail(&tx, fault).await;
+        fail(&tx, fault, pace).await;
     }
 }
 
-async fn fail(tx: &mpsc::Sender<Item>, fault: MidStream) {
+async fn fail(tx: &mpsc::Sender<Item>, fault: MidStream, pace: Pace) {
     match fault {
+        // Held open with heartbeats, when the profile sends them, until the client leaves.
+        MidStream::Hang { .. } if !pace.heartbeat.is_zero() => while pace.beat(tx).await {},
         MidStream::Hang { .. } => tx.closed().await,
         MidStream::Reset { .. } => {
             // hyper drops unflushed output when a body errors, so let the

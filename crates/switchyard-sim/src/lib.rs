@@ -13,6 +13,7 @@ mod server;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use http::HeaderMap;
@@ -118,7 +119,20 @@ impl Sim {
     /// aborting it also ends the connections; HTTP/1.1 and h2c are both
     /// accepted, and a failing connection never ends the server.
     pub async fn serve(self, listener: TcpListener) -> std::io::Result<()> {
-        server::serve(self, listener).await
+        let never = std::future::pending();
+        server::serve(self, listener, never, Duration::ZERO).await
+    }
+
+    /// Like [`Sim::serve`] until `stop` completes; then a graceful stop, as a real upstream
+    /// restarts: the listener closes (new connections are refused), idle connections close,
+    /// busy ones finish their exchange first, and whatever is still open after `drain` is cut.
+    pub async fn serve_until(
+        self,
+        listener: TcpListener,
+        stop: impl std::future::Future<Output = ()>,
+        drain: Duration,
+    ) -> std::io::Result<()> {
+        server::serve(self, listener, stop, drain).await
     }
 }
 

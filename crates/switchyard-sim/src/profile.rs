@@ -96,6 +96,10 @@ pub struct Profile {
     /// Delay between a stream's opening events (role chunk, `message_start`,
     /// `content_block_start`, and then an Anthropic `ping`) and its first content delta.
     pub first_token_delay_ms: f64,
+    /// While a stream waits (before a content event, or hung by `fail_mid_stream`), send an
+    /// SSE comment line (`: ping`) every this many milliseconds, as providers do to keep idle
+    /// connections open through proxies. 0: never.
+    pub heartbeat_ms: f64,
 }
 
 impl Default for Profile {
@@ -119,6 +123,7 @@ impl Default for Profile {
             cache_read_tokens: 0,
             cache_write_tokens: 0,
             first_token_delay_ms: 0.0,
+            heartbeat_ms: 0.0,
         }
     }
 }
@@ -132,6 +137,7 @@ impl Profile {
             ("chunk_interval_ms", self.chunk_interval_ms),
             ("token_inflation", self.token_inflation),
             ("first_token_delay_ms", self.first_token_delay_ms),
+            ("heartbeat_ms", self.heartbeat_ms),
         ];
         for (name, value) in non_negative {
             if !value.is_finite() || value < 0.0 {

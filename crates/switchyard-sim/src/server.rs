@@ -1,6 +1,7 @@
 //! The accept loop, connection handling and request routing.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
@@ -24,18 +26,25 @@ const MAX_BODY: usize = 64 * 1024 * 1024;
 
 type Builder = auto::Builder<TokioExecutor>;
 
-pub(crate) async fn serve(sim: Sim, listener: TcpListener) -> std::io::Result<()> {
+pub(crate) async fn serve(
+    sim: Sim,
+    listener: TcpListener,
+    stop: impl Future<Output = ()>,
+    drain: Duration,
+) -> std::io::Result<()> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).keep_alive(true);
     builder.http2().timer(TokioTimer::new());
     let builder = Arc::new(builder);
+    let graceful = GracefulShutdown::new();
     // Owning the connection tasks here means aborting `serve` ends them too.
     let mut conns = JoinSet::new();
+    tokio::pin!(stop);
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    conns.spawn(connection(sim.clone(), builder.clone(), stream));
+                    conns.spawn(connection(sim.clone(), builder.clone(), stream, graceful.watcher()));
                 }
                 Err(e) => {
                     // Usually fd exhaustion: back off instead of spinning.
@@ -44,20 +53,32 @@ pub(crate) async fn serve(sim: Sim, listener: TcpListener) -> std::io::Result<()
                 }
             },
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            () = &mut stop => break,
         }
     }
+    // New connections are refused from here; idle ones close, busy ones after their answer.
+    drop(listener);
+    if tokio::time::timeout(drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            cut = conns.len(),
+            "sim drain timeout: cutting the connections still busy"
+        );
+    }
+    conns.shutdown().await;
+    Ok(())
 }
 
-async fn connection(sim: Sim, builder: Arc<Builder>, stream: TcpStream) {
+async fn connection(sim: Sim, builder: Arc<Builder>, stream: TcpStream, watcher: Watcher) {
     let _ = stream.set_nodelay(true);
     let service = service_fn(move |req| {
         let sim = sim.clone();
         async move { Ok::<_, Infallible>(handle(sim, req).await) }
     });
-    if let Err(e) = builder
-        .serve_connection(TokioIo::new(stream), service)
-        .await
-    {
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    if let Err(e) = watcher.watch(conn.into_owned()).await {
         tracing::debug!(error = %e, "sim connection ended with an error");
     }
 }

@@ -226,6 +226,9 @@ async fn run_until_drained(config: Config) -> Result<ExitCode, String> {
     }
 }
 
+/// How long `switchyard sim` waits on SIGTERM for the answers in progress to finish.
+const SIM_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 fn sim(listen: SocketAddr, profile: &str, format: Format) -> ExitCode {
     init_logging(format, "info");
     let Some(p) = switchyard_sim::named(profile) else {
@@ -239,10 +242,11 @@ fn sim(listen: SocketAddr, profile: &str, format: Format) -> ExitCode {
         rt.block_on(async {
             let listener = tokio::net::TcpListener::bind(listen).await?;
             tracing::info!(addr = %listener.local_addr()?, profile, "simulated agent listening");
-            tokio::select! {
-                served = switchyard_sim::Sim::new(p).serve(listener) => served,
-                () = switchyard::shutdown_signal() => Ok(()),
-            }
+            // SIGTERM drains like a real upstream's restart: refused connections from then
+            // on, answers in progress finished (held streams cut after SIM_DRAIN).
+            let sim = switchyard_sim::Sim::new(p);
+            sim.serve_until(listener, switchyard::shutdown_signal(), SIM_DRAIN)
+                .await
         })
     });
     match result {

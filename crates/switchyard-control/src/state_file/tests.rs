@@ -77,3 +77,15 @@ fn a_failed_write_names_the_file_and_leaves_the_old_one() {
     assert_eq!(read_list::<u32>(&path).unwrap(), [1]);
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn the_metric_label_is_the_file_name_and_one_series_for_incidents() {
+    let dir = Path::new("/var/lib/switchyard");
+    assert_eq!(
+        metric_label(&dir.join("kill_switches.json")),
+        "kill_switches.json"
+    );
+    assert_eq!(metric_label(&dir.join("budget.json")), "budget.json");
+    let record = dir.join("incidents").join("inc-20261204T101500Z-3f9a.json");
+    assert_eq!(metric_label(&record), "incidents");
+}

@@ -11,6 +11,7 @@ mod brake;
 mod cli;
 mod common;
 mod ctl;
+mod disk;
 mod drain;
 mod drills;
 mod experiments;
