@@ -23,6 +23,11 @@ pub fn inspect(data: &[u8]) {
     ];
     for (dialect, op) in cases {
         let seen = switchyard_llm::inspect(dialect, op, data, &paths);
+        assert_eq!(
+            seen,
+            switchyard_llm::inspect_with_serde(dialect, op, data, &paths),
+            "the scanner and serde read the body differently"
+        );
         if op == Operation::Other {
             assert_eq!(
                 seen.prompt_tokens_estimate, 0,

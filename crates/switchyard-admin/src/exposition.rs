@@ -207,6 +207,10 @@ fn describe() {
         "Spans not exported, by reason: queue_full (the export queue was full) or export_failed (the collector did not take the batch in time)."
     );
     describe_counter!(
+        names::ACCESS_LOG_DROPPED_TOTAL,
+        "Access lines dropped because the log writer was more than 1 MiB behind."
+    );
+    describe_counter!(
         names::TELEMETRY_SPANS_EXPORTED_TOTAL,
         "Spans the OTLP collector accepted."
     );

@@ -34,6 +34,7 @@ pub const EXPERIMENT_P_VALUE: &str = "switchyard_experiment_p_value";
 pub const WEBHOOK_EVENTS_DROPPED_TOTAL: &str = "switchyard_webhook_events_dropped_total";
 pub const BUILD_INFO: &str = "switchyard_build_info";
 pub const TELEMETRY_SPANS_DROPPED_TOTAL: &str = "switchyard_telemetry_spans_dropped_total";
+pub const ACCESS_LOG_DROPPED_TOTAL: &str = "switchyard_access_log_dropped_total";
 pub const TELEMETRY_SPANS_EXPORTED_TOTAL: &str = "switchyard_telemetry_spans_exported_total";
 pub const STATE_WRITE_ERRORS_TOTAL: &str = "switchyard_state_write_errors_total";
 

@@ -7,8 +7,10 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::dialect::{Dialect, Operation};
-use crate::json::{first_byte, push_text_pieces, raw_text_len, scalar_text, Str};
+use crate::json::{first_byte, raw_text_len, scalar, text_len, text_pieces, Str};
 use crate::text::{estimate_tokens_for_text, fingerprint_pieces, MESSAGE_OVERHEAD_TOKENS};
+
+mod scan;
 
 /// What the gateway learned from a request body before forwarding it unchanged.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -86,7 +88,51 @@ struct Metadata<'a> {
     user_id: Option<&'a RawValue>,
 }
 
-/// Inspect a request body, parsing it once.
+/// What inspection reads from a body, found by the scanner or by serde: raw JSON texts of
+/// the measured parts, and the messages already summed up.
+#[derive(Default)]
+struct Fields<'a> {
+    model: Option<Cow<'a, str>>,
+    stream: Option<bool>,
+    include_usage: Option<bool>,
+    user: Option<&'a str>,
+    metadata: Option<&'a str>,
+    system: Option<&'a str>,
+    instructions: Option<&'a str>,
+    tools: Option<&'a str>,
+    functions: Option<&'a str>,
+    input: Option<&'a str>,
+    prompt: Option<&'a str>,
+    max_tokens: Option<&'a str>,
+    max_completion_tokens: Option<&'a str>,
+    max_output_tokens: Option<&'a str>,
+    messages: Messages<'a>,
+}
+
+/// The messages, summed up in order as they are read.
+#[derive(Default)]
+struct Messages<'a> {
+    count: usize,
+    /// Contents measured, tool calls by their JSON length.
+    size: Measure,
+    /// The text pieces of system and developer messages, for the fingerprint.
+    system: Vec<Cow<'a, str>>,
+}
+
+impl<'a> Messages<'a> {
+    fn add(&mut self, role: Option<&str>, content: Option<&'a str>, tool_calls: Option<&'a str>) {
+        self.count += 1;
+        if let Some(content) = content {
+            self.size.add(measure(content, 0));
+            if matches!(role, Some("system" | "developer")) {
+                text_pieces(content, &mut self.system);
+            }
+        }
+        self.size.bytes += tool_calls.map_or(0, text_len);
+    }
+}
+
+/// Inspect a request body, reading it once.
 ///
 /// `body_user_paths` are dot paths ("user", "metadata.user_id", "a.0.b") tried in
 /// order; the first string or number found wins. Paths other than the two common
@@ -98,7 +144,25 @@ struct Metadata<'a> {
 /// definitions; each image, audio or document block counts a fixed allowance
 /// ([`IMAGE_TOKENS`], [`AUDIO_TOKENS`], [`DOCUMENT_TOKENS`]) instead of its base64 data;
 /// plus 4 tokens per message.
+///
+/// A single-pass scanner reads the body; whatever it does not handle (invalid UTF-8, deep
+/// nesting, a shape serde might read differently) goes to a full serde parse, which gives
+/// the same answer by construction (golden tests and the fuzz target compare the two).
 pub fn inspect(
+    dialect: Dialect,
+    op: Operation,
+    body: &[u8],
+    body_user_paths: &[String],
+) -> Inspection {
+    match scan::fields(body) {
+        Some(fields) => finish(dialect, op, fields, body, body_user_paths),
+        None => inspect_with_serde(dialect, op, body, body_user_paths),
+    }
+}
+
+/// [`inspect`] by serde alone: the reference the scanner is compared with.
+#[doc(hidden)]
+pub fn inspect_with_serde(
     dialect: Dialect,
     op: Operation,
     body: &[u8],
@@ -110,88 +174,109 @@ pub fn inspect(
     let Ok(req) = serde_json::from_slice::<Request<'_>>(body) else {
         return Inspection::default();
     };
-    let mut system = Vec::new();
-    let prompt_tokens_estimate = if op == Operation::Other {
-        0
-    } else {
-        collect_system(op, &req, &mut system);
-        estimate(&req)
+    let mut messages = Messages::default();
+    for message in req.messages.iter().flatten() {
+        let role = message.role.as_ref().map(|r| &*r.0);
+        messages.add(
+            role,
+            message.content.map(RawValue::get),
+            message.tool_calls.map(RawValue::get),
+        );
+    }
+    let fields = Fields {
+        model: req.model.map(|m| m.0),
+        stream: req.stream,
+        include_usage: req.stream_options.and_then(|o| o.include_usage),
+        user: req.user.map(RawValue::get),
+        metadata: req.metadata.map(RawValue::get),
+        system: req.system.map(RawValue::get),
+        instructions: req.instructions.map(RawValue::get),
+        tools: req.tools.map(RawValue::get),
+        functions: req.functions.map(RawValue::get),
+        input: req.input.map(RawValue::get),
+        prompt: req.prompt.map(RawValue::get),
+        max_tokens: req.max_tokens.map(RawValue::get),
+        max_completion_tokens: req.max_completion_tokens.map(RawValue::get),
+        max_output_tokens: req.max_output_tokens.map(RawValue::get),
+        messages,
     };
-    let include_usage = dialect == Dialect::OpenAi
-        && req
-            .stream_options
-            .as_ref()
-            .and_then(|o| o.include_usage)
-            .unwrap_or(false);
+    finish(dialect, op, fields, body, body_user_paths)
+}
+
+/// Whether the scanner reads `body` itself, without serde's help.
+#[doc(hidden)]
+pub fn scanner_reads(body: &[u8]) -> bool {
+    scan::fields(body).is_some()
+}
+
+fn finish(
+    dialect: Dialect,
+    op: Operation,
+    fields: Fields<'_>,
+    body: &[u8],
+    body_user_paths: &[String],
+) -> Inspection {
+    let mut pieces = Vec::new();
+    let (prompt_tokens_estimate, system) = match op {
+        Operation::Other => (0, &[][..]),
+        Operation::ChatCompletions => (estimate(&fields), &fields.messages.system[..]),
+        Operation::Responses => {
+            fields
+                .instructions
+                .iter()
+                .for_each(|i| text_pieces(i, &mut pieces));
+            (estimate(&fields), &pieces[..])
+        }
+        Operation::Messages => {
+            fields
+                .system
+                .iter()
+                .for_each(|s| text_pieces(s, &mut pieces));
+            (estimate(&fields), &pieces[..])
+        }
+        _ => (estimate(&fields), &[][..]),
+    };
     Inspection {
         parsed: true,
-        model: req.model.as_ref().map(|m| m.0.to_string()),
-        stream: req.stream.unwrap_or(false),
-        include_usage,
-        user: find_user(&req, body, body_user_paths),
-        system_fingerprint: fingerprint_pieces(&system),
+        model: fields.model.as_deref().map(str::to_string),
+        stream: fields.stream.unwrap_or(false),
+        include_usage: dialect == Dialect::OpenAi && fields.include_usage.unwrap_or(false),
+        user: find_user(&fields, body, body_user_paths),
+        system_fingerprint: fingerprint_pieces(system),
         prompt_tokens_estimate,
-        max_tokens: max_tokens(&req),
+        max_tokens: max_tokens(&fields),
     }
 }
 
 /// The completion cap, the newer OpenAI name first; a value that is not a whole number
 /// counts as absent.
-fn max_tokens(req: &Request<'_>) -> Option<u64> {
+fn max_tokens(fields: &Fields<'_>) -> Option<u64> {
     [
-        req.max_completion_tokens,
-        req.max_tokens,
-        req.max_output_tokens,
+        fields.max_completion_tokens,
+        fields.max_tokens,
+        fields.max_output_tokens,
     ]
     .into_iter()
     .flatten()
-    .find_map(|raw| raw.get().trim().parse::<u64>().ok())
-}
-
-fn collect_system<'a>(op: Operation, req: &Request<'a>, out: &mut Vec<Cow<'a, str>>) {
-    match op {
-        Operation::ChatCompletions => {
-            let system_messages = req.messages.iter().flatten().filter(|m| {
-                m.role
-                    .as_ref()
-                    .is_some_and(|r| r.0 == "system" || r.0 == "developer")
-            });
-            for content in system_messages.filter_map(|m| m.content) {
-                push_text_pieces(content, out);
-            }
-        }
-        Operation::Responses => req
-            .instructions
-            .iter()
-            .for_each(|i| push_text_pieces(i, out)),
-        Operation::Messages => req.system.iter().for_each(|s| push_text_pieces(s, out)),
-        _ => {}
-    }
+    .find_map(|raw| raw.trim().parse::<u64>().ok())
 }
 
 /// Fields belong to one operation or another, so summing all of them is exact
 /// enough and keeps the estimate free of per-operation branches.
-fn estimate(req: &Request<'_>) -> u64 {
+fn estimate(fields: &Fields<'_>) -> u64 {
     let top = [
-        req.system,
-        req.instructions,
-        req.tools,
-        req.functions,
-        req.input,
-        req.prompt,
+        fields.system,
+        fields.instructions,
+        fields.tools,
+        fields.functions,
+        fields.input,
+        fields.prompt,
     ];
-    let mut size = Measure::default();
+    let mut size = fields.messages.size;
     for raw in top.into_iter().flatten() {
         size.add(measure(raw, 0));
     }
-    let messages = req.messages.as_deref().unwrap_or_default();
-    for message in messages {
-        if let Some(content) = message.content {
-            size.add(measure(content, 0));
-        }
-        size.bytes += message.tool_calls.map_or(0, raw_text_len);
-    }
-    let count = u64::try_from(messages.len()).unwrap_or(u64::MAX);
+    let count = u64::try_from(fields.messages.count).unwrap_or(u64::MAX);
     estimate_tokens_for_text(size.bytes)
         .saturating_add(size.media_tokens)
         .saturating_add(count.saturating_mul(MESSAGE_OVERHEAD_TOKENS))
@@ -256,17 +341,16 @@ fn media_allowance(kind: &str) -> Option<u64> {
 /// A string counts its text, an array of blocks each block: text by its length, media
 /// by its allowance, tool calls and results by what they carry; anything else by its JSON
 /// length.
-fn measure(raw: &RawValue, depth: usize) -> Measure {
-    let s = raw.get();
+fn measure(s: &str, depth: usize) -> Measure {
     if !s.starts_with('[') || depth >= MAX_DEPTH {
         return Measure {
-            bytes: raw_text_len(raw),
+            bytes: text_len(s),
             media_tokens: 0,
         };
     }
     let Ok(items) = serde_json::from_str::<Vec<&RawValue>>(s) else {
         return Measure {
-            bytes: raw_text_len(raw),
+            bytes: text_len(s),
             media_tokens: 0,
         };
     };
@@ -301,19 +385,19 @@ fn measure_block(item: &RawValue, depth: usize) -> Measure {
     }
     let mut size = Measure::default();
     for part in parts.into_iter().flatten() {
-        size.add(measure(part, depth + 1));
+        size.add(measure(part.get(), depth + 1));
     }
     size.bytes += flat.into_iter().flatten().map(raw_text_len).sum::<usize>();
     size
 }
 
-fn find_user(req: &Request<'_>, body: &[u8], paths: &[String]) -> Option<String> {
+fn find_user(fields: &Fields<'_>, body: &[u8], paths: &[String]) -> Option<String> {
     // Parsed on first use only: most deployments configure just the typed paths.
     let mut tree: Option<Option<Value>> = None;
     for path in paths {
         let hit = match path.as_str() {
-            "user" => req.user.and_then(scalar_text),
-            "metadata.user_id" => req.metadata.and_then(metadata_user_id),
+            "user" => fields.user.and_then(scalar),
+            "metadata.user_id" => fields.metadata.and_then(metadata_user_id),
             other => tree
                 .get_or_insert_with(|| serde_json::from_slice(body).ok())
                 .as_ref()
@@ -328,9 +412,9 @@ fn find_user(req: &Request<'_>, body: &[u8], paths: &[String]) -> Option<String>
 }
 
 /// Metadata stays raw in the main parse so an odd shape there cannot fail the request parse.
-fn metadata_user_id(raw: &RawValue) -> Option<String> {
-    let meta = serde_json::from_str::<Metadata<'_>>(raw.get()).ok()?;
-    meta.user_id.and_then(scalar_text)
+fn metadata_user_id(raw: &str) -> Option<String> {
+    let meta = serde_json::from_str::<Metadata<'_>>(raw).ok()?;
+    meta.user_id.map(RawValue::get).and_then(scalar)
 }
 
 fn lookup<'v>(root: &'v Value, path: &str) -> Option<&'v Value> {

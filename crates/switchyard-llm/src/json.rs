@@ -20,7 +20,11 @@ pub(crate) fn first_byte(body: &[u8]) -> Option<u8> {
 /// Length of a raw JSON value as text: a string without its quotes (escapes counted
 /// as written), `null` as nothing, anything else as its JSON length.
 pub(crate) fn raw_text_len(raw: &RawValue) -> usize {
-    let s = raw.get();
+    text_len(raw.get())
+}
+
+/// [`raw_text_len`] of a raw JSON value's text.
+pub(crate) fn text_len(s: &str) -> usize {
     if s.starts_with('"') {
         s.len().saturating_sub(2)
     } else if s == "null" {
@@ -32,7 +36,11 @@ pub(crate) fn raw_text_len(raw: &RawValue) -> usize {
 
 /// A string or number as text; anything else, and empty strings, give None.
 pub(crate) fn scalar_text(raw: &RawValue) -> Option<String> {
-    let s = raw.get();
+    scalar(raw.get())
+}
+
+/// [`scalar_text`] of a raw JSON value's text.
+pub(crate) fn scalar(s: &str) -> Option<String> {
     match s.as_bytes().first()? {
         b'"' => serde_json::from_str::<Str<'_>>(s)
             .ok()
@@ -51,10 +59,15 @@ struct TextBlock<'a> {
     text: Option<Str<'a>>,
 }
 
-/// Appends the text of a string or of an array of `{type:"text", text}` blocks.
-/// Other shapes add nothing: they are not prompt text we can fingerprint.
+/// [`text_pieces`] of a raw value.
+#[cfg(test)]
 pub(crate) fn push_text_pieces<'a>(raw: &'a RawValue, out: &mut Vec<Cow<'a, str>>) {
-    let s = raw.get();
+    text_pieces(raw.get(), out);
+}
+
+/// Appends the text of a string or of an array of `{type:"text", text}` blocks, given as
+/// raw JSON text. Other shapes add nothing: they are not prompt text we can fingerprint.
+pub(crate) fn text_pieces<'a>(s: &'a str, out: &mut Vec<Cow<'a, str>>) {
     match s.as_bytes().first() {
         Some(b'"') => {
             if let Ok(text) = serde_json::from_str::<Str<'a>>(s) {

@@ -14,7 +14,10 @@ mod usage;
 pub use dialect::{classify, Dialect, DialectSetting, Operation, UnknownDialect};
 pub use error_body::{error_body, error_kind};
 pub use fallback::{completion as fallback_completion, FallbackAnswer, FALLBACK_MODEL};
-pub use inspect::{inspect, Inspection, AUDIO_TOKENS, DOCUMENT_TOKENS, IMAGE_TOKENS};
+pub use inspect::{
+    inspect, inspect_with_serde, scanner_reads, Inspection, AUDIO_TOKENS, DOCUMENT_TOKENS,
+    IMAGE_TOKENS,
+};
 pub use sse::{SseScanner, MAX_LINE_BYTES};
 pub use text::{
     estimate_tokens_for_text, fingerprint_text, BYTES_PER_TOKEN, MESSAGE_OVERHEAD_TOKENS,

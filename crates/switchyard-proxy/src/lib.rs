@@ -1,5 +1,6 @@
 //! The data path: listeners, TLS, the request path and upstream forwarding.
 
+pub mod access;
 mod admission;
 mod affinity;
 mod exchange;

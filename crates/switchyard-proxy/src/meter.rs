@@ -242,7 +242,7 @@ impl Record {
             },
             trace: facts.trace,
         };
-        log_exchange(&exchange, estimated);
+        crate::access::log_exchange(&exchange, estimated);
         self.signals.record(&self.route, exchange);
         // After the record: a single replica's budget counts the tokens there, so they are
         // counted before the reservation is released, never neither.
@@ -274,42 +274,12 @@ fn warn_unpriced_cache(model: &ModelInfo) {
 static NO_VARIANT: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| Arc::from("none"));
 
 /// A prompt fingerprint as 16 lower-case hex digits, written into `buf`: no allocation.
-fn hex16(fp: u64, buf: &mut [u8; 16]) -> &str {
+pub(crate) fn hex16(fp: u64, buf: &mut [u8; 16]) -> &str {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     for (i, byte) in buf.iter_mut().enumerate() {
         *byte = DIGITS[((fp >> (60 - 4 * i)) & 0xf) as usize];
     }
     std::str::from_utf8(buf).unwrap_or("-")
-}
-
-/// The one structured line per request. Never prompt or completion text.
-pub fn log_exchange(ex: &Exchange, estimated: bool) {
-    let mut hex = [0u8; 16];
-    let fingerprint = ex.prompt_fingerprint.map_or("-", |fp| hex16(fp, &mut hex));
-    tracing::info!(
-        target: "switchyard::access",
-        request_id = %ex.request_id,
-        trace_id = %ex.trace.trace_hex(),
-        span_id = %ex.trace.span_hex(),
-        route = %ex.route,
-        upstream = %ex.upstream,
-        variant = %ex.variant,
-        model = ex.requested_model.as_deref().unwrap_or("-"),
-        response_model = ex.response_model.as_deref().unwrap_or("-"),
-        status = ex.status,
-        outcome = ex.outcome.as_str(),
-        error_class = ex.error.map_or("-", ErrorClass::as_str),
-        upstream_error = ex.upstream_error_type.as_deref().unwrap_or("-"),
-        prompt_tokens = ex.prompt_tokens,
-        completion_tokens = ex.completion_tokens,
-        tokens_estimated = estimated,
-        context_fill = ex.context_fill.unwrap_or(0.0),
-        fingerprint,
-        latency_ms = ex.duration.as_secs_f64() * 1000.0,
-        ttfb_ms = ex.ttfb.map_or(0.0, |t| t.as_secs_f64() * 1000.0),
-        ttft_ms = ex.ttft.map_or(0.0, |t| t.as_secs_f64() * 1000.0),
-        "request"
-    );
 }
 
 pin_project! {

@@ -109,17 +109,31 @@ enum Format {
     Json,
 }
 
-fn init_logging(format: Format, level: &str) {
+/// Installs the log subscriber, and the access log's own writer where its lines look the same
+/// (JSON, or text without colours); the returned writer flushes the pending lines when dropped.
+fn init_logging(format: Format, level: &str) -> Option<switchyard_proxy::access::AccessWriter> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let builder = tracing_subscriber::fmt()
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        .with_ansi(ansi)
         .with_env_filter(filter)
         .with_writer(std::io::stdout);
-    match format {
-        Format::Json => builder.json().flatten_event(true).init(),
-        Format::Text => builder.init(),
-    }
+    let access = match format {
+        Format::Json => {
+            builder.json().flatten_event(true).init();
+            Some(switchyard_proxy::access::AccessFormat::Json)
+        }
+        Format::Text => {
+            builder.init();
+            (!ansi).then_some(switchyard_proxy::access::AccessFormat::Text)
+        }
+    };
+    let installed = access.map(switchyard_proxy::access::install)?;
+    installed.unwrap_or_else(|error| {
+        tracing::warn!(%error, "no access-log thread: access lines are written inline");
+        None
+    })
 }
 
 /// Pretty JSON and a newline on stdout: the form the documents under docs/ are committed in.
@@ -184,7 +198,7 @@ fn serve(path: &Path, format: Option<Format>) -> ExitCode {
         LogFormat::Json => Format::Json,
         LogFormat::Text => Format::Text,
     });
-    init_logging(format, &config.log.level);
+    let _access = init_logging(format, &config.log.level);
     for warning in &config.warnings {
         tracing::warn!(%warning, "config warning");
     }
@@ -230,7 +244,7 @@ async fn run_until_drained(config: Config) -> Result<ExitCode, String> {
 const SIM_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn sim(listen: SocketAddr, profile: &str, format: Format) -> ExitCode {
-    init_logging(format, "info");
+    let _access = init_logging(format, "info");
     let Some(p) = switchyard_sim::named(profile) else {
         eprintln!(
             "error: unknown profile {profile:?} (known: {})",
