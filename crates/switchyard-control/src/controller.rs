@@ -128,6 +128,18 @@ struct Inner {
     in_flight: HashSet<String>,
 }
 
+impl Inner {
+    /// The rollback window of `route` in seconds, for an operator's trigger (120 if the route
+    /// is gone from the plan).
+    fn rollback_window(&self, route: &str) -> u64 {
+        self.plan
+            .routes
+            .iter()
+            .find(|r| r.name == route)
+            .map_or(120, |r| r.rollback.window.as_secs())
+    }
+}
+
 /// See the module documentation.
 pub struct Controller {
     signals: Arc<Signals>,
@@ -711,12 +723,7 @@ impl Controller {
                 phase: Phase::RolledBack.as_str(),
             });
         }
-        let window = inner
-            .plan
-            .routes
-            .iter()
-            .find(|r| r.name == route)
-            .map_or(120, |r| r.rollback.window.as_secs());
+        let window = inner.rollback_window(route);
         let fired = Fired {
             name: "operator".into(),
             value: 0.0,

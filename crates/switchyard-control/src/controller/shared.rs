@@ -422,12 +422,7 @@ impl Controller {
             ));
             return None;
         }
-        let window = inner
-            .plan
-            .routes
-            .iter()
-            .find(|r| r.name == route)
-            .map_or(120, |r| r.rollback.window.as_secs());
+        let window = inner.rollback_window(route);
         let trigger = Trigger {
             name: "operator".into(),
             value: 0.0,
