@@ -21,7 +21,6 @@ pub mod state_file;
 pub mod stats;
 pub mod steer;
 pub mod telemetry;
-pub mod tls;
 pub mod webhook;
 pub mod window;
 

@@ -8,18 +8,24 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use metrics::counter;
 use switchyard_config::{Signing, Webhook};
+use switchyard_core::client::{https_client, ClientSettings, HttpsClient};
 use switchyard_core::metrics as names;
 use tokio::sync::mpsc;
 
 use crate::notify::Event;
 
 /// Shared by every webhook: pooled, http and https (rustls, webpki roots).
-pub(crate) type HookClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+pub(crate) type HookClient = HttpsClient<Full<Bytes>>;
+
+/// HTTP/1.1 only; idle connections go back after 30 s (receivers are called rarely).
+pub(crate) const CLIENT: ClientSettings = ClientSettings {
+    connect_timeout: None,
+    tcp_keepalive: None,
+    http2: false,
+    pool_idle_timeout: Duration::from_secs(30),
+};
 
 /// Events waiting for one webhook; beyond this they are dropped, not queued without end.
 pub(crate) const QUEUE: usize = 1024;
@@ -33,20 +39,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
 pub(crate) fn client() -> Result<HookClient, rustls::Error> {
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    let tls = crate::tls::client_config()?;
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new())
-        .timer(TokioTimer::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(Duration::from_secs(30))
-        .build(connector))
+    https_client(&CLIENT)
 }
 
 /// The ceiling of the wait before retry number `retry` (1-based): 0.5 s, 1 s, 2 s, 4 s, ...

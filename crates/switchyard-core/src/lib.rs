@@ -1,9 +1,14 @@
-//! Shared vocabulary of switchyard: body and error types, per-request facts, metric names.
+//! Shared vocabulary of switchyard: body and error types, per-request facts, metric names,
+//! and (feature `client`) the one outbound HTTP client.
 
 pub mod body;
+#[cfg(feature = "client")]
+pub mod client;
 pub mod facts;
 pub mod metrics;
 pub mod split;
+#[cfg(feature = "client")]
+pub mod tls;
 pub mod trace;
 
 /// The error type carried between layers; leaf errors are small `thiserror` types.

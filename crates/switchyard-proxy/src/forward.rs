@@ -7,35 +7,22 @@ use http::request::Parts;
 use http::uri::PathAndQuery;
 use http::{HeaderValue, Request, Response, Uri};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use switchyard_core::client::{https_client, ClientSettings, HttpsClient};
 use switchyard_core::Body;
 
 use crate::table::{Endpoint, Upstream};
 
 /// A pooled HTTP/1.1 and HTTP/2 client for one upstream (https by rustls, webpki roots).
-pub type UpstreamClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>;
+pub type UpstreamClient = HttpsClient<Body>;
 
-/// Builds an upstream's client; the connect timeout is the upstream's own.
+/// Builds an upstream's client (and a probe's); the connect timeout is the caller's own.
 pub fn client(connect_timeout: Duration) -> Result<UpstreamClient, rustls::Error> {
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(connect_timeout));
-    http.set_keepalive(Some(Duration::from_secs(60)));
-    let tls = switchyard_control::tls::client_config()?;
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .enable_http2()
-        .wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new())
-        .timer(TokioTimer::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .build(connector))
+    https_client(&ClientSettings {
+        connect_timeout: Some(connect_timeout),
+        tcp_keepalive: Some(Duration::from_secs(60)),
+        http2: true,
+        pool_idle_timeout: Duration::from_secs(90),
+    })
 }
 
 /// The upstream URI: the endpoint's base path joined with the client's path and query.

@@ -1,5 +1,5 @@
-//! The one TLS client configuration for every outbound https connection (upstreams, webhooks):
-//! rustls with the ring provider and the built-in web PKI roots.
+//! The one TLS client configuration for every outbound https connection (upstreams, probes,
+//! webhooks, OTLP): rustls with the ring provider and the built-in web PKI roots.
 
 use std::sync::Arc;
 
