@@ -1,33 +1,27 @@
 //! The control plane: signals from every exchange, sliding windows, golden-signal alerts, and
 //! webhook notifications.
+//!
+//! The state both planes share lives in `switchyard-state`; its modules are re-exported here
+//! under their old paths.
 
 pub mod alerts;
-pub mod budget;
 pub mod clock;
 pub mod controller;
-pub mod exchange;
-pub mod experiment;
 pub mod fleet;
-pub mod handles;
-pub mod histogram;
-pub mod history;
 pub mod incidents;
-pub mod kill;
 pub mod notify;
-pub mod otlp;
 pub mod rollout;
-pub mod signals;
-pub mod state_file;
-pub mod stats;
-pub mod steer;
-pub mod telemetry;
 pub mod webhook;
-pub mod window;
+
+pub use switchyard_state::{
+    budget, exchange, experiment, handles, histogram, history, kill, otlp, signals, state_file,
+    stats, steer, telemetry, window,
+};
 
 pub use alerts::{AlertKind, Alerts, FiringAlert};
-pub use exchange::{Exchange, FillSource, Outcome};
 pub use incidents::{Incident, IncidentError, Incidents};
-pub use kill::{Flip, KillBoard, KillSwitch, Segment};
 pub use notify::{Event, Notifier};
-pub use signals::{RouteSignals, Signals};
 pub use switchyard_config::{EventKind, Webhook};
+pub use switchyard_state::{Exchange, FillSource, Outcome};
+pub use switchyard_state::{Flip, KillBoard, KillSwitch, Segment};
+pub use switchyard_state::{RouteSignals, Signals};

@@ -14,8 +14,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use switchyard_control::Exchange;
 use switchyard_core::{metrics as names, ErrorClass};
+use switchyard_state::Exchange;
 
 mod format;
 

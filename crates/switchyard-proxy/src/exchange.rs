@@ -8,10 +8,10 @@ use http::request::Parts;
 use http::{header, HeaderValue, Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use switchyard_control::budget::{Reservation, Verdict};
-use switchyard_control::Outcome;
 use switchyard_core::{body, Body, ErrorClass, RequestFacts, RequestId};
 use switchyard_llm::{Dialect, Operation};
+use switchyard_state::budget::{Reservation, Verdict};
+use switchyard_state::Outcome;
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::admission::Shed;
@@ -30,7 +30,7 @@ use crate::table::{CompiledFallback, Route, Table, Upstream, Variant};
 const KILLED: HeaderValue = HeaderValue::from_static("kill_switch");
 
 /// The `x-switchyard-variant` of requests outside every variant on a route with experiments.
-const CONTROL: HeaderValue = HeaderValue::from_static(switchyard_control::experiment::CONTROL);
+const CONTROL: HeaderValue = HeaderValue::from_static(switchyard_state::experiment::CONTROL);
 
 pub(crate) struct Exchange<'a> {
     pub gateway: &'a Gateway,
@@ -248,7 +248,7 @@ impl<'a> Exchange<'a> {
         &mut self,
         facts: &mut RequestFacts,
     ) -> (
-        Option<Arc<switchyard_control::steer::Steer>>,
+        Option<Arc<switchyard_state::steer::Steer>>,
         Option<Arc<str>>,
     ) {
         let route = self.route;

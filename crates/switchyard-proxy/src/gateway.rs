@@ -8,11 +8,12 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
-use switchyard_control::budget::BudgetGate;
-use switchyard_control::steer::Steering;
-use switchyard_control::{KillBoard, Signals};
 use switchyard_core::{Body, RequestId};
 use switchyard_llm::DialectSetting;
+use switchyard_state::budget::BudgetGate;
+use switchyard_state::fleet::FleetStanding;
+use switchyard_state::steer::Steering;
+use switchyard_state::{KillBoard, Signals};
 
 use crate::exchange::Exchange;
 use crate::health::HealthRegistry;
@@ -34,7 +35,7 @@ pub struct Gateway {
     /// Starting, serving or draining: what /ready says before it dials an upstream.
     lifecycle: Lifecycle,
     /// Fleet mode: what `/ready` reports of the replica's standing.
-    fleet: std::sync::OnceLock<Arc<switchyard_control::fleet::Fleet>>,
+    fleet: std::sync::OnceLock<Arc<dyn FleetStanding>>,
     /// The token budget requests reserve from, when the assembly set one.
     budget: std::sync::OnceLock<Arc<BudgetGate>>,
 }
@@ -91,7 +92,7 @@ impl Gateway {
 
     /// Fleet mode: `/ready` says whether the replica shares the fleet's state or serves
     /// degraded.
-    pub fn join_fleet(&self, fleet: Arc<switchyard_control::fleet::Fleet>) {
+    pub fn join_fleet(&self, fleet: Arc<dyn FleetStanding>) {
         let _ = self.fleet.set(fleet);
     }
 

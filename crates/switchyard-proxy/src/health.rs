@@ -187,7 +187,7 @@ mod tests {
         let text = format!("[upstreams.up]\nendpoints = [{endpoints}]\n");
         let config =
             switchyard_config::Config::parse(&text, "t.toml", std::path::Path::new(".")).unwrap();
-        let signals = switchyard_control::Signals::new();
+        let signals = switchyard_state::Signals::new();
         Table::compile(&config, &std::collections::HashMap::new(), &signals).unwrap()
     }
 

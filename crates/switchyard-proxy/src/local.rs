@@ -7,9 +7,10 @@ use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde::Deserialize;
-use switchyard_control::experiment::{Feedback, FeedbackError};
-use switchyard_control::Signals;
 use switchyard_core::{body, Body};
+use switchyard_state::experiment::{Feedback, FeedbackError};
+use switchyard_state::fleet::FleetStanding;
+use switchyard_state::Signals;
 
 use crate::lifecycle::Phase;
 use crate::table::Table;
@@ -45,7 +46,7 @@ pub async fn answer(
     table: &Table,
     phase: Phase,
     signals: &Signals,
-    fleet: Option<&std::sync::Arc<switchyard_control::fleet::Fleet>>,
+    fleet: Option<&std::sync::Arc<dyn FleetStanding>>,
 ) -> Response<Body> {
     if req.uri().path() == FEEDBACK_PATH {
         return feedback(req, signals).await;
@@ -70,7 +71,7 @@ pub async fn answer(
 pub(crate) async fn ready(
     table: &Table,
     phase: Phase,
-    fleet: Option<&std::sync::Arc<switchyard_control::fleet::Fleet>>,
+    fleet: Option<&std::sync::Arc<dyn FleetStanding>>,
 ) -> Response<Body> {
     let text = match phase {
         Phase::Starting => "starting",
@@ -83,9 +84,7 @@ pub(crate) async fn ready(
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let fleet = fleet.map_or(String::new(), |f| {
-        format!(r#","fleet":"{}""#, f.status().mode)
-    });
+    let fleet = fleet.map_or(String::new(), |f| format!(r#","fleet":"{}""#, f.mode()));
     json(
         status,
         format!(

@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use pin_project_lite::pin_project;
-use switchyard_control::budget::Reservation;
-use switchyard_control::{Exchange, FillSource, Outcome, RouteSignals, Signals};
 use switchyard_core::{BoxError, ErrorClass, RequestFacts};
 use switchyard_llm::{Dialect, SseScanner, Usage};
+use switchyard_state::budget::Reservation;
+use switchyard_state::{Exchange, FillSource, Outcome, RouteSignals, Signals};
 use tokio::time::Sleep;
 
 use crate::table::ModelInfo;

@@ -10,9 +10,9 @@ use http::{HeaderName, HeaderValue};
 use switchyard_config::{
     Config, DialectSetting as ConfigDialect, HealthCheck, UpstreamTarget, UserKeySource,
 };
-use switchyard_control::experiment::ExperimentStats;
-use switchyard_control::{RouteSignals, Signals};
 use switchyard_llm::DialectSetting;
+use switchyard_state::experiment::ExperimentStats;
+use switchyard_state::{RouteSignals, Signals};
 
 use crate::admission::Admission;
 use crate::affinity::Ring;
@@ -209,7 +209,7 @@ impl Table {
             .map(|r| r.rollback.window)
             .chain(config.rules.iter().map(|r| r.window))
             .fold(config.alerts.window, Duration::max);
-        let spans = switchyard_control::signals::Spans {
+        let spans = switchyard_state::signals::Spans {
             window: longest,
             baseline: config.alerts.baseline,
             context_fill: config.alerts.context_fill,
@@ -258,7 +258,7 @@ impl Table {
                 in_flight: metrics::gauge!(switchyard_core::metrics::IN_FLIGHT_REQUESTS, "route" => name.clone()),
                 signals: route_signals,
                 rollout_split: format!("rollout:{name}"),
-                control: Arc::from(switchyard_control::experiment::CONTROL),
+                control: Arc::from(switchyard_state::experiment::CONTROL),
                 green,
                 variants,
                 name,

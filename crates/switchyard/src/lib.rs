@@ -12,6 +12,7 @@ use switchyard_control::alerts::AlertSettings;
 use switchyard_control::budget::{BudgetGate, BudgetStore, GateSettings};
 use switchyard_control::controller::Controller;
 use switchyard_control::fleet::budget::FleetBudget;
+use switchyard_control::fleet::budget::GateFleet;
 use switchyard_control::fleet::streams::{Sink, Stream};
 use switchyard_control::fleet::Fleet;
 use switchyard_control::rollout::RolloutStore;

@@ -14,6 +14,7 @@ use switchyard_admin::{ReloadOutcome, Reloader};
 use switchyard_config::{AdminToken, Config, UpstreamTarget};
 use switchyard_control::budget::GateSettings;
 use switchyard_control::controller::Controller;
+use switchyard_control::fleet::budget::GateFleet;
 use switchyard_control::{Alerts, Event, KillBoard, Notifier, Signals};
 use switchyard_proxy::{Gateway, Table};
 use switchyard_sim::Sim;

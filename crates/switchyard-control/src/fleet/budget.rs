@@ -11,6 +11,9 @@
 //! While Redis is out of reach (a call failed or the circuit breaker is open) the
 //! `outage_policy` decides; what was spent meanwhile is flushed into Redis once it is back.
 
+use std::any::Any;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -21,33 +24,13 @@ use tokio::sync::mpsc;
 
 use super::budget_store::{self as store, DayKeys, Reply};
 use super::{lock, Fleet};
+use crate::budget::gate::{SharedBudget, Ticket, TicketKind as Kind};
 use crate::budget::ledger::Ledger;
-use crate::budget::GateSettings;
+use crate::budget::{BudgetGate, GateSettings};
 use crate::kill::now_ms;
 
 /// Settlements sent in one script call at most.
 const MAX_BATCH: usize = 256;
-
-/// How a reservation was made, and so how it settles.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    /// Held in Redis under its id.
-    Exact,
-    /// Taken from this replica's lease.
-    Lease,
-    /// Admitted by the outage policy, in the local ledger of outage `epoch`.
-    Outage { epoch: u64 },
-}
-
-/// A reservation made through the fleet.
-#[derive(Debug)]
-pub struct Ticket {
-    kind: Kind,
-    day: u64,
-    id: Box<str>,
-    /// The estimate reserved.
-    tokens: u64,
-}
 
 /// The circuit breaker in front of Redis on the request path.
 #[derive(Debug, Default)]
@@ -182,6 +165,38 @@ pub struct FleetBudget {
 
 fn timed_out() -> redis::RedisError {
     redis::RedisError::from((redis::ErrorKind::IoError, "budget call timed out"))
+}
+
+/// The fleet budget a gate joined: what the assembly closes at shutdown and reconfigures on
+/// reload.
+pub trait GateFleet {
+    fn fleet(&self) -> Option<&FleetBudget>;
+}
+
+impl GateFleet for BudgetGate {
+    fn fleet(&self) -> Option<&FleetBudget> {
+        self.shared()?.as_any().downcast_ref()
+    }
+}
+
+impl SharedBudget for FleetBudget {
+    fn admit<'a>(
+        &'a self,
+        settings: &'a GateSettings,
+        budget: u64,
+        id: Box<str>,
+        tokens: u64,
+    ) -> Pin<Box<dyn Future<Output = Result<Option<Ticket>, ()>> + Send + 'a>> {
+        Box::pin(FleetBudget::admit(self, settings, budget, id, tokens))
+    }
+
+    fn settle(&self, ticket: Ticket, tokens: u64) {
+        FleetBudget::settle(self, ticket, tokens);
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
 }
 
 impl FleetBudget {

@@ -548,3 +548,13 @@ impl Fleet {
         self.publish_gauges();
     }
 }
+
+impl switchyard_state::fleet::FleetStanding for Fleet {
+    fn mode(&self) -> &'static str {
+        if self.is_up() {
+            "shared"
+        } else {
+            "degraded"
+        }
+    }
+}

@@ -4,8 +4,8 @@ use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use switchyard_control::{Exchange, FillSource, Outcome};
 use switchyard_core::{ErrorClass, TraceContext};
+use switchyard_state::{Exchange, FillSource, Outcome};
 use tracing_subscriber::fmt::time::FormatTime;
 use tracing_subscriber::fmt::MakeWriter;
 

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use switchyard::Running;
+use switchyard_control::fleet::budget::GateFleet;
 use switchyard_llm::{Dialect, Operation};
 use switchyard_sim::Profile;
 

@@ -3,9 +3,13 @@
 //!
 //! One replica keeps the reservations in its own [`Ledger`], against the used count the
 //! signals keep (and save in `state_dir`, so a restart remembers the day); in fleet mode
-//! both live in Redis ([`crate::fleet::budget`]). With `enforce` off (the default) nothing is reserved
-//! and nothing refused: the budget only counts and alerts, as it always did.
+//! both live in Redis, behind a [`SharedBudget`] the control plane's fleet mode provides. With
+//! `enforce` off (the default) nothing is reserved and nothing refused: the budget only
+//! counts and alerts, as it always did.
 
+use std::any::Any;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 
 use arc_swap::ArcSwap;
@@ -14,7 +18,6 @@ use switchyard_core::metrics as names;
 
 use super::ledger::Ledger;
 use super::{day_start, DAY};
-use crate::fleet::budget::{FleetBudget, Ticket};
 use crate::kill::now_ms;
 use crate::Signals;
 
@@ -52,6 +55,48 @@ impl GateSettings {
             .saturating_sub(now_ms / 1000)
             .max(1)
     }
+}
+
+/// A budget several replicas share (fleet mode keeps it in Redis). Once a gate has joined
+/// one, reservations go to it instead of the gate's own ledger.
+pub trait SharedBudget: std::fmt::Debug + Send + Sync + 'static {
+    /// Reserves `tokens` for request `id`: `Ok(Some)` admitted, `Ok(None)` exhausted, `Err`
+    /// refused because the shared state is out of reach and the policy is `fail_closed`.
+    /// Boxed: only fleet mode comes here, once per request, next to a Redis round trip.
+    fn admit<'a>(
+        &'a self,
+        settings: &'a GateSettings,
+        budget: u64,
+        id: Box<str>,
+        tokens: u64,
+    ) -> Pin<Box<dyn Future<Output = Result<Option<Ticket>, ()>> + Send + 'a>>;
+
+    /// Settles a reservation with the tokens really spent; never waits.
+    fn settle(&self, ticket: Ticket, tokens: u64);
+
+    /// The implementation, for the control plane that joined it.
+    fn as_any(&self) -> &dyn Any;
+}
+
+/// How a shared reservation was made, and so how it settles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TicketKind {
+    /// Held in the shared store under its id.
+    Exact,
+    /// Taken from this replica's lease.
+    Lease,
+    /// Admitted by the outage policy, in the local ledger of outage `epoch`.
+    Outage { epoch: u64 },
+}
+
+/// A reservation made through a [`SharedBudget`].
+#[derive(Debug)]
+pub struct Ticket {
+    pub kind: TicketKind,
+    pub day: u64,
+    pub id: Box<str>,
+    /// The estimate reserved.
+    pub tokens: u64,
 }
 
 /// What admission decided.
@@ -123,7 +168,7 @@ pub struct BudgetGate {
     /// A single replica's used count (the fleet's is in Redis).
     signals: Arc<Signals>,
     ledger: Ledger,
-    fleet: OnceLock<Arc<FleetBudget>>,
+    fleet: OnceLock<Arc<dyn SharedBudget>>,
 }
 
 impl BudgetGate {
@@ -145,12 +190,13 @@ impl BudgetGate {
         self.settings.load_full()
     }
 
-    /// Fleet mode: reservations go to Redis from now on.
-    pub fn join_fleet(&self, fleet: Arc<FleetBudget>) {
+    /// Fleet mode: reservations go to the shared budget from now on.
+    pub fn join_fleet(&self, fleet: Arc<dyn SharedBudget>) {
         let _ = self.fleet.set(fleet);
     }
 
-    pub fn fleet(&self) -> Option<&Arc<FleetBudget>> {
+    /// The shared budget joined, if any.
+    pub fn shared(&self) -> Option<&Arc<dyn SharedBudget>> {
         self.fleet.get()
     }
 
@@ -268,6 +314,76 @@ mod tests {
         };
         drop(b);
         assert!(matches!(gate.admit("c", 900).await, Verdict::Admitted(_)));
+    }
+
+    /// A shared budget in memory: admits while its room lasts, records settlements.
+    #[derive(Debug, Default)]
+    struct Shared {
+        room: std::sync::Mutex<u64>,
+        settled: std::sync::Mutex<Vec<(Box<str>, u64)>>,
+    }
+
+    impl SharedBudget for Shared {
+        fn admit<'a>(
+            &'a self,
+            _settings: &'a GateSettings,
+            _budget: u64,
+            id: Box<str>,
+            tokens: u64,
+        ) -> Pin<Box<dyn Future<Output = Result<Option<Ticket>, ()>> + Send + 'a>> {
+            Box::pin(async move {
+                let mut room = self.room.lock().unwrap();
+                if *room < tokens {
+                    return Ok(None);
+                }
+                *room -= tokens;
+                Ok(Some(Ticket {
+                    kind: TicketKind::Exact,
+                    day: 0,
+                    id,
+                    tokens,
+                }))
+            })
+        }
+
+        fn settle(&self, ticket: Ticket, tokens: u64) {
+            *self.room.lock().unwrap() += ticket.tokens;
+            self.settled.lock().unwrap().push((ticket.id, tokens));
+        }
+
+        fn as_any(&self) -> &dyn Any {
+            self
+        }
+    }
+
+    #[tokio::test]
+    async fn a_joined_shared_budget_takes_the_reservations() {
+        let gate = gate(1_000_000, true);
+        assert!(gate.shared().is_none());
+        let shared = Arc::new(Shared {
+            room: std::sync::Mutex::new(500),
+            ..Shared::default()
+        });
+        gate.join_fleet(shared.clone());
+        let Verdict::Admitted(a) = gate.admit("a", 400).await else {
+            panic!("the shared room holds 500")
+        };
+        // The local budget would admit this; the shared one has 100 left.
+        assert!(matches!(
+            gate.admit("b", 200).await,
+            Verdict::Exhausted { .. }
+        ));
+        a.settle(150);
+        assert!(matches!(gate.admit("c", 200).await, Verdict::Admitted(_)));
+        let settled = shared.settled.lock().unwrap().clone();
+        assert_eq!(settled.len(), 2, "a settled, c dropped: {settled:?}");
+        assert!(settled[0].0.starts_with("a#") && settled[0].1 == 150);
+        assert!(
+            settled[1].0.starts_with("c#") && settled[1].1 == 200,
+            "a drop settles the estimate"
+        );
+        let back = gate.shared().unwrap().as_any().downcast_ref::<Shared>();
+        assert!(back.is_some_and(|b| std::ptr::eq(b, &*shared)));
     }
 
     #[tokio::test]

@@ -9,13 +9,21 @@ use bytes::Bytes;
 use http::Request;
 use http_body_util::{BodyExt, Full, Limited};
 use switchyard_config::Telemetry;
+use switchyard_core::client::{https_client, ClientSettings, HttpsClient};
 use switchyard_core::metrics as names;
 use switchyard_core::TraceContext;
 use tokio::sync::mpsc;
 
 use crate::exchange::Exchange;
 use crate::otlp::{self, Value};
-use crate::webhook::HookClient;
+
+/// The exporter's client: HTTP/1.1, idle connections kept 30 s, like the webhooks'.
+const CLIENT: ClientSettings = ClientSettings {
+    connect_timeout: None,
+    tcp_keepalive: None,
+    http2: false,
+    pool_idle_timeout: Duration::from_secs(30),
+};
 
 /// The gateway's version: `service.version` and the instrumentation scope's.
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -164,7 +172,7 @@ impl SpanExporter {
     pub fn start(settings: &Telemetry) -> Option<Arc<SpanExporter>> {
         let endpoint = settings.otlp_endpoint.clone()?;
         let runtime = tokio::runtime::Handle::try_current().ok()?;
-        let client = match crate::webhook::client() {
+        let client = match https_client(&CLIENT) {
             Ok(client) => client,
             Err(error) => {
                 tracing::error!(%error, "no TLS client for the OTLP exporter; spans are not exported");
@@ -208,7 +216,7 @@ const WARN_EVERY: Duration = Duration::from_secs(60);
 struct Export {
     endpoint: http::Uri,
     settings: Telemetry,
-    client: HookClient,
+    client: HttpsClient<Full<Bytes>>,
     /// When a failure was last logged at WARN; `None` after a success.
     warned: Option<tokio::time::Instant>,
 }
@@ -365,36 +373,10 @@ fn span<'a>(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::Signals;
-
-    #[tokio::test]
-    async fn the_exporter_follows_the_config_and_keeps_its_queue_while_unchanged() {
-        let signals = Signals::new();
-        signals.set_telemetry(&Telemetry::default());
-        assert!(signals.exporter().is_none(), "no endpoint, no exporter");
-        let on = Telemetry {
-            otlp_endpoint: Some("http://127.0.0.1:9/v1/traces".parse().unwrap()),
-            ..Telemetry::default()
-        };
-        signals.set_telemetry(&on);
-        let first = signals.exporter().unwrap();
-        signals.set_telemetry(&on.clone());
-        assert!(Arc::ptr_eq(&first, &signals.exporter().unwrap()), "kept");
-        signals.set_telemetry(&Telemetry {
-            batch_size: 7,
-            ..on.clone()
-        });
-        assert!(
-            !Arc::ptr_eq(&first, &signals.exporter().unwrap()),
-            "replaced"
-        );
-        signals.set_telemetry(&Telemetry::default());
-        assert!(signals.exporter().is_none(), "turned off");
-    }
 
     #[test]
     fn span_names_follow_the_gen_ai_conventions() {
-        let mut ex = crate::history::tests_support::exchange();
+        let mut ex = crate::exchange::tests_support::exchange();
         ex.requested_model = Some("gpt-4o".into());
         assert_eq!(SpanRecord::of(&ex).name(), "chat gpt-4o");
         ex.requested_model = None;

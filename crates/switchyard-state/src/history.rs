@@ -59,49 +59,6 @@ impl ErrorHistory {
 }
 
 #[cfg(test)]
-pub(crate) mod tests_support {
-    use std::sync::Arc;
-    use std::time::Duration;
-
-    use crate::exchange::{Exchange, FillSource, Outcome};
-
-    /// A plain exchange for unit tests: a 500 from `blue` on `support`.
-    pub(crate) fn exchange() -> Exchange {
-        Exchange {
-            request_id: Arc::from("r1"),
-            route: Arc::from("support"),
-            upstream: Arc::from("blue"),
-            variant: Arc::from("none"),
-            model: Arc::from("other"),
-            status: 500,
-            error: Some(switchyard_core::ErrorClass::Status5xx),
-            upstream_error_type: None,
-            outcome: Outcome::Complete,
-            duration: Duration::from_millis(5),
-            ttfb: None,
-            ttft: None,
-            prompt_tokens: 0,
-            cache_read_tokens: 0,
-            cache_write_tokens: 0,
-            completion_tokens: 0,
-            cost_usd: 0.0,
-            context_fill: None,
-            fill_source: FillSource::Estimated,
-            streamed: false,
-            requested_model: None,
-            response_model: None,
-            finish_reason: None,
-            prompt_fingerprint: None,
-            bodies: None,
-            refused: false,
-            gen_ai_operation: Some("chat"),
-            gen_ai_system: "openai",
-            trace: switchyard_core::TraceContext::default(),
-        }
-    }
-}
-
-#[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use std::time::Duration;
@@ -113,7 +70,7 @@ mod tests {
     fn failed(upstream: &str) -> Exchange {
         Exchange {
             upstream: Arc::from(upstream),
-            ..tests_support::exchange()
+            ..crate::exchange::tests_support::exchange()
         }
     }
 

@@ -197,12 +197,55 @@ fn sanitize_class(raw: &str) -> String {
 }
 
 #[cfg(test)]
+pub(crate) mod tests_support {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::{Exchange, FillSource, Outcome};
+
+    /// A plain exchange for unit tests: a 500 from `blue` on `support`.
+    pub(crate) fn exchange() -> Exchange {
+        Exchange {
+            request_id: Arc::from("r1"),
+            route: Arc::from("support"),
+            upstream: Arc::from("blue"),
+            variant: Arc::from("none"),
+            model: Arc::from("other"),
+            status: 500,
+            error: Some(switchyard_core::ErrorClass::Status5xx),
+            upstream_error_type: None,
+            outcome: Outcome::Complete,
+            duration: Duration::from_millis(5),
+            ttfb: None,
+            ttft: None,
+            prompt_tokens: 0,
+            cache_read_tokens: 0,
+            cache_write_tokens: 0,
+            completion_tokens: 0,
+            cost_usd: 0.0,
+            context_fill: None,
+            fill_source: FillSource::Estimated,
+            streamed: false,
+            requested_model: None,
+            response_model: None,
+            finish_reason: None,
+            prompt_fingerprint: None,
+            bodies: None,
+            refused: false,
+            gen_ai_operation: Some("chat"),
+            gen_ai_system: "openai",
+            trace: switchyard_core::TraceContext::default(),
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn streams_are_judged_by_their_first_token_and_per_token_time_follows() {
-        let mut ex = crate::history::tests_support::exchange();
+        let mut ex = tests_support::exchange();
         ex.streamed = true;
         ex.duration = Duration::from_secs(90);
         ex.ttfb = Some(Duration::from_millis(50));

@@ -5,13 +5,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::budget::Budget;
 use crate::exchange::Exchange;
 use crate::experiment::{
     upstream_key, ExperimentStats, Experiments, Feedback, FeedbackError, Joined,
 };
 use crate::handles::{Handles, LabelSet};
 use crate::telemetry::SpanExporter;
+use crate::tokens::Budget;
 use crate::window::{Bucket, CountRing, Ring};
 use switchyard_config::Telemetry;
 
@@ -544,5 +544,36 @@ impl Signals {
     /// Requests waiting in admission queues (the saturation signal).
     pub fn queued(&self) -> &AtomicU64 {
         &self.queued
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[tokio::test]
+    async fn the_exporter_follows_the_config_and_keeps_its_queue_while_unchanged() {
+        let signals = Signals::new();
+        signals.set_telemetry(&Telemetry::default());
+        assert!(signals.exporter().is_none(), "no endpoint, no exporter");
+        let on = Telemetry {
+            otlp_endpoint: Some("http://127.0.0.1:9/v1/traces".parse().unwrap()),
+            ..Telemetry::default()
+        };
+        signals.set_telemetry(&on);
+        let first = signals.exporter().unwrap();
+        signals.set_telemetry(&on.clone());
+        assert!(Arc::ptr_eq(&first, &signals.exporter().unwrap()), "kept");
+        signals.set_telemetry(&Telemetry {
+            batch_size: 7,
+            ..on.clone()
+        });
+        assert!(
+            !Arc::ptr_eq(&first, &signals.exporter().unwrap()),
+            "replaced"
+        );
+        signals.set_telemetry(&Telemetry::default());
+        assert!(signals.exporter().is_none(), "turned off");
     }
 }
