@@ -94,7 +94,9 @@ impl AdminState {
                 .controller
                 .set_decision_sink(Sink::new(move |decided| {
                     let entry = AuditEntry::decided(decided);
-                    if let Err(error) = crate::mutation::on_disk(|| log.append(&entry)) {
+                    if let Err(error) =
+                        switchyard_control::state_file::off_the_workers(|| log.append(&entry))
+                    {
                         tracing::error!(%error, action = %entry.action, "audit entry not written");
                     }
                 }));

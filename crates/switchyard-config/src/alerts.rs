@@ -6,6 +6,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::budgets::BudgetsSpec;
 use crate::ctx::Ctx;
 use crate::error::ConfigError;
 
@@ -35,45 +36,6 @@ pub(crate) struct AlertsSpec {
     /// Fraction of a model's context window a request fills, `0..=1`. Default 0.8.
     #[schemars(with = "Option<f64>")]
     context_fill: Option<Spanned<f64>>,
-}
-
-/// `[budgets]` as written.
-#[derive(Debug, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct BudgetsSpec {
-    /// Default none (no budget). > 0.
-    #[schemars(with = "Option<u64>")]
-    daily_tokens: Option<Spanned<u64>>,
-    /// Fraction of the budget that raises an alert, `0..=1`. Default 0.8.
-    #[schemars(with = "Option<f64>")]
-    alert_at: Option<Spanned<f64>>,
-    /// When the budget day starts, `"HH:MM"` in UTC. Default `"00:00"`.
-    #[schemars(with = "Option<String>")]
-    reset_at: Option<Spanned<String>>,
-    /// Refuse requests (429 `budget_exhausted`) once the day's budget is used or reserved.
-    /// Default false: the budget only counts and raises its alert.
-    #[schemars(with = "Option<bool>")]
-    pub(crate) enforce: Option<Spanned<bool>>,
-    /// Completion tokens reserved for a request that names no `max_tokens`. Default 4096.
-    #[schemars(with = "Option<u64>")]
-    pub(crate) reserve_max_tokens: Option<Spanned<u64>>,
-    /// How long a reservation of a request that never settles is held. Default `10m`.
-    #[schemars(with = "Option<String>")]
-    pub(crate) reservation_ttl: Option<Spanned<String>>,
-    /// Fleet mode: tokens a replica reserves from Redis at a time and admits from locally.
-    /// Default none: exact mode, one Redis round trip per admission.
-    #[schemars(with = "Option<u64>")]
-    pub(crate) lease_tokens: Option<Spanned<u64>>,
-    /// Fleet mode, Redis out of reach: `fail_closed`, `local_share` or `fail_open`.
-    /// Default `local_share`.
-    #[schemars(with = "Option<String>")]
-    pub(crate) outage_policy: Option<Spanned<String>>,
-    /// Consecutive failed Redis budget calls that open the circuit breaker. Default 3.
-    #[schemars(with = "Option<u64>")]
-    pub(crate) breaker_failures: Option<Spanned<u64>>,
-    /// How long the open breaker waits before one probe call. Default `1s`.
-    #[schemars(with = "Option<String>")]
-    pub(crate) breaker_cooldown: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -153,3 +153,11 @@ impl<'a> Ctx<'a> {
         self.base_dir.join(p)
     }
 }
+
+/// `[a-z0-9_-]+`: safe as a metric label and a URL segment.
+pub(crate) fn is_label_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}

@@ -92,7 +92,7 @@ struct FileSpec {
     #[serde(default)]
     alerts: alerts::AlertsSpec,
     #[serde(default)]
-    budgets: alerts::BudgetsSpec,
+    budgets: budgets::BudgetsSpec,
     #[serde(default)]
     notify: notify::NotifySpec,
     #[serde(default)]

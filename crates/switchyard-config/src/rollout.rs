@@ -312,7 +312,7 @@ pub(crate) fn compile_experiments(
         let key = format!("{route_key}.experiments[{i}]");
         let s = spanned.get_ref();
         let name = s.name.get_ref();
-        if !crate::route::is_label_name(name) {
+        if !crate::ctx::is_label_name(name) {
             let msg = format!("invalid experiment name {name:?}: use [a-z0-9_-]+ (it becomes a metric label and a URL segment)");
             return Err(ctx.at(&s.name, &format!("{key}.name"), msg));
         }

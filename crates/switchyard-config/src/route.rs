@@ -8,7 +8,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::ctx::Ctx;
+use crate::ctx::{is_label_name, Ctx};
 use crate::error::{join, ConfigError};
 use crate::kill_switch::{compile_kill_switch, KillSwitchConfig, KillSwitchSpec, RouteRef};
 use crate::limits::{compile_limits, Limits, LimitsSpec};
@@ -250,14 +250,6 @@ fn compile_route(
         experiments,
         line,
     })
-}
-
-/// `[a-z0-9_-]+`: safe as a metric label and a URL segment.
-pub(crate) fn is_label_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
 fn compile_match(spec: &MatchSpec, key: &str, ctx: &Ctx) -> Result<RouteMatch, ConfigError> {

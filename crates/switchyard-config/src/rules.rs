@@ -235,7 +235,7 @@ fn compile_rule(
 ) -> Result<Rule, ConfigError> {
     let s = spanned.get_ref();
     let name = s.name.get_ref();
-    if !crate::route::is_label_name(name) {
+    if !crate::ctx::is_label_name(name) {
         let msg = format!("invalid rule name {name:?}: use [a-z0-9_-]+ (it becomes a metric label and a URL segment)");
         return Err(ctx.at(&s.name, &format!("{key}.name"), msg));
     }

@@ -7,6 +7,7 @@
 pub mod alerts;
 pub mod clock;
 pub mod controller;
+pub mod event;
 pub mod fleet;
 pub mod incidents;
 pub mod notify;

@@ -8,108 +8,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwap;
 use metrics::counter;
-use serde_json::{json, Map, Value};
-use switchyard_config::{EventKind, Webhook};
+use switchyard_config::Webhook;
 use switchyard_core::metrics as names;
 use tokio::sync::mpsc::error::TrySendError;
 
-use crate::kill::{now_ms, KillSwitch};
+pub use crate::event::Event;
 use crate::webhook::{HookClient, Worker};
-
-/// Something a webhook can be told.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Event {
-    pub kind: EventKind,
-    /// Unix milliseconds when it happened.
-    pub at_ms: u64,
-    pub route: Option<String>,
-    /// The kind's own fields, merged into the top level of the JSON body.
-    pub detail: Value,
-}
-
-impl Event {
-    pub fn new(kind: EventKind, route: Option<String>, detail: Value) -> Event {
-        Event {
-            kind,
-            at_ms: now_ms(),
-            route,
-            detail,
-        }
-    }
-
-    /// An alert started (`firing`) or stopped firing.
-    pub fn alert(alert: &str, route: &str, value: f64, threshold: f64, firing: bool) -> Event {
-        let detail =
-            json!({ "alert": alert, "value": value, "threshold": threshold, "firing": firing });
-        Event::new(EventKind::Alert, Some(route.to_owned()), detail)
-    }
-
-    /// A kill, or a revive: `switch` is the switch engaged, or the one released (if any).
-    pub fn flip(
-        kind: EventKind,
-        route: &str,
-        reason: Option<&str>,
-        by: &str,
-        switch: Option<&KillSwitch>,
-    ) -> Event {
-        let detail = json!({
-            "reason": reason,
-            "by": by,
-            "percent": switch.and_then(|s| s.percent),
-            "segment": switch.and_then(|s| s.segment.as_ref()),
-        });
-        Event::new(kind, Some(route.to_owned()), detail)
-    }
-
-    /// A kill opened incident `id` of `kind`.
-    pub fn incident(id: &str, kind: &str, route: &str) -> Event {
-        let detail = json!({ "id": id, "kind": kind });
-        Event::new(EventKind::Incident, Some(route.to_owned()), detail)
-    }
-
-    /// A human acknowledged incident `id`.
-    pub fn ack(id: &str, route: &str, by: &str, note: Option<&str>) -> Event {
-        let detail = json!({ "id": id, "by": by, "note": note });
-        Event::new(EventKind::Ack, Some(route.to_owned()), detail)
-    }
-
-    /// A reload: `result` is `applied` or `rejected` (then with the reason as `error`).
-    pub fn reload(version: &str, previous: &str, error: Option<&str>) -> Event {
-        let mut detail = json!({
-            "version": version,
-            "previous": previous,
-            "result": if error.is_some() { "rejected" } else { "applied" },
-        });
-        if let (Some(error), Some(fields)) = (error, detail.as_object_mut()) {
-            fields.insert("error".into(), json!(error));
-        }
-        Event::new(EventKind::Reload, None, detail)
-    }
-
-    /// The body a webhook receives: `event`, `at_ms`, `route` (when there is one) and the
-    /// kind's own fields, in one flat object (keys in alphabetical order).
-    pub fn to_json(&self) -> Value {
-        let mut body = Map::new();
-        body.insert("event".into(), json!(self.kind.as_str()));
-        body.insert("at_ms".into(), json!(self.at_ms));
-        if let Some(route) = &self.route {
-            body.insert("route".into(), json!(route));
-        }
-        match &self.detail {
-            Value::Object(fields) => {
-                for (key, value) in fields {
-                    // The envelope's own fields win: a detail cannot rename the event.
-                    body.entry(key.clone()).or_insert_with(|| value.clone());
-                }
-            }
-            Value::Null => {}
-            other => {
-                body.insert("detail".into(), other.clone());
-            }
-        }
-        Value::Object(body)
-    }
-}
 
 /// Sends events to the configured webhooks. Cheap to clone; every clone sends to the same
 /// webhooks, and [`Notifier::set_webhooks`] changes them for all.
@@ -251,8 +155,12 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use std::time::{Duration, Instant};
 
+    use serde_json::{json, Value};
+    use switchyard_config::EventKind;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
+
+    use crate::kill::KillSwitch;
 
     use super::*;
 

@@ -14,7 +14,7 @@ use switchyard_core::client::{https_client, ClientSettings, HttpsClient};
 use switchyard_core::metrics as names;
 use tokio::sync::mpsc;
 
-use crate::notify::Event;
+use crate::event::Event;
 
 /// Shared by every webhook: pooled, http and https (rustls, webpki roots).
 pub(crate) type HookClient = HttpsClient<Full<Bytes>>;

@@ -8,6 +8,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
@@ -60,6 +62,17 @@ impl Body for SimBody {
 
 /// Serializes a typed response; our structs cannot fail to serialize, so an
 /// empty buffer on error is unreachable in practice and avoids a panic path.
+/// Larger request bodies are refused rather than buffered.
+const MAX_BODY: usize = 64 * 1024 * 1024;
+
+/// A request body, whole, up to [`MAX_BODY`].
+pub(crate) async fn read_body(body: Incoming) -> Result<Bytes, String> {
+    match Limited::new(body, MAX_BODY).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) => Err(format!("could not read the request body: {e}")),
+    }
+}
+
 pub(crate) fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).unwrap_or_default()
 }

@@ -5,11 +5,11 @@ use hyper::body::Incoming;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::body::read_body;
 use crate::body::{json, to_json, SimBody};
 use crate::echo::{dump_headers, HeaderDump};
 use crate::gen::{bad_request, error, Dialect};
 use crate::profile::{named, Profile, PROFILE_NAMES};
-use crate::server::read_body;
 use crate::Sim;
 
 #[derive(Serialize)]

@@ -5,9 +5,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::{Method, Request, Response};
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -16,13 +14,10 @@ use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
-use crate::body::SimBody;
+use crate::body::{read_body, SimBody};
 use crate::gen::{bad_request, injected, Dialect, LlmRequest};
 use crate::profile::Profile;
 use crate::{anthropic, control, echo, openai, responses, InFlight, Sim};
-
-/// Larger bodies are refused rather than buffered.
-const MAX_BODY: usize = 64 * 1024 * 1024;
 
 type Builder = auto::Builder<TokioExecutor>;
 
@@ -114,13 +109,6 @@ impl Route {
         } else {
             Dialect::OpenAi
         }
-    }
-}
-
-pub(crate) async fn read_body(body: Incoming) -> Result<Bytes, String> {
-    match Limited::new(body, MAX_BODY).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) => Err(format!("could not read the request body: {e}")),
     }
 }
 
