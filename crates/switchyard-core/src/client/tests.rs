@@ -76,10 +76,3 @@ async fn an_https_url_speaks_tls() {
     let error = client.get(uri).await.unwrap_err();
     assert!(error.is_connect(), "{error:?}");
 }
-
-#[test]
-fn the_tls_configuration_offers_h2_only_when_asked() {
-    // ALPN is set by the connector; the base configuration carries none of its own.
-    let config = crate::tls::client_config().unwrap();
-    assert!(config.alpn_protocols.is_empty());
-}
