@@ -1,6 +1,7 @@
 //! Shared vocabulary of switchyard: body and error types, per-request facts, metric names.
 
 pub mod body;
+pub mod clock;
 pub mod facts;
 pub mod metrics;
 pub mod split;
