@@ -1,9 +1,10 @@
 //! Shared vocabulary of switchyard: body and error types, per-request facts, metric names,
-//! and (feature `client`) the one outbound HTTP client.
+//! the one clock, and (feature `client`) the one outbound HTTP client.
 
 pub mod body;
 #[cfg(feature = "client")]
 pub mod client;
+pub mod clock;
 pub mod facts;
 pub mod metrics;
 pub mod split;

@@ -58,7 +58,10 @@ async fn a_kill_under_load_takes_effect_on_the_next_request_and_fails_nothing() 
             (failures, late_upstream)
         }));
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The kill lands in the middle of steady traffic.
+    until(Duration::from_secs(10), || sim.requests() >= 50)
+        .await
+        .expect("traffic flows before the kill");
     let answer = kill(&gw, "k-load", serde_json::json!({"reason": "bad answers"})).await;
     killed_at.store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
     let upstream_at_kill = sim.requests();

@@ -84,6 +84,27 @@ fn an_unknown_simulator_profile_is_named_with_its_line() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+#[test]
+fn a_mistyped_command_or_flag_gets_a_suggestion() {
+    let out = switchyard().args(["serv"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("similar subcommand exists: 'serve'"),
+        "{stderr}"
+    );
+    let out = switchyard()
+        .args(["check", "--confg", "x.toml"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("similar argument exists: '--config'"),
+        "{stderr}"
+    );
+}
+
 /// Structural checks of the exposition that hold with or without promtool.
 fn check_exposition(text: &str) {
     let mut declared = std::collections::HashMap::new();

@@ -15,6 +15,19 @@ use switchyard_config::Config;
 use switchyard_sim::{Profile, Sim};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// Waits (at most `within`, looking every millisecond) until `check` holds; returns how long
+/// it took, or `None` if it never did.
+pub async fn until(within: Duration, mut check: impl FnMut() -> bool) -> Option<Duration> {
+    let started = std::time::Instant::now();
+    while started.elapsed() < within {
+        if check() {
+            return Some(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    check().then(|| started.elapsed())
+}
+
 /// Starts a gateway on the config text, with both listeners on ephemeral ports.
 pub async fn gateway(toml: &str) -> Running {
     let mut config = Config::parse(toml, "test.toml", Path::new(".")).expect("valid test config");

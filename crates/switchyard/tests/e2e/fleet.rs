@@ -57,18 +57,6 @@ async fn fleet(n: usize) -> Option<Fleet> {
     })
 }
 
-/// Waits (at most `within`) until `check` holds; returns how long it took.
-async fn until(within: Duration, mut check: impl FnMut() -> bool) -> Option<Duration> {
-    let started = Instant::now();
-    while started.elapsed() < within {
-        if check() {
-            return Some(started.elapsed());
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    check().then(|| started.elapsed())
-}
-
 fn killed(gw: &Running) -> Option<Option<f64>> {
     gw.gateway.kills().get("r").map(|k| k.percent)
 }
@@ -298,26 +286,35 @@ async fn redis_killed_under_load_fails_no_request() {
     let Some(mut f) = fleet(2).await else { return };
     let replicas: Vec<Arc<Running>> = f.replicas.drain(..).map(Arc::new).collect();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let answered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = || answered.load(std::sync::atomic::Ordering::Relaxed);
     let mut workers = Vec::new();
     for gw in replicas.iter().cycle().take(6) {
-        let (gw, stop) = (Arc::clone(gw), stop.clone());
+        let (gw, stop, answered) = (Arc::clone(gw), stop.clone(), answered.clone());
         workers.push(tokio::spawn(async move {
             let (mut sent, mut failed) = (0, 0);
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 sent += 1;
                 failed += usize::from(ask(&gw).await.status != 200);
+                answered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
             (sent, failed)
         }));
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    until(Duration::from_secs(10), || count() >= 50)
+        .await
+        .expect("traffic flows before the outage");
     f.redis.stop();
     until(Duration::from_secs(5), || {
         replicas.iter().all(|g| !g.fleet.as_ref().unwrap().is_up())
     })
     .await
     .expect("both replicas noticed");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Traffic goes on while Redis is down.
+    let at_outage = count();
+    until(Duration::from_secs(10), || count() >= at_outage + 50)
+        .await
+        .expect("traffic flows during the outage");
     f.redis.restart_empty().await;
     until(Duration::from_secs(5), || {
         replicas.iter().all(|g| g.fleet.as_ref().unwrap().is_up())

@@ -132,18 +132,6 @@ async fn fleet(n: usize, ttfb_ms: f64, budgets: &str) -> Option<Fleet> {
     })
 }
 
-/// Waits (at most `within`) until `check` holds.
-async fn until(within: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let started = Instant::now();
-    while started.elapsed() < within {
-        if check() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    check()
-}
-
 fn pending(gw: &Running) -> u64 {
     gw.gateway
         .budget()
@@ -156,7 +144,8 @@ async fn settled(replicas: &[Arc<Running>]) {
     let all = until(Duration::from_secs(10), || {
         replicas.iter().all(|gw| pending(gw) == 0)
     })
-    .await;
+    .await
+    .is_some();
     assert!(all, "settlements still queued");
 }
 
@@ -262,7 +251,8 @@ async fn outage(policy: &str) -> Option<(Tally, u64, u64, Fleet)> {
             .iter()
             .all(|gw| gw.fleet.as_ref().unwrap().status().members.len() == 2)
     })
-    .await;
+    .await
+    .is_some();
     assert!(members, "both replicas see two members");
     let before = burst(&f.replicas, 10).await;
     assert_eq!(before.ok, 10);

@@ -149,7 +149,11 @@ async fn a_degraded_green_is_rolled_back_within_the_bound_and_the_flip_fails_nob
             }
         }));
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    until(Duration::from_secs(10), || {
+        seen.answers.lock().unwrap().len() >= 200
+    })
+    .await
+    .expect("answers before the degradation");
     let healthy: Vec<_> = seen.answers.lock().unwrap().clone();
     assert!(healthy.iter().all(|a| a.2 == 200), "all healthy before");
     let on_green = healthy.iter().filter(|a| a.3 == "green").count();
