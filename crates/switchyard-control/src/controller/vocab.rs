@@ -96,7 +96,7 @@ impl DecisionKind {
     }
 }
 
-/// A rule firing on a route, as `GET /admin/status` lists it.
+/// A rule firing on a route.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RuleFiring {
     pub rule: String,
@@ -109,15 +109,12 @@ pub struct RuleFiring {
     pub action: RuleAction,
     pub value: f64,
     pub threshold: f64,
-    #[serde(default)]
     pub since_ms: u64,
     /// A downgrade waiting for an operator's approval.
-    #[serde(default)]
     pub awaiting_approval: bool,
-    #[serde(default)]
     pub incident: Option<String>,
     /// The admitted rate this rule asks for (`throttle_and_alert`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub throttle_rps: Option<f64>,
 }
 
