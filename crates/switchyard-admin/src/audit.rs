@@ -56,10 +56,10 @@ impl AuditEntry {
     pub fn decided(d: &switchyard_control::controller::Decided) -> Self {
         AuditEntry {
             at_ms: switchyard_control::kill::now_ms(),
-            who: d.by.clone(),
+            who: d.by.to_string(),
             role: "controller".into(),
             kind: "automatic".into(),
-            action: d.action.to_owned(),
+            action: d.action.as_str().to_owned(),
             target: Some(d.route.clone()),
             reason: d.reason.clone(),
             before: serde_json::json!(d.before),

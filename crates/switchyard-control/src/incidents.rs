@@ -254,6 +254,28 @@ impl Incidents {
         (incident, written)
     }
 
+    /// Records a new incident in memory only, its id chosen here: the controller decides
+    /// under its lock and writes the file with [`Incidents::persist`] once it is released.
+    pub fn admit(&self, mut incident: Incident) -> Incident {
+        let mut records = self.lock();
+        incident.id = Self::fresh_id(&records, incident.opened_at_ms);
+        records.insert(incident.id.clone(), incident.clone());
+        incident
+    }
+
+    /// Writes the record `id` as it is now (an ack that came meanwhile included) and shares
+    /// it with the fleet.
+    pub fn persist(&self, id: &str) -> Result<(), IncidentError> {
+        let records = self.lock();
+        let Some(incident) = records.get(id).cloned() else {
+            return Ok(());
+        };
+        let written = self.write(&incident);
+        drop(records);
+        self.share(&incident);
+        written
+    }
+
     /// Every incident, newest first.
     pub fn list(&self) -> Vec<Incident> {
         let mut all: Vec<Incident> = self.lock().values().cloned().collect();

@@ -11,7 +11,9 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use super::{lock, Controller, RoutePlan, BY};
+use super::effects::Effects;
+use super::vocab::Actor;
+use super::{lock, Controller, RoutePlan};
 use crate::fleet::counts::{self, Counts, FleetWindow, TTL_SECS};
 use crate::kill::now_ms;
 use crate::rollout::{Phase, RolloutState};
@@ -111,14 +113,32 @@ impl Controller {
         w: &FleetWindow,
         trigger: &FleetWindow,
     ) {
-        let (Some(rollout), rb) = (route.rollout.as_ref(), &route.rollback) else {
+        if route.rollout.is_none() {
             return;
-        };
+        }
         if !w.silent.is_empty() {
             tracing::debug!(route = %route.name, silent = ?w.silent, "stage not judged: replicas without counts");
             return;
         }
+        let mut effects = Effects::default();
         let mut inner = lock(&self.inner);
+        self.judge_locked(&mut inner, route, state, (w, trigger), &mut effects);
+        drop(inner);
+        let _ = self.carry_out(effects); // logged; in force either way
+    }
+
+    /// [`Controller::judge_stage`], under the decision lock.
+    fn judge_locked(
+        &self,
+        inner: &mut super::Inner,
+        route: &RoutePlan,
+        state: &RolloutState,
+        (w, trigger): (&FleetWindow, &FleetWindow),
+        effects: &mut Effects,
+    ) {
+        let (Some(rollout), rb) = (route.rollout.as_ref(), &route.rollback) else {
+            return;
+        };
         let Some(current) = inner.rollouts.get(&route.name) else {
             return;
         };
@@ -134,7 +154,7 @@ impl Controller {
             Instant::now(),
         );
         if let Some(fired) = fired {
-            self.roll_back(&mut inner, &route.name, fired, BY);
+            self.roll_back(inner, &route.name, fired, Actor::Controller, effects);
             return;
         }
         let failing = trigger
@@ -151,7 +171,7 @@ impl Controller {
             if let Some(s) = inner.rollouts.get_mut(&route_name) {
                 s.stage_requests = w.green.requests;
             }
-            self.propose_advance(&mut inner, &route_name);
+            self.propose_advance(inner, &route_name);
         }
     }
 }

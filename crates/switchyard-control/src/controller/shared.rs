@@ -12,9 +12,11 @@ use std::sync::{Arc, OnceLock, Weak};
 use std::time::Instant;
 
 use serde_json::json;
-use switchyard_config::EventKind;
 use switchyard_core::metrics as names;
 
+use super::effects::Effects;
+use super::rollouts::{advance_event, promote_event, rollback_event};
+use super::vocab::{Actor, Cause, DecisionKind, RollbackNews};
 use super::{lock, ActionError, Controller, Inner, Shift};
 use crate::fleet::rollouts::{
     same_attempt, Decision, Proposal, RolloutHost, SharedDowngrade, SharedRollout,
@@ -24,7 +26,6 @@ use crate::fleet::streams::Sink;
 use crate::fleet::{Change, Fleet, FleetError};
 use crate::incidents::{Incident, Trigger};
 use crate::kill::now_ms;
-use crate::notify::Event;
 use crate::rollout::{Phase, RolloutState};
 
 /// The controller's tie to its fleet.
@@ -36,18 +37,17 @@ pub(super) struct Link {
     /// The last second whose counts were published.
     pub(super) published: AtomicU64,
     /// The fleet's approved downgrades as last applied here.
-    downgrades: std::sync::Mutex<BTreeMap<String, SharedDowngrade>>,
+    pub(super) downgrades: std::sync::Mutex<BTreeMap<String, SharedDowngrade>>,
 }
 
 /// A decision the controller took for the fleet (Redis accepted it, or Redis was out of
 /// reach and it was taken here), for the audit log.
 #[derive(Debug, Clone)]
 pub struct Decided {
-    /// `rollback` or `advance`.
-    pub action: &'static str,
+    pub action: DecisionKind,
     pub route: String,
-    /// `controller` or `rule:<name>`.
-    pub by: String,
+    /// The controller, or a rule.
+    pub by: Actor,
     pub reason: Option<String>,
     pub before: RolloutState,
     pub after: RolloutState,
@@ -124,9 +124,10 @@ impl Controller {
         &self,
         inner: &mut Inner,
         before: &RolloutState,
-        (reason, by): (&str, &str),
+        (reason, by): (&str, &Actor),
         draft: Incident,
-        detail: serde_json::Value,
+        news: RollbackNews,
+        effects: &mut Effects,
     ) {
         let route = before.route.clone();
         let proposal = Proposal {
@@ -135,7 +136,7 @@ impl Controller {
             decisions: Some(before.decisions),
             decision: Decision::RollBack {
                 reason: reason.to_owned(),
-                by: by.to_owned(),
+                by: by.to_string(),
             },
             replica: self
                 .fleet()
@@ -144,24 +145,25 @@ impl Controller {
             at_ms: now_ms(),
         };
         let Some((runtime, this, fleet)) = self.runner() else {
-            let id = self.write_incident(draft);
-            self.notify_rollback(&route, detail, &id);
+            let id = self.open_incident(draft, effects);
+            effects.tell(rollback_event(&route, news, &id));
             return;
         };
         inner.in_flight.insert(route);
         runtime.spawn(async move {
             let outcome = fleet.decide(proposal.clone()).await;
-            this.rollback_decided(&fleet, proposal, outcome, draft, detail);
+            this.rollback_decided(&fleet, proposal, outcome, draft, news);
         });
     }
 
+    // Long: one arm per way the fleet can answer, each with its own audit and incident.
     fn rollback_decided(
         &self,
         fleet: &Fleet,
         proposal: Proposal,
         outcome: Result<(RolloutState, RolloutState), FleetError>,
         mut draft: Incident,
-        detail: serde_json::Value,
+        news: RollbackNews,
     ) {
         let route = proposal.route.clone();
         let result = result_label(&outcome);
@@ -176,9 +178,9 @@ impl Controller {
                 return None;
             };
             Some(Decided {
-                action: "rollback",
+                action: DecisionKind::Rollback,
                 route: route.clone(),
-                by: draft.by.clone(),
+                by: news.by.clone(),
                 reason: Some(draft.reason.clone()),
                 before,
                 after,
@@ -191,8 +193,7 @@ impl Controller {
                 if let Some(decided) = decided(true) {
                     self.audit(decided);
                 }
-                let id = self.write_incident(draft);
-                self.notify_rollback(&route, detail, &id);
+                self.open_and_tell(draft, &route, news);
             }
             Err(FleetError::Refused(refusal)) => {
                 self.settle(fleet, &route);
@@ -218,27 +219,28 @@ impl Controller {
                         "Redis out of reach: decided on this replica, replayed when it is back"
                     );
                 }
-                let id = self.write_incident(draft);
-                self.notify_rollback(&route, detail, &id);
+                self.open_and_tell(draft, &route, news);
             }
         }
     }
 
-    fn notify_rollback(&self, route: &str, mut detail: serde_json::Value, incident: &str) {
-        detail["incident"] = json!(incident);
-        self.notifier.notify(Event::new(
-            EventKind::Rollback,
-            Some(route.to_owned()),
-            detail,
-        ));
+    /// Opens the incident of a rollback decided for the fleet, and tells the webhooks.
+    fn open_and_tell(&self, draft: Incident, route: &str, news: RollbackNews) {
+        let mut effects = Effects::default();
+        let id = self.open_incident(draft, &mut effects);
+        effects.tell(rollback_event(route, news, &id));
+        let _ = self.carry_out(effects); // the incident's write is logged
     }
 
     /// The decision is settled in Redis: takes the fleet's records for the route again.
     fn settle(&self, fleet: &Fleet, route: &str) {
         let records = fleet.shared_rollouts();
+        let mut effects = Effects::default();
         let mut inner = lock(&self.inner);
         inner.in_flight.remove(route);
-        self.adopt_records(&mut inner, &records);
+        self.adopt_records(&mut inner, &records, &mut effects);
+        drop(inner);
+        let _ = self.carry_out(effects); // logged; in force either way
     }
 
     /// A stage baked on this replica: proposes the advance to the fleet, once.
@@ -278,9 +280,9 @@ impl Controller {
             this.settle(&fleet, &proposal.route);
             if let Ok((before, after)) = outcome {
                 this.audit(Decided {
-                    action: "advance",
+                    action: DecisionKind::Advance,
                     route: proposal.route.clone(),
-                    by: super::BY.to_owned(),
+                    by: Actor::Controller,
                     reason: Some(format!(
                         "stage {} baked on the fleet's traffic",
                         before.stage
@@ -289,27 +291,14 @@ impl Controller {
                     after: after.clone(),
                     shared: true,
                 });
-                this.notify_advance(&after, served);
+                this.notifier.notify(advance_event(&after, served, true));
             }
         });
     }
 
-    fn notify_advance(&self, after: &RolloutState, served: u64) {
-        let status = if after.phase == Phase::Complete {
-            "completed"
-        } else {
-            "advanced"
-        };
-        tracing::info!(route = %after.route, percent = after.percent, served, status, "rollout stage (fleet)");
-        self.notifier.notify(Event::new(
-            EventKind::Rollout,
-            Some(after.route.clone()),
-            json!({"status": status, "green": after.green, "percent": after.percent, "stage": after.stage, "green_requests_in_stage": served}),
-        ));
-    }
-
     /// An operator's rollback or promotion. In fleet mode it is made through Redis and
     /// answered once this replica applied it; `local` forces it on this replica only.
+    // Long: the single-replica, forced-local and fleet paths, checked in that order.
     pub async fn shift(
         &self,
         route: &str,
@@ -415,11 +404,8 @@ impl Controller {
         if promote {
             self.clean_slate(&mut inner, route, &after.green);
             drop(inner);
-            self.notifier.notify(Event::new(
-                EventKind::Promote,
-                Some(route.to_owned()),
-                json!({"by": by, "reason": reason, "green": after.green, "from": before.phase.as_str()}),
-            ));
+            self.notifier
+                .notify(promote_event(before, after, by, reason));
             return None;
         }
         let window = inner.rollback_window(route);
@@ -431,166 +417,34 @@ impl Controller {
             figures: json!({"reason": reason}),
         };
         let states = Some((before, after));
-        let draft = self.draft_incident(&inner, "rollback", route, reason, by, trigger, states);
+        let by = Actor::Operator(by.to_owned());
+        let draft = self.draft_incident(&inner, "rollback", route, reason, &by, trigger, states);
         drop(inner);
-        metrics::counter!(names::ROLLBACKS_TOTAL, "route" => route.to_owned(), "trigger" => "operator").increment(1);
-        let id = self.write_incident(draft);
-        self.notify_rollback(
-            route,
-            json!({"trigger": "operator", "value": 0.0, "threshold": 0.0, "by": by,
-                   "green": after.green, "blue": after.blue}),
-            &id,
-        );
+        metrics::counter!(names::ROLLBACKS_TOTAL, "route" => route.to_owned(), "trigger" => Cause::Operator.label()).increment(1);
+        let news = RollbackNews {
+            trigger: Cause::Operator,
+            value: 0.0,
+            threshold: 0.0,
+            by,
+            green: after.green.clone(),
+            blue: after.blue.clone(),
+            incident: None,
+            decision_latency_ms: None,
+        };
+        let mut effects = Effects::default();
+        let id = self.open_incident(draft, &mut effects);
+        effects.tell(rollback_event(route, news, &id));
+        let _ = self.carry_out(effects); // the incident's write is logged
         Some(id)
     }
 
-    /// Puts the downgrades operators approved anywhere in the fleet in force here, and lifts
-    /// those the fleet no longer has.
-    fn adopt_downgrades(&self, inner: &mut Inner, shared: &BTreeMap<String, SharedDowngrade>) {
-        let Some(link) = self.fleet.get() else {
-            return;
-        };
-        let mut applied = lock(&link.downgrades);
-        if *applied == *shared {
-            return;
-        }
-        for (route, d) in shared {
-            if applied.get(route) == Some(d) || !inner.plan.routes.iter().any(|r| r.name == *route)
-            {
-                continue;
-            }
-            self.steering.update(route, |s| {
-                s.downgrade_to = Some(Arc::from(d.model.as_str()))
-            });
-            inner
-                .downgrades
-                .insert(route.clone(), (d.rule.clone(), d.model.clone()));
-            if let Some(firing) = inner.rules.get_mut(&(d.rule.clone(), route.clone())) {
-                firing.awaiting_approval = false;
-            }
-            tracing::info!(route, rule = %d.rule, model = %d.model, by = %d.by, "model downgrade: the fleet's approval applied");
-        }
-        for (route, d) in applied.iter() {
-            if shared.contains_key(route) {
-                continue;
-            }
-            if inner
-                .downgrades
-                .get(route)
-                .is_some_and(|(rule, _)| *rule == d.rule)
-            {
-                inner.downgrades.remove(route);
-                self.steering.update(route, |s| s.downgrade_to = None);
-                tracing::info!(route, rule = %d.rule, "model downgrade: lifted by the fleet");
-            }
-        }
-        applied.clone_from(shared);
-    }
-
-    /// An operator approves (or lifts) a rule's model downgrade. In fleet mode it is made
-    /// through Redis, for every replica, and answered once this replica applied it; `local`
-    /// forces it on this replica only. Returns the route and the model now in force.
-    pub async fn rule_move(
-        &self,
-        rule: &str,
-        route: Option<&str>,
-        by: &str,
-        approve: bool,
-        local: bool,
-    ) -> Result<(String, Option<String>), ShiftError> {
-        let single = || -> Result<(String, Option<String>), ActionError> {
-            if approve {
-                self.approve(rule, route, by).map(|(r, m)| (r, Some(m)))
-            } else {
-                self.release(rule, route, by).map(|r| (r, None))
-            }
-        };
-        let Some(fleet) = self.fleet().cloned() else {
-            return Ok(single()?);
-        };
-        if local {
-            let (route, model) = single()?;
-            let change = self.downgrade_change(rule, &route, model.as_deref(), by);
-            fleet.keep_pending(change);
-            return Ok((route, model));
-        }
-        let (route, model) = self.check_rule_move(rule, route, approve)?;
-        let change = self.downgrade_change(rule, &route, model.as_deref(), by);
-        fleet.downgrade(change).await.map_err(|e| match e {
-            FleetError::Refused(_) => ShiftError::Action(ActionError::NotInForce {
-                rule: rule.to_owned(),
-                route: route.clone(),
-            }),
-            other => ShiftError::Fleet(other),
-        })?;
-        let status = if approve { "approved" } else { "released" };
-        tracing::warn!(rule, route = %route, by, status, "model downgrade changed for the fleet");
-        self.notifier.notify(Event::new(
-            EventKind::Rule,
-            Some(route.clone()),
-            json!({"rule": rule, "status": status, "by": by, "downgrade_to": model}),
-        ));
-        Ok((route, model))
-    }
-
-    fn downgrade_change(&self, rule: &str, route: &str, model: Option<&str>, by: &str) -> Change {
-        match model {
-            Some(model) => Change::Downgrade {
-                route: route.to_owned(),
-                downgrade: SharedDowngrade {
-                    rule: rule.to_owned(),
-                    model: model.to_owned(),
-                    by: by.to_owned(),
-                    at_ms: now_ms(),
-                },
-            },
-            None => Change::Lift {
-                route: route.to_owned(),
-            },
-        }
-    }
-
-    /// What an approve or a release would do, checked without doing it.
-    fn check_rule_move(
-        &self,
-        rule: &str,
-        route: Option<&str>,
-        approve: bool,
-    ) -> Result<(String, Option<String>), ActionError> {
-        let inner = lock(&self.inner);
-        if approve {
-            let waiting = |r: &str| {
-                inner
-                    .rules
-                    .get(&(rule.to_owned(), r.to_owned()))
-                    .is_some_and(|f| f.awaiting_approval)
-            };
-            let (spec, route) = Self::rule_route(&inner, rule, route, waiting)?;
-            if !waiting(&route) {
-                return Err(ActionError::NotAwaiting {
-                    rule: rule.to_owned(),
-                    route,
-                });
-            }
-            return Ok((route, Some(spec.downgrade_to.unwrap_or_default())));
-        }
-        let in_force = |r: &str| {
-            self.steering
-                .get(r)
-                .is_some_and(|s| s.downgrade_to.is_some())
-        };
-        let (_, route) = Self::rule_route(&inner, rule, route, in_force)?;
-        if !in_force(&route) {
-            return Err(ActionError::NotInForce {
-                rule: rule.to_owned(),
-                route,
-            });
-        }
-        Ok((route, None))
-    }
-
     /// Puts the fleet's records in force for the rollouts this replica runs.
-    fn adopt_records(&self, inner: &mut Inner, records: &BTreeMap<String, SharedRollout>) {
+    fn adopt_records(
+        &self,
+        inner: &mut Inner,
+        records: &BTreeMap<String, SharedRollout>,
+        effects: &mut Effects,
+    ) {
         let mut changed = false;
         for (route, record) in records {
             if inner.in_flight.contains(route) {
@@ -632,7 +486,7 @@ impl Controller {
             changed = true;
         }
         if changed {
-            let _ = self.save(inner); // logged; in force either way
+            effects.save(inner);
             self.publish_weights(inner);
         }
     }
@@ -640,9 +494,12 @@ impl Controller {
 
 impl RolloutHost for Controller {
     fn adopt(&self, shared: &SharedState) {
+        let mut effects = Effects::default();
         let mut inner = lock(&self.inner);
-        self.adopt_records(&mut inner, &shared.rollouts);
+        self.adopt_records(&mut inner, &shared.rollouts, &mut effects);
         self.adopt_downgrades(&mut inner, &shared.downgrades);
+        drop(inner);
+        let _ = self.carry_out(effects); // logged; in force either way
     }
 
     fn local_rollouts(&self) -> Vec<RolloutState> {

@@ -4,6 +4,10 @@
 //! optional field never breaks the on-call engineer's client mid-incident.
 
 use serde::Deserialize;
+/// The gateway's own types where the answer carries them whole: a rule firing in
+/// `rules_firing`, an incident's trigger.
+pub use switchyard_control::controller::RuleFiring;
+pub use switchyard_control::incidents::Trigger;
 
 /// `{"error":{"code","message"}}`, the body of every error answer.
 #[derive(Debug, Default, Deserialize)]
@@ -112,29 +116,6 @@ pub struct RuleReply {
     pub action: String,
     pub downgrade_to: Option<String>,
     pub warning: Option<String>,
-}
-
-/// A rule firing, as status lists it.
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(default)]
-pub struct RuleFiring {
-    pub rule: String,
-    pub route: String,
-    pub metric: String,
-    pub action: String,
-    pub value: f64,
-    pub threshold: f64,
-    pub awaiting_approval: bool,
-}
-
-/// An incident's trigger.
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(default)]
-pub struct Trigger {
-    pub name: String,
-    pub value: f64,
-    pub threshold: f64,
-    pub window_secs: u64,
 }
 
 /// A value seen in an incident's window, with its count.

@@ -277,10 +277,10 @@ pub fn render_status(status: &Status, view: &View) -> String {
             "rule {} on {}: {} {} against {} → {}{waiting}\n",
             rule.rule,
             rule.route,
-            rule.metric,
+            rule.metric.as_str(),
             num(rule.value),
             num(rule.threshold),
-            rule.action
+            rule.action.as_str()
         ));
     }
     out

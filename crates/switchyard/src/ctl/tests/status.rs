@@ -171,3 +171,20 @@ fn status_lists_fleet_members_and_flags_drift_and_divergence() {
         .unwrap();
     assert!(!gw1.contains("other") && !gw1.contains("drift"), "{gw1}");
 }
+
+#[test]
+fn ctl_status_reads_rules_firing_in_the_gateway_own_shape() {
+    let mut body = killed_support();
+    body["rules_firing"] = json!([
+        {"rule": "spend", "route": "support", "metric": "cost_per_request",
+         "action": "downgrade_model", "value": 0.02, "threshold": 0.01,
+         "since_ms": 1_795_347_000_123u64, "awaiting_approval": true, "incident": null}
+    ]);
+    let status: Status = parse(body);
+    assert_eq!(status.rules_firing.len(), 1);
+    let text = render_status(&status, &plain());
+    assert!(
+        text.contains("rule spend on support: cost_per_request 0.02 against 0.01 → downgrade_model — awaiting approval"),
+        "{text}"
+    );
+}
