@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
+use bytes::Bytes;
 use http::{HeaderValue, Request, Response};
-use hyper::body::Incoming;
 use switchyard_control::budget::BudgetGate;
 use switchyard_control::steer::Steering;
 use switchyard_control::{KillBoard, Signals};
-use switchyard_core::{Body, RequestId};
+use switchyard_core::{Body, BoxError, RequestId};
 use switchyard_llm::DialectSetting;
 
 use crate::exchange::Exchange;
@@ -131,11 +131,15 @@ impl Gateway {
     }
 
     /// Handles one request. Never fails: every problem becomes an answer.
-    pub async fn handle(
+    pub(crate) async fn handle<B>(
         self: Arc<Self>,
-        req: Request<Incoming>,
+        req: Request<B>,
         peer: Peer,
-    ) -> Result<Response<Body>, Infallible> {
+    ) -> Result<Response<Body>, Infallible>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
         let started = Instant::now();
         let table = self.table.load_full();
         if local::is_local(req.uri().path()) {
