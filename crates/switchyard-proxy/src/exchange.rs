@@ -9,22 +9,25 @@ use http::request::Parts;
 use http::{header, HeaderValue, Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use switchyard_control::budget::{Reservation, Verdict};
+use switchyard_control::budget::{BudgetGate, Reservation, Verdict};
+use switchyard_control::steer::Steering;
 use switchyard_control::Outcome;
+use switchyard_control::{KillBoard, Signals};
 use switchyard_core::{body, Body, BoxError, ErrorClass, RequestFacts, RequestId};
 use switchyard_llm::{Dialect, Operation};
 
 use crate::context::Context;
 use crate::forward::{self, Sent};
-use crate::gateway::{Gateway, Peer};
 use crate::headers::{
     append_list, strip_hop_by_hop, X_FALLBACK, X_FORWARDED_HOST, X_REQUEST_ID, X_ROUTE, X_UPSTREAM,
     X_VARIANT,
 };
 use crate::inspect;
 use crate::meter::{InFlight, Metered, Record, Scan};
+use crate::peer::Peer;
 use crate::rescue::{Answer, Refusal};
-use crate::table::{CompiledFallback, Route, Table, Upstream, Variant};
+use crate::table::{CompiledFallback, Route, Table, Variant};
+use crate::upstream::Upstream;
 
 /// The `x-switchyard-fallback` value on answers a kill switch made.
 const KILLED: HeaderValue = HeaderValue::from_static("kill_switch");
@@ -35,8 +38,18 @@ const FALLBACK_ANSWER: &str = "fallback";
 /// The `x-switchyard-variant` of requests outside every variant on a route with experiments.
 const CONTROL: HeaderValue = HeaderValue::from_static(switchyard_control::experiment::CONTROL);
 
+/// The live state the gateway keeps across tables, as one request reads it.
+pub(crate) struct Boards<'a> {
+    pub signals: &'a Arc<Signals>,
+    pub kills: &'a KillBoard,
+    /// The controller's live decisions: rollout shares, throttles, downgrades.
+    pub steering: &'a Steering,
+    /// The token budget requests reserve from, when the assembly set one.
+    pub budget: Option<&'a Arc<BudgetGate>>,
+}
+
 pub(crate) struct Exchange<'a> {
-    pub gateway: &'a Gateway,
+    pub boards: Boards<'a>,
     pub table: &'a Table,
     pub route: &'a Route,
     /// Where the request goes: the route's upstream, or its kill switch's fallback upstream.
@@ -126,7 +139,7 @@ impl<'a> Exchange<'a> {
                 admission.check_throttle(rps)?;
             }
             admission.check_rates(ctx.facts().user_key.as_deref())?;
-            let slot = admission.enter(self.gateway.signals().queued()).await?;
+            let slot = admission.enter(self.boards.signals.queued()).await?;
             ctx.hold_slot(slot);
             // A request that waited in the queue may have been killed meanwhile.
             if ctx.has_slot() {
@@ -191,7 +204,7 @@ impl<'a> Exchange<'a> {
     /// Reserves the request's estimated tokens when a budget is enforced: the prompt
     /// estimate and its completion cap. Only LLM operations spend tokens.
     async fn admit_budget(&self, facts: &RequestFacts) -> Result<Option<Reservation>, Answer> {
-        let Some(gate) = self.gateway.budget() else {
+        let Some(gate) = self.boards.budget else {
             return Ok(None);
         };
         if self.op == Operation::Other || self.dialect == Dialect::Opaque {
@@ -220,7 +233,7 @@ impl<'a> Exchange<'a> {
     ) {
         let route = self.route;
         self.steered = true;
-        let steer = self.gateway.steering().get(&route.name);
+        let steer = self.boards.steering.get(&route.name);
         let user = facts.user_key.as_deref();
         if let (Some(green), Some(live)) = (&route.green, &steer) {
             let same = live.green.as_deref() == Some(&*green.name);
@@ -289,7 +302,7 @@ impl<'a> Exchange<'a> {
         if self.fallback {
             return Ok(());
         }
-        let Some(kill) = self.gateway.kills().get(&self.route.name) else {
+        let Some(kill) = self.boards.kills.get(&self.route.name) else {
             return Ok(());
         };
         if !kill.applies(headers, ctx.facts().user_key.as_deref()) {
@@ -387,7 +400,7 @@ impl<'a> Exchange<'a> {
             status_error: None,
             model,
             route: self.route.signals.clone(),
-            signals: self.gateway.signals().clone(),
+            signals: self.boards.signals.clone(),
             _in_flight: Some(InFlight::enter(&self.route.in_flight)),
             _slot: None,
             capture: None,

@@ -12,10 +12,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use switchyard_core::Body;
 
-use crate::table::{Endpoint, Upstream};
-
-/// A pooled HTTP/1.1 and HTTP/2 client for one upstream (https by rustls, webpki roots).
-pub type UpstreamClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>;
+use crate::upstream::{Endpoint, Upstream, UpstreamClient};
 
 /// Builds an upstream's client; the connect timeout is the upstream's own.
 pub fn client(connect_timeout: Duration) -> Result<UpstreamClient, rustls::Error> {

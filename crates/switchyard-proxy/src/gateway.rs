@@ -1,7 +1,6 @@
 //! The request path, outermost first: local answers, route, inspect, forward, meter.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -14,10 +13,11 @@ use switchyard_control::{KillBoard, Signals};
 use switchyard_core::{Body, BoxError, RequestId};
 use switchyard_llm::DialectSetting;
 
-use crate::exchange::Exchange;
-use crate::health::HealthRegistry;
+use crate::exchange::{Boards, Exchange};
 use crate::lifecycle::Lifecycle;
 use crate::local;
+pub use crate::peer::Peer;
+use crate::registry::HealthRegistry;
 use crate::rescue::Refusal;
 use crate::table::Table;
 
@@ -37,13 +37,6 @@ pub struct Gateway {
     fleet: std::sync::OnceLock<Arc<switchyard_control::fleet::Fleet>>,
     /// The token budget requests reserve from, when the assembly set one.
     budget: std::sync::OnceLock<Arc<BudgetGate>>,
-}
-
-/// What the listener knows about the connection a request came on.
-#[derive(Debug, Clone, Copy)]
-pub struct Peer {
-    pub addr: SocketAddr,
-    pub tls: bool,
 }
 
 impl Gateway {
@@ -181,7 +174,12 @@ impl Gateway {
             switchyard_llm::classify(route.dialect, req.method().as_str(), req.uri().path());
         let trace = crate::trace::hop(req.headers(), table.settings.sampling_ratio);
         let exchange = Exchange {
-            gateway: &self,
+            boards: Boards {
+                signals: &self.signals,
+                kills: &self.kills,
+                steering: &self.steering,
+                budget: self.budget.get(),
+            },
             table: &table,
             route,
             upstream: &route.upstream,

@@ -15,12 +15,15 @@ mod lifecycle;
 mod limiter;
 mod local;
 mod meter;
+mod peer;
 mod probe;
 mod proxy;
+mod registry;
 mod rescue;
 mod server;
 mod table;
 mod trace;
+mod upstream;
 
 pub use admission::Shed;
 pub use gateway::Gateway;

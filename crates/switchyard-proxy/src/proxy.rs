@@ -12,7 +12,8 @@ use bytes::Bytes;
 use http::{Request, Response};
 use switchyard_core::{Body, BoxError};
 
-use crate::gateway::{Gateway, Peer};
+use crate::gateway::Gateway;
+use crate::peer::Peer;
 
 /// The answer to one request, boxed once at the gateway's edge.
 pub type ResponseFuture =

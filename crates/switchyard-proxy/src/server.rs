@@ -21,7 +21,8 @@ use tokio_rustls::TlsAcceptor;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::gateway::{Gateway, Peer};
+use crate::gateway::Gateway;
+use crate::peer::Peer;
 use crate::proxy::Proxy;
 
 /// A TLS handshake that takes longer than this is dropped (a slow-handshake guard).
