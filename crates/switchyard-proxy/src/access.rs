@@ -206,9 +206,7 @@ impl<'a> Line<'a> {
 fn trace_event(ex: &Exchange, estimated: bool) {
     let line = Line::new(ex, estimated);
     let mut hex = [0u8; 16];
-    let fingerprint = line
-        .fingerprint
-        .map_or("-", |fp| crate::meter::hex16(fp, &mut hex));
+    let fingerprint = line.fingerprint.map_or("-", |fp| hex16(fp, &mut hex));
     tracing::info!(
         target: TARGET,
         request_id = %ex.request_id,
@@ -233,6 +231,15 @@ fn trace_event(ex: &Exchange, estimated: bool) {
         ttft_ms = line.ttft_ms,
         "request"
     );
+}
+
+/// A prompt fingerprint as 16 lower-case hex digits, written into `buf`: no allocation.
+pub(crate) fn hex16(fp: u64, buf: &mut [u8; 16]) -> &str {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (i, byte) in buf.iter_mut().enumerate() {
+        *byte = DIGITS[((fp >> (60 - 4 * i)) & 0xf) as usize];
+    }
+    std::str::from_utf8(buf).unwrap_or("-")
 }
 
 #[cfg(test)]

@@ -90,6 +90,14 @@ impl Admission {
         }
     }
 
+    /// Concurrency slots free now (`usize::MAX` without a concurrency limit).
+    #[cfg(test)]
+    pub fn free_slots(&self) -> usize {
+        self.slots
+            .as_ref()
+            .map_or(usize::MAX, |s| s.available_permits())
+    }
+
     /// Nanoseconds since `epoch`.
     fn now(&self) -> u64 {
         u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)

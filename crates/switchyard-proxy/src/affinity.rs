@@ -7,9 +7,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use pingora_ketama::{Bucket, Continuum, DEFAULT_POINT_MULTIPLE};
 
-use crate::health;
-use crate::table::Upstream;
-
 /// The consistent-hash ring of one upstream's endpoints, plus the round-robin cursor for
 /// requests without a user key.
 pub struct Ring {
@@ -61,28 +58,6 @@ impl Ring {
         let n = self.nodes.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         (0..n).map(|k| (start + k) % n).find(|&i| accept(i))
-    }
-}
-
-impl Upstream {
-    /// The endpoint for a request: by user key on the ring, else in turn; endpoints out of
-    /// the ring are skipped, unless all are out (health alone never refuses a request).
-    /// `avoid` is an endpoint that just refused a connection: it is never chosen again.
-    pub fn choose(&self, key: Option<&str>, avoid: Option<usize>) -> Option<usize> {
-        let Some(ring) = &self.ring else {
-            return (!self.endpoints.is_empty() && avoid != Some(0)).then_some(0);
-        };
-        let now = health::now_ms();
-        let allowed = |i: usize| avoid != Some(i);
-        let healthy = |i: usize| allowed(i) && self.health_of(i).is_none_or(|h| h.available(now));
-        match key {
-            Some(key) => ring
-                .by_key(key.as_bytes(), healthy)
-                .or_else(|| ring.by_key(key.as_bytes(), allowed)),
-            None => ring
-                .round_robin(healthy)
-                .or_else(|| ring.round_robin(allowed)),
-        }
     }
 }
 

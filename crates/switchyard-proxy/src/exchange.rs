@@ -1,4 +1,5 @@
-//! One request on one route, outermost first: inspect, kill switch, admission, forward, meter.
+//! One request on one route, outermost first: inspect, kill switch, steer, admission,
+//! budget, forward, meter; and the rescue that turns a stage's answer into the response.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -8,32 +9,47 @@ use http::request::Parts;
 use http::{header, HeaderValue, Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use switchyard_core::{body, Body, ErrorClass, RequestFacts, RequestId};
-use switchyard_llm::{Dialect, Operation};
-use switchyard_state::budget::{Reservation, Verdict};
+use switchyard_state::budget::{BudgetGate, Reservation, Verdict};
+use switchyard_state::steer::Steering;
 use switchyard_state::Outcome;
-use tokio::sync::OwnedSemaphorePermit;
+use switchyard_state::{KillBoard, Signals};
+use switchyard_core::{body, Body, BoxError, ErrorClass, RequestFacts, RequestId};
+use switchyard_llm::{Dialect, Operation};
 
-use crate::admission::Shed;
+use crate::context::Context;
 use crate::forward::{self, Sent};
-use crate::gateway::{Gateway, Peer};
 use crate::headers::{
     append_list, strip_hop_by_hop, X_FALLBACK, X_FORWARDED_HOST, X_REQUEST_ID, X_ROUTE, X_UPSTREAM,
     X_VARIANT,
 };
 use crate::inspect;
 use crate::meter::{InFlight, Metered, Record, Scan};
-use crate::rescue::Refusal;
-use crate::table::{CompiledFallback, Route, Table, Upstream, Variant};
+use crate::peer::Peer;
+use crate::rescue::{Answer, Refusal};
+use crate::table::{CompiledFallback, Route, Table, Variant};
+use crate::upstream::Upstream;
 
 /// The `x-switchyard-fallback` value on answers a kill switch made.
 const KILLED: HeaderValue = HeaderValue::from_static("kill_switch");
 
+/// The `upstream` an exchange is recorded under when the kill switch's made answer served it.
+const FALLBACK_ANSWER: &str = "fallback";
+
 /// The `x-switchyard-variant` of requests outside every variant on a route with experiments.
 const CONTROL: HeaderValue = HeaderValue::from_static(switchyard_state::experiment::CONTROL);
 
+/// The live state the gateway keeps across tables, as one request reads it.
+pub(crate) struct Boards<'a> {
+    pub signals: &'a Arc<Signals>,
+    pub kills: &'a KillBoard,
+    /// The controller's live decisions: rollout shares, throttles, downgrades.
+    pub steering: &'a Steering,
+    /// The token budget requests reserve from, when the assembly set one.
+    pub budget: Option<&'a Arc<BudgetGate>>,
+}
+
 pub(crate) struct Exchange<'a> {
-    pub gateway: &'a Gateway,
+    pub boards: Boards<'a>,
     pub table: &'a Table,
     pub route: &'a Route,
     /// Where the request goes: the route's upstream, or its kill switch's fallback upstream.
@@ -58,173 +74,137 @@ pub(crate) struct Exchange<'a> {
     pub trace: switchyard_core::TraceContext,
 }
 
-/// Held for the whole exchange: the in-flight count and, under a concurrency limit, a slot.
-pub(crate) struct Held {
-    in_flight: Option<InFlight>,
-    slot: Option<OwnedSemaphorePermit>,
-    /// Until an answer is on its way, the record of a request hyper drops because the client
-    /// left (mid-upload, queued, or waiting for the upstream's headers): it is recorded as
-    /// cancelled, so slow first bytes that make clients give up still reach the windows.
-    unanswered: Option<Box<Record>>,
-    /// The request's tokens reserved from the budget.
-    reservation: Option<Reservation>,
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        if let Some(mut record) = self.unanswered.take() {
-            record._in_flight = self.in_flight.take();
-            record._slot = self.slot.take();
-            record.reservation = self.reservation.take();
-            record.finish(Outcome::Cancelled, None, &Scan::None);
-        }
-    }
-}
-
-/// What the kill switch says about a request.
-enum KillVerdict {
-    Pass,
-    Answer(Response<Body>),
-    Refuse,
+/// What the stages before forwarding leave for it: the body to send and, when the body is
+/// known whole, the bytes to send again if the first endpoint refuses the connection.
+struct Outbound {
+    body: Body,
+    replay: Option<Bytes>,
 }
 
 impl<'a> Exchange<'a> {
-    pub async fn run(mut self, req: Request<Incoming>, host: Option<String>) -> Response<Body> {
-        let (mut parts, incoming) = req.into_parts();
-        let mut held = Held {
-            in_flight: Some(InFlight::enter(&self.route.in_flight)),
-            slot: None,
-            reservation: None,
-            unanswered: Some(Box::new(self.pending(RequestFacts {
-                trace: self.trace,
-                ..inspect::minimal(
-                    self.route,
-                    self.request_id.0.clone(),
-                    self.client,
-                    (self.dialect, self.op),
-                )
-            }))),
-        };
-        // Until it is sent, a request the client gives up on says nothing about the upstream.
-        if let Some(pending) = held.unanswered.as_mut() {
-            pending.refused = true;
-        }
-        // Inspectable LLM requests are read whole (up to the limit) to be understood;
-        // everything else streams through untouched.
-        // A body known whole can be sent again if the first endpoint refuses the connection.
-        let (mut facts, mut upstream_body, mut replay) = if self.op == Operation::Other {
-            let empty = http_body::Body::is_end_stream(&incoming);
-            (
-                self.facts(&parts.headers, None),
-                incoming.map_err(Into::into).boxed_unsync(),
-                empty.then(Bytes::new),
+    pub async fn run<B>(mut self, req: Request<B>, host: Option<String>) -> Response<Body>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let (mut parts, body) = req.into_parts();
+        let mut ctx = Context::open(self.pending(RequestFacts {
+            trace: self.trace,
+            ..inspect::minimal(
+                self.route,
+                self.request_id.0.clone(),
+                self.client,
+                (self.dialect, self.op),
             )
-        } else {
-            let settings = &self.table.settings;
-            let limits = (settings.max_body_bytes, settings.body_read_timeout);
-            match inspect::read_body(incoming, &parts.headers, limits).await {
-                Ok(bytes) => (
-                    self.facts(&parts.headers, Some(&bytes)),
-                    body::full(bytes.clone()),
-                    Some(bytes),
-                ),
-                Err(refusal) => {
-                    let facts = self.facts(&parts.headers, None);
-                    return self.refuse(refusal, facts, held);
-                }
-            }
+        }));
+        let outbound = match self.admit(&mut parts, body, &mut ctx).await {
+            Ok(outbound) => outbound,
+            Err(answer) => return self.rescue(answer, ctx),
         };
-        if self.table.settings.capture_bodies {
-            if let Some(bytes) = replay.as_ref() {
-                let kept = &bytes[..bytes.len().min(crate::meter::CAPTURE_BYTES)];
-                self.capture = Some(String::from_utf8_lossy(kept).into_owned());
-            }
-        }
-        if facts.unparsed {
-            metrics::counter!(switchyard_core::metrics::UNPARSED_REQUESTS_TOTAL, "route" => self.route.name.clone()).increment(1);
-        }
-        if let Some(pending) = held.unanswered.as_mut() {
-            // The labels a cancellation is counted under; the rest stays minimal.
-            pending.facts.model_label = facts.model_label.clone();
-            pending.facts.model.clone_from(&facts.model);
-            pending.facts.context_fill = facts.context_fill;
-            pending.facts.prompt_fingerprint = facts.prompt_fingerprint;
-        }
-        match self.kill_verdict(&parts.headers, &mut facts) {
-            KillVerdict::Pass => {}
-            KillVerdict::Answer(answer) => return self.answer_fallback(answer, facts, held),
-            KillVerdict::Refuse => return self.refuse(Refusal::Killed, facts, held),
-        }
+        self.forward_headers(&mut parts, host.as_deref());
+        ctx.sent();
+        self.forward(parts, outbound, ctx).await
+    }
+
+    /// Every stage before forwarding, in order: inspect, kill switch, steer, admission,
+    /// budget. The first that answers ends the exchange.
+    async fn admit<B>(
+        &mut self,
+        parts: &mut Parts,
+        body: B,
+        ctx: &mut Context,
+    ) -> Result<Outbound, Answer>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let mut outbound = self.inspect(&parts.headers, body, ctx).await?;
+        self.kill_switch(&parts.headers, ctx)?;
         // A fallback upstream is not the route's upstream: the route's limits protect the
         // one that is killed, not the one standing in for it.
         if !self.fallback {
-            let (steer, model) = self.steer(&mut facts);
-            if let (Some(model), Some(bytes)) = (model, replay.as_ref()) {
-                if let Some(rewritten) = self.rewrite_model(bytes, &model, &mut facts) {
+            let (steer, model) = self.steer(ctx.facts_mut());
+            if let (Some(model), Some(bytes)) = (model, outbound.replay.as_ref()) {
+                if let Some(rewritten) = self.rewrite_model(bytes, &model, ctx.facts_mut()) {
                     parts
                         .headers
                         .insert(header::CONTENT_LENGTH, HeaderValue::from(rewritten.len()));
                     parts.headers.remove(header::TRANSFER_ENCODING);
-                    upstream_body = body::full(rewritten.clone());
-                    replay = Some(rewritten);
+                    outbound.body = body::full(rewritten.clone());
+                    outbound.replay = Some(rewritten);
                 }
             }
-            if let Some(pending) = held.unanswered.as_mut() {
-                pending.facts.upstream = facts.upstream.clone();
-                pending.facts.variant.clone_from(&facts.variant);
-            }
+            let admission = &self.route.admission;
             if let Some(rps) = steer.as_ref().and_then(|s| s.throttle_rps) {
-                if let Err(shed) = self.route.admission.check_throttle(rps) {
-                    return self.shed(shed, facts, held);
-                }
+                admission.check_throttle(rps)?;
             }
-            if let Err(shed) = self.route.admission.check_rates(facts.user_key.as_deref()) {
-                return self.shed(shed, facts, held);
-            }
-            match self
-                .route
-                .admission
-                .enter(self.gateway.signals().queued())
-                .await
-            {
-                Ok(slot) => held.slot = slot,
-                Err(shed) => return self.shed(shed, facts, held),
-            }
+            admission.check_rates(ctx.facts().user_key.as_deref())?;
+            let slot = admission.enter(self.boards.signals.queued()).await?;
+            ctx.hold_slot(slot);
             // A request that waited in the queue may have been killed meanwhile.
-            if held.slot.is_some() {
-                match self.kill_verdict(&parts.headers, &mut facts) {
-                    KillVerdict::Pass => {}
-                    KillVerdict::Answer(answer) => {
-                        return self.answer_fallback(answer, facts, held)
-                    }
-                    KillVerdict::Refuse => return self.refuse(Refusal::Killed, facts, held),
-                }
+            if ctx.has_slot() {
+                self.kill_switch(&parts.headers, ctx)?;
             }
         }
         // Last before forwarding: a request refused by anything above reserves nothing.
-        match self.admit_budget(&facts).await {
-            Ok(reservation) => held.reservation = reservation,
-            Err((refusal, retry_after)) => {
-                metrics::counter!(switchyard_core::metrics::BUDGET_REFUSED_TOTAL, "route" => self.route.name.clone(), "reason" => refusal.code()).increment(1);
-                return self.refuse_with(refusal, facts, held, retry_after);
+        let reservation = self.admit_budget(ctx.facts()).await?;
+        ctx.hold_reservation(reservation);
+        Ok(outbound)
+    }
+
+    /// Inspectable LLM requests are read whole (up to the limit) to be understood;
+    /// everything else streams through untouched. A body known whole can be sent again if
+    /// the first endpoint refuses the connection.
+    async fn inspect<B>(
+        &mut self,
+        headers: &http::HeaderMap,
+        body: B,
+        ctx: &mut Context,
+    ) -> Result<Outbound, Answer>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let outbound = if self.op == Operation::Other {
+            let empty = http_body::Body::is_end_stream(&body);
+            *ctx.facts_mut() = self.facts(headers, None);
+            Outbound {
+                body: body.map_err(Into::into).boxed_unsync(),
+                replay: empty.then(Bytes::new),
+            }
+        } else {
+            let settings = &self.table.settings;
+            let limits = (settings.max_body_bytes, settings.body_read_timeout);
+            match inspect::read_body(body, headers, limits).await {
+                Ok(bytes) => {
+                    *ctx.facts_mut() = self.facts(headers, Some(&bytes));
+                    Outbound {
+                        body: body::full(bytes.clone()),
+                        replay: Some(bytes),
+                    }
+                }
+                Err(refusal) => {
+                    *ctx.facts_mut() = self.facts(headers, None);
+                    return Err(refusal.into());
+                }
+            }
+        };
+        if self.table.settings.capture_bodies {
+            if let Some(bytes) = outbound.replay.as_ref() {
+                let kept = &bytes[..bytes.len().min(crate::meter::CAPTURE_BYTES)];
+                self.capture = Some(String::from_utf8_lossy(kept).into_owned());
             }
         }
-        self.forward_headers(&mut parts, host.as_deref());
-        // From here a client that gives up waited on the upstream: that counts against it.
-        if let Some(pending) = held.unanswered.as_mut() {
-            pending.refused = false;
+        if ctx.facts().unparsed {
+            metrics::counter!(switchyard_core::metrics::UNPARSED_REQUESTS_TOTAL, "route" => self.route.name.clone()).increment(1);
         }
-        self.forward(parts, (upstream_body, replay), facts, held)
-            .await
+        Ok(outbound)
     }
 
     /// Reserves the request's estimated tokens when a budget is enforced: the prompt
     /// estimate and its completion cap. Only LLM operations spend tokens.
-    async fn admit_budget(
-        &self,
-        facts: &RequestFacts,
-    ) -> Result<Option<Reservation>, (Refusal, Option<u64>)> {
-        let Some(gate) = self.gateway.budget() else {
+    async fn admit_budget(&self, facts: &RequestFacts) -> Result<Option<Reservation>, Answer> {
+        let Some(gate) = self.boards.budget else {
             return Ok(None);
         };
         if self.op == Operation::Other || self.dialect == Dialect::Opaque {
@@ -235,9 +215,9 @@ impl<'a> Exchange<'a> {
             Verdict::Unmetered => Ok(None),
             Verdict::Admitted(reservation) => Ok(Some(reservation)),
             Verdict::Exhausted { retry_after_secs } => {
-                Err((Refusal::BudgetExhausted, Some(retry_after_secs)))
+                Err(Answer::Budget(Refusal::BudgetExhausted, retry_after_secs))
             }
-            Verdict::Unavailable => Err((Refusal::BudgetUnavailable, Some(1))),
+            Verdict::Unavailable => Err(Answer::Budget(Refusal::BudgetUnavailable, 1)),
         }
     }
 
@@ -253,7 +233,7 @@ impl<'a> Exchange<'a> {
     ) {
         let route = self.route;
         self.steered = true;
-        let steer = self.gateway.steering().get(&route.name);
+        let steer = self.boards.steering.get(&route.name);
         let user = facts.user_key.as_deref();
         if let (Some(green), Some(live)) = (&route.green, &steer) {
             let same = live.green.as_deref() == Some(&*green.name);
@@ -315,66 +295,32 @@ impl<'a> Exchange<'a> {
         Some(Bytes::from(bytes))
     }
 
-    /// One atomic load: a switch engaged a microsecond ago applies to this request.
-    fn kill_verdict(&mut self, headers: &http::HeaderMap, facts: &mut RequestFacts) -> KillVerdict {
-        let Some(kill) = self.gateway.kills().get(&self.route.name) else {
-            return KillVerdict::Pass;
+    /// The kill switch, one atomic load: a switch engaged a microsecond ago applies to this
+    /// request. Passes, or switches the request to the fallback upstream, or answers (the
+    /// made fallback, or 503 without one).
+    fn kill_switch(&mut self, headers: &http::HeaderMap, ctx: &mut Context) -> Result<(), Answer> {
+        if self.fallback {
+            return Ok(());
+        }
+        let Some(kill) = self.boards.kills.get(&self.route.name) else {
+            return Ok(());
         };
-        if self.fallback || !kill.applies(headers, facts.user_key.as_deref()) {
-            return KillVerdict::Pass;
+        if !kill.applies(headers, ctx.facts().user_key.as_deref()) {
+            return Ok(());
         }
-        match self.killed(facts) {
-            Some(answer) => KillVerdict::Answer(answer),
-            None if !self.fallback => KillVerdict::Refuse,
-            None => KillVerdict::Pass,
-        }
-    }
-
-    /// The kill switch's answer: a made response (text or static), or `None` with
-    /// `self.upstream` switched to the fallback upstream, or `None` for no fallback (503).
-    fn killed(&mut self, facts: &mut RequestFacts) -> Option<Response<Body>> {
-        let route = self.route;
-        match &route.kill.fallback {
-            None => None,
+        match &self.route.kill.fallback {
+            None => Err(Refusal::Killed.into()),
             Some(CompiledFallback::Upstream(upstream)) => {
                 self.upstream = upstream;
                 self.fallback = true;
-                facts.upstream = upstream.name.clone();
-                None
+                ctx.facts_mut().upstream = upstream.name.clone();
+                Ok(())
             }
-            Some(fallback) => {
-                let answer = fallback.respond(self.dialect, self.op, facts.stream)?;
-                facts.upstream = Arc::from("fallback");
-                Some(answer)
-            }
+            Some(fallback) => match fallback.respond(self.dialect, self.op, ctx.facts().stream) {
+                Some(answer) => Err(Answer::Fallback(Box::new(answer))),
+                None => Err(Refusal::Killed.into()),
+            },
         }
-    }
-
-    fn answer_fallback(
-        &self,
-        mut response: Response<Body>,
-        facts: RequestFacts,
-        held: Held,
-    ) -> Response<Body> {
-        let headers = response.headers_mut();
-        headers.insert(X_REQUEST_ID, self.request_id.1.clone());
-        headers.insert(X_FALLBACK, KILLED);
-        self.routing_headers(headers);
-        let status = response.status().as_u16();
-        let mut record = self.record(facts, status, None, held);
-        record.refused = true;
-        record.finish(Outcome::Complete, None, &Scan::None);
-        response
-    }
-
-    fn shed(&self, shed: Shed, facts: RequestFacts, held: Held) -> Response<Body> {
-        metrics::counter!(switchyard_core::metrics::SHED_REQUESTS_TOTAL, "route" => self.route.name.clone(), "reason" => shed.as_str()).increment(1);
-        let refusal = match shed {
-            Shed::RouteRate | Shed::UserRate | Shed::Throttled => Refusal::RateLimited,
-            Shed::QueueFull => Refusal::QueueFull,
-            Shed::QueueTimeout => Refusal::QueueTimeout,
-        };
-        self.refuse(refusal, facts, held)
     }
 
     fn forward_headers(&self, parts: &mut Parts, host: Option<&str>) {
@@ -400,31 +346,26 @@ impl<'a> Exchange<'a> {
         }
     }
 
-    async fn forward(
-        &self,
-        parts: Parts,
-        (body, replay): (Body, Option<Bytes>),
-        facts: RequestFacts,
-        held: Held,
-    ) -> Response<Body> {
+    async fn forward(&self, parts: Parts, outbound: Outbound, ctx: Context) -> Response<Body> {
         let out = forward::Outbound {
             parts,
-            body,
-            replay,
-            user_key: facts.user_key.as_deref(),
+            body: outbound.body,
+            replay: outbound.replay,
+            user_key: ctx.facts().user_key.as_deref(),
             request_id: &self.request_id.1,
             deadline: tokio::time::Instant::now() + self.table.settings.upstream_timeout,
         };
-        match forward::send(self.upstream, out).await {
-            Sent::Response(response) => self.respond(response, facts, held),
-            Sent::NoEndpoint | Sent::Connect => self.refuse(Refusal::UpstreamConnect, facts, held),
-            Sent::BadTarget => self.refuse(Refusal::BadTarget, facts, held),
-            Sent::Timeout => self.refuse(Refusal::UpstreamTimeout, facts, held),
+        let refusal = match forward::send(self.upstream, out).await {
+            Sent::Response(response) => return self.respond(response, ctx),
+            Sent::NoEndpoint | Sent::Connect => Refusal::UpstreamConnect,
+            Sent::BadTarget => Refusal::BadTarget,
+            Sent::Timeout => Refusal::UpstreamTimeout,
             Sent::Failed(error) => {
                 tracing::debug!(%error, route = %self.route.name, "upstream failed before its response");
-                self.refuse(Refusal::UpstreamFailed, facts, held)
+                Refusal::UpstreamFailed
             }
-        }
+        };
+        self.rescue(refusal.into(), ctx)
     }
 
     fn facts(&self, headers: &http::HeaderMap, body: Option<&Bytes>) -> RequestFacts {
@@ -442,7 +383,8 @@ impl<'a> Exchange<'a> {
         }
     }
 
-    /// The record of this exchange with nothing held yet: what a cancellation records.
+    /// The exchange's first record, holding the route's in-flight count: what a
+    /// cancellation records.
     fn pending(&self, facts: RequestFacts) -> Record {
         let model = self
             .table
@@ -458,8 +400,8 @@ impl<'a> Exchange<'a> {
             status_error: None,
             model,
             route: self.route.signals.clone(),
-            signals: self.gateway.signals().clone(),
-            _in_flight: None,
+            signals: self.boards.signals.clone(),
+            _in_flight: Some(InFlight::enter(&self.route.in_flight)),
             _slot: None,
             capture: None,
             refused: false,
@@ -467,21 +409,15 @@ impl<'a> Exchange<'a> {
         }
     }
 
-    /// The record that answers this exchange; the cancellation record is disarmed.
-    fn record(
-        &self,
-        facts: RequestFacts,
-        status: u16,
-        status_error: Option<ErrorClass>,
-        mut held: Held,
-    ) -> Record {
-        held.unanswered = None;
-        let mut record = self.pending(facts);
+    /// The record that answers this exchange; nothing is recorded as cancelled any more.
+    fn record(&self, ctx: Context, status: u16, status_error: Option<ErrorClass>) -> Box<Record> {
+        let mut record = ctx.into_record();
+        record.model = self
+            .table
+            .model(record.facts.model.as_deref().unwrap_or(""))
+            .cloned();
         record.status = status;
         record.status_error = status_error;
-        record._in_flight = held.in_flight.take();
-        record._slot = held.slot.take();
-        record.reservation = held.reservation.take();
         record.capture = self
             .capture
             .as_ref()
@@ -489,36 +425,51 @@ impl<'a> Exchange<'a> {
         record
     }
 
-    fn refuse(&self, refusal: Refusal, facts: RequestFacts, held: Held) -> Response<Body> {
-        let retry_after = match refusal {
-            Refusal::Killed => Some(self.route.kill.retry_after_secs),
-            Refusal::RateLimited | Refusal::QueueFull | Refusal::QueueTimeout => Some(1),
-            _ => None,
+    /// The edge rescue: the one place an answer a stage decided on becomes a response. It
+    /// counts the answer's metric, shapes the body in the client's dialect, sets the
+    /// headers and records the exchange.
+    fn rescue(&self, answer: Answer, ctx: Context) -> Response<Body> {
+        let route = &self.route.name;
+        let (refusal, retry_after) = match answer {
+            Answer::Fallback(response) => {
+                let mut response = *response;
+                let headers = response.headers_mut();
+                headers.insert(X_REQUEST_ID, self.request_id.1.clone());
+                headers.insert(X_FALLBACK, KILLED);
+                self.routing_headers(headers);
+                let mut record = self.record(ctx, response.status().as_u16(), None);
+                // No upstream served a made answer.
+                record.facts.upstream = Arc::from(FALLBACK_ANSWER);
+                record.refused = true;
+                record.finish(Outcome::Complete, None, &Scan::None);
+                return response;
+            }
+            Answer::Shed(shed) => {
+                metrics::counter!(switchyard_core::metrics::SHED_REQUESTS_TOTAL, "route" => route.clone(), "reason" => shed.as_str()).increment(1);
+                (Refusal::from(shed), Some(1))
+            }
+            Answer::Budget(refusal, retry_after) => {
+                metrics::counter!(switchyard_core::metrics::BUDGET_REFUSED_TOTAL, "route" => route.clone(), "reason" => refusal.code()).increment(1);
+                (refusal, Some(retry_after))
+            }
+            Answer::Refuse(refusal) => {
+                let retry_after = match refusal {
+                    Refusal::Killed => Some(self.route.kill.retry_after_secs),
+                    Refusal::RateLimited | Refusal::QueueFull | Refusal::QueueTimeout => Some(1),
+                    _ => None,
+                };
+                (refusal, retry_after)
+            }
         };
-        self.refuse_with(refusal, facts, held, retry_after)
-    }
-
-    fn refuse_with(
-        &self,
-        refusal: Refusal,
-        facts: RequestFacts,
-        held: Held,
-        retry_after: Option<u64>,
-    ) -> Response<Body> {
         let mut response = refusal.respond(self.dialect, &self.request_id.1, retry_after);
         self.routing_headers(response.headers_mut());
-        let mut record = self.record(facts, refusal.status().as_u16(), refusal.class(), held);
+        let mut record = self.record(ctx, refusal.status().as_u16(), refusal.class());
         record.refused = !refusal.upstream_fault();
         record.finish(Outcome::Complete, None, &Scan::None);
         response
     }
 
-    fn respond(
-        &self,
-        response: Response<Incoming>,
-        facts: RequestFacts,
-        held: Held,
-    ) -> Response<Body> {
+    fn respond(&self, response: Response<Incoming>, ctx: Context) -> Response<Body> {
         let (mut parts, incoming) = response.into_parts();
         // Both framings from the upstream: hyper read the body by Transfer-Encoding, so the
         // Content-Length is a lie that would cut or pad the body downstream; an intermediary
@@ -544,7 +495,7 @@ impl<'a> Exchange<'a> {
             Scan::for_response(self.dialect, content_type)
         };
         let status = parts.status.as_u16();
-        let record = self.record(facts, status, ErrorClass::of_status(status), held);
+        let record = self.record(ctx, status, ErrorClass::of_status(status));
         if http_body::Body::is_end_stream(&incoming) {
             record.finish(Outcome::Complete, None, &scan);
             return Response::from_parts(parts, body::empty());
@@ -552,7 +503,7 @@ impl<'a> Exchange<'a> {
         let metered = Metered::new(
             incoming,
             scan,
-            record,
+            *record,
             self.table.settings.stream_idle_timeout,
         );
         Response::from_parts(parts, metered.boxed_unsync())

@@ -10,10 +10,7 @@ use hyper::body::Incoming;
 use switchyard_core::client::{https_client, ClientSettings, HttpsClient};
 use switchyard_core::Body;
 
-use crate::table::{Endpoint, Upstream};
-
-/// A pooled HTTP/1.1 and HTTP/2 client for one upstream (https by rustls, webpki roots).
-pub type UpstreamClient = HttpsClient<Body>;
+use crate::upstream::{Endpoint, Upstream, UpstreamClient};
 
 /// Builds an upstream's client (and a probe's); the connect timeout is the caller's own.
 pub fn client(connect_timeout: Duration) -> Result<UpstreamClient, rustls::Error> {

@@ -1,24 +1,24 @@
 //! The request path, outermost first: local answers, route, inspect, forward, meter.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
+use bytes::Bytes;
 use http::{HeaderValue, Request, Response};
-use hyper::body::Incoming;
-use switchyard_core::{Body, RequestId};
+use switchyard_core::{Body, BoxError, RequestId};
 use switchyard_llm::DialectSetting;
 use switchyard_state::budget::BudgetGate;
 use switchyard_state::fleet::FleetStanding;
 use switchyard_state::steer::Steering;
 use switchyard_state::{KillBoard, Signals};
 
-use crate::exchange::Exchange;
-use crate::health::HealthRegistry;
+use crate::exchange::{Boards, Exchange};
 use crate::lifecycle::Lifecycle;
 use crate::local;
+pub use crate::peer::Peer;
+use crate::registry::HealthRegistry;
 use crate::rescue::Refusal;
 use crate::table::Table;
 
@@ -38,13 +38,6 @@ pub struct Gateway {
     fleet: std::sync::OnceLock<Arc<dyn FleetStanding>>,
     /// The token budget requests reserve from, when the assembly set one.
     budget: std::sync::OnceLock<Arc<BudgetGate>>,
-}
-
-/// What the listener knows about the connection a request came on.
-#[derive(Debug, Clone, Copy)]
-pub struct Peer {
-    pub addr: SocketAddr,
-    pub tls: bool,
 }
 
 impl Gateway {
@@ -132,11 +125,15 @@ impl Gateway {
     }
 
     /// Handles one request. Never fails: every problem becomes an answer.
-    pub async fn handle(
+    pub(crate) async fn handle<B>(
         self: Arc<Self>,
-        req: Request<Incoming>,
+        req: Request<B>,
         peer: Peer,
-    ) -> Result<Response<Body>, Infallible> {
+    ) -> Result<Response<Body>, Infallible>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
         let started = Instant::now();
         let table = self.table.load_full();
         if local::is_local(req.uri().path()) {
@@ -178,7 +175,12 @@ impl Gateway {
             switchyard_llm::classify(route.dialect, req.method().as_str(), req.uri().path());
         let trace = crate::trace::hop(req.headers(), table.settings.sampling_ratio);
         let exchange = Exchange {
-            gateway: &self,
+            boards: Boards {
+                signals: &self.signals,
+                kills: &self.kills,
+                steering: &self.steering,
+                budget: self.budget.get(),
+            },
             table: &table,
             route,
             upstream: &route.upstream,

@@ -1,13 +1,9 @@
 //! Endpoint health: consecutive failures eject an endpoint from its upstream's ring for a
 //! while; after that one request or probe may try it (half-open), and one success rejoins it.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
-
-use crate::probe::{self, Probes};
-use crate::table::Table;
 
 /// When a run of failures ejects an endpoint, and for how long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,54 +85,6 @@ impl EndpointHealth {
     }
 }
 
-/// Health by (upstream name, endpoint URL), owned by the gateway so it outlives any one
-/// table: a reload that keeps an endpoint keeps its health and its probe.
-#[derive(Debug, Default)]
-pub struct HealthRegistry {
-    inner: Mutex<Inner>,
-}
-
-#[derive(Debug, Default)]
-struct Inner {
-    cells: HashMap<(Arc<str>, Arc<str>), Arc<EndpointHealth>>,
-    probes: Probes,
-}
-
-impl HealthRegistry {
-    /// Gives every upstream of a table about to be put in force its endpoints' health, kept
-    /// from earlier tables; forgets endpoints no longer configured; starts, keeps, restarts or
-    /// stops the probes. Runs on swaps only, off the data path.
-    pub fn adopt(&self, table: &Table) {
-        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut kept = HashMap::new();
-        for upstream in &table.upstreams {
-            let cells: Box<[Arc<EndpointHealth>]> = upstream
-                .endpoints
-                .iter()
-                .map(|endpoint| {
-                    let key = (upstream.name.clone(), endpoint.label.clone());
-                    let cell = inner.cells.get(&key).cloned().unwrap_or_else(|| {
-                        Arc::new(EndpointHealth::new(key.0.clone(), key.1.clone()))
-                    });
-                    kept.insert(key, cell.clone());
-                    cell
-                })
-                .collect();
-            // Set once: a table is adopted before it serves and never again.
-            let _ = upstream.health.set(cells);
-        }
-        inner.cells = kept;
-        probe::reconcile(&mut inner.probes, table);
-    }
-}
-
-impl Drop for HealthRegistry {
-    fn drop(&mut self) {
-        let inner = self.inner.get_mut().unwrap_or_else(PoisonError::into_inner);
-        probe::stop_all(&mut inner.probes);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -181,39 +129,5 @@ mod tests {
         assert!(h.healthy() && h.available(20_100));
         h.failure_at(POLICY, 20_200);
         assert!(h.available(20_200), "the count started over");
-    }
-
-    fn table(endpoints: &str) -> Table {
-        let text = format!("[upstreams.up]\nendpoints = [{endpoints}]\n");
-        let config =
-            switchyard_config::Config::parse(&text, "t.toml", std::path::Path::new(".")).unwrap();
-        let signals = switchyard_state::Signals::new();
-        Table::compile(&config, &std::collections::HashMap::new(), &signals).unwrap()
-    }
-
-    #[test]
-    fn health_outlives_a_table_for_endpoints_still_configured() {
-        let registry = HealthRegistry::default();
-        let first = table("\"http://a:1\", \"http://b:1\"");
-        registry.adopt(&first);
-        let up = &first.upstreams[0];
-        for _ in 0..3 {
-            up.health_of(1).unwrap().failure(POLICY);
-        }
-        // b is listed first now: health follows the URL, not the position.
-        let second = table("\"http://b:1\", \"http://a:1\", \"http://c:1\"");
-        registry.adopt(&second);
-        let up2 = &second.upstreams[0];
-        assert!(Arc::ptr_eq(
-            up.health_of(1).unwrap(),
-            up2.health_of(0).unwrap()
-        ));
-        assert!(!up2.health_of(0).unwrap().healthy());
-        assert!(up2.health_of(1).unwrap().healthy());
-        // An endpoint that leaves the config and comes back starts over.
-        registry.adopt(&table("\"http://a:1\""));
-        let third = table("\"http://a:1\", \"http://b:1\"");
-        registry.adopt(&third);
-        assert!(third.upstreams[0].health_of(1).unwrap().healthy());
     }
 }

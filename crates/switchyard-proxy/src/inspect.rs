@@ -6,9 +6,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::HeaderMap;
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 use switchyard_config::UserKeySource;
-use switchyard_core::{RequestFacts, RequestId, TraceContext};
+use switchyard_core::{BoxError, RequestFacts, RequestId, TraceContext};
 use switchyard_llm::{Dialect, Inspection, Operation};
 
 use crate::rescue::Refusal;
@@ -20,11 +19,15 @@ pub const OTHER_MODEL: &str = "other";
 /// Reads an inspectable request body, up to the limit; 413 beyond, before any upstream is
 /// dialled; 408 when it has not arrived whole within `timeout` (a body trickled in forever
 /// would hold the connection and its buffer).
-pub async fn read_body(
-    body: Incoming,
+pub async fn read_body<B>(
+    body: B,
     headers: &HeaderMap,
     (limit, timeout): (usize, std::time::Duration),
-) -> Result<Bytes, Refusal> {
+) -> Result<Bytes, Refusal>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
     let declared = headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())

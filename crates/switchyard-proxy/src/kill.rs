@@ -9,7 +9,7 @@ use switchyard_config::{Fallback, KillSwitchConfig};
 use switchyard_core::{body, Body};
 use switchyard_llm::{Dialect, Operation};
 
-use crate::table::Upstream;
+use crate::upstream::Upstream;
 
 /// A route's kill-switch behaviour, compiled.
 #[derive(Debug)]

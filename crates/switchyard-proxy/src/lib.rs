@@ -3,6 +3,7 @@
 pub mod access;
 mod admission;
 mod affinity;
+mod context;
 mod exchange;
 mod forward;
 mod gateway;
@@ -14,15 +15,20 @@ mod lifecycle;
 mod limiter;
 mod local;
 mod meter;
+mod peer;
 mod probe;
+mod proxy;
+mod registry;
 mod rescue;
 mod server;
 mod table;
 mod trace;
+mod upstream;
 
 pub use admission::Shed;
 pub use gateway::Gateway;
 pub use gateway::Peer;
 pub use lifecycle::{Lifecycle, Phase};
+pub use proxy::{Proxy, ResponseFuture};
 pub use server::{serve, tls_acceptor, Listener, ServeError};
 pub use table::{CompileError, CompiledFallback, Table};

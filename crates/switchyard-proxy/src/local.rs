@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 use serde::Deserialize;
 use switchyard_core::{body, Body};
 use switchyard_state::experiment::{Feedback, FeedbackError};
@@ -41,13 +40,17 @@ pub fn is_local(path: &str) -> bool {
 }
 
 /// Answers a local path.
-pub async fn answer(
-    req: Request<Incoming>,
+pub async fn answer<B>(
+    req: Request<B>,
     table: &Table,
     phase: Phase,
     signals: &Signals,
     fleet: Option<&std::sync::Arc<dyn FleetStanding>>,
-) -> Response<Body> {
+) -> Response<Body>
+where
+    B: http_body::Body<Data = bytes::Bytes>,
+    B::Error: Into<switchyard_core::BoxError>,
+{
     if req.uri().path() == FEEDBACK_PATH {
         return feedback(req, signals).await;
     }
@@ -101,7 +104,11 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
 
 /// `POST /switchyard/v1/feedback` `{request_id, success, score?}`: the application's
 /// verdict on a request, joined to its experiment variant by request id.
-async fn feedback(req: Request<Incoming>, signals: &Signals) -> Response<Body> {
+async fn feedback<B>(req: Request<B>, signals: &Signals) -> Response<Body>
+where
+    B: http_body::Body<Data = bytes::Bytes>,
+    B::Error: Into<switchyard_core::BoxError>,
+{
     if req.method() != Method::POST {
         let mut response = error(
             StatusCode::METHOD_NOT_ALLOWED,

@@ -273,15 +273,6 @@ fn warn_unpriced_cache(model: &ModelInfo) {
 /// The `variant` label of requests on routes without experiments, made once.
 static NO_VARIANT: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| Arc::from("none"));
 
-/// A prompt fingerprint as 16 lower-case hex digits, written into `buf`: no allocation.
-pub(crate) fn hex16(fp: u64, buf: &mut [u8; 16]) -> &str {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for (i, byte) in buf.iter_mut().enumerate() {
-        *byte = DIGITS[((fp >> (60 - 4 * i)) & 0xf) as usize];
-    }
-    std::str::from_utf8(buf).unwrap_or("-")
-}
-
 pin_project! {
     /// The upstream's body on its way to the client: frames pass through untouched and
     /// at once; the meter only looks.
@@ -408,9 +399,12 @@ mod tests {
     fn fingerprints_print_as_sixteen_hex_digits() {
         let mut buf = [0u8; 16];
         assert_eq!(
-            super::hex16(0x5e9a_1041_b9d8_ec63, &mut buf),
+            crate::access::hex16(0x5e9a_1041_b9d8_ec63, &mut buf),
             "5e9a1041b9d8ec63"
         );
-        assert_eq!(super::hex16(0xabc, &mut buf), format!("{:016x}", 0xabc));
+        assert_eq!(
+            crate::access::hex16(0xabc, &mut buf),
+            format!("{:016x}", 0xabc)
+        );
     }
 }

@@ -10,9 +10,10 @@ use http::{Request, Uri};
 use switchyard_config::HealthCheck;
 use tokio::task::AbortHandle;
 
-use crate::forward::{self, UpstreamClient};
+use crate::forward;
 use crate::health::{EndpointHealth, HealthPolicy};
-use crate::table::{Table, Upstream};
+use crate::table::Table;
+use crate::upstream::{Upstream, UpstreamClient};
 
 /// Running probes by upstream name.
 pub type Probes = HashMap<Arc<str>, Running>;

@@ -172,3 +172,40 @@ impl Refusal {
         response
     }
 }
+
+/// An answer a stage decided on instead of the upstream's. The rescue at the route's edge
+/// turns it into the response, records the exchange and counts its metric, once.
+#[derive(Debug)]
+pub(crate) enum Answer {
+    /// The gateway refuses: the status and body follow from the refusal.
+    Refuse(Refusal),
+    /// Admission shed the request (rate limit, throttle, queue).
+    Shed(crate::admission::Shed),
+    /// The token budget refused the request; clients retry after the given seconds.
+    Budget(Refusal, u64),
+    /// The kill switch's made answer (text or static fallback).
+    Fallback(Box<Response<Body>>),
+}
+
+impl From<Refusal> for Answer {
+    fn from(refusal: Refusal) -> Self {
+        Answer::Refuse(refusal)
+    }
+}
+
+impl From<crate::admission::Shed> for Answer {
+    fn from(shed: crate::admission::Shed) -> Self {
+        Answer::Shed(shed)
+    }
+}
+
+impl From<crate::admission::Shed> for Refusal {
+    fn from(shed: crate::admission::Shed) -> Self {
+        use crate::admission::Shed;
+        match shed {
+            Shed::RouteRate | Shed::UserRate | Shed::Throttled => Refusal::RateLimited,
+            Shed::QueueFull => Refusal::QueueFull,
+            Shed::QueueTimeout => Refusal::QueueTimeout,
+        }
+    }
+}

@@ -6,6 +6,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use http::{Request, Response};
+use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -15,8 +18,12 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
+use tower_layer::Layer;
+use tower_service::Service;
 
-use crate::gateway::{Gateway, Peer};
+use crate::gateway::Gateway;
+use crate::peer::Peer;
+use crate::proxy::Proxy;
 
 /// A TLS handshake that takes longer than this is dropped (a slow-handshake guard).
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -81,11 +88,26 @@ fn builder(header_read_timeout: Duration, max_header_bytes: usize) -> auto::Buil
 /// reads), idle connections are closed, open ones are told to finish (HTTP/1 closes after the
 /// response, HTTP/2 sends GOAWAY), and those still open when the time is up are cut.
 /// Returns how many connections were cut.
-pub async fn serve(
+///
+/// `layer` wraps the gateway's [`Proxy`] of each connection: the embedding program's own
+/// middleware, outermost (`tower_layer::Identity` for none). What it wraps is a `Proxy` that
+/// knows the connection's peer; it sees every request first and every response last,
+/// including the gateway's own answers.
+pub async fn serve<L, S, B>(
     listener: Listener,
     gateway: Arc<Gateway>,
+    layer: L,
     stop: impl Future<Output = Duration>,
-) -> usize {
+) -> usize
+where
+    L: Layer<Proxy, Service = S> + Send + Sync + 'static,
+    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Error: Into<switchyard_core::BoxError>,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<switchyard_core::BoxError>,
+{
+    let layer = Arc::new(layer);
     let Listener {
         tcp,
         tls,
@@ -116,11 +138,12 @@ pub async fn serve(
             addr,
             tls: tls.is_some(),
         };
+        let service = layer.layer(Proxy::for_peer(gateway.clone(), peer));
         connections.spawn(connection(
             stream,
             peer,
             tls.clone(),
-            (gateway.clone(), builder.clone()),
+            (service, builder.clone()),
             graceful.watcher(),
         ));
     };
@@ -157,15 +180,27 @@ async fn finish(
 }
 
 /// One accepted connection, served until it closes (or the drain says to close it).
-async fn connection(
+async fn connection<S, B>(
     stream: TcpStream,
     peer: Peer,
     tls: Option<TlsAcceptor>,
-    (gateway, builder): (Arc<Gateway>, Arc<auto::Builder<TokioExecutor>>),
+    (service, builder): (S, Arc<auto::Builder<TokioExecutor>>),
     watcher: Watcher,
-) {
+) where
+    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Error: Into<switchyard_core::BoxError>,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<switchyard_core::BoxError>,
+{
     let addr = peer.addr;
-    let service = service_fn(move |req| gateway.clone().handle(req, peer));
+    let service = service_fn(move |req| {
+        let mut service = service.clone();
+        async move {
+            std::future::poll_fn(|cx| service.poll_ready(cx)).await?;
+            service.call(req).await
+        }
+    });
     let result = match tls {
         None => {
             let conn = builder.serve_connection(TokioIo::new(stream), service);

@@ -5,21 +5,19 @@ use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use http::uri::{Authority, Scheme};
 use http::{HeaderName, HeaderValue};
-use switchyard_config::{
-    Config, DialectSetting as ConfigDialect, HealthCheck, UpstreamTarget, UserKeySource,
-};
-use switchyard_llm::DialectSetting;
+use switchyard_config::{Config, DialectSetting as ConfigDialect, UpstreamTarget, UserKeySource};
 use switchyard_state::experiment::ExperimentStats;
 use switchyard_state::{RouteSignals, Signals};
+use switchyard_llm::DialectSetting;
 
 use crate::admission::Admission;
 use crate::affinity::Ring;
-use crate::forward::{self, UpstreamClient};
-use crate::health::{EndpointHealth, HealthPolicy};
+use crate::forward;
+use crate::health::HealthPolicy;
 pub use crate::kill::CompiledFallback;
 use crate::kill::{kill_plan, KillPlan};
+use crate::upstream::{Endpoint, Upstream};
 
 /// A failure to turn a valid config into a table (e.g. an embedded simulator has no address).
 #[derive(Debug, thiserror::Error)]
@@ -27,40 +25,6 @@ use crate::kill::{kill_plan, KillPlan};
 pub struct CompileError {
     pub key: String,
     pub message: String,
-}
-
-/// One place an upstream answers.
-#[derive(Debug, Clone)]
-pub struct Endpoint {
-    pub scheme: Scheme,
-    pub authority: Authority,
-    /// A path prefix of the upstream's URL, without a trailing slash ("" for none).
-    pub base_path: String,
-    /// scheme://authority/base_path: the endpoint's name in health state and metrics.
-    pub label: Arc<str>,
-}
-
-/// An upstream: its endpoints and its own connection pool.
-#[derive(Debug)]
-pub struct Upstream {
-    pub name: Arc<str>,
-    /// `x-switchyard-upstream`, made once.
-    pub header: Option<HeaderValue>,
-    pub endpoints: Vec<Endpoint>,
-    pub client: UpstreamClient,
-    /// The consistent-hash ring, for two endpoints or more.
-    pub ring: Option<Ring>,
-    pub policy: HealthPolicy,
-    pub health_check: Option<HealthCheck>,
-    /// Each endpoint's health, by index; set by the gateway's health registry when the table
-    /// is put in force, so it is shared with earlier and later tables.
-    pub health: OnceLock<Box<[Arc<EndpointHealth>]>>,
-}
-
-impl Upstream {
-    pub fn health_of(&self, index: usize) -> Option<&Arc<EndpointHealth>> {
-        self.health.get()?.get(index)
-    }
 }
 
 /// Prices and window of a configured model.

@@ -183,6 +183,28 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
 
 /// Starts everything the config describes; `path` is the file reloads read, if any.
 pub async fn start_with(config: Config, path: Option<PathBuf>) -> Result<Running, StartError> {
+    start_layered(config, path, tower_layer::Identity::new()).await
+}
+
+/// Starts everything the config describes, with `layer` around the gateway's request path
+/// on the traffic listener: the embedding program's own middleware (tracing, headers,
+/// authentication), outermost. It wraps a [`switchyard_proxy::Proxy`] per connection.
+pub async fn start_layered<L, S, B>(
+    config: Config,
+    path: Option<PathBuf>,
+    layer: L,
+) -> Result<Running, StartError>
+where
+    L: tower_layer::Layer<switchyard_proxy::Proxy, Service = S> + Send + Sync + 'static,
+    S: tower_service::Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>>
+        + Clone
+        + Send
+        + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let metrics = switchyard_admin::exposition::install();
     let mut sims = Sims::new();
     reload::ensure_sims(&config, &mut sims).await?;
@@ -328,6 +350,7 @@ pub async fn start_with(config: Config, path: Option<PathBuf>) -> Result<Running
     let traffic_task = tokio::spawn(switchyard_proxy::serve(
         listener,
         gateway.clone(),
+        layer,
         drain_timeout(traffic_closed),
     ));
     let admin_task = tokio::spawn(switchyard_admin::serve(admin, state, stopped(admin_closed)));

@@ -14,6 +14,7 @@ mod ctl;
 mod disk;
 mod drain;
 mod drills;
+mod embedding;
 mod experiments;
 mod faults;
 mod fleet;
