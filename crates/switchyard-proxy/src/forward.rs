@@ -7,7 +7,7 @@ use http::request::Parts;
 use http::uri::PathAndQuery;
 use http::{HeaderValue, Request, Response, Uri};
 use hyper::body::Incoming;
-use switchyard_core::client::{https_client, ClientSettings, HttpsClient};
+use switchyard_core::client::{https_client, ClientSettings};
 use switchyard_core::Body;
 
 use crate::upstream::{Endpoint, Upstream, UpstreamClient};
