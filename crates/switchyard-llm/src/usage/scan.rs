@@ -237,3 +237,56 @@ impl<'a> Cursor<'a> {
         Some(first.flatten())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::super::{Delta, ErrorObject, Frame, Parts};
+    use super::*;
+
+    /// Where the scanner answers, its parts are serde's, field by field (raw texts included).
+    #[test]
+    fn parts_are_serdes_where_the_scanner_answers() {
+        let bodies: &[&str] = &[
+            r#"{"type":"message_start","message":{"model":"c","usage":{"input_tokens":5}}}"#,
+            r#"{"model":"m\u00e9","choices":[{"index":1,"finish_reason":"a"},{"finish_reason":"b","index":0}],"usage":{"prompt_tokens":1,"prompt_tokens_details":{"cached_tokens":0}}}"#,
+            r#" {"error": {"type":"e","code":[1, 2]} , "code" : -1.5e3, "delta":{"stop_reason":null}, "response":null} "#,
+            r#"{"status":"completed","stop_reason":"end_turn","usage":{"input_tokens_details":null,"x":{"y":[]}}}"#,
+            r#"{"usage":{"prompt_tokens":1.5}}"#,
+            r#"{"model":"a","model":"b"}"#,
+            r#"{"choices":[[0,"stop"]]}"#,
+        ];
+        let mut answered = 0;
+        for body in bodies {
+            let reference = serde_json::from_str::<Frame<'_>>(body)
+                .ok()
+                .map(Parts::from);
+            if let Some(parts) = frame(body.as_bytes()) {
+                assert_eq!(Some(parts), reference, "{body}");
+                answered += 1;
+            }
+        }
+        assert_eq!(answered, 4);
+        for raw in [
+            r#"{"stop_reason":"x","a":1}"#,
+            r#"{"stop_reason":null}"#,
+            "{}",
+        ] {
+            let reference = serde_json::from_str::<Delta<'_>>(raw).unwrap();
+            let scanned = delta_stop_reason(raw).unwrap();
+            assert_eq!(scanned, reference.stop_reason.map(|s| s.0));
+        }
+        for raw in [
+            r#"{"type":"t","code":7}"#,
+            r#"{"code":"c"}"#,
+            r#"{"message":"m"}"#,
+        ] {
+            let reference = serde_json::from_str::<ErrorObject<'_>>(raw).unwrap();
+            let (kind, code) = error_object(raw).unwrap();
+            assert_eq!(kind, reference.kind.map(|k| k.0));
+            assert_eq!(code, reference.code.map(|c| c.get()));
+        }
+        assert_eq!(delta_stop_reason(r#"["x"]"#), None);
+        assert_eq!(error_object(r#"{"type":"a","type":"b"}"#), None);
+    }
+}
