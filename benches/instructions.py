@@ -11,13 +11,17 @@ and shutdown. Requests go one at a time on one keep-alive connection, with the a
 
     python3 benches/instructions.py BASE_BINARY NEW_BINARY [--small 500] [--large 3000]
 
-Prints a Markdown table with integer totals and the ratio NEW / BASE.
+Prints a Markdown table with integer totals and the ratio NEW / BASE, then a second one with
+the calls to malloc, calloc and realloc per request, read from the same callgrind runs (the
+call counts callgrind records for each caller of those functions, summed, differential in the
+same way).
 """
 
 import argparse
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -85,21 +89,66 @@ def drive(port: int, n: int, stream: bool) -> None:
     conn.close()
 
 
-def total_instructions(out: Path) -> int:
-    """Sums `summary:` / `totals:` lines of callgrind output files (one per thread or a single
-    file)."""
+ALLOCATORS = {
+    "malloc": "malloc",
+    "__libc_malloc": "malloc",
+    "calloc": "calloc",
+    "__libc_calloc": "calloc",
+    "realloc": "realloc",
+    "__libc_realloc": "realloc",
+}
+NAME = re.compile(r"\((\d+)\)(?:\s+(.*))?")
+
+
+def allocation_calls(path: Path) -> dict:
+    """Calls to each allocator function in one callgrind output file.
+
+    Function names are compressed: `fn=(id) name` or `cfn=(id) name` the first time, `(id)`
+    after; a `calls=N ...` line counts N calls to the function of the `cfn=` line before it.
+    """
+    names = {}
+    counts = {kind: 0 for kind in set(ALLOCATORS.values())}
+    callee = None
+    with path.open(errors="replace") as lines:
+        for line in lines:
+            if line.startswith("fn=") or line.startswith("cfn="):
+                key, _, spec = line.rstrip("\n").partition("=")
+                match = NAME.match(spec)
+                if match:
+                    ident, name = match.groups()
+                    if name is not None:
+                        names[ident] = name
+                    name = names.get(ident, "")
+                else:
+                    name = spec
+                if key == "cfn":
+                    # Recursion levels are told apart as `name'2`: the same function.
+                    callee = ALLOCATORS.get(name.split("'")[0])
+            elif line.startswith("calls="):
+                if callee is not None:
+                    counts[callee] += int(line[len("calls="):].split()[0])
+                callee = None
+    return counts
+
+
+def totals(out: Path) -> tuple:
+    """Instructions (the `summary:` / `totals:` lines) and allocation calls, summed over the
+    callgrind output files of a run (one per thread or a single file)."""
     total = 0
+    allocs = {}
     for path in out.parent.glob(out.name + "*"):
         for line in path.read_text(errors="replace").splitlines():
             if line.startswith("totals:") or line.startswith("summary:"):
                 total += int(line.split()[1])
                 break
+        for kind, calls in allocation_calls(path).items():
+            allocs[kind] = allocs.get(kind, 0) + calls
     if total == 0:
         raise RuntimeError(f"no callgrind totals in {out}*")
-    return total
+    return total, allocs
 
 
-def measure(binary: str, sim_port: int, n: int, stream: bool, work: Path) -> int:
+def measure(binary: str, sim_port: int, n: int, stream: bool, work: Path) -> tuple:
     port, admin = free_port(), free_port()
     cfg = config(work, port, admin, sim_port)
     out = work / f"callgrind.{port}.out"
@@ -126,7 +175,7 @@ def measure(binary: str, sim_port: int, n: int, stream: bool, work: Path) -> int
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-    return total_instructions(out)
+    return totals(out)
 
 
 def main() -> int:
@@ -144,20 +193,29 @@ def main() -> int:
         stderr=subprocess.DEVNULL,
     )
     rows = []
+    alloc_rows = []
     try:
         wait_port(sim_port, sim)
         for kind, stream in (("json", False), ("stream", True)):
             per = {}
+            per_alloc = {}
+            span = args.large - args.small
             for name, binary in (("base", args.base), ("new", args.new)):
-                small = measure(binary, sim_port, args.small, stream, work)
-                large = measure(binary, sim_port, args.large, stream, work)
-                per[name] = (large - small) // (args.large - args.small)
+                small, small_allocs = measure(binary, sim_port, args.small, stream, work)
+                large, large_allocs = measure(binary, sim_port, args.large, stream, work)
+                per[name] = (large - small) // span
+                per_alloc[name] = {
+                    k: round((large_allocs.get(k, 0) - small_allocs.get(k, 0)) / span)
+                    for k in ("malloc", "calloc", "realloc")
+                }
                 print(
                     f"{kind} {name}: {small} ({args.small} requests), {large} ({args.large}) "
-                    f"-> {per[name]} per request",
+                    f"-> {per[name]} per request; allocation calls {small_allocs} / "
+                    f"{large_allocs} -> {per_alloc[name]} per request",
                     file=sys.stderr,
                 )
             rows.append((kind, per["base"], per["new"]))
+            alloc_rows.append((kind, per_alloc["base"], per_alloc["new"]))
     finally:
         sim.terminate()
         sim.wait()
@@ -165,6 +223,15 @@ def main() -> int:
     print("|---|---:|---:|---:|")
     for kind, base, new in rows:
         print(f"| {kind} | {base} | {new} | {new / base:.4f} |")
+    print()
+    print("| request | base malloc | base calloc | base realloc | base total "
+          "| new malloc | new calloc | new realloc | new total |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for kind, base, new in alloc_rows:
+        cells = []
+        for side in (base, new):
+            cells += [side["malloc"], side["calloc"], side["realloc"], sum(side.values())]
+        print(f"| {kind} | " + " | ".join(str(c) for c in cells) + " |")
     return 0
 
 

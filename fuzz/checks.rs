@@ -6,6 +6,8 @@ use std::path::Path;
 
 use switchyard_llm::{Dialect, Operation, SseScanner};
 
+const DIALECTS: [Dialect; 3] = [Dialect::OpenAi, Dialect::Anthropic, Dialect::Opaque];
+
 /// Request inspection in both dialects, for every operation, with the default user paths.
 pub fn inspect(data: &[u8]) {
     let paths = [
@@ -82,6 +84,34 @@ pub fn sse_usage(data: &[u8]) {
     assert_eq!(whole.usage(), cut.usage(), "usage depends on the split");
     assert_eq!(whole.events(), bytewise.events());
     assert_eq!(whole.events(), cut.events());
+    let mut reference = SseScanner::with_serde(dialect);
+    reference.feed(stream);
+    assert_eq!(
+        whole.usage(),
+        reference.usage(),
+        "the scanner and serde read the events differently"
+    );
+    usage_json(stream);
+}
+
+/// Usage from a whole response body: the scanner reads it as serde alone does, in every
+/// dialect, and an unparsed body says nothing.
+pub fn usage_json(data: &[u8]) {
+    for dialect in DIALECTS {
+        let seen = switchyard_llm::usage_from_json(dialect, data);
+        assert_eq!(
+            seen,
+            switchyard_llm::usage_from_json_with_serde(dialect, data),
+            "the scanner and serde read the body differently"
+        );
+        if !seen.done {
+            assert_eq!(
+                seen,
+                switchyard_llm::Usage::default(),
+                "facts from a body that did not parse"
+            );
+        }
+    }
 }
 
 /// Config text to a validated config: never a panic, and an error always says something.

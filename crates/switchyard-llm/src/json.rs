@@ -35,11 +35,13 @@ pub(crate) fn text_len(s: &str) -> usize {
 }
 
 /// A string or number as text; anything else, and empty strings, give None.
+#[cfg(test)]
 pub(crate) fn scalar_text(raw: &RawValue) -> Option<String> {
     scalar(raw.get())
 }
 
-/// [`scalar_text`] of a raw JSON value's text.
+/// A string or number, given as raw JSON text, as text; anything else, and empty strings,
+/// give None.
 pub(crate) fn scalar(s: &str) -> Option<String> {
     match s.as_bytes().first()? {
         b'"' => serde_json::from_str::<Str<'_>>(s)

@@ -1,5 +1,6 @@
 //! Pure LLM protocol code: dialects, request inspection, SSE usage scanning, usage extraction, error bodies.
 
+mod cursor;
 mod dialect;
 mod error_body;
 mod fallback;
@@ -22,4 +23,4 @@ pub use sse::{SseScanner, MAX_LINE_BYTES};
 pub use text::{
     estimate_tokens_for_text, fingerprint_text, BYTES_PER_TOKEN, MESSAGE_OVERHEAD_TOKENS,
 };
-pub use usage::{usage_from_json, Usage};
+pub use usage::{usage_from_json, usage_from_json_with_serde, usage_scanner_reads, Usage};

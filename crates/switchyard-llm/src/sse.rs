@@ -9,7 +9,7 @@ use crate::needles::{
     RESPONSE_COMPLETED, RESPONSE_INCOMPLETE, USAGE_KEY,
 };
 use crate::output::is_output;
-use crate::usage::{Usage, UsageState};
+use crate::usage::{Reader, Usage, UsageState};
 
 /// Longest line (and longest event data) kept. Longer ones are dropped and counted,
 /// so a broken or hostile upstream cannot make the scanner buffer without bound.
@@ -43,9 +43,20 @@ pub struct SseScanner {
 
 impl SseScanner {
     pub fn new(dialect: Dialect) -> Self {
+        Self::reading_with(Reader::Scanner, dialect)
+    }
+
+    /// A scanner whose events are read by serde alone: the reference the JSON scanner is
+    /// tested against.
+    #[doc(hidden)]
+    pub fn with_serde(dialect: Dialect) -> Self {
+        Self::reading_with(Reader::Serde, dialect)
+    }
+
+    fn reading_with(reader: Reader, dialect: Dialect) -> Self {
         Self {
             dialect,
-            state: UsageState::default(),
+            state: UsageState::new(reader),
             line: Vec::new(),
             discarding: false,
             after_cr: false,

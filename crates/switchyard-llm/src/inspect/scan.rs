@@ -2,17 +2,12 @@
 //! the raw text of the measured fields, and each message summed up as it passes.
 //!
 //! It accepts a subset of what serde accepts and reads it the same way: any shape it does not
-//! handle (invalid UTF-8, nesting deeper than [`MAX_NESTING`], a message that is not an
+//! handle (invalid UTF-8, nesting deeper than [`crate::cursor::MAX_NESTING`], a message that is not an
 //! object, a duplicate field, a string escape it would have to decode and cannot) makes it
 //! return `None`, and the caller asks serde, which gives the verdict.
 
-use std::borrow::Cow;
-
 use super::{Fields, Messages};
-use crate::json::Str;
-
-/// Containers nested deeper than this are left to serde (whose own limit is 128).
-const MAX_NESTING: u32 = 64;
+use crate::cursor::Cursor;
 
 /// The fields serde's `Request` knows, as bits, to refuse duplicates as serde does.
 const TOP_FIELDS: [&str; 15] = [
@@ -36,7 +31,7 @@ const TOP_FIELDS: [&str; 15] = [
 /// The fields of a request body, or `None` when serde must decide.
 pub(super) fn fields(body: &[u8]) -> Option<Fields<'_>> {
     let text = std::str::from_utf8(body).ok()?;
-    let mut cursor = Cursor { text, pos: 0 };
+    let mut cursor = Cursor::new(text);
     let mut fields = Fields::default();
     let mut seen = 0u16;
     cursor.object(1, |c, key| {
@@ -72,255 +67,10 @@ pub(super) fn fields(body: &[u8]) -> Option<Fields<'_>> {
         }
         Some(())
     })?;
-    cursor.skip_whitespace();
-    (cursor.pos == body.len()).then_some(fields)
-}
-
-struct Cursor<'a> {
-    text: &'a str,
-    pos: usize,
-}
-
-const ONES: u64 = 0x0101_0101_0101_0101;
-const HIGH: u64 = 0x8080_8080_8080_8080;
-
-/// Flags (the high bit of each byte) the quotes, backslashes and control characters among
-/// eight bytes: the bytes a string scan must stop at. The lowest flag is always exact (a false
-/// flag can only sit above a true one), so it gives the first such byte.
-fn special(word: u64) -> u64 {
-    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
-    let below_space = word.wrapping_sub(ONES * 0x20) & !word & HIGH;
-    zero(word ^ (ONES * u64::from(b'"'))) | zero(word ^ (ONES * u64::from(b'\\'))) | below_space
+    cursor.at_end().then_some(fields)
 }
 
 impl<'a> Cursor<'a> {
-    fn bytes(&self) -> &'a [u8] {
-        self.text.as_bytes()
-    }
-
-    fn skip_whitespace(&mut self) {
-        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.bytes().get(self.pos) {
-            self.pos += 1;
-        }
-    }
-
-    /// The next byte that is not whitespace, left in place.
-    fn peek(&mut self) -> Option<u8> {
-        self.skip_whitespace();
-        self.bytes().get(self.pos).copied()
-    }
-
-    fn eat(&mut self, byte: u8) -> Option<()> {
-        (self.peek()? == byte).then(|| self.pos += 1)
-    }
-
-    fn since(&self, start: usize) -> Option<&'a str> {
-        self.text.get(start..self.pos)
-    }
-
-    /// A string starting at the cursor (on its quote); whether it holds escapes.
-    fn string(&mut self) -> Option<bool> {
-        let bytes = self.bytes();
-        let mut i = self.pos + 1;
-        let mut escaped = false;
-        loop {
-            for chunk in bytes.get(i..)?.chunks_exact(8) {
-                let word = u64::from_le_bytes(<[u8; 8]>::try_from(chunk).ok()?);
-                let flags = special(word);
-                if flags != 0 {
-                    i += (flags.trailing_zeros() / 8) as usize;
-                    break;
-                }
-                i += 8;
-            }
-            match *bytes.get(i)? {
-                b'"' => {
-                    self.pos = i + 1;
-                    return Some(escaped);
-                }
-                b'\\' => {
-                    escaped = true;
-                    i = escape_end(bytes, i + 1)?;
-                }
-                0..=0x1f => return None,
-                _ => i += 1,
-            }
-        }
-    }
-
-    fn number(&mut self) -> Option<()> {
-        let bytes = self.bytes();
-        let digit = |i: usize| bytes.get(i).is_some_and(u8::is_ascii_digit);
-        let digits = |mut i: usize| {
-            while digit(i) {
-                i += 1;
-            }
-            i
-        };
-        let mut i = self.pos;
-        if bytes.get(i) == Some(&b'-') {
-            i += 1;
-        }
-        i = match bytes.get(i)? {
-            b'0' => i + 1,
-            b'1'..=b'9' => digits(i + 1),
-            _ => return None,
-        };
-        if bytes.get(i) == Some(&b'.') {
-            if !digit(i + 1) {
-                return None;
-            }
-            i = digits(i + 1);
-        }
-        if let Some(b'e' | b'E') = bytes.get(i) {
-            i += 1;
-            if let Some(b'+' | b'-') = bytes.get(i) {
-                i += 1;
-            }
-            if !digit(i) {
-                return None;
-            }
-            i = digits(i);
-        }
-        self.pos = i;
-        Some(())
-    }
-
-    fn literal(&mut self, word: &[u8]) -> Option<()> {
-        let end = self.pos + word.len();
-        (self.bytes().get(self.pos..end)? == word).then(|| self.pos = end)
-    }
-
-    /// Any value, validated and skipped; its raw text. `depth` is its own nesting level
-    /// if it is a container.
-    fn value(&mut self, depth: u32) -> Option<&'a str> {
-        let start = match self.peek()? {
-            b'"' => {
-                let start = self.pos;
-                self.string()?;
-                start
-            }
-            b'{' => {
-                let start = self.pos;
-                self.object(depth, |c, _| c.value(depth + 1).map(drop))?;
-                start
-            }
-            b'[' => {
-                let start = self.pos;
-                self.array(depth, |c| c.value(depth + 1).map(drop))?;
-                start
-            }
-            b't' => self.literal_at(b"true")?,
-            b'f' => self.literal_at(b"false")?,
-            b'n' => self.literal_at(b"null")?,
-            b'-' | b'0'..=b'9' => {
-                let start = self.pos;
-                self.number()?;
-                start
-            }
-            _ => return None,
-        };
-        self.since(start)
-    }
-
-    fn literal_at(&mut self, word: &[u8]) -> Option<usize> {
-        let start = self.pos;
-        self.literal(word)?;
-        Some(start)
-    }
-
-    /// An object at `depth`; `field` gets each key, decoded, and must read its value.
-    fn object(
-        &mut self,
-        depth: u32,
-        mut field: impl FnMut(&mut Self, &str) -> Option<()>,
-    ) -> Option<()> {
-        if depth > MAX_NESTING {
-            return None;
-        }
-        self.eat(b'{')?;
-        if self.peek()? == b'}' {
-            self.pos += 1;
-            return Some(());
-        }
-        loop {
-            if self.peek()? != b'"' {
-                return None;
-            }
-            let start = self.pos;
-            let escaped = self.string()?;
-            let key = decoded(self.since(start)?, escaped)?;
-            self.eat(b':')?;
-            field(self, &key)?;
-            match self.peek()? {
-                b',' => self.pos += 1,
-                b'}' => {
-                    self.pos += 1;
-                    return Some(());
-                }
-                _ => return None,
-            }
-        }
-    }
-
-    /// An array at `depth`; `item` must read each element.
-    fn array(&mut self, depth: u32, mut item: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
-        if depth > MAX_NESTING {
-            return None;
-        }
-        self.eat(b'[')?;
-        if self.peek()? == b']' {
-            self.pos += 1;
-            return Some(());
-        }
-        loop {
-            item(self)?;
-            match self.peek()? {
-                b',' => self.pos += 1,
-                b']' => {
-                    self.pos += 1;
-                    return Some(());
-                }
-                _ => return None,
-            }
-        }
-    }
-
-    /// `null` as `Some(None)`, as serde reads an `Option`.
-    fn null(&mut self) -> Option<bool> {
-        if self.peek()? == b'n' {
-            self.literal(b"null")?;
-            return Some(true);
-        }
-        Some(false)
-    }
-
-    fn optional_raw(&mut self, depth: u32) -> Option<Option<&'a str>> {
-        let raw = self.value(depth)?;
-        Some((raw != "null").then_some(raw))
-    }
-
-    fn optional_str(&mut self) -> Option<Option<Cow<'a, str>>> {
-        if self.null()? {
-            return Some(None);
-        }
-        if self.peek()? != b'"' {
-            return None;
-        }
-        let start = self.pos;
-        let escaped = self.string()?;
-        decoded(self.since(start)?, escaped).map(Some)
-    }
-
-    fn optional_bool(&mut self) -> Option<Option<bool>> {
-        match self.peek()? {
-            b't' => self.literal(b"true").map(|()| Some(true)),
-            b'f' => self.literal(b"false").map(|()| Some(false)),
-            b'n' => self.literal(b"null").map(|()| None),
-            _ => None,
-        }
-    }
-
     /// `stream_options`: its `include_usage`, when it is an object or null.
     fn stream_options(&mut self) -> Option<Option<bool>> {
         if self.null()? {
@@ -379,51 +129,5 @@ impl<'a> Cursor<'a> {
             out.add(role.as_deref(), content, tool_calls);
             Some(())
         })
-    }
-}
-
-/// The index after an escape whose backslash is just before `i`.
-fn escape_end(bytes: &[u8], i: usize) -> Option<usize> {
-    match bytes.get(i)? {
-        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => Some(i + 1),
-        b'u' => bytes
-            .get(i + 1..i + 5)?
-            .iter()
-            .all(u8::is_ascii_hexdigit)
-            .then_some(i + 5),
-        _ => None,
-    }
-}
-
-/// A string's text: borrowed without escapes; decoded by serde with them, `None` when serde
-/// would refuse the decoding (a lone surrogate).
-fn decoded(raw: &str, escaped: bool) -> Option<Cow<'_, str>> {
-    if escaped {
-        return serde_json::from_str::<Str<'_>>(raw).ok().map(|s| s.0);
-    }
-    raw.get(1..raw.len().checked_sub(1)?).map(Cow::Borrowed)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::special;
-
-    #[test]
-    fn special_bytes_are_found_in_any_lane() {
-        for lane in 0..8 {
-            for byte in [b'"', b'\\', 0x00, 0x1f, b'\n'] {
-                let mut word = [b'a'; 8];
-                word[lane] = byte;
-                let first = special(u64::from_le_bytes(word)).trailing_zeros() / 8;
-                assert_eq!(first, lane as u32, "{byte:#x} in lane {lane}");
-                // Whatever follows it, the lowest flag is the first special byte.
-                word[7] = 0;
-                let first = special(u64::from_le_bytes(word)).trailing_zeros() / 8;
-                assert_eq!(first, lane as u32, "{byte:#x} in lane {lane}, NUL last");
-            }
-        }
-        assert_eq!(special(u64::from_le_bytes(*b" ~az09#]")), 0);
-        let high = [0x20, 0x7f, 0x80, 0xff, 0xc3, 0xa9, b'!', b'#'];
-        assert_eq!(special(u64::from_le_bytes(high)), 0);
     }
 }
