@@ -130,7 +130,6 @@ fn identify(presented: &[u8], tokens: &[AdminToken]) -> Option<Principal> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
 
     fn token(name: &str, role: Role, secret: Option<&str>) -> AdminToken {

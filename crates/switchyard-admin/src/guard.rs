@@ -106,7 +106,6 @@ fn is_json(headers: &HeaderMap) -> bool {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
 
     fn check(pairs: &[(&str, &str)], names: &[&str]) -> Result<(), &'static str> {

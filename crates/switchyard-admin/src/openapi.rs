@@ -284,7 +284,6 @@ fn audit() {}
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
 
     /// docs/openapi.json is this document; a change to the types or paths must regenerate it.

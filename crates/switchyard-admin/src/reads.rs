@@ -210,7 +210,6 @@ pub async fn audit(state: &AdminState, query: Option<&str>) -> Response<Body> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]

@@ -185,7 +185,6 @@ pub async fn route(state: AdminState, req: Request<Incoming>) -> Response<Body> 
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::panic)]
     use super::*;
 
     #[test]

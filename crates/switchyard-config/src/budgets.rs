@@ -186,7 +186,6 @@ pub(crate) fn compile(
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use std::path::Path;
 
     use super::*;

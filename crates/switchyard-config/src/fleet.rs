@@ -112,7 +112,6 @@ pub(crate) fn compile_fleet(
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use crate::Config;
     use std::path::Path;
 

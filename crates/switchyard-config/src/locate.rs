@@ -113,7 +113,6 @@ fn collect_value(v: &Spanned<DeValue<'_>>, path: &str, depth: usize, out: &mut V
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
 
     fn key_of(text: &str, needle: &str) -> String {

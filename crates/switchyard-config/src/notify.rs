@@ -266,7 +266,6 @@ pub(crate) fn parse_http_url(text: &str) -> Result<Uri, String> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]

@@ -360,7 +360,6 @@ pub fn parse_user_key(text: &str) -> Result<UserKeySource, String> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
 
     #[test]

@@ -130,7 +130,6 @@ fn parse_endpoint(text: &str) -> Result<Uri, String> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]

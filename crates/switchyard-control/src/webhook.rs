@@ -83,7 +83,7 @@ pub fn signature(secret: &[u8], timestamp: u64, body: &[u8]) -> String {
 }
 
 fn unix_seconds() -> u64 {
-    std::time::SystemTime::now()
+    switchyard_core::clock::system_now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
@@ -257,7 +257,6 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]

@@ -35,7 +35,7 @@ pub fn since_epoch() -> Duration {
 /// Milliseconds on a process-wide monotonic clock, never 0 (so 0 can mean "never").
 pub fn mono_ms() -> u64 {
     static BASE: OnceLock<Instant> = OnceLock::new();
-    let elapsed = BASE.get_or_init(now).elapsed().as_millis();
+    let elapsed = now().duration_since(*BASE.get_or_init(now)).as_millis();
     u64::try_from(elapsed).unwrap_or(u64::MAX).saturating_add(1)
 }
 

@@ -127,7 +127,6 @@ fn openai_operation(path: &str) -> Option<Operation> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
     use Dialect as D;
     use DialectSetting as S;

@@ -40,7 +40,7 @@ fn json_bytes(value: &serde_json::Value) -> Bytes {
 }
 
 fn created() -> u64 {
-    std::time::SystemTime::now()
+    switchyard_core::clock::system_now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
@@ -215,7 +215,6 @@ fn sse(events: &[(Option<&str>, serde_json::Value)], done: bool) -> Bytes {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::{usage_from_json, SseScanner};
 

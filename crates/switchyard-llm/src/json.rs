@@ -92,7 +92,6 @@ pub(crate) fn text_pieces<'a>(s: &'a str, out: &mut Vec<Cow<'a, str>>) {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
 
     fn raw(s: &str) -> &RawValue {

@@ -12,7 +12,7 @@ use std::cell::RefCell;
 use std::io::Write;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread::JoinHandle;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use switchyard_core::{metrics as names, ErrorClass};
 use switchyard_state::Exchange;
@@ -155,7 +155,7 @@ pub fn log_exchange(ex: &Exchange, estimated: bool) {
         return;
     };
     let line = Line::new(ex, estimated);
-    let now = SystemTime::now()
+    let now = switchyard_core::clock::system_now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
     LINE.with_borrow_mut(|buf| {

@@ -85,7 +85,7 @@ impl Admission {
             queued_gauge: metrics::gauge!(switchyard_core::metrics::QUEUED_REQUESTS, "route" => route.to_string()),
             route_rate: limits.requests_per_second.map(RateLimit::new),
             user_rate: limits.user_requests_per_second.map(RateLimit::new),
-            epoch: Instant::now(),
+            epoch: switchyard_core::clock::now(),
             throttle: Single::default(),
         }
     }
@@ -183,7 +183,6 @@ impl Drop for Waiting<'_> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use std::time::Duration;
 
     use super::*;

@@ -63,7 +63,6 @@ impl Ring {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
 
     const A: &str = "http://10.0.0.1:8000";

@@ -2,9 +2,9 @@
 //! (in-flight count, concurrency slot, budget reservation), and the record that is made
 //! if the client leaves before an answer is on its way.
 
+use switchyard_core::RequestFacts;
 use switchyard_state::budget::Reservation;
 use switchyard_state::Outcome;
-use switchyard_core::RequestFacts;
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::meter::{Record, Scan};

@@ -9,12 +9,12 @@ use http::request::Parts;
 use http::{header, HeaderValue, Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use switchyard_core::{body, Body, BoxError, ErrorClass, RequestFacts, RequestId};
+use switchyard_llm::{Dialect, Operation};
 use switchyard_state::budget::{BudgetGate, Reservation, Verdict};
 use switchyard_state::steer::Steering;
 use switchyard_state::Outcome;
 use switchyard_state::{KillBoard, Signals};
-use switchyard_core::{body, Body, BoxError, ErrorClass, RequestFacts, RequestId};
-use switchyard_llm::{Dialect, Operation};
 
 use crate::context::Context;
 use crate::forward::{self, Sent};

@@ -2,7 +2,6 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -134,7 +133,7 @@ impl Gateway {
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
-        let started = Instant::now();
+        let started = switchyard_core::clock::now();
         let table = self.table.load_full();
         if local::is_local(req.uri().path()) {
             return Ok(local::answer(

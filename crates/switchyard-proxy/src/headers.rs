@@ -84,7 +84,6 @@ pub fn client_addr(headers: &HeaderMap, peer: SocketAddr, trusted_hops: usize) -
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]

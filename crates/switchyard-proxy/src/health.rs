@@ -2,8 +2,8 @@
 //! while; after that one request or probe may try it (half-open), and one success rejoins it.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 /// When a run of failures ejects an endpoint, and for how long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,9 +14,7 @@ pub struct HealthPolicy {
 
 /// Milliseconds on a process-wide monotonic clock, never 0 (0 means "not ejected").
 pub fn now_ms() -> u64 {
-    static BASE: OnceLock<Instant> = OnceLock::new();
-    let elapsed = BASE.get_or_init(Instant::now).elapsed().as_millis();
-    u64::try_from(elapsed).unwrap_or(u64::MAX).saturating_add(1)
+    switchyard_core::clock::mono_ms()
 }
 
 /// One endpoint's health. Lock-free: the data path reads it on every pick.
@@ -87,7 +85,6 @@ impl EndpointHealth {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
 
     const POLICY: HealthPolicy = HealthPolicy {

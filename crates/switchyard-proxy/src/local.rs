@@ -233,7 +233,6 @@ async fn any_upstream_reachable(table: &Table) -> bool {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
 
     async fn ready_with(phase: Phase) -> (StatusCode, String) {

@@ -57,7 +57,6 @@ impl Drop for HealthRegistry {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use std::time::Duration;
 
     use super::*;

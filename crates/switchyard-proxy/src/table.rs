@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
 use switchyard_config::{Config, DialectSetting as ConfigDialect, UpstreamTarget, UserKeySource};
+use switchyard_llm::DialectSetting;
 use switchyard_state::experiment::ExperimentStats;
 use switchyard_state::{RouteSignals, Signals};
-use switchyard_llm::DialectSetting;
 
 use crate::admission::Admission;
 use crate::affinity::Ring;

@@ -48,7 +48,6 @@ pub fn propagate(headers: &mut HeaderMap, hop: &TraceContext) {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
 
     const CLIENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";

@@ -1,7 +1,7 @@
 //! What a completion looks like: request parsing, token accounting, filler text, errors.
 
 use std::borrow::Cow;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use http::{HeaderValue, Response, StatusCode};
 use serde::{Deserialize, Serialize};
@@ -152,7 +152,7 @@ fn inflate(tokens: u64, factor: f64) -> u64 {
 }
 
 pub(crate) fn unix_now() -> u64 {
-    SystemTime::now()
+    switchyard_core::clock::system_now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
@@ -290,7 +290,6 @@ pub(crate) fn injected(
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
 
     fn plan_for(body: &str, profile: &Profile) -> Plan {

@@ -235,7 +235,6 @@ pub fn named(name: &str) -> Option<Profile> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
 
     #[test]

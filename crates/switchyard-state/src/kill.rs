@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
@@ -87,10 +86,9 @@ pub struct KillBoard {
 
 const FILE: &str = "kill_switches.json";
 
+/// Milliseconds since the Unix epoch on the wall clock: kill switches are stamped in it.
 pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    switchyard_core::clock::unix_ms()
 }
 
 impl KillBoard {
@@ -144,7 +142,7 @@ impl KillBoard {
     }
 
     fn flip(&self, route: &str, after: Option<KillSwitch>) -> Flip {
-        let started = Instant::now();
+        let started = switchyard_core::clock::now();
         let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         let mut map = (**self.current.load()).clone();
         let before = match &after {
@@ -214,7 +212,6 @@ impl KillBoard {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
 
     fn switch(route: &str, percent: Option<f64>) -> KillSwitch {

@@ -3,7 +3,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use crate::exchange::Exchange;
 use crate::experiment::{
@@ -18,7 +18,7 @@ use switchyard_config::Telemetry;
 /// Seconds since the Unix epoch: windows are aligned to wall-clock seconds, and so is the
 /// daily budget's day.
 pub fn now_secs() -> u64 {
-    SystemTime::now()
+    switchyard_core::clock::system_now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
@@ -143,7 +143,8 @@ impl RouteSignals {
                     first_since_look: None,
                 }),
         };
-        side.first_since_look.get_or_insert_with(Instant::now);
+        side.first_since_look
+            .get_or_insert_with(switchyard_core::clock::now);
         side.total += 1;
         add(side.detail.bucket(now), exchange, over, class);
         if let Some(class) = class {
@@ -549,7 +550,6 @@ impl Signals {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[tokio::test]

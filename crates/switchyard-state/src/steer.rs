@@ -51,7 +51,7 @@ impl Steering {
             map.insert(route.to_owned(), Arc::new(steer));
         }
         self.current.store(Arc::new(map));
-        Instant::now()
+        switchyard_core::clock::now()
     }
 
     /// Drops the decisions of routes no longer configured.

@@ -65,7 +65,7 @@ fn unix_nanos(at: SystemTime) -> u64 {
 impl SpanRecord {
     /// The span of an exchange that ends now.
     pub fn of(exchange: &Exchange) -> Self {
-        let end = SystemTime::now();
+        let end = switchyard_core::clock::system_now();
         let start = end.checked_sub(exchange.duration).unwrap_or(end);
         SpanRecord {
             trace: exchange.trace,
@@ -371,7 +371,6 @@ fn span<'a>(
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]

@@ -6,6 +6,8 @@
 //! `cargo bench -p switchyard --bench fleet_budget [-- REQUESTS]` (default 1,000 per run).
 //! Needs `redis-server` on the PATH.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+// A benchmark times real servers on the real clock.
+#![allow(clippy::disallowed_methods)]
 
 use std::path::Path;
 use std::sync::Arc;

@@ -3,6 +3,8 @@
 //!
 //! `cargo bench -p switchyard --bench kill_flip [-- FLIPS]` (default 1,000 flips).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+// A benchmark times real servers on the real clock.
+#![allow(clippy::disallowed_methods)]
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -120,7 +120,6 @@ impl Controller {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
 
     fn snapshot(number: u64, percent: f64) -> Snapshot {

@@ -123,7 +123,6 @@ fn sampled(at: u64, ex: &crate::exchange::Exchange, bodies: bool) -> SampledExch
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use switchyard_config::IncidentSettings;
 
     use super::super::testing::{exchange, feed, rig, BASE};

@@ -9,7 +9,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::effects::Effects;
 use super::vocab::Actor;
@@ -151,7 +151,7 @@ impl Controller {
             rb,
             &trigger.green,
             &trigger.blue,
-            Instant::now(),
+            switchyard_core::clock::now(),
         );
         if let Some(fired) = fired {
             self.roll_back(inner, &route.name, fired, Actor::Controller, effects);

@@ -80,7 +80,7 @@ impl Controller {
             return;
         };
         let now = now_secs();
-        let look = Instant::now();
+        let look = switchyard_core::clock::now();
         let previous_look = inner
             .last_look
             .insert(route.name.clone(), look)
@@ -264,7 +264,7 @@ impl Controller {
         by: Actor,
         effects: &mut Effects,
     ) -> Option<RolledBack> {
-        let called = Instant::now();
+        let called = switchyard_core::clock::now();
         let before = inner.rollouts.get(route)?.clone();
         let state = inner.rollouts.get_mut(route)?;
         let reason = fired.said.clone().unwrap_or_else(|| {
@@ -360,7 +360,7 @@ impl Controller {
             threshold: 0.0,
             window_secs: inner.rollback_window(route),
             figures: json!({"reason": reason}),
-            since: Instant::now(),
+            since: switchyard_core::clock::now(),
             said: Some(reason.to_owned()),
         };
         let by = Actor::Operator(by.to_owned());
@@ -373,7 +373,7 @@ impl Controller {
 
     /// An operator's promotion: every user to green now; answered once the state is on disk.
     pub fn promote(&self, route: &str, by: &str, reason: &str) -> Result<Shift, ActionError> {
-        let called = Instant::now();
+        let called = switchyard_core::clock::now();
         let mut effects = Effects::default();
         let mut inner = lock(&self.inner);
         let state = inner

@@ -3,7 +3,6 @@
 //! and opens an incident, and it clears when the metric is back.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use serde_json::json;
 use switchyard_config::{EventKind, Rule, RuleAction, RuleMetric, Threshold};
@@ -195,7 +194,7 @@ impl Controller {
                     threshold: trigger.threshold,
                     window_secs: b.window_secs,
                     figures: trigger.figures.clone(),
-                    since: Instant::now(),
+                    since: switchyard_core::clock::now(),
                     said: Some(reason.to_owned()),
                 };
                 let by = Actor::Rule(rule.name.clone());

@@ -9,7 +9,6 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, OnceLock, Weak};
-use std::time::Instant;
 
 use serde_json::json;
 use switchyard_core::metrics as names;
@@ -334,7 +333,7 @@ impl Controller {
             fleet.keep_pending(Change::Decide { proposal });
             return Ok(shift);
         }
-        let called = Instant::now();
+        let called = switchyard_core::clock::now();
         let current = self
             .rollout(route)
             .ok_or_else(|| ActionError::NoRollout(route.to_owned()))?;

@@ -97,7 +97,6 @@ impl Controller {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::super::testing::{exchange, feed, rig, BASE};
     use crate::rollout::{Phase, RolloutStore};
 

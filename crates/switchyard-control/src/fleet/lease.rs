@@ -72,7 +72,7 @@ mod tests {
 
     #[test]
     fn a_lease_is_trusted_for_two_thirds_of_its_life_from_the_send() {
-        let sent = Instant::now();
+        let sent = switchyard_core::clock::now();
         let ttl = Duration::from_millis(1_500);
         let mut lease = Lease::default();
         assert!(!lease.held(sent));

@@ -21,7 +21,6 @@ mod sync;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
-use std::time::Instant;
 
 use redis::aio::MultiplexedConnection;
 use serde::{Deserialize, Serialize};
@@ -279,7 +278,7 @@ impl Fleet {
 
     /// Whether this replica holds the rollout lease now (and Redis answers).
     pub fn leads(&self) -> bool {
-        self.is_up() && lock(&self.lease).held(Instant::now())
+        self.is_up() && lock(&self.lease).held(switchyard_core::clock::now())
     }
 
     /// The live replicas' ids, as of the last heartbeat.
@@ -297,7 +296,7 @@ impl Fleet {
             return Ok(());
         };
         let ttl = 3 * self.settings.reconcile_interval;
-        let sent = Instant::now();
+        let sent = switchyard_core::clock::now();
         let me = &self.settings.instance_id;
         match lease::take(&mut conn, &self.names.lease, me, ttl).await {
             Ok(granted) => {
@@ -429,7 +428,7 @@ impl Fleet {
     /// Makes a kill-switch change fleet-wide: answered once Redis accepted it and this
     /// replica applied it.
     pub async fn change(&self, change: Change) -> Result<Flip, FleetError> {
-        let started = Instant::now();
+        let started = switchyard_core::clock::now();
         let (before, after) = match self.commit(change).await? {
             Applied::Kill { before, after } => (before, after),
             _ => (None, None),

@@ -240,7 +240,6 @@ impl<'a> Cursor<'a> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::super::{Delta, ErrorObject, Frame, Parts};
     use super::*;
 

@@ -1,5 +1,3 @@
-#![allow(clippy::unwrap_used)]
-
 use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -179,7 +177,7 @@ fn timestamps_are_rfc3339_utc_with_microseconds() {
 
 #[test]
 fn timestamps_match_tracing_subscribers_clock() {
-    let before = std::time::SystemTime::now()
+    let before = switchyard_core::clock::system_now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap();
     let mut theirs = String::new();
@@ -188,7 +186,7 @@ fn timestamps_match_tracing_subscribers_clock() {
             &mut theirs,
         ))
         .unwrap();
-    let after = std::time::SystemTime::now()
+    let after = switchyard_core::clock::system_now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap();
     let (low, high) = (stamp(before), stamp(after));

@@ -1,5 +1,4 @@
 //! The request path in memory: a `Proxy` called with `Full` bodies, no listener.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -9,8 +8,8 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use switchyard_config::Config;
-use switchyard_state::{KillBoard, KillSwitch, Signals};
 use switchyard_core::Body;
+use switchyard_state::{KillBoard, KillSwitch, Signals};
 use tower_service::Service;
 
 use super::Proxy;

@@ -15,7 +15,7 @@ mod text;
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use bytes::Bytes;
 use clap::{Args, Subcommand};
@@ -175,7 +175,7 @@ fn env(name: &str) -> Option<String> {
 }
 
 fn view() -> View {
-    let now_ms = SystemTime::now()
+    let now_ms = switchyard_core::clock::system_now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
     // Colour only for a person at a terminal that wants it (https://no-color.org).

@@ -366,7 +366,7 @@ async fn receive(listener: tokio::net::TcpListener, events: Events) {
                             events
                                 .lock()
                                 .unwrap_or_else(std::sync::PoisonError::into_inner)
-                                .push((std::time::Instant::now(), event));
+                                .push((switchyard_core::clock::now(), event));
                         }
                     }
                     Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::new())))

@@ -205,7 +205,7 @@ pub async fn bad_snapshot(s: &'static Scenario, ctx: &Ctx) -> Result<Outcome, St
     };
     let fleet = Fleet::start(s, ctx, &up, n, &shape).await?;
     tokio::time::sleep(warmup(scale)).await;
-    let t0 = Instant::now();
+    let t0 = switchyard_core::clock::now();
     up.switch(&ctx.http, "fabricating").await?;
     let first = &fleet.replicas[0];
     let seen = watch(
@@ -222,7 +222,7 @@ pub async fn bad_snapshot(s: &'static Scenario, ctx: &Ctx) -> Result<Outcome, St
         seen.detected.is_some(),
         "the snapshot_quality rule fired on the feedback scores",
     );
-    let kill_at = Instant::now();
+    let kill_at = switchyard_core::clock::now();
     let killed = ctl_kill(
         first.admin,
         "answers fabricate order details (bad snapshot)",
@@ -237,7 +237,7 @@ pub async fn bad_snapshot(s: &'static Scenario, ctx: &Ctx) -> Result<Outcome, St
     );
     let deadline = kill_at + Duration::from_secs(10);
     let mut effect = first_fallbacks(&fleet.loads, kill_at);
-    while effect.iter().any(Option::is_none) && Instant::now() < deadline {
+    while effect.iter().any(Option::is_none) && switchyard_core::clock::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
         effect = first_fallbacks(&fleet.loads, kill_at);
     }
@@ -324,7 +324,7 @@ pub async fn kill_propagation(s: &'static Scenario, ctx: &Ctx) -> Result<Outcome
     )
     .await?;
     tokio::time::sleep(warmup(ctx.scale)).await;
-    let kill_at = Instant::now();
+    let kill_at = switchyard_core::clock::now();
     let mut checks = Checks::default();
     let killed = ctl_kill(
         fleet.replicas[0].admin,
@@ -340,7 +340,7 @@ pub async fn kill_propagation(s: &'static Scenario, ctx: &Ctx) -> Result<Outcome
     );
     let deadline = kill_at + Duration::from_secs(30);
     let mut effect = first_fallbacks(&fleet.loads, kill_at);
-    while effect.iter().any(Option::is_none) && Instant::now() < deadline {
+    while effect.iter().any(Option::is_none) && switchyard_core::clock::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
         effect = first_fallbacks(&fleet.loads, kill_at);
     }
@@ -409,8 +409,8 @@ impl Redis {
             url: format!("redis://127.0.0.1:{port}"),
             child,
         };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
+        let deadline = switchyard_core::clock::now() + Duration::from_secs(5);
+        while switchyard_core::clock::now() < deadline {
             if tokio::net::TcpStream::connect(("127.0.0.1", port))
                 .await
                 .is_ok()

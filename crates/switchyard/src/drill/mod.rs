@@ -142,7 +142,7 @@ fn choose(names: &[String]) -> Result<Vec<&'static Scenario>, String> {
 }
 
 async fn run_all(chosen: &[&'static Scenario], speed: f64, progress: bool) -> Report {
-    let started = Instant::now();
+    let started = switchyard_core::clock::now();
     let ctx = Ctx {
         http: Http::new(),
         scale: Scale { speed },
@@ -260,7 +260,6 @@ fn outcome(
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
 
     #[test]

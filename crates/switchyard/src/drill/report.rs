@@ -201,7 +201,6 @@ fn after(d: Option<Duration>) -> String {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
 
     fn outcome(scenario: &'static str, verdict: Verdict) -> Outcome {

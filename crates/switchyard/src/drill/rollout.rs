@@ -89,7 +89,7 @@ async fn run(s: &'static Scenario, ctx: &Ctx, spec: Spec) -> Result<Run, String>
     };
     let load = Load::start(&ctx.http, gw.traffic, shape);
     tokio::time::sleep(warmup(scale)).await;
-    let t0 = Instant::now();
+    let t0 = switchyard_core::clock::now();
     match spec.inject {
         Inject::Patch(fields) => green.patch(&ctx.http, fields).await?,
         Inject::Switch(name) => green.switch(&ctx.http, name).await?,
@@ -149,8 +149,8 @@ async fn give_blue_a_history(
             ..Shape::default()
         },
     );
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
+    let deadline = switchyard_core::clock::now() + Duration::from_secs(5);
+    while switchyard_core::clock::now() < deadline {
         if load::count(&history.snapshot(), |e| {
             e.status == 500 && e.upstream.as_deref() == Some(BLUE)
         }) > 0
@@ -448,7 +448,7 @@ async fn after_completion(
     let seen = watch(
         &gw,
         &ctx.http,
-        Instant::now(),
+        switchyard_core::clock::now(),
         scale.dur(240.0).max(Duration::from_secs(4)),
         |_| false,
         |_| false,

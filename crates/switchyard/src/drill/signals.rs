@@ -1,7 +1,7 @@
 //! Incidents of one upstream: seed 000's pool exhaustion, seed 001's context creep and seed
 //! 003's token explosion and latency creep.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use switchyard_sim::Profile;
@@ -64,7 +64,7 @@ pub async fn context_creep(s: &'static Scenario, ctx: &Ctx) -> Result<Outcome, S
     let gw = Replica::start(&one_route(&up.url(), "", &extra), &scratch(s.name, 0)).await?;
     let load = Load::start(&ctx.http, gw.traffic, Shape::default());
     tokio::time::sleep(warmup(scale)).await;
-    let t0 = Instant::now();
+    let t0 = switchyard_core::clock::now();
     // Seven tool calls, each adding 15,000 tokens of results: 35k … 125k of 128k.
     let steps = (1..=7u64)
         .map(|k| json!({"prompt_tokens": 20_000 + 15_000 * k}))
@@ -143,7 +143,7 @@ pub async fn token_explosion(s: &'static Scenario, ctx: &Ctx) -> Result<Outcome,
     };
     let load = Load::start(&ctx.http, gw.traffic, shape);
     tokio::time::sleep(warmup(scale)).await;
-    let t0 = Instant::now();
+    let t0 = switchyard_core::clock::now();
     up.patch(&ctx.http, json!({"prompt_tokens": 5_880})).await?;
     let seen = watch(
         &gw,
@@ -210,7 +210,7 @@ pub async fn latency_creep(s: &'static Scenario, ctx: &Ctx) -> Result<Outcome, S
     };
     let load = Load::start(&ctx.http, gw.traffic, shape);
     tokio::time::sleep(warmup(scale)).await;
-    let t0 = Instant::now();
+    let t0 = switchyard_core::clock::now();
     // 2.5 s → 9 s in thirteen steps of 0.5 s, one every 15 s: the creep of a slow leak.
     let steps = (1..=13u32)
         .map(|k| json!({"ttfb_ms": scale.ms(2500.0 + 500.0 * f64::from(k))}))
@@ -285,7 +285,7 @@ pub async fn pool_exhaustion(s: &'static Scenario, ctx: &Ctx) -> Result<Outcome,
     };
     let load = Load::start(&ctx.http, gw.traffic, calm);
     tokio::time::sleep(scale.dur(300.0).max(Duration::from_secs(3))).await;
-    let t0 = Instant::now();
+    let t0 = switchyard_core::clock::now();
     // Saturday: six times the users at once, and the upstream slows and starts failing.
     up.patch(&ctx.http, json!({"ttfb_ms": scale.ms(6000.0), "error_rate": 0.02, "even_errors": true, "error_kind": "overloaded"})).await?;
     let spike = Load::start(
@@ -311,7 +311,7 @@ pub async fn pool_exhaustion(s: &'static Scenario, ctx: &Ctx) -> Result<Outcome,
     )
     .await;
     // The upstream's load while the spike goes on, sampled.
-    let sampling = Instant::now();
+    let sampling = switchyard_core::clock::now();
     while sampling.elapsed() < scale.dur(60.0).max(Duration::from_secs(1)) {
         if let Ok(n) = up.in_flight(&ctx.http).await {
             peak.fetch_max(n, std::sync::atomic::Ordering::Relaxed);

@@ -35,7 +35,7 @@ pub async fn watch(
 ) -> Seen {
     let mut seen = Seen::default();
     let deadline = since + limit;
-    while Instant::now() < deadline {
+    while switchyard_core::clock::now() < deadline {
         if let Ok(status) = replica.status(http).await {
             if seen.detected.is_none() && detect(&status) {
                 seen.detected = Some(since.elapsed());
@@ -118,8 +118,8 @@ pub async fn incident(
     kind: &str,
     limit: Duration,
 ) -> Option<Value> {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
+    let deadline = switchyard_core::clock::now() + limit;
+    while switchyard_core::clock::now() < deadline {
         if let Ok(Some(incident)) = replica.incident(http, kind).await {
             return Some(incident);
         }
@@ -130,7 +130,6 @@ pub async fn incident(
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
     use serde_json::json;
 

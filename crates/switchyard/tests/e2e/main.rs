@@ -1,5 +1,7 @@
 //! End-to-end tests: real gateways and simulated agents on 127.0.0.1, real HTTP clients.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+// Real servers on real sockets: time is measured on the real clock.
+#![allow(clippy::disallowed_methods)]
 
 mod abuse;
 mod abuse_flood;

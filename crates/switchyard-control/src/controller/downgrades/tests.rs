@@ -1,5 +1,3 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use super::super::testing::{exchange, feed, rig, BASE};
 use super::super::ActionError;
 

@@ -1,5 +1,3 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use super::super::testing::{config, exchange, feed, rig, BASE};
 use crate::rollout::Phase;
 

@@ -1,5 +1,4 @@
 //! Unit tests: fixed JSON in, exact text out; no server needed.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod actions;
 mod errors;
