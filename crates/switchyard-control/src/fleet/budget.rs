@@ -14,7 +14,7 @@
 use std::any::Any;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,6 +22,7 @@ use switchyard_config::OutagePolicy;
 use switchyard_core::metrics as names;
 use tokio::sync::mpsc;
 
+use self::breaker::Breaker;
 use super::budget_store::{self as store, DayKeys, Reply};
 use super::{lock, Fleet};
 use crate::budget::gate::{SharedBudget, Ticket, TicketKind as Kind};
@@ -31,53 +32,6 @@ use crate::kill::now_ms;
 
 /// Settlements sent in one script call at most.
 const MAX_BATCH: usize = 256;
-
-/// The circuit breaker in front of Redis on the request path.
-#[derive(Debug, Default)]
-struct Breaker {
-    failures: AtomicU32,
-    /// While open: when the next probe may go. The request that moves it forward is the
-    /// probe, so a probe that never reports back (its client left) costs one cooldown.
-    open_until_ms: AtomicU64,
-}
-
-impl Breaker {
-    /// Closed: every call goes. Open: none until the cooldown passed, then one probe.
-    fn allow(&self, now: u64, threshold: u32, cooldown: Duration) -> bool {
-        if self.failures.load(Ordering::Acquire) < threshold {
-            return true;
-        }
-        let until = self.open_until_ms.load(Ordering::Acquire);
-        let next = now.saturating_add(cooldown.as_millis() as u64);
-        now >= until
-            && self
-                .open_until_ms
-                .compare_exchange(until, next, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-    }
-
-    fn success(&self, threshold: u32) {
-        if self.failures.swap(0, Ordering::AcqRel) >= threshold {
-            tracing::info!("token budget: Redis answers again; circuit breaker closed");
-            metrics::gauge!(names::BUDGET_BREAKER_OPEN).set(0.0);
-        }
-    }
-
-    fn failure(&self, now: u64, threshold: u32, cooldown: Duration) {
-        let failures = self.failures.fetch_add(1, Ordering::AcqRel) + 1;
-        if failures >= threshold {
-            let until = now.saturating_add(cooldown.as_millis() as u64);
-            self.open_until_ms.store(until, Ordering::Release);
-            if failures == threshold {
-                tracing::error!(
-                    failures,
-                    "token budget: Redis failing; circuit breaker open, the outage policy decides"
-                );
-                metrics::gauge!(names::BUDGET_BREAKER_OPEN).set(1.0);
-            }
-        }
-    }
-}
 
 /// Settlements to send if a call does not come back with an answer: it failed, or its
 /// request was dropped while it waited. Each is idempotent, so sending one whose call did
@@ -617,6 +571,7 @@ impl Item {
     }
 }
 
+mod breaker;
 mod settler;
 
 #[cfg(test)]
