@@ -147,13 +147,7 @@ impl Gateway {
         }
         let request_id = request_id(req.headers());
         if let Some(refusal) = screen(&req) {
-            let (dialect, _) = switchyard_llm::classify(
-                DialectSetting::Auto,
-                req.method().as_str(),
-                req.uri().path(),
-            );
-            metrics::counter!(switchyard_core::metrics::GATEWAY_ERRORS_TOTAL, "reason" => refusal.code()).increment(1);
-            return Ok(refusal.respond(dialect, &request_id.1, None));
+            return Ok(refuse_unrouted(&req, refusal, &request_id.1));
         }
         let host = req.uri().host().map(str::to_owned).or_else(|| {
             req.headers()
@@ -162,13 +156,7 @@ impl Gateway {
                 .map(str::to_owned)
         });
         let Some(route) = table.route_for(req.uri().path(), req.headers(), host.as_deref()) else {
-            let (dialect, _) = switchyard_llm::classify(
-                DialectSetting::Auto,
-                req.method().as_str(),
-                req.uri().path(),
-            );
-            metrics::counter!(switchyard_core::metrics::GATEWAY_ERRORS_TOTAL, "reason" => Refusal::NoRoute.code()).increment(1);
-            return Ok(Refusal::NoRoute.respond(dialect, &request_id.1, None));
+            return Ok(refuse_unrouted(&req, Refusal::NoRoute, &request_id.1));
         };
         let (dialect, op) =
             switchyard_llm::classify(route.dialect, req.method().as_str(), req.uri().path());
@@ -201,6 +189,23 @@ impl Gateway {
         };
         Ok(exchange.run(req, host).await)
     }
+}
+
+/// An answer to a request refused before it has a route: in the dialect its path suggests,
+/// counted as a gateway error.
+fn refuse_unrouted<B>(
+    req: &Request<B>,
+    refusal: Refusal,
+    request_id: &HeaderValue,
+) -> Response<Body> {
+    let (dialect, _) = switchyard_llm::classify(
+        DialectSetting::Auto,
+        req.method().as_str(),
+        req.uri().path(),
+    );
+    metrics::counter!(switchyard_core::metrics::GATEWAY_ERRORS_TOTAL, "reason" => refusal.code())
+        .increment(1);
+    refusal.respond(dialect, request_id, None)
 }
 
 /// What no route may see: a tunnel request, or a request naming two hosts. An HTTP/1

@@ -120,42 +120,10 @@ where
             .insert(header::ALLOW, HeaderValue::from_static("POST"));
         return response;
     }
-    let bytes = match Limited::new(req.into_body(), MAX_FEEDBACK_BYTES)
-        .collect()
-        .await
-    {
-        Ok(collected) => collected.to_bytes(),
-        Err(e)
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            let message = format!("a feedback body is at most {MAX_FEEDBACK_BYTES} bytes");
-            return error(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", &message);
-        }
-        Err(_) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "bad_body",
-                "the request body could not be read",
-            )
-        }
-    };
-    let report: FeedbackBody = match serde_json::from_slice(&bytes) {
+    let report = match read_report(req).await {
         Ok(report) => report,
-        Err(e) => {
-            let message = format!(
-                "expected {{\"request_id\": string, \"success\": bool, \"score\"?: number}}: {e}"
-            );
-            return error(StatusCode::BAD_REQUEST, "invalid_feedback", &message);
-        }
+        Err(refusal) => return refusal,
     };
-    if report.score.is_some_and(|s| !s.is_finite()) {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "invalid_feedback",
-            "score must be a finite number",
-        );
-    }
     let outcome = signals.feedback(
         &report.request_id,
         Feedback {
@@ -183,6 +151,55 @@ where
             "this request was reported on already",
         ),
     }
+}
+
+/// The feedback body, read within its size limit and parsed; or the answer refusing it.
+async fn read_report<B>(req: Request<B>) -> Result<FeedbackBody, Response<Body>>
+where
+    B: http_body::Body<Data = bytes::Bytes>,
+    B::Error: Into<switchyard_core::BoxError>,
+{
+    let bytes = match Limited::new(req.into_body(), MAX_FEEDBACK_BYTES)
+        .collect()
+        .await
+    {
+        Ok(collected) => collected.to_bytes(),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            let message = format!("a feedback body is at most {MAX_FEEDBACK_BYTES} bytes");
+            return Err(error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                &message,
+            ));
+        }
+        Err(_) => {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                "bad_body",
+                "the request body could not be read",
+            ))
+        }
+    };
+    let report: FeedbackBody = match serde_json::from_slice(&bytes) {
+        Ok(report) => report,
+        Err(e) => {
+            let message = format!(
+                "expected {{\"request_id\": string, \"success\": bool, \"score\"?: number}}: {e}"
+            );
+            return Err(error(StatusCode::BAD_REQUEST, "invalid_feedback", &message));
+        }
+    };
+    if report.score.is_some_and(|s| !s.is_finite()) {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "invalid_feedback",
+            "score must be a finite number",
+        ));
+    }
+    Ok(report)
 }
 
 fn json(status: StatusCode, text: String) -> Response<Body> {

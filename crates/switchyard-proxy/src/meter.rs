@@ -137,6 +137,8 @@ pub struct Record {
 
 impl Record {
     /// Records the exchange: metrics, windows, and the one log line.
+    // Long on purpose: the exchange record is built in one place, each figure from the ones
+    // before it (tokens, then cost and fill, then the record), and consumed once.
     pub fn finish(mut self, outcome: Outcome, broken: Option<ErrorClass>, scan: &Scan) {
         let (usage, events) = scan.usage(self.dialect);
         // Only an upstream that accepted the request (2xx) produced tokens to estimate; a

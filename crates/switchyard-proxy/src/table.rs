@@ -139,105 +139,14 @@ impl Table {
         sims: &HashMap<String, SocketAddr>,
         signals: &Signals,
     ) -> Result<Table, CompileError> {
-        let mut upstreams = HashMap::new();
-        for (name, spec) in &config.upstreams {
-            let endpoints = endpoints_of(name, &spec.target, sims)?;
-            let client = forward::client(spec.connect_timeout).map_err(|e| CompileError {
-                key: format!("upstreams.{name}"),
-                message: format!("TLS client: {e}"),
-            })?;
-            let ring = (endpoints.len() >= 2).then(|| {
-                let labels: Vec<&str> = endpoints.iter().map(|e| &*e.label).collect();
-                Ring::new(&labels)
-            });
-            let upstream = Arc::new(Upstream {
-                name: Arc::from(name.as_str()),
-                header: HeaderValue::from_str(name).ok(),
-                endpoints,
-                client,
-                ring,
-                policy: HealthPolicy {
-                    unhealthy_after: spec.unhealthy_after,
-                    eject_for: spec.eject_for,
-                },
-                health_check: spec.health_check.clone(),
-                health: OnceLock::new(),
-            });
-            upstreams.insert(name.clone(), upstream);
-        }
-        // The detail rings hold the longest window anything reads: alerts, rollback
-        // triggers, rules.
-        let longest = config
+        let upstreams = upstreams_of(config, sims)?;
+        let spans = detail_spans(config);
+        let routes = config
             .routes
             .iter()
-            .map(|r| r.rollback.window)
-            .chain(config.rules.iter().map(|r| r.window))
-            .fold(config.alerts.window, Duration::max);
-        let spans = switchyard_state::signals::Spans {
-            window: longest,
-            baseline: config.alerts.baseline,
-            context_fill: config.alerts.context_fill,
-        };
-        let mut routes = Vec::with_capacity(config.routes.len());
-        for (index, spec) in config.routes.iter().enumerate() {
-            let upstream = upstreams
-                .get(&spec.upstream)
-                .cloned()
-                .ok_or_else(|| CompileError {
-                    key: format!("routes[{index}].upstream"),
-                    message: format!("unknown upstream {:?}", spec.upstream),
-                })?;
-            let name: Arc<str> = Arc::from(spec.name.as_str());
-            let route_signals = signals.route(&spec.name, spans);
-            let variants = variants_of(spec, &name, &upstreams, signals)?;
-            route_signals.set_experiments(variants.iter().map(|v| v.stats.clone()).collect());
-            route_signals.set_takes_feedback(config.rules.iter().any(|rule| {
-                matches!(
-                    rule.metric,
-                    switchyard_config::RuleMetric::FeedbackScore
-                        | switchyard_config::RuleMetric::CompletionRate
-                ) && rule.route.as_deref().is_none_or(|r| r == spec.name)
-            }));
-            let green =
-                match &spec.rollout {
-                    Some(rollout) => {
-                        Some(upstreams.get(&rollout.green).cloned().ok_or_else(|| {
-                            CompileError {
-                                key: format!("routes[{index}].rollout.green"),
-                                message: format!("unknown upstream {:?}", rollout.green),
-                            }
-                        })?)
-                    }
-                    None => None,
-                };
-            let body_user_paths = spec
-                .user_key
-                .iter()
-                .filter_map(|s| match s {
-                    UserKeySource::Body(path) => Some(path.clone()),
-                    _ => None,
-                })
-                .collect();
-            routes.push(Route {
-                in_flight: metrics::gauge!(switchyard_core::metrics::IN_FLIGHT_REQUESTS, "route" => name.clone()),
-                signals: route_signals,
-                rollout_split: format!("rollout:{name}"),
-                control: Arc::from(switchyard_state::experiment::CONTROL),
-                green,
-                variants,
-                name,
-                path_prefix: spec.matcher.path_prefix.clone(),
-                headers: spec.matcher.headers.clone(),
-                host: spec.matcher.host.clone(),
-                dialect: dialect_of(spec.dialect),
-                user_key: spec.user_key.clone(),
-                body_user_paths,
-                route_header: HeaderValue::from_str(&spec.name).ok(),
-                kill: kill_plan(&spec.kill_switch, &upstreams),
-                admission: Arc::new(Admission::new(&spec.name, &spec.limits)),
-                upstream,
-            });
-        }
+            .enumerate()
+            .map(|(index, spec)| route_of(config, index, spec, &upstreams, signals, spans))
+            .collect::<Result<Vec<_>, _>>()?;
         // Experiments no longer configured leave the registry (their figures with them).
         let names: Vec<String> = config
             .routes
@@ -419,6 +328,120 @@ fn endpoints_of(
             }
         })
         .collect()
+}
+
+/// Each upstream with its endpoints, pooled client, ring and health policy.
+fn upstreams_of(
+    config: &Config,
+    sims: &HashMap<String, SocketAddr>,
+) -> Result<HashMap<String, Arc<Upstream>>, CompileError> {
+    let mut upstreams = HashMap::new();
+    for (name, spec) in &config.upstreams {
+        let endpoints = endpoints_of(name, &spec.target, sims)?;
+        let client = forward::client(spec.connect_timeout).map_err(|e| CompileError {
+            key: format!("upstreams.{name}"),
+            message: format!("TLS client: {e}"),
+        })?;
+        let ring = (endpoints.len() >= 2).then(|| {
+            let labels: Vec<&str> = endpoints.iter().map(|e| &*e.label).collect();
+            Ring::new(&labels)
+        });
+        let upstream = Arc::new(Upstream {
+            name: Arc::from(name.as_str()),
+            header: HeaderValue::from_str(name).ok(),
+            endpoints,
+            client,
+            ring,
+            policy: HealthPolicy {
+                unhealthy_after: spec.unhealthy_after,
+                eject_for: spec.eject_for,
+            },
+            health_check: spec.health_check.clone(),
+            health: OnceLock::new(),
+        });
+        upstreams.insert(name.clone(), upstream);
+    }
+    Ok(upstreams)
+}
+
+/// The detail rings hold the longest window anything reads: alerts, rollback triggers, rules.
+fn detail_spans(config: &Config) -> switchyard_state::signals::Spans {
+    let longest = config
+        .routes
+        .iter()
+        .map(|r| r.rollback.window)
+        .chain(config.rules.iter().map(|r| r.window))
+        .fold(config.alerts.window, Duration::max);
+    switchyard_state::signals::Spans {
+        window: longest,
+        baseline: config.alerts.baseline,
+        context_fill: config.alerts.context_fill,
+    }
+}
+
+/// One route of the table, with its signals registered (and told its experiments and whether
+/// it takes feedback).
+fn route_of(
+    config: &Config,
+    index: usize,
+    spec: &switchyard_config::Route,
+    upstreams: &HashMap<String, Arc<Upstream>>,
+    signals: &Signals,
+    spans: switchyard_state::signals::Spans,
+) -> Result<Route, CompileError> {
+    let unknown = |key: String, name: &str| CompileError {
+        key,
+        message: format!("unknown upstream {name:?}"),
+    };
+    let upstream = upstreams
+        .get(&spec.upstream)
+        .cloned()
+        .ok_or_else(|| unknown(format!("routes[{index}].upstream"), &spec.upstream))?;
+    let name: Arc<str> = Arc::from(spec.name.as_str());
+    let route_signals = signals.route(&spec.name, spans);
+    let variants = variants_of(spec, &name, upstreams, signals)?;
+    route_signals.set_experiments(variants.iter().map(|v| v.stats.clone()).collect());
+    route_signals.set_takes_feedback(config.rules.iter().any(|rule| {
+        matches!(
+            rule.metric,
+            switchyard_config::RuleMetric::FeedbackScore
+                | switchyard_config::RuleMetric::CompletionRate
+        ) && rule.route.as_deref().is_none_or(|r| r == spec.name)
+    }));
+    let green =
+        match &spec.rollout {
+            Some(rollout) => Some(upstreams.get(&rollout.green).cloned().ok_or_else(|| {
+                unknown(format!("routes[{index}].rollout.green"), &rollout.green)
+            })?),
+            None => None,
+        };
+    let body_user_paths = spec
+        .user_key
+        .iter()
+        .filter_map(|s| match s {
+            UserKeySource::Body(path) => Some(path.clone()),
+            _ => None,
+        })
+        .collect();
+    Ok(Route {
+        in_flight: metrics::gauge!(switchyard_core::metrics::IN_FLIGHT_REQUESTS, "route" => name.clone()),
+        signals: route_signals,
+        rollout_split: format!("rollout:{name}"),
+        control: Arc::from(switchyard_state::experiment::CONTROL),
+        green,
+        variants,
+        name,
+        path_prefix: spec.matcher.path_prefix.clone(),
+        headers: spec.matcher.headers.clone(),
+        host: spec.matcher.host.clone(),
+        dialect: dialect_of(spec.dialect),
+        user_key: spec.user_key.clone(),
+        body_user_paths,
+        route_header: HeaderValue::from_str(&spec.name).ok(),
+        kill: kill_plan(&spec.kill_switch, upstreams),
+        admission: Arc::new(Admission::new(&spec.name, &spec.limits)),
+        upstream,
+    })
 }
 
 #[cfg(test)]
