@@ -321,6 +321,9 @@ impl FleetBudget {
         })
     }
 
+    // Long on purpose: a renewal is one protocol read top to bottom (look again under the
+    // renewal lock, close the old lease and open the next in one script call, settle both if
+    // the call goes unanswered).
     async fn admit_leased(
         &self,
         settings: &GateSettings,
