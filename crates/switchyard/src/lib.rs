@@ -1,5 +1,6 @@
 //! Assembly: turns a validated config into a running gateway (listeners, simulators, alerts).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use switchyard_control::fleet::budget::FleetBudget;
 use switchyard_control::fleet::budget::GateFleet;
 use switchyard_control::fleet::streams::{Sink, Stream};
 use switchyard_control::fleet::Fleet;
-use switchyard_control::rollout::RolloutStore;
+use switchyard_control::rollout::{RolloutState, RolloutStore};
 use switchyard_control::steer::Steering;
 use switchyard_control::{Alerts, Incidents, KillBoard, Notifier, Signals};
 use switchyard_proxy::{Gateway, Listener, Table};
@@ -205,60 +206,19 @@ where
     B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let metrics = switchyard_admin::exposition::install();
-    let mut sims = Sims::new();
-    reload::ensure_sims(&config, &mut sims).await?;
-    let signals = Signals::new();
-    signals.set_telemetry(&config.telemetry);
-    let table = Table::compile(&config, &reload::sim_addrs(&sims), &signals)?;
-    let kills = KillBoard::open(&config.admin.state_dir).map_err(|source| StartError::State {
-        dir: config.admin.state_dir.display().to_string(),
-        source,
-    })?;
-    kills.publish(
-        &config
-            .routes
-            .iter()
-            .map(|r| r.name.clone())
-            .collect::<Vec<_>>(),
-    );
+    // The recorder goes in first, so every metric described from here on is exported.
+    switchyard_admin::exposition::install();
+    let (sims, signals, table) = compile_data_plane(&config).await?;
+    let kills = open_kill_board(&config)?;
     let fleet = join_fleet(&config, &kills).await?;
-    let state_error = |source: std::io::Error| StartError::State {
-        dir: config.admin.state_dir.display().to_string(),
-        source,
-    };
-    let (store, rollouts) = RolloutStore::open(&config.admin.state_dir).map_err(state_error)?;
-    let now = switchyard_control::signals::now_secs();
-    signals.budget().set_reset_at(config.budgets.reset_at, now);
-    let budget =
-        BudgetStore::open(&config.admin.state_dir, signals.clone()).map_err(state_error)?;
-    let incidents = Arc::new(
-        Incidents::open(&config.admin.state_dir)
-            .map_err(|e| state_error(std::io::Error::other(e.to_string())))?,
-    );
-    if let Some(fleet) = &fleet {
-        // Every replica's incidents, readable from any replica.
-        let fleet = fleet.clone();
-        incidents.set_sink(Sink::new(move |incident| {
-            fleet.append(Stream::Incidents, incident);
-        }));
-    }
+    let stores = open_stores(&config, &signals, fleet.as_ref())?;
     let steering = Steering::new();
-    let gateway = Gateway::with_boards(table, signals.clone(), kills.clone(), steering.clone());
-    if let Some(fleet) = &fleet {
-        gateway.join_fleet(fleet.clone());
-        let gateway = gateway.clone();
-        fleet.set_config_version(Box::new(move || gateway.table().version.to_string()));
-    }
-    let budget_settings = GateSettings::from_config(&config.budgets);
-    let gate = BudgetGate::new(budget_settings.clone(), signals.clone());
-    let fleet_budget = fleet
-        .as_ref()
-        .map(|fleet| FleetBudget::new(fleet.clone(), budget_settings));
-    if let Some(fleet_budget) = &fleet_budget {
-        gate.join_fleet(fleet_budget.clone());
-    }
-    gateway.set_budget(gate);
+    let (gateway, fleet_budget) = assemble_gateway(
+        &config,
+        table,
+        (&signals, &kills, &steering),
+        fleet.as_ref(),
+    );
     let alerts = Alerts::new(signals.clone(), alert_settings(&config));
     let notifier = Notifier::new(config.notify.webhooks.clone());
     alerts.set_notifier(notifier.clone());
@@ -267,11 +227,11 @@ where
             signals.clone(),
             alerts.clone(),
             notifier.clone(),
-            incidents,
+            stores.incidents,
             steering,
         ),
-        store,
-        rollouts,
+        stores.rollout_store,
+        stores.rollouts,
     );
     controller.apply(&config);
     if let Some(fleet) = &fleet {
@@ -279,81 +239,44 @@ where
         // through the shared state.
         controller.join_fleet(fleet.clone());
     }
-    let tls = match &config.server.tls {
-        Some(files) => Some(switchyard_proxy::tls_acceptor(&files.cert, &files.key)?),
-        None => None,
-    };
-    let traffic = bind("the traffic listener", config.server.listen).await?;
-    let admin = bind("the admin listener", config.admin.listen).await?;
-    let (traffic_addr, admin_addr) = (
-        local(&traffic, config.server.listen),
-        local(&admin, config.admin.listen),
-    );
-    let listener = Listener {
-        tcp: traffic,
-        tls,
-        header_read_timeout: config.server.header_read_timeout,
-        max_header_bytes: config.server.max_header_bytes,
-    };
+    let (listener, admin) = bind_listeners(&config).await?;
+    let (traffic_addr, admin_addr) = (listener.addr, admin.addr);
     let tick = (config.alerts.window / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
-    let tokens = Arc::new(ArcSwap::from_pointee(config.admin.tokens.clone()));
-    let fallbacks = Arc::new(ArcSwap::from_pointee(switchyard_admin::fallback_kinds(
-        &config,
-    )));
-    let state_dir = config.admin.state_dir.clone();
-    let allowed_hosts = config.admin.allowed_hosts.clone();
     let version = config.version.clone();
-    let reloader = Arc::new(ConfigReloader {
+    let (reloader, state) = admin_state(
+        config,
         path,
-        live: tokio::sync::Mutex::new(Live { config, sims }),
-        gateway: gateway.clone(),
-        alerts: alerts.clone(),
-        signals,
-        kills: kills.clone(),
-        controller: controller.clone(),
-        tokens: tokens.clone(),
-        fallbacks: fallbacks.clone(),
-        notifier: notifier.clone(),
-    });
-    let parts = AdminParts {
-        gateway: gateway.clone(),
-        alerts: alerts.clone(),
-        metrics,
-        kills,
-        tokens,
-        fallbacks,
-        reloader: reloader.clone(),
-        notifier,
-        controller: controller.clone(),
-        fleet: fleet.clone(),
-    };
-    let state = AdminState::new(parts, &state_dir)
-        .map_err(|e| StartError::State {
-            dir: state_dir.display().to_string(),
-            source: std::io::Error::other(e.to_string()),
-        })?
-        .with_allowed_hosts(allowed_hosts);
+        Assembled {
+            sims,
+            signals,
+            kills,
+            gateway: gateway.clone(),
+            alerts: alerts.clone(),
+            notifier,
+            controller: controller.clone(),
+            fleet: fleet.clone(),
+        },
+    )?;
     let (close_traffic, traffic_closed) = watch::channel(None);
     let (close_admin, admin_closed) = watch::channel(false);
-    let mut background = vec![
-        tokio::spawn(alerts.clone().run(tick)),
-        tokio::spawn(controller.clone().run()),
-        tokio::spawn(reload::on_sighup(reloader.clone())),
-        tokio::spawn(budget.clone().run(BUDGET_SAVE_EVERY)),
-    ];
-    if let Some(fleet) = &fleet {
-        background.push(tokio::spawn(fleet.clone().run()));
-    }
-    if let Some(fleet_budget) = fleet_budget {
-        background.push(tokio::spawn(fleet_budget.run()));
-    }
+    let background = spawn_background(
+        (&alerts, tick),
+        &controller,
+        &reloader,
+        &stores.budget,
+        (fleet.as_ref(), fleet_budget),
+    );
     let traffic_task = tokio::spawn(switchyard_proxy::serve(
-        listener,
+        listener.listener,
         gateway.clone(),
         layer,
         drain_timeout(traffic_closed),
     ));
-    let admin_task = tokio::spawn(switchyard_admin::serve(admin, state, stopped(admin_closed)));
+    let admin_task = tokio::spawn(switchyard_admin::serve(
+        admin.tcp,
+        state,
+        stopped(admin_closed),
+    ));
     let file_watcher = reload::watch(reloader.clone());
     // Kill switches and rollouts were read from state_dir and put in force above, before
     // either listener served a request: only now may /ready say ready.
@@ -372,9 +295,232 @@ where
         close_admin,
         admin_task,
         background,
-        budget,
+        budget: stores.budget,
         _watcher: file_watcher,
     })
+}
+
+/// Starts the embedded simulators and compiles the routing table against them.
+async fn compile_data_plane(config: &Config) -> Result<(Sims, Arc<Signals>, Table), StartError> {
+    let mut sims = Sims::new();
+    reload::ensure_sims(config, &mut sims).await?;
+    let signals = Signals::new();
+    signals.set_telemetry(&config.telemetry);
+    let table = Table::compile(config, &reload::sim_addrs(&sims), &signals)?;
+    Ok((sims, signals, table))
+}
+
+fn state_error(config: &Config, source: std::io::Error) -> StartError {
+    StartError::State {
+        dir: config.admin.state_dir.display().to_string(),
+        source,
+    }
+}
+
+/// Opens the persisted kill switches and tells the board which routes exist.
+fn open_kill_board(config: &Config) -> Result<Arc<KillBoard>, StartError> {
+    let kills =
+        KillBoard::open(&config.admin.state_dir).map_err(|source| state_error(config, source))?;
+    kills.publish(
+        &config
+            .routes
+            .iter()
+            .map(|r| r.name.clone())
+            .collect::<Vec<_>>(),
+    );
+    Ok(kills)
+}
+
+/// What start-up reads back from state_dir.
+struct Stores {
+    rollout_store: RolloutStore,
+    rollouts: BTreeMap<String, RolloutState>,
+    budget: Arc<BudgetStore>,
+    incidents: Arc<Incidents>,
+}
+
+/// Reads rollouts, the token budget and incidents from state_dir; in fleet mode incidents
+/// are also shared with the other replicas.
+fn open_stores(
+    config: &Config,
+    signals: &Arc<Signals>,
+    fleet: Option<&Arc<Fleet>>,
+) -> Result<Stores, StartError> {
+    let state_error = |source| state_error(config, source);
+    let (rollout_store, rollouts) =
+        RolloutStore::open(&config.admin.state_dir).map_err(state_error)?;
+    let now = switchyard_control::signals::now_secs();
+    signals.budget().set_reset_at(config.budgets.reset_at, now);
+    let budget =
+        BudgetStore::open(&config.admin.state_dir, signals.clone()).map_err(state_error)?;
+    let incidents = Arc::new(
+        Incidents::open(&config.admin.state_dir)
+            .map_err(|e| state_error(std::io::Error::other(e.to_string())))?,
+    );
+    if let Some(fleet) = fleet {
+        // Every replica's incidents, readable from any replica.
+        let fleet = fleet.clone();
+        incidents.set_sink(Sink::new(move |incident| {
+            fleet.append(Stream::Incidents, incident);
+        }));
+    }
+    Ok(Stores {
+        rollout_store,
+        rollouts,
+        budget,
+        incidents,
+    })
+}
+
+/// The gateway over the compiled table and the live boards, with its token budget gate; in
+/// fleet mode it reports its config version and shares the budget with the fleet.
+fn assemble_gateway(
+    config: &Config,
+    table: Table,
+    (signals, kills, steering): (&Arc<Signals>, &Arc<KillBoard>, &Arc<Steering>),
+    fleet: Option<&Arc<Fleet>>,
+) -> (Arc<Gateway>, Option<Arc<FleetBudget>>) {
+    let gateway = Gateway::with_boards(table, signals.clone(), kills.clone(), steering.clone());
+    if let Some(fleet) = fleet {
+        gateway.join_fleet(fleet.clone());
+        let gateway = gateway.clone();
+        fleet.set_config_version(Box::new(move || gateway.table().version.to_string()));
+    }
+    let budget_settings = GateSettings::from_config(&config.budgets);
+    let gate = BudgetGate::new(budget_settings.clone(), signals.clone());
+    let fleet_budget = fleet.map(|fleet| FleetBudget::new(fleet.clone(), budget_settings));
+    if let Some(fleet_budget) = &fleet_budget {
+        gate.join_fleet(fleet_budget.clone());
+    }
+    gateway.set_budget(gate);
+    (gateway, fleet_budget)
+}
+
+/// The traffic listener, ready to serve, and where it is bound.
+struct TrafficListener {
+    listener: Listener,
+    addr: SocketAddr,
+}
+
+/// The admin listener and where it is bound.
+struct AdminListener {
+    tcp: TcpListener,
+    addr: SocketAddr,
+}
+
+/// Loads the TLS files, then binds the traffic listener and the admin listener.
+async fn bind_listeners(config: &Config) -> Result<(TrafficListener, AdminListener), StartError> {
+    let tls = match &config.server.tls {
+        Some(files) => Some(switchyard_proxy::tls_acceptor(&files.cert, &files.key)?),
+        None => None,
+    };
+    let traffic = bind("the traffic listener", config.server.listen).await?;
+    let admin = bind("the admin listener", config.admin.listen).await?;
+    let (traffic_addr, admin_addr) = (
+        local(&traffic, config.server.listen),
+        local(&admin, config.admin.listen),
+    );
+    let listener = Listener {
+        tcp: traffic,
+        tls,
+        header_read_timeout: config.server.header_read_timeout,
+        max_header_bytes: config.server.max_header_bytes,
+    };
+    Ok((
+        TrafficListener {
+            listener,
+            addr: traffic_addr,
+        },
+        AdminListener {
+            tcp: admin,
+            addr: admin_addr,
+        },
+    ))
+}
+
+/// The pieces built so far that the reloader and the admin API hold on to.
+struct Assembled {
+    sims: Sims,
+    signals: Arc<Signals>,
+    kills: Arc<KillBoard>,
+    gateway: Arc<Gateway>,
+    alerts: Arc<Alerts>,
+    notifier: Notifier,
+    controller: Arc<Controller>,
+    fleet: Option<Arc<Fleet>>,
+}
+
+/// The config reloader, which takes over the config, and the admin API's state.
+fn admin_state(
+    config: Config,
+    path: Option<PathBuf>,
+    parts: Assembled,
+) -> Result<(Arc<ConfigReloader>, AdminState), StartError> {
+    let tokens = Arc::new(ArcSwap::from_pointee(config.admin.tokens.clone()));
+    let fallbacks = Arc::new(ArcSwap::from_pointee(switchyard_admin::fallback_kinds(
+        &config,
+    )));
+    let state_dir = config.admin.state_dir.clone();
+    let allowed_hosts = config.admin.allowed_hosts.clone();
+    let reloader = Arc::new(ConfigReloader {
+        path,
+        live: tokio::sync::Mutex::new(Live {
+            config,
+            sims: parts.sims,
+        }),
+        gateway: parts.gateway.clone(),
+        alerts: parts.alerts.clone(),
+        signals: parts.signals,
+        kills: parts.kills.clone(),
+        controller: parts.controller.clone(),
+        tokens: tokens.clone(),
+        fallbacks: fallbacks.clone(),
+        notifier: parts.notifier.clone(),
+    });
+    let admin_parts = AdminParts {
+        gateway: parts.gateway,
+        alerts: parts.alerts,
+        // The recorder installed at the start (installing again returns the same handle).
+        metrics: switchyard_admin::exposition::install(),
+        kills: parts.kills,
+        tokens,
+        fallbacks,
+        reloader: reloader.clone(),
+        notifier: parts.notifier,
+        controller: parts.controller,
+        fleet: parts.fleet,
+    };
+    let state = AdminState::new(admin_parts, &state_dir)
+        .map_err(|e| StartError::State {
+            dir: state_dir.display().to_string(),
+            source: std::io::Error::other(e.to_string()),
+        })?
+        .with_allowed_hosts(allowed_hosts);
+    Ok((reloader, state))
+}
+
+/// The loops that run beside the listeners: alerts, the controller's tick, SIGHUP reloads,
+/// budget saves and, in fleet mode, the fleet's sync and budget leases.
+fn spawn_background(
+    (alerts, tick): (&Arc<Alerts>, Duration),
+    controller: &Arc<Controller>,
+    reloader: &Arc<ConfigReloader>,
+    budget: &Arc<BudgetStore>,
+    (fleet, fleet_budget): (Option<&Arc<Fleet>>, Option<Arc<FleetBudget>>),
+) -> Vec<JoinHandle<()>> {
+    let mut background = vec![
+        tokio::spawn(alerts.clone().run(tick)),
+        tokio::spawn(controller.clone().run()),
+        tokio::spawn(reload::on_sighup(reloader.clone())),
+        tokio::spawn(budget.clone().run(BUDGET_SAVE_EVERY)),
+    ];
+    if let Some(fleet) = fleet {
+        background.push(tokio::spawn(fleet.clone().run()));
+    }
+    if let Some(fleet_budget) = fleet_budget {
+        background.push(tokio::spawn(fleet_budget.run()));
+    }
+    background
 }
 
 /// How long start-up waits for Redis before serving degraded from the persisted state.
