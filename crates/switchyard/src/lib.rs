@@ -1,32 +1,29 @@
 //! Assembly: turns a validated config into a running gateway (listeners, simulators, alerts).
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
-use switchyard_admin::{AdminParts, AdminState};
 use switchyard_config::{Config, UpstreamTarget};
 use switchyard_control::alerts::AlertSettings;
-use switchyard_control::budget::{BudgetGate, BudgetStore, GateSettings};
+use switchyard_control::budget::BudgetStore;
 use switchyard_control::controller::Controller;
-use switchyard_control::fleet::budget::FleetBudget;
 use switchyard_control::fleet::budget::GateFleet;
-use switchyard_control::fleet::streams::{Sink, Stream};
 use switchyard_control::fleet::Fleet;
-use switchyard_control::rollout::{RolloutState, RolloutStore};
 use switchyard_control::steer::Steering;
-use switchyard_control::{Alerts, Incidents, KillBoard, Notifier, Signals};
-use switchyard_proxy::{Gateway, Listener, Table};
+use switchyard_control::Alerts;
+use switchyard_proxy::Gateway;
 use switchyard_sim::Sim;
-use tokio::net::TcpListener;
 
+mod assemble;
 pub mod reload;
 
+use assemble::{
+    admin_state, assemble_control, assemble_gateway, bind_listeners, compile_data_plane,
+    join_fleet, open_kill_board, open_stores, spawn_background, Assembled,
+};
 pub use reload::ConfigReloader;
-use reload::{Live, Sims};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -170,12 +167,6 @@ pub fn alert_settings(config: &Config) -> AlertSettings {
     }
 }
 
-async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| StartError::Bind { what, addr, source })
-}
-
 /// Starts everything the config describes; reloads read the file the config came from.
 pub async fn start(config: Config) -> Result<Running, StartError> {
     let path = Some(PathBuf::from(&config.origin)).filter(|p| p.is_file());
@@ -190,6 +181,8 @@ pub async fn start_with(config: Config, path: Option<PathBuf>) -> Result<Running
 /// Starts everything the config describes, with `layer` around the gateway's request path
 /// on the traffic listener: the embedding program's own middleware (tracing, headers,
 /// authentication), outermost. It wraps a [`switchyard_proxy::Proxy`] per connection.
+// Long on purpose: the order of start-up's effects (state read, fleet joined, listeners
+// bound, loops spawned, then ready) reads top to bottom here; each step is in `assemble`.
 pub async fn start_layered<L, S, B>(
     config: Config,
     path: Option<PathBuf>,
@@ -219,26 +212,8 @@ where
         (&signals, &kills, &steering),
         fleet.as_ref(),
     );
-    let alerts = Alerts::new(signals.clone(), alert_settings(&config));
-    let notifier = Notifier::new(config.notify.webhooks.clone());
-    alerts.set_notifier(notifier.clone());
-    let controller = Controller::new(
-        (
-            signals.clone(),
-            alerts.clone(),
-            notifier.clone(),
-            stores.incidents,
-            steering,
-        ),
-        stores.rollout_store,
-        stores.rollouts,
-    );
-    controller.apply(&config);
-    if let Some(fleet) = &fleet {
-        // Rollouts are decided once for the fleet: registered, advanced and rolled back
-        // through the shared state.
-        controller.join_fleet(fleet.clone());
-    }
+    let (alerts, notifier, controller) =
+        assemble_control(&config, &signals, stores.control, steering, fleet.as_ref());
     let (listener, admin) = bind_listeners(&config).await?;
     let (traffic_addr, admin_addr) = (listener.addr, admin.addr);
     let tick = (config.alerts.window / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
@@ -298,255 +273,6 @@ where
         budget: stores.budget,
         _watcher: file_watcher,
     })
-}
-
-/// Starts the embedded simulators and compiles the routing table against them.
-async fn compile_data_plane(config: &Config) -> Result<(Sims, Arc<Signals>, Table), StartError> {
-    let mut sims = Sims::new();
-    reload::ensure_sims(config, &mut sims).await?;
-    let signals = Signals::new();
-    signals.set_telemetry(&config.telemetry);
-    let table = Table::compile(config, &reload::sim_addrs(&sims), &signals)?;
-    Ok((sims, signals, table))
-}
-
-fn state_error(config: &Config, source: std::io::Error) -> StartError {
-    StartError::State {
-        dir: config.admin.state_dir.display().to_string(),
-        source,
-    }
-}
-
-/// Opens the persisted kill switches and tells the board which routes exist.
-fn open_kill_board(config: &Config) -> Result<Arc<KillBoard>, StartError> {
-    let kills =
-        KillBoard::open(&config.admin.state_dir).map_err(|source| state_error(config, source))?;
-    kills.publish(
-        &config
-            .routes
-            .iter()
-            .map(|r| r.name.clone())
-            .collect::<Vec<_>>(),
-    );
-    Ok(kills)
-}
-
-/// What start-up reads back from state_dir.
-struct Stores {
-    rollout_store: RolloutStore,
-    rollouts: BTreeMap<String, RolloutState>,
-    budget: Arc<BudgetStore>,
-    incidents: Arc<Incidents>,
-}
-
-/// Reads rollouts, the token budget and incidents from state_dir; in fleet mode incidents
-/// are also shared with the other replicas.
-fn open_stores(
-    config: &Config,
-    signals: &Arc<Signals>,
-    fleet: Option<&Arc<Fleet>>,
-) -> Result<Stores, StartError> {
-    let state_error = |source| state_error(config, source);
-    let (rollout_store, rollouts) =
-        RolloutStore::open(&config.admin.state_dir).map_err(state_error)?;
-    let now = switchyard_control::signals::now_secs();
-    signals.budget().set_reset_at(config.budgets.reset_at, now);
-    let budget =
-        BudgetStore::open(&config.admin.state_dir, signals.clone()).map_err(state_error)?;
-    let incidents = Arc::new(
-        Incidents::open(&config.admin.state_dir)
-            .map_err(|e| state_error(std::io::Error::other(e.to_string())))?,
-    );
-    if let Some(fleet) = fleet {
-        // Every replica's incidents, readable from any replica.
-        let fleet = fleet.clone();
-        incidents.set_sink(Sink::new(move |incident| {
-            fleet.append(Stream::Incidents, incident);
-        }));
-    }
-    Ok(Stores {
-        rollout_store,
-        rollouts,
-        budget,
-        incidents,
-    })
-}
-
-/// The gateway over the compiled table and the live boards, with its token budget gate; in
-/// fleet mode it reports its config version and shares the budget with the fleet.
-fn assemble_gateway(
-    config: &Config,
-    table: Table,
-    (signals, kills, steering): (&Arc<Signals>, &Arc<KillBoard>, &Arc<Steering>),
-    fleet: Option<&Arc<Fleet>>,
-) -> (Arc<Gateway>, Option<Arc<FleetBudget>>) {
-    let gateway = Gateway::with_boards(table, signals.clone(), kills.clone(), steering.clone());
-    if let Some(fleet) = fleet {
-        gateway.join_fleet(fleet.clone());
-        let gateway = gateway.clone();
-        fleet.set_config_version(Box::new(move || gateway.table().version.to_string()));
-    }
-    let budget_settings = GateSettings::from_config(&config.budgets);
-    let gate = BudgetGate::new(budget_settings.clone(), signals.clone());
-    let fleet_budget = fleet.map(|fleet| FleetBudget::new(fleet.clone(), budget_settings));
-    if let Some(fleet_budget) = &fleet_budget {
-        gate.join_fleet(fleet_budget.clone());
-    }
-    gateway.set_budget(gate);
-    (gateway, fleet_budget)
-}
-
-/// The traffic listener, ready to serve, and where it is bound.
-struct TrafficListener {
-    listener: Listener,
-    addr: SocketAddr,
-}
-
-/// The admin listener and where it is bound.
-struct AdminListener {
-    tcp: TcpListener,
-    addr: SocketAddr,
-}
-
-/// Loads the TLS files, then binds the traffic listener and the admin listener.
-async fn bind_listeners(config: &Config) -> Result<(TrafficListener, AdminListener), StartError> {
-    let tls = match &config.server.tls {
-        Some(files) => Some(switchyard_proxy::tls_acceptor(&files.cert, &files.key)?),
-        None => None,
-    };
-    let traffic = bind("the traffic listener", config.server.listen).await?;
-    let admin = bind("the admin listener", config.admin.listen).await?;
-    let (traffic_addr, admin_addr) = (
-        local(&traffic, config.server.listen),
-        local(&admin, config.admin.listen),
-    );
-    let listener = Listener {
-        tcp: traffic,
-        tls,
-        header_read_timeout: config.server.header_read_timeout,
-        max_header_bytes: config.server.max_header_bytes,
-    };
-    Ok((
-        TrafficListener {
-            listener,
-            addr: traffic_addr,
-        },
-        AdminListener {
-            tcp: admin,
-            addr: admin_addr,
-        },
-    ))
-}
-
-/// The pieces built so far that the reloader and the admin API hold on to.
-struct Assembled {
-    sims: Sims,
-    signals: Arc<Signals>,
-    kills: Arc<KillBoard>,
-    gateway: Arc<Gateway>,
-    alerts: Arc<Alerts>,
-    notifier: Notifier,
-    controller: Arc<Controller>,
-    fleet: Option<Arc<Fleet>>,
-}
-
-/// The config reloader, which takes over the config, and the admin API's state.
-fn admin_state(
-    config: Config,
-    path: Option<PathBuf>,
-    parts: Assembled,
-) -> Result<(Arc<ConfigReloader>, AdminState), StartError> {
-    let tokens = Arc::new(ArcSwap::from_pointee(config.admin.tokens.clone()));
-    let fallbacks = Arc::new(ArcSwap::from_pointee(switchyard_admin::fallback_kinds(
-        &config,
-    )));
-    let state_dir = config.admin.state_dir.clone();
-    let allowed_hosts = config.admin.allowed_hosts.clone();
-    let reloader = Arc::new(ConfigReloader {
-        path,
-        live: tokio::sync::Mutex::new(Live {
-            config,
-            sims: parts.sims,
-        }),
-        gateway: parts.gateway.clone(),
-        alerts: parts.alerts.clone(),
-        signals: parts.signals,
-        kills: parts.kills.clone(),
-        controller: parts.controller.clone(),
-        tokens: tokens.clone(),
-        fallbacks: fallbacks.clone(),
-        notifier: parts.notifier.clone(),
-    });
-    let admin_parts = AdminParts {
-        gateway: parts.gateway,
-        alerts: parts.alerts,
-        // The recorder installed at the start (installing again returns the same handle).
-        metrics: switchyard_admin::exposition::install(),
-        kills: parts.kills,
-        tokens,
-        fallbacks,
-        reloader: reloader.clone(),
-        notifier: parts.notifier,
-        controller: parts.controller,
-        fleet: parts.fleet,
-    };
-    let state = AdminState::new(admin_parts, &state_dir)
-        .map_err(|e| StartError::State {
-            dir: state_dir.display().to_string(),
-            source: std::io::Error::other(e.to_string()),
-        })?
-        .with_allowed_hosts(allowed_hosts);
-    Ok((reloader, state))
-}
-
-/// The loops that run beside the listeners: alerts, the controller's tick, SIGHUP reloads,
-/// budget saves and, in fleet mode, the fleet's sync and budget leases.
-fn spawn_background(
-    (alerts, tick): (&Arc<Alerts>, Duration),
-    controller: &Arc<Controller>,
-    reloader: &Arc<ConfigReloader>,
-    budget: &Arc<BudgetStore>,
-    (fleet, fleet_budget): (Option<&Arc<Fleet>>, Option<Arc<FleetBudget>>),
-) -> Vec<JoinHandle<()>> {
-    let mut background = vec![
-        tokio::spawn(alerts.clone().run(tick)),
-        tokio::spawn(controller.clone().run()),
-        tokio::spawn(reload::on_sighup(reloader.clone())),
-        tokio::spawn(budget.clone().run(BUDGET_SAVE_EVERY)),
-    ];
-    if let Some(fleet) = fleet {
-        background.push(tokio::spawn(fleet.clone().run()));
-    }
-    if let Some(fleet_budget) = fleet_budget {
-        background.push(tokio::spawn(fleet_budget.run()));
-    }
-    background
-}
-
-/// How long start-up waits for Redis before serving degraded from the persisted state.
-const FLEET_LOAD_BOUND: Duration = Duration::from_secs(2);
-
-/// In fleet mode, loads the fleet's state into the kill board before anything listens, so
-/// the first request already sees a kill engaged elsewhere.
-async fn join_fleet(
-    config: &Config,
-    kills: &Arc<KillBoard>,
-) -> Result<Option<Arc<Fleet>>, StartError> {
-    let Some(settings) = &config.fleet else {
-        return Ok(None);
-    };
-    let fleet = Fleet::new(
-        settings.clone(),
-        kills.clone(),
-        Some(&config.admin.state_dir),
-    )
-    .map_err(StartError::Fleet)?;
-    fleet.load(FLEET_LOAD_BOUND).await;
-    Ok(Some(fleet))
-}
-
-fn local(listener: &TcpListener, fallback: SocketAddr) -> SocketAddr {
-    listener.local_addr().unwrap_or(fallback)
 }
 
 async fn stopped(mut watcher: watch::Receiver<bool>) {
