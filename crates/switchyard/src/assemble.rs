@@ -1,4 +1,4 @@
-//! The steps of start-up, in the order `start_layered` takes them.
+//! The steps of start-up that `start_layered` takes, one function each.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

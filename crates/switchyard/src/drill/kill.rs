@@ -187,23 +187,7 @@ async fn fallback_is_sdk_shaped(http: &Http, traffic: SocketAddr) -> Result<(), 
 /// kills the route from `switchyard ctl`, and every replica serves the fallback.
 pub async fn bad_snapshot(s: &'static Scenario, ctx: &Ctx) -> Result<Outcome, String> {
     let scale = ctx.scale;
-    let up = Upstream::start(Profile {
-        ttfb_ms: scale.ms(1000.0),
-        ttfb_jitter_ms: scale.ms(300.0),
-        ..Profile::default()
-    })
-    .await?;
-    let n = if matches!(ctx.fleet, Support::Fleet { .. }) {
-        3
-    } else {
-        1
-    };
-    let shape = Shape {
-        workers: 6,
-        evaluator: Some(QUALITY_EVALUATOR),
-        ..Shape::default()
-    };
-    let fleet = Fleet::start(s, ctx, &up, n, &shape).await?;
+    let (up, fleet) = start_scored_fleet(s, ctx).await?;
     tokio::time::sleep(warmup(scale)).await;
     let t0 = switchyard_core::clock::now();
     up.switch(&ctx.http, "fabricating").await?;
@@ -242,15 +226,7 @@ pub async fn bad_snapshot(s: &'static Scenario, ctx: &Ctx) -> Result<Outcome, St
     checks.check(last.is_some(), "every replica served the fallback");
     let contained = last.map(|l| l.saturating_duration_since(t0));
     check_incidents(&mut checks, rule_incident.as_ref(), kill_incident.as_ref());
-    let kill_to_effect = last.map_or("-".to_owned(), |l| {
-        format!("{} ms", l.saturating_duration_since(kill_at).as_millis())
-    });
-    checks.note(match &ctx.fleet {
-        Support::Fleet { .. } => format!("kill to effect on all {n} replicas: {kill_to_effect}"),
-        Support::Unavailable(why) => {
-            format!("single replica ({why}); kill to effect: {kill_to_effect}")
-        }
-    });
+    checks.note(kill_to_effect(&ctx.fleet, effect.len(), last, kill_at));
     let bad = affected(&log, t0, contained, |e| {
         e.model
             .as_deref()
@@ -327,6 +303,42 @@ pub async fn kill_propagation(s: &'static Scenario, ctx: &Ctx) -> Result<Outcome
         None,
         checks,
     ))
+}
+
+/// The bad snapshot's upstream, healthy for now, and its replicas (three in fleet mode, else
+/// one) under traffic whose answers the applications score.
+async fn start_scored_fleet(s: &'static Scenario, ctx: &Ctx) -> Result<(Upstream, Fleet), String> {
+    let up = Upstream::start(Profile {
+        ttfb_ms: ctx.scale.ms(1000.0),
+        ttfb_jitter_ms: ctx.scale.ms(300.0),
+        ..Profile::default()
+    })
+    .await?;
+    let n = if matches!(ctx.fleet, Support::Fleet { .. }) {
+        3
+    } else {
+        1
+    };
+    let shape = Shape {
+        workers: 6,
+        evaluator: Some(QUALITY_EVALUATOR),
+        ..Shape::default()
+    };
+    let fleet = Fleet::start(s, ctx, &up, n, &shape).await?;
+    Ok((up, fleet))
+}
+
+/// How long the kill took to reach the last of `n` replicas.
+fn kill_to_effect(support: &Support, n: usize, last: Option<Instant>, kill_at: Instant) -> String {
+    let kill_to_effect = last.map_or("-".to_owned(), |l| {
+        format!("{} ms", l.saturating_duration_since(kill_at).as_millis())
+    });
+    match support {
+        Support::Fleet { .. } => format!("kill to effect on all {n} replicas: {kill_to_effect}"),
+        Support::Unavailable(why) => {
+            format!("single replica ({why}); kill to effect: {kill_to_effect}")
+        }
+    }
 }
 
 /// The outcome of a drill that needs fleet mode where there is none.
