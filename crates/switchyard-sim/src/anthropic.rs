@@ -145,6 +145,7 @@ pub(crate) fn messages(
 }
 
 /// `ping`: send a `ping` before the first delta, as the API does while the model thinks.
+// Long on purpose: one scripted event sequence, read top to bottom in the order the API sends it.
 fn script(plan: &Plan, id: &str, chunks: u32, ping: bool) -> Script {
     let start = MessageStart {
         kind: "message_start",

@@ -1,5 +1,6 @@
 //! The OpenAI Responses API (`POST /v1/responses`), plain and streamed.
 
+use bytes::Bytes;
 use http::Response;
 use serde::Serialize;
 
@@ -136,9 +137,19 @@ pub(crate) fn responses(
         let text = filler(plan.words, false);
         return json_with_faults(profile, to_json(&render(&plan, &ids, Some(&text))), guard);
     }
+    sse(
+        profile,
+        stream_script(&plan, &ids, profile.stream_chunks),
+        guard,
+    )
+}
+
+/// The streamed response: the lifecycle opens, the output item and its text part are
+/// announced, the deltas follow, then everything is closed in reverse order.
+fn stream_script(plan: &Plan, ids: &Ids, chunks: u32) -> Script {
     let created = Lifecycle {
         kind: "response.created",
-        response: render(&plan, &ids, None),
+        response: render(plan, ids, None),
     };
     let mut events = vec![sse_event(created.kind, &created)];
     // The SDKs assemble the response from these events and refuse content for an output item
@@ -154,7 +165,7 @@ pub(crate) fn responses(
         "type": "response.content_part.added", "item_id": ids.item, "output_index": 0, "content_index": 0, "part": part})));
     let first_content = events.len();
     let mut full = String::new();
-    for (i, n) in plan.chunk_sizes(profile.stream_chunks).enumerate() {
+    for (i, n) in plan.chunk_sizes(chunks).enumerate() {
         let delta = filler(n, i > 0);
         full.push_str(&delta);
         let event = TextDelta {
@@ -167,6 +178,12 @@ pub(crate) fn responses(
         events.push(sse_event(event.kind, &event));
     }
     let content = first_content..events.len();
+    close_output(&mut events, plan, ids, &full);
+    Script { events, content }
+}
+
+/// The closing events: the text, its part and its item are done, then the response.
+fn close_output(events: &mut Vec<Bytes>, plan: &Plan, ids: &Ids, full: &str) {
     let text_part = serde_json::json!({"type": "output_text", "text": full, "annotations": []});
     let item_status = if plan.truncated {
         "incomplete"
@@ -190,8 +207,7 @@ pub(crate) fn responses(
     };
     let done = Lifecycle {
         kind,
-        response: render(&plan, &ids, Some(&full)),
+        response: render(plan, ids, Some(full)),
     };
     events.push(sse_event(kind, &done));
-    sse(profile, Script { events, content }, guard)
 }

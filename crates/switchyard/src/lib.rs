@@ -5,27 +5,25 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
-use switchyard_admin::{AdminParts, AdminState};
 use switchyard_config::{Config, UpstreamTarget};
 use switchyard_control::alerts::AlertSettings;
-use switchyard_control::budget::{BudgetGate, BudgetStore, GateSettings};
+use switchyard_control::budget::BudgetStore;
 use switchyard_control::controller::Controller;
-use switchyard_control::fleet::budget::FleetBudget;
 use switchyard_control::fleet::budget::GateFleet;
-use switchyard_control::fleet::streams::{Sink, Stream};
 use switchyard_control::fleet::Fleet;
-use switchyard_control::rollout::RolloutStore;
 use switchyard_control::steer::Steering;
-use switchyard_control::{Alerts, Incidents, KillBoard, Notifier, Signals};
-use switchyard_proxy::{Gateway, Listener, Table};
+use switchyard_control::Alerts;
+use switchyard_proxy::Gateway;
 use switchyard_sim::Sim;
-use tokio::net::TcpListener;
 
+mod assemble;
 pub mod reload;
 
+use assemble::{
+    admin_state, assemble_control, assemble_gateway, bind_listeners, compile_data_plane,
+    join_fleet, open_kill_board, open_stores, spawn_background, Assembled,
+};
 pub use reload::ConfigReloader;
-use reload::{Live, Sims};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -169,12 +167,6 @@ pub fn alert_settings(config: &Config) -> AlertSettings {
     }
 }
 
-async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| StartError::Bind { what, addr, source })
-}
-
 /// Starts everything the config describes; reloads read the file the config came from.
 pub async fn start(config: Config) -> Result<Running, StartError> {
     let path = Some(PathBuf::from(&config.origin)).filter(|p| p.is_file());
@@ -189,6 +181,8 @@ pub async fn start_with(config: Config, path: Option<PathBuf>) -> Result<Running
 /// Starts everything the config describes, with `layer` around the gateway's request path
 /// on the traffic listener: the embedding program's own middleware (tracing, headers,
 /// authentication), outermost. It wraps a [`switchyard_proxy::Proxy`] per connection.
+// Long on purpose: the order of start-up's effects (state read, fleet joined, listeners
+// bound, loops spawned, then ready) reads top to bottom here; each step is in `assemble`.
 pub async fn start_layered<L, S, B>(
     config: Config,
     path: Option<PathBuf>,
@@ -205,155 +199,59 @@ where
     B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let metrics = switchyard_admin::exposition::install();
-    let mut sims = Sims::new();
-    reload::ensure_sims(&config, &mut sims).await?;
-    let signals = Signals::new();
-    signals.set_telemetry(&config.telemetry);
-    let table = Table::compile(&config, &reload::sim_addrs(&sims), &signals)?;
-    let kills = KillBoard::open(&config.admin.state_dir).map_err(|source| StartError::State {
-        dir: config.admin.state_dir.display().to_string(),
-        source,
-    })?;
-    kills.publish(
-        &config
-            .routes
-            .iter()
-            .map(|r| r.name.clone())
-            .collect::<Vec<_>>(),
-    );
+    // The recorder goes in first, so every metric described from here on is exported.
+    switchyard_admin::exposition::install();
+    let (sims, signals, table) = compile_data_plane(&config).await?;
+    let kills = open_kill_board(&config)?;
     let fleet = join_fleet(&config, &kills).await?;
-    let state_error = |source: std::io::Error| StartError::State {
-        dir: config.admin.state_dir.display().to_string(),
-        source,
-    };
-    let (store, rollouts) = RolloutStore::open(&config.admin.state_dir).map_err(state_error)?;
-    let now = switchyard_control::signals::now_secs();
-    signals.budget().set_reset_at(config.budgets.reset_at, now);
-    let budget =
-        BudgetStore::open(&config.admin.state_dir, signals.clone()).map_err(state_error)?;
-    let incidents = Arc::new(
-        Incidents::open(&config.admin.state_dir)
-            .map_err(|e| state_error(std::io::Error::other(e.to_string())))?,
-    );
-    if let Some(fleet) = &fleet {
-        // Every replica's incidents, readable from any replica.
-        let fleet = fleet.clone();
-        incidents.set_sink(Sink::new(move |incident| {
-            fleet.append(Stream::Incidents, incident);
-        }));
-    }
+    let stores = open_stores(&config, &signals, fleet.as_ref())?;
     let steering = Steering::new();
-    let gateway = Gateway::with_boards(table, signals.clone(), kills.clone(), steering.clone());
-    if let Some(fleet) = &fleet {
-        gateway.join_fleet(fleet.clone());
-        let gateway = gateway.clone();
-        fleet.set_config_version(Box::new(move || gateway.table().version.to_string()));
-    }
-    let budget_settings = GateSettings::from_config(&config.budgets);
-    let gate = BudgetGate::new(budget_settings.clone(), signals.clone());
-    let fleet_budget = fleet
-        .as_ref()
-        .map(|fleet| FleetBudget::new(fleet.clone(), budget_settings));
-    if let Some(fleet_budget) = &fleet_budget {
-        gate.join_fleet(fleet_budget.clone());
-    }
-    gateway.set_budget(gate);
-    let alerts = Alerts::new(signals.clone(), alert_settings(&config));
-    let notifier = Notifier::new(config.notify.webhooks.clone());
-    alerts.set_notifier(notifier.clone());
-    let controller = Controller::new(
-        (
-            signals.clone(),
-            alerts.clone(),
-            notifier.clone(),
-            incidents,
-            steering,
-        ),
-        store,
-        rollouts,
-    );
-    controller.apply(&config);
-    if let Some(fleet) = &fleet {
-        // Rollouts are decided once for the fleet: registered, advanced and rolled back
-        // through the shared state.
-        controller.join_fleet(fleet.clone());
-    }
-    let tls = match &config.server.tls {
-        Some(files) => Some(switchyard_proxy::tls_acceptor(&files.cert, &files.key)?),
-        None => None,
-    };
-    let traffic = bind("the traffic listener", config.server.listen).await?;
-    let admin = bind("the admin listener", config.admin.listen).await?;
-    let (traffic_addr, admin_addr) = (
-        local(&traffic, config.server.listen),
-        local(&admin, config.admin.listen),
-    );
-    let listener = Listener {
-        tcp: traffic,
-        tls,
-        header_read_timeout: config.server.header_read_timeout,
-        max_header_bytes: config.server.max_header_bytes,
-    };
-    let tick = (config.alerts.window / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
-    let tokens = Arc::new(ArcSwap::from_pointee(config.admin.tokens.clone()));
-    let fallbacks = Arc::new(ArcSwap::from_pointee(switchyard_admin::fallback_kinds(
+    let (gateway, fleet_budget) = assemble_gateway(
         &config,
-    )));
-    let state_dir = config.admin.state_dir.clone();
-    let allowed_hosts = config.admin.allowed_hosts.clone();
+        table,
+        (&signals, &kills, &steering),
+        fleet.as_ref(),
+    );
+    let (alerts, notifier, controller) =
+        assemble_control(&config, &signals, stores.control, steering, fleet.as_ref());
+    let (listener, admin) = bind_listeners(&config).await?;
+    let (traffic_addr, admin_addr) = (listener.addr, admin.addr);
+    let tick = (config.alerts.window / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
     let version = config.version.clone();
-    let reloader = Arc::new(ConfigReloader {
+    let (reloader, state) = admin_state(
+        config,
         path,
-        live: tokio::sync::Mutex::new(Live { config, sims }),
-        gateway: gateway.clone(),
-        alerts: alerts.clone(),
-        signals,
-        kills: kills.clone(),
-        controller: controller.clone(),
-        tokens: tokens.clone(),
-        fallbacks: fallbacks.clone(),
-        notifier: notifier.clone(),
-    });
-    let parts = AdminParts {
-        gateway: gateway.clone(),
-        alerts: alerts.clone(),
-        metrics,
-        kills,
-        tokens,
-        fallbacks,
-        reloader: reloader.clone(),
-        notifier,
-        controller: controller.clone(),
-        fleet: fleet.clone(),
-    };
-    let state = AdminState::new(parts, &state_dir)
-        .map_err(|e| StartError::State {
-            dir: state_dir.display().to_string(),
-            source: std::io::Error::other(e.to_string()),
-        })?
-        .with_allowed_hosts(allowed_hosts);
+        Assembled {
+            sims,
+            signals,
+            kills,
+            gateway: gateway.clone(),
+            alerts: alerts.clone(),
+            notifier,
+            controller: controller.clone(),
+            fleet: fleet.clone(),
+        },
+    )?;
     let (close_traffic, traffic_closed) = watch::channel(None);
     let (close_admin, admin_closed) = watch::channel(false);
-    let mut background = vec![
-        tokio::spawn(alerts.clone().run(tick)),
-        tokio::spawn(controller.clone().run()),
-        tokio::spawn(reload::on_sighup(reloader.clone())),
-        tokio::spawn(budget.clone().run(BUDGET_SAVE_EVERY)),
-    ];
-    if let Some(fleet) = &fleet {
-        background.push(tokio::spawn(fleet.clone().run()));
-    }
-    if let Some(fleet_budget) = fleet_budget {
-        background.push(tokio::spawn(fleet_budget.run()));
-    }
+    let background = spawn_background(
+        (&alerts, tick),
+        &controller,
+        &reloader,
+        &stores.budget,
+        (fleet.as_ref(), fleet_budget),
+    );
     let traffic_task = tokio::spawn(switchyard_proxy::serve(
-        listener,
+        listener.listener,
         gateway.clone(),
         layer,
         drain_timeout(traffic_closed),
     ));
-    let admin_task = tokio::spawn(switchyard_admin::serve(admin, state, stopped(admin_closed)));
+    let admin_task = tokio::spawn(switchyard_admin::serve(
+        admin.tcp,
+        state,
+        stopped(admin_closed),
+    ));
     let file_watcher = reload::watch(reloader.clone());
     // Kill switches and rollouts were read from state_dir and put in force above, before
     // either listener served a request: only now may /ready say ready.
@@ -372,35 +270,9 @@ where
         close_admin,
         admin_task,
         background,
-        budget,
+        budget: stores.budget,
         _watcher: file_watcher,
     })
-}
-
-/// How long start-up waits for Redis before serving degraded from the persisted state.
-const FLEET_LOAD_BOUND: Duration = Duration::from_secs(2);
-
-/// In fleet mode, loads the fleet's state into the kill board before anything listens, so
-/// the first request already sees a kill engaged elsewhere.
-async fn join_fleet(
-    config: &Config,
-    kills: &Arc<KillBoard>,
-) -> Result<Option<Arc<Fleet>>, StartError> {
-    let Some(settings) = &config.fleet else {
-        return Ok(None);
-    };
-    let fleet = Fleet::new(
-        settings.clone(),
-        kills.clone(),
-        Some(&config.admin.state_dir),
-    )
-    .map_err(StartError::Fleet)?;
-    fleet.load(FLEET_LOAD_BOUND).await;
-    Ok(Some(fleet))
-}
-
-fn local(listener: &TcpListener, fallback: SocketAddr) -> SocketAddr {
-    listener.local_addr().unwrap_or(fallback)
 }
 
 async fn stopped(mut watcher: watch::Receiver<bool>) {

@@ -18,6 +18,7 @@ use super::text::{clip, View};
 use super::{CtlCommand, Failure, Output};
 
 /// Runs the command against the admin API.
+// Long on purpose: one match over every command, each arm a request and its rendering.
 pub async fn execute(
     admin: &Admin,
     command: &CtlCommand,

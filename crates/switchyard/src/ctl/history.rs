@@ -104,6 +104,16 @@ pub fn render_incident(incident: &Incident, view: &View) -> String {
     if let Some(version) = &incident.config_version {
         field(&mut out, "config", version);
     }
+    write_trigger(&mut out, incident);
+    write_states(&mut out, incident, view);
+    write_evidence(&mut out, incident);
+    write_alerts(&mut out, incident);
+    field(&mut out, "acked", &acknowledgement(incident, view));
+    out
+}
+
+/// The trigger line: what crossed which threshold over what window.
+fn write_trigger(out: &mut String, incident: &Incident) {
     if let Some(trigger) = &incident.trigger {
         let line = format!(
             "{}: {} against {} over {} s",
@@ -112,26 +122,26 @@ pub fn render_incident(incident: &Incident, view: &View) -> String {
             num(trigger.threshold),
             trigger.window_secs
         );
-        field(&mut out, "trigger", &line);
+        field(out, "trigger", &line);
     }
+}
+
+/// Before and after: the rollout's states when a rollout moved, else the kill switch's.
+fn write_states(out: &mut String, incident: &Incident, view: &View) {
     match (&incident.rollout_before, &incident.rollout_after) {
         (Some(before), Some(after)) => {
-            field(&mut out, "before", &rollout_state(before));
-            field(&mut out, "after", &rollout_state(after));
+            field(out, "before", &rollout_state(before));
+            field(out, "after", &rollout_state(after));
         }
         _ => {
-            field(
-                &mut out,
-                "before",
-                &switch_state(incident.before.as_ref(), view),
-            );
-            field(
-                &mut out,
-                "after",
-                &switch_state(incident.after.as_ref(), view),
-            );
+            field(out, "before", &switch_state(incident.before.as_ref(), view));
+            field(out, "after", &switch_state(incident.after.as_ref(), view));
         }
     }
+}
+
+/// The evidence summary: how much was examined, the models and prompts seen most.
+fn write_evidence(out: &mut String, incident: &Incident) {
     if let Some(evidence) = &incident.evidence {
         let seen = |list: &[super::api::Seen]| {
             let shown: Vec<String> = list
@@ -150,12 +160,16 @@ pub fn render_incident(incident: &Incident, view: &View) -> String {
             evidence.exchanges_examined,
             evidence.sample.len()
         );
-        field(&mut out, "evidence", &examined);
-        field(&mut out, "models", &seen(&evidence.response_models));
-        field(&mut out, "prompts", &seen(&evidence.prompt_fingerprints));
+        field(out, "evidence", &examined);
+        field(out, "models", &seen(&evidence.response_models));
+        field(out, "prompts", &seen(&evidence.prompt_fingerprints));
     }
+}
+
+/// The alerts that were firing when the incident opened, one line each.
+fn write_alerts(out: &mut String, incident: &Incident) {
     if incident.alerts_firing.is_empty() {
-        field(&mut out, "alerts", "none firing then");
+        field(out, "alerts", "none firing then");
     }
     for (i, alert) in incident.alerts_firing.iter().enumerate() {
         let line = format!(
@@ -165,10 +179,8 @@ pub fn render_incident(incident: &Incident, view: &View) -> String {
             figures(alert),
             hms(epoch_ms(alert.since))
         );
-        field(&mut out, if i == 0 { "alerts" } else { "" }, &line);
+        field(out, if i == 0 { "alerts" } else { "" }, &line);
     }
-    field(&mut out, "acked", &acknowledgement(incident, view));
-    out
 }
 
 /// "green at 25 % (shifting)".

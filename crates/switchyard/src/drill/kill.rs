@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use hyper::Method;
-use serde_json::json;
+use serde_json::{json, Value};
 use switchyard_sim::{Profile, FABRICATING_SNAPSHOT};
 
 use super::fleet::{fleet_table, Support};
@@ -187,23 +187,7 @@ async fn fallback_is_sdk_shaped(http: &Http, traffic: SocketAddr) -> Result<(), 
 /// kills the route from `switchyard ctl`, and every replica serves the fallback.
 pub async fn bad_snapshot(s: &'static Scenario, ctx: &Ctx) -> Result<Outcome, String> {
     let scale = ctx.scale;
-    let up = Upstream::start(Profile {
-        ttfb_ms: scale.ms(1000.0),
-        ttfb_jitter_ms: scale.ms(300.0),
-        ..Profile::default()
-    })
-    .await?;
-    let n = if matches!(ctx.fleet, Support::Fleet { .. }) {
-        3
-    } else {
-        1
-    };
-    let shape = Shape {
-        workers: 6,
-        evaluator: Some(QUALITY_EVALUATOR),
-        ..Shape::default()
-    };
-    let fleet = Fleet::start(s, ctx, &up, n, &shape).await?;
+    let (up, fleet) = start_scored_fleet(s, ctx).await?;
     tokio::time::sleep(warmup(scale)).await;
     let t0 = switchyard_core::clock::now();
     up.switch(&ctx.http, "fabricating").await?;
@@ -223,24 +207,14 @@ pub async fn bad_snapshot(s: &'static Scenario, ctx: &Ctx) -> Result<Outcome, St
         "the snapshot_quality rule fired on the feedback scores",
     );
     let kill_at = switchyard_core::clock::now();
-    let killed = ctl_kill(
+    kill_from_ctl(
+        &mut checks,
         first.admin,
         "answers fabricate order details (bad snapshot)",
+        "the operator's kill",
     )
     .await;
-    checks.check(
-        killed.is_ok(),
-        format!(
-            "the operator's kill went through ({})",
-            killed.as_ref().err().map_or("ok", String::as_str)
-        ),
-    );
-    let deadline = kill_at + Duration::from_secs(10);
-    let mut effect = first_fallbacks(&fleet.loads, kill_at);
-    while effect.iter().any(Option::is_none) && switchyard_core::clock::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        effect = first_fallbacks(&fleet.loads, kill_at);
-    }
+    let effect = await_fallbacks(&fleet.loads, kill_at, Duration::from_secs(10)).await;
     let shaped = fallback_is_sdk_shaped(&ctx.http, first.traffic).await;
     checks.check(shaped.is_ok(), shaped.err().unwrap_or_default());
     let rule_incident = watch::incident(first, &ctx.http, "rule", Duration::from_secs(2)).await;
@@ -248,31 +222,11 @@ pub async fn bad_snapshot(s: &'static Scenario, ctx: &Ctx) -> Result<Outcome, St
     let logs = fleet.stop().await;
     let log: Vec<Exchange> = logs.into_iter().flatten().collect();
 
-    let last = effect
-        .iter()
-        .copied()
-        .collect::<Option<Vec<_>>>()
-        .and_then(|all| all.into_iter().max());
+    let last = last_fallback(&effect);
     checks.check(last.is_some(), "every replica served the fallback");
     let contained = last.map(|l| l.saturating_duration_since(t0));
-    let models = rule_incident
-        .as_ref()
-        .map(evidence_models)
-        .unwrap_or_default();
-    checks.check(
-        rule_incident.as_ref().is_some_and(has_evidence) && models.contains(FABRICATING_SNAPSHOT),
-        format!("the rule's incident names the fabricating snapshot ({models})"),
-    );
-    checks.check(kill_incident.is_some(), "the kill opened an incident");
-    let kill_to_effect = last.map_or("-".to_owned(), |l| {
-        format!("{} ms", l.saturating_duration_since(kill_at).as_millis())
-    });
-    checks.note(match &ctx.fleet {
-        Support::Fleet { .. } => format!("kill to effect on all {n} replicas: {kill_to_effect}"),
-        Support::Unavailable(why) => {
-            format!("single replica ({why}); kill to effect: {kill_to_effect}")
-        }
-    });
+    check_incidents(&mut checks, rule_incident.as_ref(), kill_incident.as_ref());
+    checks.note(kill_to_effect(&ctx.fleet, effect.len(), last, kill_at));
     let bad = affected(&log, t0, contained, |e| {
         e.model
             .as_deref()
@@ -292,20 +246,7 @@ pub async fn bad_snapshot(s: &'static Scenario, ctx: &Ctx) -> Result<Outcome, St
 /// last one serves the fallback. Needs fleet mode; without it the drill says so and skips.
 pub async fn kill_propagation(s: &'static Scenario, ctx: &Ctx) -> Result<Outcome, String> {
     if let Support::Unavailable(why) = &ctx.fleet {
-        return Ok(Outcome {
-            scenario: s.name,
-            seed: s.seed,
-            expected: s.expected,
-            detected_after: None,
-            contained_after: None,
-            affected: 0,
-            lost: 0,
-            requests: 0,
-            streamed: 0,
-            incident: None,
-            verdict: Verdict::Skip,
-            note: format!("skipped: fleet mode unavailable ({why})"),
-        });
+        return Ok(skipped(s, why));
     }
     let up = Upstream::start(Profile {
         ttfb_ms: ctx.scale.ms(1000.0),
@@ -326,24 +267,14 @@ pub async fn kill_propagation(s: &'static Scenario, ctx: &Ctx) -> Result<Outcome
     tokio::time::sleep(warmup(ctx.scale)).await;
     let kill_at = switchyard_core::clock::now();
     let mut checks = Checks::default();
-    let killed = ctl_kill(
+    kill_from_ctl(
+        &mut checks,
         fleet.replicas[0].admin,
         "replaying the 43-minute kill switch",
+        "the kill",
     )
     .await;
-    checks.check(
-        killed.is_ok(),
-        format!(
-            "the kill went through ({})",
-            killed.as_ref().err().map_or("ok", String::as_str)
-        ),
-    );
-    let deadline = kill_at + Duration::from_secs(30);
-    let mut effect = first_fallbacks(&fleet.loads, kill_at);
-    while effect.iter().any(Option::is_none) && switchyard_core::clock::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        effect = first_fallbacks(&fleet.loads, kill_at);
-    }
+    let effect = await_fallbacks(&fleet.loads, kill_at, Duration::from_secs(30)).await;
     let logs = fleet.stop().await;
     let log: Vec<Exchange> = logs.into_iter().flatten().collect();
     let per_replica: Vec<String> = effect
@@ -354,12 +285,7 @@ pub async fn kill_propagation(s: &'static Scenario, ctx: &Ctx) -> Result<Outcome
             })
         })
         .collect();
-    let last = effect
-        .iter()
-        .copied()
-        .collect::<Option<Vec<_>>>()
-        .and_then(|all| all.into_iter().max());
-    let contained = last.map(|l| l.saturating_duration_since(kill_at));
+    let contained = last_fallback(&effect).map(|l| l.saturating_duration_since(kill_at));
     checks.check(
         contained.is_some_and(|c| c <= Duration::from_millis(1500)),
         "the last replica served the fallback within the 1 s reconcile interval (+0.5 s)",
@@ -377,6 +303,104 @@ pub async fn kill_propagation(s: &'static Scenario, ctx: &Ctx) -> Result<Outcome
         None,
         checks,
     ))
+}
+
+/// The bad snapshot's upstream, healthy for now, and its replicas (three in fleet mode, else
+/// one) under traffic whose answers the applications score.
+async fn start_scored_fleet(s: &'static Scenario, ctx: &Ctx) -> Result<(Upstream, Fleet), String> {
+    let up = Upstream::start(Profile {
+        ttfb_ms: ctx.scale.ms(1000.0),
+        ttfb_jitter_ms: ctx.scale.ms(300.0),
+        ..Profile::default()
+    })
+    .await?;
+    let n = if matches!(ctx.fleet, Support::Fleet { .. }) {
+        3
+    } else {
+        1
+    };
+    let shape = Shape {
+        workers: 6,
+        evaluator: Some(QUALITY_EVALUATOR),
+        ..Shape::default()
+    };
+    let fleet = Fleet::start(s, ctx, &up, n, &shape).await?;
+    Ok((up, fleet))
+}
+
+/// How long the kill took to reach the last of `n` replicas.
+fn kill_to_effect(support: &Support, n: usize, last: Option<Instant>, kill_at: Instant) -> String {
+    let kill_to_effect = last.map_or("-".to_owned(), |l| {
+        format!("{} ms", l.saturating_duration_since(kill_at).as_millis())
+    });
+    match support {
+        Support::Fleet { .. } => format!("kill to effect on all {n} replicas: {kill_to_effect}"),
+        Support::Unavailable(why) => {
+            format!("single replica ({why}); kill to effect: {kill_to_effect}")
+        }
+    }
+}
+
+/// The outcome of a drill that needs fleet mode where there is none.
+fn skipped(s: &'static Scenario, why: &str) -> Outcome {
+    Outcome {
+        scenario: s.name,
+        seed: s.seed,
+        expected: s.expected,
+        detected_after: None,
+        contained_after: None,
+        affected: 0,
+        lost: 0,
+        requests: 0,
+        streamed: 0,
+        incident: None,
+        verdict: Verdict::Skip,
+        note: format!("skipped: fleet mode unavailable ({why})"),
+    }
+}
+
+/// Kills the route from `switchyard ctl` on the replica at `admin`; checks that `what` went
+/// through.
+async fn kill_from_ctl(checks: &mut Checks, admin: SocketAddr, reason: &str, what: &str) {
+    let killed = ctl_kill(admin, reason).await;
+    checks.check(
+        killed.is_ok(),
+        format!(
+            "{what} went through ({})",
+            killed.as_ref().err().map_or("ok", String::as_str)
+        ),
+    );
+}
+
+/// Waits, up to `limit`, until every replica has served the fallback after `since`; returns
+/// when each first did.
+async fn await_fallbacks(loads: &[Load], since: Instant, limit: Duration) -> Vec<Option<Instant>> {
+    let deadline = since + limit;
+    let mut effect = first_fallbacks(loads, since);
+    while effect.iter().any(Option::is_none) && switchyard_core::clock::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        effect = first_fallbacks(loads, since);
+    }
+    effect
+}
+
+/// When the last replica first served the fallback, if every one did.
+fn last_fallback(effect: &[Option<Instant>]) -> Option<Instant> {
+    effect
+        .iter()
+        .copied()
+        .collect::<Option<Vec<_>>>()
+        .and_then(|all| all.into_iter().max())
+}
+
+/// The bad snapshot's incidents: the rule's names the fabricating model, the kill opened one.
+fn check_incidents(checks: &mut Checks, rule: Option<&Value>, kill: Option<&Value>) {
+    let models = rule.map(evidence_models).unwrap_or_default();
+    checks.check(
+        rule.is_some_and(has_evidence) && models.contains(FABRICATING_SNAPSHOT),
+        format!("the rule's incident names the fabricating snapshot ({models})"),
+    );
+    checks.check(kill.is_some(), "the kill opened an incident");
 }
 
 /// A `redis-server` child on a free loopback port, stopped on drop.

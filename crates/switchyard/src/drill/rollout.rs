@@ -420,18 +420,7 @@ async fn after_completion(
     rollback: &str,
 ) -> Result<Completed, String> {
     let scale = ctx.scale;
-    let spec = Spec {
-        blue: quiz_blue(scale),
-        green: quiz_blue(scale),
-        stages: "[100]",
-        alerts: alerts.to_owned(),
-        rollback: rollback.to_owned(),
-        extra: String::new(),
-        blue_history: false,
-        inject: Inject::Patch(Value::Null),
-        detect: Detect::Alert,
-        evaluator: None,
-    };
+    let spec = completed_spec(scale, alerts, rollback);
     let blue = Upstream::start(spec.blue.clone()).await?;
     let green = Upstream::start(spec.green.clone()).await?;
     let gw = Replica::start(&config(scale, &blue, &green, &spec), &scratch(s.name, 1)).await?;
@@ -456,11 +445,32 @@ async fn after_completion(
     .await;
     let log = load.stop().await;
     gw.stop().await;
-    let green_n = load::count(&log, |e| e.upstream.as_deref() == Some(GREEN));
-    let errors = load::count(&log, |e| {
+    Ok(completed(&log, &seen))
+}
+
+/// A rollout straight to 100 % of a green that starts well and then goes bad.
+fn completed_spec(scale: Scale, alerts: &str, rollback: &str) -> Spec {
+    Spec {
+        blue: quiz_blue(scale),
+        green: quiz_blue(scale),
+        stages: "[100]",
+        alerts: alerts.to_owned(),
+        rollback: rollback.to_owned(),
+        extra: String::new(),
+        blue_history: false,
+        inject: Inject::Patch(Value::Null),
+        detect: Detect::Alert,
+        evaluator: None,
+    }
+}
+
+/// The figures of a completed rollout: its last phase, green's traffic and errors.
+fn completed(log: &[Exchange], seen: &Seen) -> Completed {
+    let green_n = load::count(log, |e| e.upstream.as_deref() == Some(GREEN));
+    let errors = load::count(log, |e| {
         e.upstream.as_deref() == Some(GREEN) && e.status >= 500
     });
-    Ok(Completed {
+    Completed {
         phase: format!(
             "{} {}",
             watch::phase(&seen.last, "support"),
@@ -470,7 +480,7 @@ async fn after_completion(
         .to_owned(),
         green: green_n,
         error_pct: 100.0 * errors as f64 / green_n.max(1) as f64,
-        lost: load::count(&log, Exchange::lost),
+        lost: load::count(log, Exchange::lost),
         alerts: seen.alerts.iter().cloned().collect(),
-    })
+    }
 }

@@ -1,7 +1,7 @@
 //! Incidents of one upstream: seed 000's pool exhaustion, seed 001's context creep and seed
 //! 003's token explosion and latency creep.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use switchyard_sim::Profile;
@@ -9,7 +9,7 @@ use switchyard_sim::Profile;
 use super::harness::{has_evidence, scratch, Http, Pager, Replica, Scale, Upstream};
 use super::load::{self, Load, Shape};
 use super::report::Checks;
-use super::watch::{self, watch};
+use super::watch::{self, watch, Seen};
 use super::{affected, outcome, Ctx, Outcome, Scenario, MODELS};
 
 /// Traffic before the injection: enough for every window's minimum.
@@ -80,14 +80,31 @@ pub async fn context_creep(s: &'static Scenario, ctx: &Ctx) -> Result<Outcome, S
     )
     .await;
     ramping.abort();
-    let log = load.stop().await;
-    let incident = watch::incident(&gw, &ctx.http, "rule", Duration::from_secs(2)).await;
-    gw.stop().await;
+    let (log, incident) = finish_rule_drill(gw, load, &ctx.http).await;
 
+    let checks = context_creep_checks(&seen, t0, &log, incident.as_ref());
+    let bad = affected(&log, t0, seen.detected, |e| e.status == 200);
+    Ok(outcome(
+        s,
+        (seen.detected, None),
+        bad,
+        &log,
+        incident.as_ref(),
+        checks,
+    ))
+}
+
+/// What context creep must show: the fill alert before any error, and an incident with evidence.
+fn context_creep_checks(
+    seen: &Seen,
+    t0: Instant,
+    log: &[load::Exchange],
+    incident: Option<&Value>,
+) -> Checks {
     let mut checks = Checks::default();
     checks.check(seen.detected.is_some(), "the context_fill alert fired");
     let before = seen.detected.map(|d| t0 + d);
-    let errors_before = load::count(&log, |e| {
+    let errors_before = load::count(log, |e| {
         e.at >= t0 && before.is_some_and(|b| e.at <= b) && (e.status >= 500 || e.status == 429)
     });
     checks.check(
@@ -103,22 +120,14 @@ pub async fn context_creep(s: &'static Scenario, ctx: &Ctx) -> Result<Outcome, S
         "the error_rate alert was not firing when context_fill fired",
     );
     checks.check(
-        incident.as_ref().is_some_and(has_evidence),
+        incident.is_some_and(has_evidence),
         "the context_creep rule's incident carries model and prompt evidence",
     );
     checks.note(format!(
         "alert only (trim is optional): nothing to contain; 0 errors before detection; the rule's mean fill crossed 0.8 after {}",
         seen.contained.map_or("-".to_owned(), |d| format!("{:.2} s", d.as_secs_f64()))
     ));
-    let bad = affected(&log, t0, seen.detected, |e| e.status == 200);
-    Ok(outcome(
-        s,
-        (seen.detected, None),
-        bad,
-        &log,
-        incident.as_ref(),
-        checks,
-    ))
+    checks
 }
 
 /// Seed 003's first rule: tokens per request from 2,500 to 6,000 → throttle and alert.
@@ -155,26 +164,9 @@ pub async fn token_explosion(s: &'static Scenario, ctx: &Ctx) -> Result<Outcome,
     )
     .await;
     tokio::time::sleep(scale.dur(30.0).max(Duration::from_secs(1))).await;
-    let log = load.stop().await;
-    let incident = watch::incident(&gw, &ctx.http, "rule", Duration::from_secs(2)).await;
-    gw.stop().await;
+    let (log, incident) = finish_rule_drill(gw, load, &ctx.http).await;
 
-    let mut checks = Checks::default();
-    checks.check(seen.detected.is_some(), "the token_explosion rule fired");
-    checks.check(seen.contained.is_some(), "the route was throttled");
-    let end = seen.contained.map(|c| t0 + c);
-    let refused = load::count(&log, |e| {
-        end.is_some_and(|end| e.at > end) && e.status == 429 && e.gateway_error.is_some()
-    });
-    checks.check(refused > 0, "the throttle refused the excess with 429");
-    checks.check(
-        incident.as_ref().is_some_and(has_evidence),
-        "the incident carries model and prompt evidence",
-    );
-    let rps = watch::route(&seen.last, "support")["throttle_rps"]
-        .as_f64()
-        .unwrap_or(0.0);
-    checks.note(format!("throttled to {rps:.1} req/s; {refused} requests refused with 429 + Retry-After (answered, not lost)"));
+    let checks = token_explosion_checks(&seen, t0, &log, incident.as_ref());
     let bad = affected(&log, t0, seen.contained, |e| e.status == 200);
     Ok(outcome(
         s,
@@ -184,6 +176,32 @@ pub async fn token_explosion(s: &'static Scenario, ctx: &Ctx) -> Result<Outcome,
         incident.as_ref(),
         checks,
     ))
+}
+
+/// What a token explosion must show: the rule fired and the throttle refused the excess.
+fn token_explosion_checks(
+    seen: &Seen,
+    t0: Instant,
+    log: &[load::Exchange],
+    incident: Option<&Value>,
+) -> Checks {
+    let mut checks = Checks::default();
+    checks.check(seen.detected.is_some(), "the token_explosion rule fired");
+    checks.check(seen.contained.is_some(), "the route was throttled");
+    let end = seen.contained.map(|c| t0 + c);
+    let refused = load::count(log, |e| {
+        end.is_some_and(|end| e.at > end) && e.status == 429 && e.gateway_error.is_some()
+    });
+    checks.check(refused > 0, "the throttle refused the excess with 429");
+    checks.check(
+        incident.is_some_and(has_evidence),
+        "the incident carries model and prompt evidence",
+    );
+    let rps = watch::route(&seen.last, "support")["throttle_rps"]
+        .as_f64()
+        .unwrap_or(0.0);
+    checks.note(format!("throttled to {rps:.1} req/s; {refused} requests refused with 429 + Retry-After (answered, not lost)"));
+    checks
 }
 
 /// Seed 003's second rule: p95 creeps from 2.5 s to 9 s over minutes → the pager.
@@ -229,24 +247,12 @@ pub async fn latency_creep(s: &'static Scenario, ctx: &Ctx) -> Result<Outcome, S
     )
     .await;
     ramping.abort();
-    let log = load.stop().await;
-    let incident = watch::incident(&gw, &ctx.http, "rule", Duration::from_secs(2)).await;
-    gw.stop().await;
+    let (log, incident) = finish_rule_drill(gw, load, &ctx.http).await;
 
-    let mut checks = Checks::default();
-    checks.check(seen.detected.is_some(), "the latency_creep rule fired");
     let page = pager
         .first(paged)
         .map(|at| at.saturating_duration_since(t0));
-    checks.check(page.is_some(), "the escalate event reached the webhook");
-    checks.check(
-        incident.as_ref().is_some_and(has_evidence),
-        "the incident carries model and prompt evidence",
-    );
-    checks.note(format!(
-        "escalation: no traffic action (a person decides); the pager got the event after {}",
-        page.map_or("-".to_owned(), |d| format!("{:.2} s", d.as_secs_f64()))
-    ));
+    let checks = latency_creep_checks(&seen, page, incident.as_ref());
     let bad = affected(&log, t0, seen.detected, |e| e.status == 200);
     Ok(outcome(
         s,
@@ -256,6 +262,22 @@ pub async fn latency_creep(s: &'static Scenario, ctx: &Ctx) -> Result<Outcome, S
         incident.as_ref(),
         checks,
     ))
+}
+
+/// What latency creep must show: the rule fired and the pager heard of it (`page`, after t0).
+fn latency_creep_checks(seen: &Seen, page: Option<Duration>, incident: Option<&Value>) -> Checks {
+    let mut checks = Checks::default();
+    checks.check(seen.detected.is_some(), "the latency_creep rule fired");
+    checks.check(page.is_some(), "the escalate event reached the webhook");
+    checks.check(
+        incident.is_some_and(has_evidence),
+        "the incident carries model and prompt evidence",
+    );
+    checks.note(format!(
+        "escalation: no traffic action (a person decides); the pager got the event after {}",
+        page.map_or("-".to_owned(), |d| format!("{:.2} s", d.as_secs_f64()))
+    ));
+    checks
 }
 
 /// Seed 000: a weekend spike; the upstream's pool is small, its latency and errors climb.
@@ -268,16 +290,7 @@ pub async fn pool_exhaustion(s: &'static Scenario, ctx: &Ctx) -> Result<Outcome,
         ..Profile::default()
     })
     .await?;
-    let limits = format!(
-        "[routes.limits]\nmax_concurrency = {limit}\nmax_queue = 4\nqueue_timeout = \"{}ms\"\n",
-        (scale.ms(5000.0)).max(1.0).round()
-    );
-    let extra = format!(
-        "[alerts]\nwindow = {}\nbaseline = {}\ntraffic_spike = 3.0\nmin_requests = 20\nqueue_depth = 2\n",
-        scale.toml_secs(60.0, 1),
-        scale.toml_secs(300.0, 3),
-    );
-    let gw = Replica::start(&one_route(&up.url(), &limits, &extra), &scratch(s.name, 0)).await?;
+    let gw = Replica::start(&pool_config(scale, &up.url(), limit), &scratch(s.name, 0)).await?;
     let calm = Shape {
         workers: 2,
         pause: scale.dur(2.0),
@@ -299,7 +312,6 @@ pub async fn pool_exhaustion(s: &'static Scenario, ctx: &Ctx) -> Result<Outcome,
             ..Shape::default()
         },
     );
-    let peak = std::sync::atomic::AtomicU64::new(0);
     let first_shed = || load::count(&spike.snapshot(), shed) > 0;
     let mut seen = watch(
         &gw,
@@ -310,13 +322,55 @@ pub async fn pool_exhaustion(s: &'static Scenario, ctx: &Ctx) -> Result<Outcome,
         |_| first_shed(),
     )
     .await;
-    // The upstream's load while the spike goes on, sampled.
+    let peak = sample_spike(&gw, &up, &ctx.http, &mut seen, scale).await;
+    let mut log = load.stop().await;
+    log.extend(spike.stop().await);
+    gw.stop().await;
+
+    let checks = pool_checks(&seen, peak, limit, &log);
+    let bad = affected(&log, t0, seen.contained, |e| {
+        e.status >= 500 && e.gateway_error.is_none()
+    });
+    Ok(outcome(
+        s,
+        (seen.detected, seen.contained),
+        bad,
+        &log,
+        None,
+        checks,
+    ))
+}
+
+/// Pool exhaustion's gateway: a small concurrency limit and queue, and the spike alerts.
+fn pool_config(scale: Scale, url: &str, limit: u64) -> String {
+    let limits = format!(
+        "[routes.limits]\nmax_concurrency = {limit}\nmax_queue = 4\nqueue_timeout = \"{}ms\"\n",
+        (scale.ms(5000.0)).max(1.0).round()
+    );
+    let extra = format!(
+        "[alerts]\nwindow = {}\nbaseline = {}\ntraffic_spike = 3.0\nmin_requests = 20\nqueue_depth = 2\n",
+        scale.toml_secs(60.0, 1),
+        scale.toml_secs(300.0, 3),
+    );
+    one_route(url, &limits, &extra)
+}
+
+/// Samples the upstream's load while the spike goes on, adding the alerts seen to `seen`;
+/// returns the peak concurrency at the upstream.
+async fn sample_spike(
+    gw: &Replica,
+    up: &Upstream,
+    http: &Http,
+    seen: &mut Seen,
+    scale: Scale,
+) -> u64 {
+    let mut peak = 0;
     let sampling = switchyard_core::clock::now();
     while sampling.elapsed() < scale.dur(60.0).max(Duration::from_secs(1)) {
-        if let Ok(n) = up.in_flight(&ctx.http).await {
-            peak.fetch_max(n, std::sync::atomic::Ordering::Relaxed);
+        if let Ok(n) = up.in_flight(http).await {
+            peak = peak.max(n);
         }
-        if let Ok(status) = gw.status(&ctx.http).await {
+        if let Ok(status) = gw.status(http).await {
             for name in watch::alerts_on(&status, "support") {
                 seen.alerts.insert(format!("{name}@support"));
             }
@@ -326,12 +380,12 @@ pub async fn pool_exhaustion(s: &'static Scenario, ctx: &Ctx) -> Result<Outcome,
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let alerts: Vec<String> = seen.alerts.iter().cloned().collect();
-    let mut log = load.stop().await;
-    log.extend(spike.stop().await);
-    gw.stop().await;
+    peak
+}
 
-    let peak = peak.into_inner();
+/// What pool exhaustion must show: both alerts, the excess shed, the upstream within its limit.
+fn pool_checks(seen: &Seen, peak: u64, limit: u64, log: &[load::Exchange]) -> Checks {
+    let alerts: Vec<String> = seen.alerts.iter().cloned().collect();
     let mut checks = Checks::default();
     checks.check(
         seen.detected.is_some(),
@@ -350,22 +404,25 @@ pub async fn pool_exhaustion(s: &'static Scenario, ctx: &Ctx) -> Result<Outcome,
         peak <= limit,
         format!("the upstream stayed within its limit of {limit} (peak {peak})"),
     );
-    let shed_n = load::count(&log, shed);
+    let shed_n = load::count(log, shed);
     checks.note(format!(
         "peak upstream concurrency {peak} of {limit}; {shed_n} requests shed with 503 queue_full / queue_timeout (answered, not lost); alerts seen: {}; alerts open no incident",
         if alerts.is_empty() { "none".to_owned() } else { alerts.join(", ") }
     ));
-    let bad = affected(&log, t0, seen.contained, |e| {
-        e.status >= 500 && e.gateway_error.is_none()
-    });
-    Ok(outcome(
-        s,
-        (seen.detected, seen.contained),
-        bad,
-        &log,
-        None,
-        checks,
-    ))
+    checks
+}
+
+/// The end of a rule drill: stops the load, waits for the rule's incident (a moment at most),
+/// stops the replica.
+async fn finish_rule_drill(
+    gw: Replica,
+    load: Load,
+    http: &Http,
+) -> (Vec<load::Exchange>, Option<Value>) {
+    let log = load.stop().await;
+    let incident = watch::incident(&gw, http, "rule", Duration::from_secs(2)).await;
+    gw.stop().await;
+    (log, incident)
 }
 
 /// Refused by the gateway's admission (a full queue, a queue timeout, a rate): answered.
