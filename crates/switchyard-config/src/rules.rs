@@ -268,11 +268,7 @@ fn compile_rule(
     )?;
     let min_requests = ctx.positive(s.min_requests.as_ref(), &format!("{key}.min_requests"), 20)?;
     let throttle_to = rule_throttle_to(s, key, ctx)?;
-    let downgrade_to = s.downgrade_to.as_ref().map(|m| m.get_ref().clone());
-    if action == RuleAction::DowngradeModel && downgrade_to.as_deref().is_none_or(str::is_empty) {
-        let msg = "downgrade_model needs downgrade_to = \"<cheaper model>\"";
-        return Err(ctx.at(&s.action, &format!("{key}.downgrade_to"), msg));
-    }
+    let downgrade_to = rule_downgrade_to(s, action, key, ctx)?;
     if action == RuleAction::RollbackAndNotify {
         warn_if_nothing_to_roll_back(s, key, route.as_deref(), routes, ctx);
     }
@@ -366,6 +362,21 @@ fn rule_throttle_to(s: &RuleSpec, key: &str, ctx: &Ctx) -> Result<f64, ConfigErr
         }
         None => Ok(0.5),
     }
+}
+
+/// `downgrade_to`: required, and not empty, for `downgrade_model`.
+fn rule_downgrade_to(
+    s: &RuleSpec,
+    action: RuleAction,
+    key: &str,
+    ctx: &Ctx,
+) -> Result<Option<String>, ConfigError> {
+    let downgrade_to = s.downgrade_to.as_ref().map(|m| m.get_ref().clone());
+    if action == RuleAction::DowngradeModel && downgrade_to.as_deref().is_none_or(str::is_empty) {
+        let msg = "downgrade_model needs downgrade_to = \"<cheaper model>\"";
+        return Err(ctx.at(&s.action, &format!("{key}.downgrade_to"), msg));
+    }
+    Ok(downgrade_to)
 }
 
 /// A `rollback_and_notify` rule over routes without a rollout is legal but does nothing.
