@@ -71,6 +71,24 @@ pub enum Move {
     Promote,
 }
 
+impl Move {
+    /// The action's name in the audit log and the logs.
+    fn name(self) -> &'static str {
+        match self {
+            Move::Rollback => "rollback",
+            Move::Promote => "promote",
+        }
+    }
+
+    /// The reason recorded when the operator gives none.
+    fn default_reason(self) -> &'static str {
+        match self {
+            Move::Rollback => "rolled back by an operator",
+            Move::Promote => "promoted by an operator",
+        }
+    }
+}
+
 fn refusal(error: &ActionError) -> ApiError {
     let (status, code) = match error {
         ActionError::NoRollout(_) => (StatusCode::NOT_FOUND, "no_rollout"),
@@ -93,10 +111,7 @@ pub async fn shift(
     (query, body): (Option<&str>, Incoming),
     action: Move,
 ) -> Response<Body> {
-    let name = match action {
-        Move::Rollback => "rollback",
-        Move::Promote => "promote",
-    };
+    let name = action.name();
     let mut entry = AuditEntry::new(who, name, Some(route.to_owned()));
     let reason = match json_body::<ShiftBody>(body).await {
         Ok(body) => body.reason.filter(|r| !r.trim().is_empty()),
@@ -114,10 +129,7 @@ pub async fn shift(
         let refusal = ApiError::new(StatusCode::NOT_FOUND, "unknown_route", message);
         return reject(state, entry, refusal);
     }
-    let reason_text = reason.as_deref().unwrap_or(match action {
-        Move::Rollback => "rolled back by an operator",
-        Move::Promote => "promoted by an operator",
-    });
+    let reason_text = reason.as_deref().unwrap_or(action.default_reason());
     let promote = action == Move::Promote;
     let local = crate::fleet::forced_local(query);
     let result = state

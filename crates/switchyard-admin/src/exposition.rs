@@ -84,6 +84,15 @@ fn build() -> PrometheusHandle {
 
 fn describe() {
     describe_fleet();
+    describe_traffic();
+    describe_operations();
+    describe_steering();
+    describe_process();
+    describe_gen_ai();
+}
+
+/// Requests, their timing, tokens, cost and upstream errors: the data path.
+fn describe_traffic() {
     describe_counter!(
         names::REQUESTS_TOTAL,
         "Requests proxied, by route, upstream, variant, model and status class."
@@ -131,6 +140,10 @@ fn describe() {
         "Share of the daily token budget used in the current budget day (it starts at budgets.reset_at, UTC)."
     );
     describe_counter!(names::UPSTREAM_ERRORS_TOTAL, "Upstream failures by class (connect, timeout, reset, status_4xx, status_5xx, or the upstream's own error type).");
+}
+
+/// Alerts, unparsed requests, kill switches, endpoint health, shedding, reloads, webhooks.
+fn describe_operations() {
     describe_gauge!(
         names::ALERTS_FIRING,
         "1 while an alert fires, by alert and route."
@@ -161,6 +174,10 @@ fn describe() {
         names::WEBHOOK_EVENTS_DROPPED_TOTAL,
         "Events not sent to a webhook because its queue was full."
     );
+}
+
+/// Where traffic goes: weights, rollouts, rules and experiments.
+fn describe_steering() {
     describe_gauge!(
         names::ROUTE_WEIGHT,
         "Share of a route's users (0..1) each upstream serves: blue and green during a rollout."
@@ -198,6 +215,10 @@ fn describe() {
         names::EXPERIMENT_FEEDBACK_TOTAL,
         "Outcome reports received on /switchyard/v1/feedback, by experiment, variant and result."
     );
+}
+
+/// The process and its outputs: build, telemetry, access log, state files.
+fn describe_process() {
     describe_gauge!(
         names::BUILD_INFO,
         "Always 1; the labels say which version and commit is running."
@@ -218,6 +239,10 @@ fn describe() {
         names::STATE_WRITE_ERRORS_TOTAL,
         "Writes to state_dir that failed (disk full, read-only, I/O error), by file: kill_switches.json, rollouts.json, incidents, audit.jsonl, budget.json, error_classes.json, fleet.json."
     );
+}
+
+/// The OpenTelemetry GenAI semantic conventions' instruments, and the experiments' p-value.
+fn describe_gen_ai() {
     describe_histogram!(
         names::GEN_AI_CLIENT_TOKEN_USAGE,
         "GenAI semantic conventions' gen_ai.client.token.usage: tokens per answered request, by gen_ai_token_type (input | output)."

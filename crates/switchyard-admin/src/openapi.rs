@@ -96,7 +96,8 @@ pub fn document_json() -> &'static str {
 }
 
 // The path declarations. Their bodies are empty: the handlers are in reads, kill, change and
-// actions, reached through the router; these only describe them.
+// actions, reached through the router; these only describe them. Each attribute is one endpoint's
+// document, kept whole and literal so that it reads like the JSON it becomes.
 
 /// Prometheus text exposition; no token.
 #[utoipa::path(get, path = "/metrics", tag = "public", security(()),

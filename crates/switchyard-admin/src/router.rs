@@ -149,37 +149,48 @@ pub async fn route(state: AdminState, req: Request<Incoming>) -> Response<Body> 
         }
     };
     let (parts, body) = req.into_parts();
+    dispatch(&state, &principal, endpoint, &parts, body).await
+}
+
+/// Hands an authorised request to its handler: one arm per endpoint and method.
+async fn dispatch(
+    state: &AdminState,
+    principal: &auth::Principal,
+    endpoint: Endpoint,
+    parts: &http::request::Parts,
+    body: Incoming,
+) -> Response<Body> {
     match endpoint {
-        Endpoint::Metrics | Endpoint::OpenApi | Endpoint::Status => reads::status(&state),
-        Endpoint::Incidents => reads::incidents(&state).await,
-        Endpoint::Incident(id) => reads::incident(&state, &id).await,
-        Endpoint::Audit => reads::audit(&state, parts.uri.query()).await,
+        Endpoint::Metrics | Endpoint::OpenApi | Endpoint::Status => reads::status(state),
+        Endpoint::Incidents => reads::incidents(state).await,
+        Endpoint::Incident(id) => reads::incident(state, &id).await,
+        Endpoint::Audit => reads::audit(state, parts.uri.query()).await,
         Endpoint::Kill(route) if parts.method == Method::DELETE => {
-            kill::revive(&state, &principal, &route, parts.uri.query(), body).await
+            kill::revive(state, principal, &route, parts.uri.query(), body).await
         }
         Endpoint::Kill(route) => {
-            kill::kill(&state, &principal, &route, parts.uri.query(), body).await
+            kill::kill(state, principal, &route, parts.uri.query(), body).await
         }
-        Endpoint::Reload => actions::reload(&state, &principal, body).await,
-        Endpoint::Ack(id) => actions::ack(&state, &principal, &id, body).await,
+        Endpoint::Reload => actions::reload(state, principal, body).await,
+        Endpoint::Ack(id) => actions::ack(state, principal, &id, body).await,
         Endpoint::Rollback(route) => {
             let query = parts.uri.query();
-            change::shift(&state, &principal, &route, (query, body), Move::Rollback).await
+            change::shift(state, principal, &route, (query, body), Move::Rollback).await
         }
         Endpoint::Promote(route) => {
             let query = parts.uri.query();
-            change::shift(&state, &principal, &route, (query, body), Move::Promote).await
+            change::shift(state, principal, &route, (query, body), Move::Promote).await
         }
         Endpoint::Approve(rule) => {
             let query = parts.uri.query();
-            change::rule(&state, &principal, &rule, (query, body), RuleMove::Approve).await
+            change::rule(state, principal, &rule, (query, body), RuleMove::Approve).await
         }
         Endpoint::Release(rule) => {
             let query = parts.uri.query();
-            change::rule(&state, &principal, &rule, (query, body), RuleMove::Release).await
+            change::rule(state, principal, &rule, (query, body), RuleMove::Release).await
         }
-        Endpoint::Experiments => change::experiments(&state),
-        Endpoint::Experiment(name) => change::experiment(&state, &name),
+        Endpoint::Experiments => change::experiments(state),
+        Endpoint::Experiment(name) => change::experiment(state, &name),
     }
 }
 

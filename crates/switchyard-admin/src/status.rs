@@ -83,34 +83,7 @@ pub fn render(inputs: &Inputs<'_>) -> String {
         .map(|route| {
             let rollout = inputs.rollouts.iter().find(|r| *r.route == *route.name);
             let steer = inputs.steering.get(&route.name);
-            let endpoints = |name: &str| {
-                inputs
-                    .table
-                    .upstreams
-                    .iter()
-                    .find(|u| &*u.name == name)
-                    .map(|u| u.endpoints.iter().map(|e| e.label.to_string()).collect())
-                    .unwrap_or_default()
-            };
-            let weights = match rollout {
-                Some(r) => vec![
-                    Weight {
-                        upstream: &r.blue,
-                        percent: 100.0 - r.green_share() * 100.0,
-                        endpoints: endpoints(&r.blue),
-                    },
-                    Weight {
-                        upstream: &r.green,
-                        percent: r.green_share() * 100.0,
-                        endpoints: endpoints(&r.green),
-                    },
-                ],
-                None => vec![Weight {
-                    upstream: &route.upstream.name,
-                    percent: 100.0,
-                    endpoints: endpoints(&route.upstream.name),
-                }],
-            };
+            let weights = weights(inputs.table, rollout, &route.upstream.name);
             RouteStatus {
                 name: &route.name,
                 upstream: &route.upstream.name,
@@ -154,4 +127,41 @@ pub fn render(inputs: &Inputs<'_>) -> String {
         fleet: inputs.fleet.clone(),
     };
     serde_json::to_string_pretty(&status).unwrap_or_else(|_| "{}".into())
+}
+
+/// Where the route's users go: blue and green by the rollout's share, or all to the upstream.
+fn weights<'a>(
+    table: &Table,
+    rollout: Option<&'a RolloutState>,
+    upstream: &'a str,
+) -> Vec<Weight<'a>> {
+    match rollout {
+        Some(r) => vec![
+            Weight {
+                upstream: &r.blue,
+                percent: 100.0 - r.green_share() * 100.0,
+                endpoints: endpoint_labels(table, &r.blue),
+            },
+            Weight {
+                upstream: &r.green,
+                percent: r.green_share() * 100.0,
+                endpoints: endpoint_labels(table, &r.green),
+            },
+        ],
+        None => vec![Weight {
+            upstream,
+            percent: 100.0,
+            endpoints: endpoint_labels(table, upstream),
+        }],
+    }
+}
+
+/// The endpoint labels of the named upstream; none when the table has no such upstream.
+fn endpoint_labels(table: &Table, name: &str) -> Vec<String> {
+    table
+        .upstreams
+        .iter()
+        .find(|u| &*u.name == name)
+        .map(|u| u.endpoints.iter().map(|e| e.label.to_string()).collect())
+        .unwrap_or_default()
 }

@@ -222,36 +222,53 @@ fn check_one_shape(spec: &Spanned<FallbackSpec>, key: &str, ctx: &Ctx) -> Result
 }
 
 fn compile_static(s: &FallbackSpec, key: &str, ctx: &Ctx) -> Result<Fallback, ConfigError> {
-    let status = match &s.status {
-        Some(v) => {
-            let code = *v.get_ref();
-            u16::try_from(code)
-                .ok()
-                .filter(|c| (100..=599).contains(c))
-                .and_then(|c| StatusCode::from_u16(c).ok())
-                .ok_or_else(|| {
-                    let msg = format!("must be an HTTP status from 100 to 599, got {code}");
-                    ctx.at(v, &format!("{key}.status"), msg)
-                })?
-        }
-        None => StatusCode::OK,
-    };
-    let content_type = match &s.content_type {
-        Some(v) => {
-            let ct = v.get_ref().trim();
-            if ct.is_empty() || HeaderValue::from_str(ct).is_err() {
-                let msg = format!("invalid content type {:?}", v.get_ref());
-                return Err(ctx.at(v, &format!("{key}.content_type"), msg));
-            }
-            ct.to_owned()
-        }
-        None => DEFAULT_FALLBACK_CONTENT_TYPE.to_owned(),
-    };
+    let status = fallback_status(s, key, ctx)?;
+    let content_type = fallback_content_type(s, key, ctx)?;
     let headers = match &s.headers {
         Some(h) => compile_headers(h.get_ref(), &format!("{key}.headers"), ctx)?,
         None => Vec::new(),
     };
-    let body = match (&s.body, &s.body_file) {
+    let body = fallback_body(s, key, ctx)?;
+    Ok(Fallback::Static {
+        status,
+        content_type,
+        headers,
+        body,
+    })
+}
+
+/// `status`: a real HTTP status, default 200.
+fn fallback_status(s: &FallbackSpec, key: &str, ctx: &Ctx) -> Result<StatusCode, ConfigError> {
+    let Some(v) = &s.status else {
+        return Ok(StatusCode::OK);
+    };
+    let code = *v.get_ref();
+    u16::try_from(code)
+        .ok()
+        .filter(|c| (100..=599).contains(c))
+        .and_then(|c| StatusCode::from_u16(c).ok())
+        .ok_or_else(|| {
+            let msg = format!("must be an HTTP status from 100 to 599, got {code}");
+            ctx.at(v, &format!("{key}.status"), msg)
+        })
+}
+
+/// `content_type`: trimmed, non-empty and a legal header value.
+fn fallback_content_type(s: &FallbackSpec, key: &str, ctx: &Ctx) -> Result<String, ConfigError> {
+    let Some(v) = &s.content_type else {
+        return Ok(DEFAULT_FALLBACK_CONTENT_TYPE.to_owned());
+    };
+    let ct = v.get_ref().trim();
+    if ct.is_empty() || HeaderValue::from_str(ct).is_err() {
+        let msg = format!("invalid content type {:?}", v.get_ref());
+        return Err(ctx.at(v, &format!("{key}.content_type"), msg));
+    }
+    Ok(ct.to_owned())
+}
+
+/// `body` or `body_file` (read now), not both; empty when neither.
+fn fallback_body(s: &FallbackSpec, key: &str, ctx: &Ctx) -> Result<Bytes, ConfigError> {
+    match (&s.body, &s.body_file) {
         (Some(body), Some(file)) => {
             let (span, field) = if file.span().start > body.span().start {
                 (file.span(), "body_file")
@@ -259,9 +276,9 @@ fn compile_static(s: &FallbackSpec, key: &str, ctx: &Ctx) -> Result<Fallback, Co
                 (body.span(), "body")
             };
             let msg = "body and body_file are both set; use one";
-            return Err(ctx.err(&span, &format!("{key}.{field}"), msg));
+            Err(ctx.err(&span, &format!("{key}.{field}"), msg))
         }
-        (Some(body), None) => Bytes::from(body.get_ref().clone()),
+        (Some(body), None) => Ok(Bytes::from(body.get_ref().clone())),
         (None, Some(file)) => {
             let file_key = format!("{key}.body_file");
             let path = ctx.path(file, &file_key)?;
@@ -272,16 +289,10 @@ fn compile_static(s: &FallbackSpec, key: &str, ctx: &Ctx) -> Result<Fallback, Co
                     format!("cannot read {}: {e}", path.display()),
                 )
             })?;
-            Bytes::from(data)
+            Ok(Bytes::from(data))
         }
-        (None, None) => Bytes::new(),
-    };
-    Ok(Fallback::Static {
-        status,
-        content_type,
-        headers,
-        body,
-    })
+        (None, None) => Ok(Bytes::new()),
+    }
 }
 
 /// Headers the gateway sets itself (framing) or that have their own key are refused.

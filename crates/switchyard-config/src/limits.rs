@@ -73,19 +73,7 @@ pub(crate) fn compile_limits(
         None => None,
     };
     if max_concurrency.is_none() {
-        let orphans = [
-            ("max_queue", s.max_queue.as_ref().map(Spanned::span)),
-            ("queue_timeout", s.queue_timeout.as_ref().map(Spanned::span)),
-        ];
-        let first = orphans
-            .into_iter()
-            .filter_map(|(name, span)| span.map(|span| (name, span)))
-            .min_by_key(|(_, span)| span.start);
-        if let Some((name, span)) = first {
-            let msg =
-                format!("{name} needs max_concurrency: requests only queue for a concurrency slot");
-            return Err(ctx.err(&span, &format!("{key}.{name}"), msg));
-        }
+        no_queue_without_concurrency(s, &key, ctx)?;
     }
     let max_queue = match &s.max_queue {
         Some(v) => count(v, &format!("{key}.max_queue"), 0, ctx)?,
@@ -114,14 +102,7 @@ pub(crate) fn compile_limits(
     )?;
     if let (Some(route), Some(user), Some(v)) = (rps, user_rps, &s.user_requests_per_second) {
         if user > route {
-            let msg = format!(
-                "{user} is above requests_per_second ({route}); one user can never reach it"
-            );
-            ctx.warn(
-                Some(&v.span()),
-                &format!("{key}.user_requests_per_second"),
-                msg,
-            );
+            warn_user_rate_above_route(v, user, route, &key, ctx);
         }
     }
     Ok(Limits {
@@ -131,6 +112,37 @@ pub(crate) fn compile_limits(
         requests_per_second: rps,
         user_requests_per_second: user_rps,
     })
+}
+
+/// Requests only queue for a concurrency slot: `max_queue` and `queue_timeout` without
+/// `max_concurrency` are an error, reported at the first of them in the file.
+fn no_queue_without_concurrency(s: &LimitsSpec, key: &str, ctx: &Ctx) -> Result<(), ConfigError> {
+    let orphans = [
+        ("max_queue", s.max_queue.as_ref().map(Spanned::span)),
+        ("queue_timeout", s.queue_timeout.as_ref().map(Spanned::span)),
+    ];
+    let first = orphans
+        .into_iter()
+        .filter_map(|(name, span)| span.map(|span| (name, span)))
+        .min_by_key(|(_, span)| span.start);
+    match first {
+        Some((name, span)) => {
+            let msg =
+                format!("{name} needs max_concurrency: requests only queue for a concurrency slot");
+            Err(ctx.err(&span, &format!("{key}.{name}"), msg))
+        }
+        None => Ok(()),
+    }
+}
+
+/// A per-user rate above the route's rate is legal but can never bind.
+fn warn_user_rate_above_route(v: &Spanned<f64>, user: f64, route: f64, key: &str, ctx: &mut Ctx) {
+    let msg = format!("{user} is above requests_per_second ({route}); one user can never reach it");
+    ctx.warn(
+        Some(&v.span()),
+        &format!("{key}.user_requests_per_second"),
+        msg,
+    );
 }
 
 /// An integer count of at least `min` (0 or 1) that fits this platform's `usize`.

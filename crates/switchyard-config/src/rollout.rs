@@ -263,17 +263,7 @@ pub(crate) fn compile_rollback(
         &format!("{key}.p99_latency"),
         d.p99_latency,
     )?;
-    let cost_increase = match &s.cost_increase {
-        Some(v) if *v.get_ref() >= 0.0 && v.get_ref().is_finite() => *v.get_ref(),
-        Some(v) => {
-            let msg = format!(
-                "must be 0 or more (0.5 = green may cost 50 % more per request), got {}",
-                v.get_ref()
-            );
-            return Err(ctx.at(v, &format!("{key}.cost_increase"), msg));
-        }
-        None => d.cost_increase,
-    };
+    let cost_increase = rollback_cost_increase(s, &key, d.cost_increase, ctx)?;
     let new_error_class_rate = ctx.fraction(
         s.new_error_class_rate.as_ref(),
         &format!("{key}.new_error_class_rate"),
@@ -301,91 +291,137 @@ pub(crate) fn compile_rollback(
     })
 }
 
+/// `cost_increase`: a finite ratio of 0 or more.
+fn rollback_cost_increase(
+    s: &RollbackSpec,
+    key: &str,
+    default: f64,
+    ctx: &Ctx,
+) -> Result<f64, ConfigError> {
+    match &s.cost_increase {
+        Some(v) if *v.get_ref() >= 0.0 && v.get_ref().is_finite() => Ok(*v.get_ref()),
+        Some(v) => {
+            let msg = format!(
+                "must be 0 or more (0.5 = green may cost 50 % more per request), got {}",
+                v.get_ref()
+            );
+            Err(ctx.at(v, &format!("{key}.cost_increase"), msg))
+        }
+        None => Ok(default),
+    }
+}
+
 pub(crate) fn compile_experiments(
     specs: &[Spanned<ExperimentSpec>],
     route_key: &str,
     upstreams: &BTreeMap<String, Upstream>,
     ctx: &Ctx,
 ) -> Result<Vec<Experiment>, ConfigError> {
-    let mut out: Vec<Experiment> = Vec::with_capacity(specs.len());
-    for (i, spanned) in specs.iter().enumerate() {
-        let key = format!("{route_key}.experiments[{i}]");
-        let s = spanned.get_ref();
-        let name = s.name.get_ref();
-        if !crate::ctx::is_label_name(name) {
-            let msg = format!("invalid experiment name {name:?}: use [a-z0-9_-]+ (it becomes a metric label and a URL segment)");
-            return Err(ctx.at(&s.name, &format!("{key}.name"), msg));
+    specs
+        .iter()
+        .enumerate()
+        .map(|(i, spanned)| {
+            let key = format!("{route_key}.experiments[{i}]");
+            compile_experiment(spanned, &key, upstreams, ctx)
+        })
+        .collect()
+}
+
+fn compile_experiment(
+    spanned: &Spanned<ExperimentSpec>,
+    key: &str,
+    upstreams: &BTreeMap<String, Upstream>,
+    ctx: &Ctx,
+) -> Result<Experiment, ConfigError> {
+    let s = spanned.get_ref();
+    let name = s.name.get_ref();
+    if !crate::ctx::is_label_name(name) {
+        let msg = format!("invalid experiment name {name:?}: use [a-z0-9_-]+ (it becomes a metric label and a URL segment)");
+        return Err(ctx.at(&s.name, &format!("{key}.name"), msg));
+    }
+    if name == "control" || name == "none" {
+        let msg = format!("{name:?} is reserved: it labels requests outside every variant");
+        return Err(ctx.at(&s.name, &format!("{key}.name"), msg));
+    }
+    let share = ctx.fraction(Some(&s.share), &format!("{key}.share"), 0.0)?;
+    let v = s.variant.get_ref();
+    let upstream = match &v.upstream {
+        Some(u) => Some(known_upstream(
+            u,
+            &format!("{key}.variant.upstream"),
+            upstreams,
+            ctx,
+        )?),
+        None => None,
+    };
+    let set_model = match &v.set_model {
+        Some(m) if m.get_ref().trim().is_empty() => {
+            return Err(ctx.at(m, &format!("{key}.variant.set_model"), "must not be empty"))
         }
-        if name == "control" || name == "none" {
-            let msg = format!("{name:?} is reserved: it labels requests outside every variant");
-            return Err(ctx.at(&s.name, &format!("{key}.name"), msg));
-        }
-        let share = ctx.fraction(Some(&s.share), &format!("{key}.share"), 0.0)?;
-        let v = s.variant.get_ref();
-        let upstream = match &v.upstream {
-            Some(u) => Some(known_upstream(
-                u,
-                &format!("{key}.variant.upstream"),
-                upstreams,
-                ctx,
-            )?),
-            None => None,
-        };
-        let set_model = match &v.set_model {
-            Some(m) if m.get_ref().trim().is_empty() => {
-                return Err(ctx.at(m, &format!("{key}.variant.set_model"), "must not be empty"))
-            }
-            Some(m) => Some(m.get_ref().clone()),
-            None => None,
-        };
-        let mut headers: Vec<(HeaderName, HeaderValue)> = Vec::with_capacity(v.headers.len());
-        for (h, value) in &v.headers {
-            let header_key = join(&format!("{key}.variant.headers"), h.get_ref());
-            let name = HeaderName::from_bytes(h.get_ref().to_ascii_lowercase().as_bytes())
-                .map_err(|_| {
-                    ctx.at(
-                        h,
-                        &header_key,
-                        format!("invalid header name {:?}", h.get_ref()),
-                    )
-                })?;
-            let value = HeaderValue::from_str(value.get_ref()).map_err(|_| {
+        Some(m) => Some(m.get_ref().clone()),
+        None => None,
+    };
+    let headers = variant_headers(v, key, ctx)?;
+    let alpha = experiment_alpha(s, key, ctx)?;
+    if set_model.is_none() && upstream.is_none() && headers.is_empty() {
+        let msg = "the variant changes nothing: set set_model, upstream or headers";
+        return Err(ctx.at(&s.variant, &format!("{key}.variant"), msg));
+    }
+    Ok(Experiment {
+        name: name.clone(),
+        share_ppm: (share * 1e6).round() as u32,
+        set_model,
+        upstream,
+        headers,
+        alpha_ppm: (alpha * 1e6).round() as u32,
+        line: ctx.line(&spanned.span()),
+    })
+}
+
+/// `variant.headers`: valid names and values, each name once (names ignore case).
+fn variant_headers(
+    v: &VariantSpec,
+    key: &str,
+    ctx: &Ctx,
+) -> Result<Vec<(HeaderName, HeaderValue)>, ConfigError> {
+    let mut headers: Vec<(HeaderName, HeaderValue)> = Vec::with_capacity(v.headers.len());
+    for (h, value) in &v.headers {
+        let header_key = join(&format!("{key}.variant.headers"), h.get_ref());
+        let name =
+            HeaderName::from_bytes(h.get_ref().to_ascii_lowercase().as_bytes()).map_err(|_| {
                 ctx.at(
-                    value,
+                    h,
                     &header_key,
-                    format!("invalid header value {:?}", value.get_ref()),
+                    format!("invalid header name {:?}", h.get_ref()),
                 )
             })?;
-            if headers.iter().any(|(seen, _)| *seen == name) {
-                let msg = format!("header {name} is set twice (header names ignore case)");
-                return Err(ctx.at(h, &header_key, msg));
-            }
-            headers.push((name, value));
+        let value = HeaderValue::from_str(value.get_ref()).map_err(|_| {
+            ctx.at(
+                value,
+                &header_key,
+                format!("invalid header value {:?}", value.get_ref()),
+            )
+        })?;
+        if headers.iter().any(|(seen, _)| *seen == name) {
+            let msg = format!("header {name} is set twice (header names ignore case)");
+            return Err(ctx.at(h, &header_key, msg));
         }
-        let alpha = match &s.alpha {
-            Some(a) if *a.get_ref() > 0.0 && *a.get_ref() <= 0.5 => *a.get_ref(),
-            Some(a) => {
-                let msg = format!(
-                    "must be above 0 and at most 0.5 (the false-positive rate), got {}",
-                    a.get_ref()
-                );
-                return Err(ctx.at(a, &format!("{key}.alpha"), msg));
-            }
-            None => 0.05,
-        };
-        if set_model.is_none() && upstream.is_none() && headers.is_empty() {
-            let msg = "the variant changes nothing: set set_model, upstream or headers";
-            return Err(ctx.at(&s.variant, &format!("{key}.variant"), msg));
-        }
-        out.push(Experiment {
-            name: name.clone(),
-            share_ppm: (share * 1e6).round() as u32,
-            set_model,
-            upstream,
-            headers,
-            alpha_ppm: (alpha * 1e6).round() as u32,
-            line: ctx.line(&spanned.span()),
-        });
+        headers.push((name, value));
     }
-    Ok(out)
+    Ok(headers)
+}
+
+/// `alpha`: in (0, 0.5], default 0.05.
+fn experiment_alpha(s: &ExperimentSpec, key: &str, ctx: &Ctx) -> Result<f64, ConfigError> {
+    match &s.alpha {
+        Some(a) if *a.get_ref() > 0.0 && *a.get_ref() <= 0.5 => Ok(*a.get_ref()),
+        Some(a) => {
+            let msg = format!(
+                "must be above 0 and at most 0.5 (the false-positive rate), got {}",
+                a.get_ref()
+            );
+            Err(ctx.at(a, &format!("{key}.alpha"), msg))
+        }
+        None => Ok(0.05),
+    }
 }

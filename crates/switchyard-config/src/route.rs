@@ -197,30 +197,7 @@ fn compile_route(
         Some(spec) => Some(compile_rollout(spec, key, upstreams, ctx)?),
         None => None,
     };
-    let upstream = match (&s.upstream, &rollout) {
-        (Some(u), Some(r)) if *u.get_ref() != r.blue => {
-            let msg = format!(
-                "{:?} is not the rollout's blue {:?}: a rollout replaces upstream; drop upstream or make it blue",
-                u.get_ref(),
-                r.blue
-            );
-            return Err(ctx.at(u, &format!("{key}.upstream"), msg));
-        }
-        (Some(u), _) => u.get_ref(),
-        (None, Some(r)) => &r.blue,
-        (None, None) => {
-            let msg = "missing upstream: name an [upstreams] entry, or add [routes.rollout]";
-            return Err(ctx.at(spec, &format!("{key}.upstream"), msg));
-        }
-    };
-    if !upstreams.contains_key(upstream) {
-        let msg = crate::upstream::unknown_upstream(upstream, upstreams);
-        let span = s
-            .upstream
-            .as_ref()
-            .map_or_else(|| spec.span(), Spanned::span);
-        return Err(ctx.err(&span, &format!("{key}.upstream"), msg));
-    }
+    let upstream = route_upstream(spec, rollout.as_ref(), key, upstreams, ctx)?;
     let dialect = s.dialect.as_ref().map(|d| *d.get_ref()).unwrap_or_default();
     let user_key = match &s.user_key {
         Some(list) => compile_user_key(list, dialect, key, ctx)?,
@@ -250,6 +227,42 @@ fn compile_route(
         experiments,
         line,
     })
+}
+
+/// `upstream`: written, or the rollout's blue; when both, they must agree; an `[upstreams]` entry.
+fn route_upstream<'a>(
+    spec: &'a Spanned<RouteSpec>,
+    rollout: Option<&'a Rollout>,
+    key: &str,
+    upstreams: &BTreeMap<String, Upstream>,
+    ctx: &Ctx,
+) -> Result<&'a String, ConfigError> {
+    let s = spec.get_ref();
+    let upstream = match (&s.upstream, rollout) {
+        (Some(u), Some(r)) if *u.get_ref() != r.blue => {
+            let msg = format!(
+                "{:?} is not the rollout's blue {:?}: a rollout replaces upstream; drop upstream or make it blue",
+                u.get_ref(),
+                r.blue
+            );
+            return Err(ctx.at(u, &format!("{key}.upstream"), msg));
+        }
+        (Some(u), _) => u.get_ref(),
+        (None, Some(r)) => &r.blue,
+        (None, None) => {
+            let msg = "missing upstream: name an [upstreams] entry, or add [routes.rollout]";
+            return Err(ctx.at(spec, &format!("{key}.upstream"), msg));
+        }
+    };
+    if !upstreams.contains_key(upstream) {
+        let msg = crate::upstream::unknown_upstream(upstream, upstreams);
+        let span = s
+            .upstream
+            .as_ref()
+            .map_or_else(|| spec.span(), Spanned::span);
+        return Err(ctx.err(&span, &format!("{key}.upstream"), msg));
+    }
+    Ok(upstream)
 }
 
 fn compile_match(spec: &MatchSpec, key: &str, ctx: &Ctx) -> Result<RouteMatch, ConfigError> {

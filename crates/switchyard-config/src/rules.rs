@@ -239,55 +239,24 @@ fn compile_rule(
         let msg = format!("invalid rule name {name:?}: use [a-z0-9_-]+ (it becomes a metric label and a URL segment)");
         return Err(ctx.at(&s.name, &format!("{key}.name"), msg));
     }
-    let route = match &s.route {
-        Some(r) if !routes.iter().any(|route| route.name == *r.get_ref()) => {
-            let known: Vec<&str> = routes.iter().map(|r| r.name.as_str()).collect();
-            let msg = format!(
-                "unknown route {:?} (known: {})",
-                r.get_ref(),
-                known.join(", ")
-            );
-            return Err(ctx.at(r, &format!("{key}.route"), msg));
-        }
-        Some(r) => Some(r.get_ref().clone()),
-        None => None,
-    };
-    let metric = RuleMetric::ALL
-        .into_iter()
-        .find(|m| m.as_str() == s.metric.get_ref())
-        .ok_or_else(|| {
-            let known: Vec<&str> = RuleMetric::ALL.iter().map(|m| m.as_str()).collect();
-            let msg = format!(
-                "unknown metric {:?} (known: {})",
-                s.metric.get_ref(),
-                known.join(", ")
-            );
-            ctx.at(&s.metric, &format!("{key}.metric"), msg)
-        })?;
-    let action = RuleAction::ALL
-        .into_iter()
-        .find(|a| a.as_str() == s.action.get_ref())
-        .ok_or_else(|| {
-            let known: Vec<&str> = RuleAction::ALL.iter().map(|a| a.as_str()).collect();
-            let msg = format!(
-                "unknown action {:?} (known: {})",
-                s.action.get_ref(),
-                known.join(", ")
-            );
-            ctx.at(&s.action, &format!("{key}.action"), msg)
-        })?;
-    let threshold = match (&s.above, &s.below) {
-        (Some(a), None) => Threshold::Above(finite(a, &format!("{key}.above"), ctx)?),
-        (None, Some(b)) => Threshold::Below(finite(b, &format!("{key}.below"), ctx)?),
-        (Some(_), Some(b)) => {
-            let msg = "set above or below, not both";
-            return Err(ctx.at(b, &format!("{key}.below"), msg));
-        }
-        (None, None) => {
-            let msg = "needs a threshold: above = N or below = N";
-            return Err(ctx.at(&s.name, &format!("{key}.above"), msg));
-        }
-    };
+    let route = rule_route(s, key, routes, ctx)?;
+    let metric = named(
+        &RuleMetric::ALL,
+        RuleMetric::as_str,
+        &s.metric,
+        "metric",
+        key,
+        ctx,
+    )?;
+    let action = named(
+        &RuleAction::ALL,
+        RuleAction::as_str,
+        &s.action,
+        "action",
+        key,
+        ctx,
+    )?;
+    let threshold = rule_threshold(s, key, ctx)?;
     let baseline = match &s.baseline {
         Some(b) => Some(finite(b, &format!("{key}.baseline"), ctx)?),
         None => None,
@@ -298,31 +267,10 @@ fn compile_rule(
         Duration::from_secs(300),
     )?;
     let min_requests = ctx.positive(s.min_requests.as_ref(), &format!("{key}.min_requests"), 20)?;
-    let throttle_to = match &s.throttle_to {
-        Some(v) if *v.get_ref() > 0.0 && *v.get_ref() < 1.0 => *v.get_ref(),
-        Some(v) => {
-            let msg = format!(
-                "must be between 0 and 1 (exclusive): the share of the current rate still admitted, got {}",
-                v.get_ref()
-            );
-            return Err(ctx.at(v, &format!("{key}.throttle_to"), msg));
-        }
-        None => 0.5,
-    };
-    let downgrade_to = s.downgrade_to.as_ref().map(|m| m.get_ref().clone());
-    if action == RuleAction::DowngradeModel && downgrade_to.as_deref().is_none_or(str::is_empty) {
-        let msg = "downgrade_model needs downgrade_to = \"<cheaper model>\"";
-        return Err(ctx.at(&s.action, &format!("{key}.downgrade_to"), msg));
-    }
+    let throttle_to = rule_throttle_to(s, key, ctx)?;
+    let downgrade_to = rule_downgrade_to(s, action, key, ctx)?;
     if action == RuleAction::RollbackAndNotify {
-        let has_rollout = routes
-            .iter()
-            .filter(|r| route.as_deref().is_none_or(|name| r.name == name))
-            .any(|r| r.rollout.is_some());
-        if !has_rollout {
-            let msg = "rollback_and_notify has nothing to roll back: no route it watches has a [routes.rollout]";
-            ctx.warn(Some(&s.action.span()), &format!("{key}.action"), msg);
-        }
+        warn_if_nothing_to_roll_back(s, key, route.as_deref(), routes, ctx);
     }
     Ok(Rule {
         name: name.clone(),
@@ -338,6 +286,115 @@ fn compile_rule(
         automatic: s.automatic.unwrap_or(false),
         line: ctx.line(&spanned.span()),
     })
+}
+
+/// `route`: absent means every route; present, it must name one.
+fn rule_route(
+    s: &RuleSpec,
+    key: &str,
+    routes: &[crate::Route],
+    ctx: &Ctx,
+) -> Result<Option<String>, ConfigError> {
+    match &s.route {
+        Some(r) if !routes.iter().any(|route| route.name == *r.get_ref()) => {
+            let known: Vec<&str> = routes.iter().map(|r| r.name.as_str()).collect();
+            let msg = format!(
+                "unknown route {:?} (known: {})",
+                r.get_ref(),
+                known.join(", ")
+            );
+            Err(ctx.at(r, &format!("{key}.route"), msg))
+        }
+        Some(r) => Ok(Some(r.get_ref().clone())),
+        None => Ok(None),
+    }
+}
+
+/// The member of `all` whose name is written at `{key}.{field}`, or an error listing the names.
+fn named<T: Copy>(
+    all: &[T],
+    as_str: fn(T) -> &'static str,
+    written: &Spanned<String>,
+    field: &str,
+    key: &str,
+    ctx: &Ctx,
+) -> Result<T, ConfigError> {
+    all.iter()
+        .copied()
+        .find(|m| as_str(*m) == written.get_ref())
+        .ok_or_else(|| {
+            let known: Vec<&str> = all.iter().map(|m| as_str(*m)).collect();
+            let msg = format!(
+                "unknown {field} {:?} (known: {})",
+                written.get_ref(),
+                known.join(", ")
+            );
+            ctx.at(written, &format!("{key}.{field}"), msg)
+        })
+}
+
+/// Exactly one of `above` and `below`.
+fn rule_threshold(s: &RuleSpec, key: &str, ctx: &Ctx) -> Result<Threshold, ConfigError> {
+    match (&s.above, &s.below) {
+        (Some(a), None) => Ok(Threshold::Above(finite(a, &format!("{key}.above"), ctx)?)),
+        (None, Some(b)) => Ok(Threshold::Below(finite(b, &format!("{key}.below"), ctx)?)),
+        (Some(_), Some(b)) => {
+            let msg = "set above or below, not both";
+            Err(ctx.at(b, &format!("{key}.below"), msg))
+        }
+        (None, None) => {
+            let msg = "needs a threshold: above = N or below = N";
+            Err(ctx.at(&s.name, &format!("{key}.above"), msg))
+        }
+    }
+}
+
+/// `throttle_to`: strictly between 0 and 1, default 0.5.
+fn rule_throttle_to(s: &RuleSpec, key: &str, ctx: &Ctx) -> Result<f64, ConfigError> {
+    match &s.throttle_to {
+        Some(v) if *v.get_ref() > 0.0 && *v.get_ref() < 1.0 => Ok(*v.get_ref()),
+        Some(v) => {
+            let msg = format!(
+                "must be between 0 and 1 (exclusive): the share of the current rate still admitted, got {}",
+                v.get_ref()
+            );
+            Err(ctx.at(v, &format!("{key}.throttle_to"), msg))
+        }
+        None => Ok(0.5),
+    }
+}
+
+/// `downgrade_to`: required, and not empty, for `downgrade_model`.
+fn rule_downgrade_to(
+    s: &RuleSpec,
+    action: RuleAction,
+    key: &str,
+    ctx: &Ctx,
+) -> Result<Option<String>, ConfigError> {
+    let downgrade_to = s.downgrade_to.as_ref().map(|m| m.get_ref().clone());
+    if action == RuleAction::DowngradeModel && downgrade_to.as_deref().is_none_or(str::is_empty) {
+        let msg = "downgrade_model needs downgrade_to = \"<cheaper model>\"";
+        return Err(ctx.at(&s.action, &format!("{key}.downgrade_to"), msg));
+    }
+    Ok(downgrade_to)
+}
+
+/// A `rollback_and_notify` rule over routes without a rollout is legal but does nothing.
+fn warn_if_nothing_to_roll_back(
+    s: &RuleSpec,
+    key: &str,
+    route: Option<&str>,
+    routes: &[crate::Route],
+    ctx: &mut Ctx,
+) {
+    let has_rollout = routes
+        .iter()
+        .filter(|r| route.is_none_or(|name| r.name == name))
+        .any(|r| r.rollout.is_some());
+    if !has_rollout {
+        let msg = "rollback_and_notify has nothing to roll back: no route it watches has a [routes.rollout]";
+        ctx.warn(Some(&s.action.span()), &format!("{key}.action"), msg);
+    }
 }
 
 fn finite(v: &Spanned<f64>, key: &str, ctx: &Ctx) -> Result<f64, ConfigError> {
