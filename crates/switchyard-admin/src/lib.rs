@@ -26,6 +26,6 @@ pub use audit::{AuditEntry, AuditError, AuditLog};
 pub use auth::Principal;
 pub use request::MAX_BODY_BYTES;
 pub use server::serve;
-pub use state::{fallback_kinds, AdminParts, AdminState, ReloadOutcome, Reloader, StateError};
+pub use state::{AdminParts, AdminState, ReloadOutcome, Reloader, StateError};
 pub use switchyard_control::incidents::{Incident, IncidentError, Incidents};
 pub use views::AlertView;

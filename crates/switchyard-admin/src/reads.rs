@@ -58,11 +58,9 @@ const FLEET_INCIDENTS: usize = 1000;
 
 pub fn status(state: &AdminState) -> Response<Body> {
     let table = state.gateway.table();
-    let fallbacks = state.fallbacks.load();
     let text = status::render(&status::Inputs {
         table: &table,
         kills: &state.kills,
-        fallbacks: &fallbacks,
         firing: &state.alerts.firing(),
         rollouts: &state.controller.rollouts(),
         rules: &state.controller.rules_firing(),

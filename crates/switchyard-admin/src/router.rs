@@ -142,8 +142,9 @@ pub async fn route(state: AdminState, req: Request<Incoming>) -> Response<Body> 
         return respond(StatusCode::OK, JSON, openapi::document_json().to_owned());
     }
     let principal = {
-        let tokens = state.tokens.load();
-        match auth::authorize(req.headers(), &tokens, endpoint.need()) {
+        // The tokens of the snapshot in force: a reload that revokes one applies at once.
+        let snapshot = state.gateway.table();
+        match auth::authorize(req.headers(), &snapshot.tokens, endpoint.need()) {
             Ok(principal) => principal,
             Err(refusal) => return refusal.into_response(),
         }

@@ -1,14 +1,11 @@
 //! What the admin API reads and acts on, and the hooks the binary provides.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use metrics_exporter_prometheus::PrometheusHandle;
-use switchyard_config::{AdminToken, Config, Fallback};
 use switchyard_control::controller::Controller;
 use switchyard_control::fleet::streams::{Sink, Stream};
 use switchyard_control::fleet::Fleet;
@@ -40,10 +37,6 @@ pub struct AdminParts {
     pub alerts: Arc<Alerts>,
     pub metrics: PrometheusHandle,
     pub kills: Arc<KillBoard>,
-    /// Swapped by the reloader when `[[admin.tokens]]` change.
-    pub tokens: Arc<ArcSwap<Vec<AdminToken>>>,
-    /// Route → fallback kind ([`fallback_kinds`]), swapped by the reloader.
-    pub fallbacks: Arc<ArcSwap<BTreeMap<String, String>>>,
     pub reloader: Arc<dyn Reloader>,
     /// Told of kills, revives, incidents and acknowledgements once they took effect.
     pub notifier: Notifier,
@@ -60,8 +53,6 @@ pub struct AdminState {
     pub alerts: Arc<Alerts>,
     pub metrics: PrometheusHandle,
     pub kills: Arc<KillBoard>,
-    pub tokens: Arc<ArcSwap<Vec<AdminToken>>>,
-    pub fallbacks: Arc<ArcSwap<BTreeMap<String, String>>>,
     pub reloader: Arc<dyn Reloader>,
     pub notifier: Notifier,
     pub audit: Arc<AuditLog>,
@@ -107,8 +98,6 @@ impl AdminState {
             alerts: parts.alerts,
             metrics: parts.metrics,
             kills: parts.kills,
-            tokens: parts.tokens,
-            fallbacks: parts.fallbacks,
             reloader: parts.reloader,
             notifier: parts.notifier,
             audit,
@@ -124,21 +113,4 @@ impl AdminState {
         self.allowed_hosts = Arc::new(names);
         self
     }
-}
-
-/// Route → what it answers while killed: `text`, `static`, `upstream:NAME` or `none`.
-pub fn fallback_kinds(config: &Config) -> BTreeMap<String, String> {
-    config
-        .routes
-        .iter()
-        .map(|route| {
-            let kind = match &route.kill_switch.fallback {
-                None => "none".to_owned(),
-                Some(Fallback::Text(_)) => "text".to_owned(),
-                Some(Fallback::Static { .. }) => "static".to_owned(),
-                Some(Fallback::Upstream(name)) => format!("upstream:{name}"),
-            };
-            (route.name.clone(), kind)
-        })
-        .collect()
 }

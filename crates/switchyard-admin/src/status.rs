@@ -1,7 +1,5 @@
 //! GET /admin/status: what is in force now.
 
-use std::collections::BTreeMap;
-
 use serde::Serialize;
 use switchyard_control::controller::RuleFiring;
 use switchyard_control::fleet::FleetStatus;
@@ -32,7 +30,7 @@ pub(crate) struct RouteStatus<'a> {
     endpoints: Vec<String>,
     weights: Vec<Weight<'a>>,
     kill_switch: Option<KillSwitch>,
-    fallback: &'a str,
+    fallback: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     rollout: Option<&'a RolloutState>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -64,7 +62,6 @@ pub(crate) struct ExperimentStatus<'a> {
 pub struct Inputs<'a> {
     pub table: &'a Table,
     pub kills: &'a KillBoard,
-    pub fallbacks: &'a BTreeMap<String, String>,
     pub firing: &'a [FiringAlert],
     pub rollouts: &'a [RolloutState],
     pub rules: &'a [RuleFiring],
@@ -95,10 +92,7 @@ pub fn render(inputs: &Inputs<'_>) -> String {
                     .collect(),
                 weights,
                 kill_switch: inputs.kills.get(&route.name).map(|k| (*k).clone()),
-                fallback: inputs
-                    .fallbacks
-                    .get(&*route.name)
-                    .map_or("none", String::as_str),
+                fallback: route.kill.kind(),
                 rollout,
                 experiments: route
                     .variants

@@ -13,11 +13,11 @@ use switchyard_state::fleet::FleetStanding;
 use switchyard_state::steer::Steering;
 use switchyard_state::{KillBoard, Signals};
 
-use crate::exchange::{Boards, Exchange};
+use crate::boards::Boards;
+use crate::exchange::{self, Exchange};
 use crate::lifecycle::Lifecycle;
 use crate::local;
 pub use crate::peer::Peer;
-use crate::registry::HealthRegistry;
 use crate::rescue::Refusal;
 use crate::table::Table;
 
@@ -25,12 +25,11 @@ use crate::table::Table;
 #[derive(Debug)]
 pub struct Gateway {
     table: ArcSwap<Table>,
-    signals: Arc<Signals>,
+    /// Route signals, experiment figures and endpoint health, kept across swaps by name.
+    boards: Boards,
     kills: Arc<KillBoard>,
     /// The controller's live decisions: rollout shares, throttles, downgrades.
     steering: Arc<Steering>,
-    /// Endpoint health and probes, kept across swaps by (upstream, endpoint).
-    health: HealthRegistry,
     /// Starting, serving or draining: what /ready says before it dials an upstream.
     lifecycle: Lifecycle,
     /// Fleet mode: what `/ready` reports of the replica's standing.
@@ -62,14 +61,13 @@ impl Gateway {
         kills: Arc<KillBoard>,
         steering: Arc<Steering>,
     ) -> Arc<Self> {
-        let health = HealthRegistry::default();
-        health.adopt(&table);
+        let boards = Boards::new(signals);
+        boards.reconcile(&table);
         Arc::new(Gateway {
             table: ArcSwap::from_pointee(table),
-            signals,
+            boards,
             kills,
             steering,
-            health,
             lifecycle: Lifecycle::default(),
             fleet: std::sync::OnceLock::new(),
             budget: std::sync::OnceLock::new(),
@@ -110,17 +108,28 @@ impl Gateway {
         self.table.load_full()
     }
 
-    /// Puts a new snapshot in force with one atomic store; requests in flight keep theirs.
-    /// Admission state (rates, queues) carries over for routes whose limits are unchanged;
-    /// endpoint health carries over for every (upstream, endpoint) still configured.
+    /// A snapshot of `config` over the gateway's live state, without effects: nothing in
+    /// force changes until [`Gateway::swap`]. `sims` holds the embedded simulators' addresses.
+    pub fn prepare(
+        &self,
+        config: &switchyard_config::Config,
+        sims: &std::collections::HashMap<String, std::net::SocketAddr>,
+    ) -> Result<Table, crate::table::CompileError> {
+        self.boards.prepare(config, sims)
+    }
+
+    /// Puts a prepared snapshot in force: the boards adopt it (route signals, experiments,
+    /// endpoint health and probes), then one atomic store; requests in flight keep theirs.
+    /// Admission state (rates, queues) carries over for routes whose limits are unchanged.
+    /// Infallible.
     pub fn swap(&self, mut table: Table) {
         table.carry_over(&self.table.load());
-        self.health.adopt(&table);
+        self.boards.reconcile(&table);
         self.table.store(Arc::new(table));
     }
 
     pub fn signals(&self) -> &Arc<Signals> {
-        &self.signals
+        self.boards.signals()
     }
 
     /// Handles one request. Never fails: every problem becomes an answer.
@@ -140,7 +149,7 @@ impl Gateway {
                 req,
                 &table,
                 self.lifecycle.phase(),
-                &self.signals,
+                self.boards.signals(),
                 self.fleet.get(),
             )
             .await);
@@ -162,8 +171,8 @@ impl Gateway {
             switchyard_llm::classify(route.dialect, req.method().as_str(), req.uri().path());
         let trace = crate::trace::hop(req.headers(), table.settings.sampling_ratio);
         let exchange = Exchange {
-            boards: Boards {
-                signals: &self.signals,
+            boards: exchange::Boards {
+                signals: self.boards.signals(),
                 kills: &self.kills,
                 steering: &self.steering,
                 budget: self.budget.get(),

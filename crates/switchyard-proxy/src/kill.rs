@@ -62,6 +62,19 @@ pub fn kill_plan(
     }
 }
 
+impl KillPlan {
+    /// What the route answers while killed, as the status document names it: `text`,
+    /// `static`, `upstream:NAME` or `none`.
+    pub fn kind(&self) -> String {
+        match &self.fallback {
+            None => "none".to_owned(),
+            Some(CompiledFallback::Text(_)) => "text".to_owned(),
+            Some(CompiledFallback::Static { .. }) => "static".to_owned(),
+            Some(CompiledFallback::Upstream(upstream)) => format!("upstream:{}", upstream.name),
+        }
+    }
+}
+
 impl CompiledFallback {
     /// The made answer for a text or static fallback (an upstream fallback is forwarded);
     /// `None` where a text makes no sense (embeddings): the route then answers 503.

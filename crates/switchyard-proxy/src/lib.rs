@@ -3,6 +3,7 @@
 pub mod access;
 mod admission;
 mod affinity;
+mod boards;
 mod context;
 mod exchange;
 mod forward;
@@ -26,6 +27,7 @@ mod trace;
 mod upstream;
 
 pub use admission::Shed;
+pub use boards::Boards;
 pub use gateway::Gateway;
 pub use gateway::Peer;
 pub use lifecycle::{Lifecycle, Phase};

@@ -261,7 +261,9 @@ mod tests {
         );
         let config =
             switchyard_config::Config::parse(&text, "t.toml", std::path::Path::new(".")).unwrap();
-        let table = Table::compile(&config, &Default::default(), &Signals::new()).unwrap();
+        let table = crate::Boards::new(Signals::new())
+            .prepare(&config, &Default::default())
+            .unwrap();
         let response = ready(&table, phase, None).await;
         let status = response.status();
         let body = response.into_body().collect().await.unwrap().to_bytes();

@@ -12,7 +12,6 @@ use tokio::task::AbortHandle;
 
 use crate::forward;
 use crate::health::{EndpointHealth, HealthPolicy};
-use crate::table::Table;
 use crate::upstream::{Upstream, UpstreamClient};
 
 /// Running probes by upstream name.
@@ -48,10 +47,9 @@ fn plan_of(upstream: &Upstream) -> Option<Plan> {
     })
 }
 
-/// Makes the running probes match the table (whose upstreams already hold their health).
-pub fn reconcile(probes: &mut Probes, table: &Table) {
-    let wanted: HashMap<Arc<str>, (Plan, &Arc<Upstream>)> = table
-        .upstreams
+/// Makes the running probes match a table's upstreams (which hold their health).
+pub fn reconcile(probes: &mut Probes, upstreams: &[Arc<Upstream>]) {
+    let wanted: HashMap<Arc<str>, (Plan, &Arc<Upstream>)> = upstreams
         .iter()
         .filter_map(|u| Some((u.name.clone(), (plan_of(u)?, u))))
         .collect();
@@ -84,7 +82,7 @@ fn start(plan: Plan, upstream: &Upstream) -> Option<Running> {
             return None;
         }
     };
-    let cells = upstream.health.get()?;
+    let cells = &upstream.health;
     let mut tasks = Vec::with_capacity(cells.len());
     for (endpoint, cell) in upstream.endpoints.iter().zip(cells.iter()) {
         let Ok(uri) = forward::upstream_uri(endpoint, Some(&path)) else {

@@ -1,14 +1,21 @@
-//! The compiled routing table: an immutable snapshot the data path reads through `ArcSwap`.
+//! The compiled routing table: the live snapshot the data path reads through `ArcSwap`.
+//!
+//! A table is prepared from a config without effects: the live state it refers to (route
+//! signals, experiment figures, endpoint health) is looked up by stable name, or made new and
+//! seen by nobody until the boards adopt the table when it is swapped in.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
-use switchyard_config::{Config, DialectSetting as ConfigDialect, UpstreamTarget, UserKeySource};
+use switchyard_config::{
+    AdminToken, Config, DialectSetting as ConfigDialect, UpstreamTarget, UserKeySource,
+};
 use switchyard_llm::DialectSetting;
 use switchyard_state::experiment::ExperimentStats;
+use switchyard_state::signals::Spans;
 use switchyard_state::{RouteSignals, Signals};
 
 use crate::admission::Admission;
@@ -17,6 +24,7 @@ use crate::forward;
 use crate::health::HealthPolicy;
 pub use crate::kill::CompiledFallback;
 use crate::kill::{kill_plan, KillPlan};
+use crate::registry::HealthRegistry;
 use crate::upstream::{Endpoint, Upstream};
 
 /// A failure to turn a valid config into a table (e.g. an embedded simulator has no address).
@@ -66,6 +74,8 @@ pub struct Variant {
     pub name: Arc<str>,
     /// Fraction of users in the variant.
     pub share: f64,
+    /// The significance level its comparison with control is judged at.
+    pub alpha: f64,
     pub set_model: Option<Arc<str>>,
     pub upstream: Option<Arc<Upstream>>,
     pub headers: Vec<(HeaderName, HeaderValue)>,
@@ -102,6 +112,10 @@ pub struct Route {
     /// Rate limits and the concurrency limit with its queue.
     pub admission: Arc<Admission>,
     pub signals: Arc<RouteSignals>,
+    /// The window spans and context-fill threshold its signals keep.
+    pub spans: Spans,
+    /// A rule reads the applications' feedback on this route.
+    pub takes_feedback: bool,
     pub in_flight: metrics::Gauge,
 }
 
@@ -130,16 +144,21 @@ pub struct Table {
     pub routes: Vec<Route>,
     pub models: HashMap<String, ModelInfo>,
     pub upstreams: Vec<Arc<Upstream>>,
+    /// `[[admin.tokens]]`: who may call the admin API.
+    pub tokens: Vec<AdminToken>,
 }
 
 impl Table {
-    /// Compiles a validated config. `sims` holds the addresses of embedded simulators.
-    pub fn compile(
+    /// Prepares a validated config, without effects: `signals` and `health` are read for the
+    /// live state the table keeps using, never changed (see `Boards::reconcile`). `sims` holds
+    /// the addresses of embedded simulators.
+    pub fn prepare(
         config: &Config,
         sims: &HashMap<String, SocketAddr>,
         signals: &Signals,
+        health: &HealthRegistry,
     ) -> Result<Table, CompileError> {
-        let upstreams = upstreams_of(config, sims)?;
+        let upstreams = upstreams_of(config, sims, health)?;
         let spans = detail_spans(config);
         let routes = config
             .routes
@@ -147,13 +166,6 @@ impl Table {
             .enumerate()
             .map(|(index, spec)| route_of(config, index, spec, &upstreams, signals, spans))
             .collect::<Result<Vec<_>, _>>()?;
-        // Experiments no longer configured leave the registry (their figures with them).
-        let names: Vec<String> = config
-            .routes
-            .iter()
-            .flat_map(|r| r.experiments.iter().map(|e| e.name.clone()))
-            .collect();
-        signals.experiments().retain(&names);
         Ok(Table {
             version: config.version.clone(),
             settings: Settings {
@@ -169,6 +181,7 @@ impl Table {
             routes,
             models: models_of(config),
             upstreams: upstreams.into_values().collect(),
+            tokens: config.admin.tokens.clone(),
         })
     }
 
@@ -244,13 +257,14 @@ fn variants_of(
             Ok(Variant {
                 name: Arc::from(e.name.as_str()),
                 share: e.share(),
+                alpha: e.alpha(),
                 set_model: e.set_model.as_deref().map(Arc::from),
                 upstream,
                 headers: e.headers.clone(),
                 header: HeaderValue::from_str(&e.name).ok(),
                 stats: signals
                     .experiments()
-                    .get_or_make(&e.name, route, e.share(), e.alpha()),
+                    .prepare(&e.name, route, e.share(), e.alpha()),
             })
         })
         .collect()
@@ -334,6 +348,7 @@ fn endpoints_of(
 fn upstreams_of(
     config: &Config,
     sims: &HashMap<String, SocketAddr>,
+    health: &HealthRegistry,
 ) -> Result<HashMap<String, Arc<Upstream>>, CompileError> {
     let mut upstreams = HashMap::new();
     for (name, spec) in &config.upstreams {
@@ -346,9 +361,11 @@ fn upstreams_of(
             let labels: Vec<&str> = endpoints.iter().map(|e| &*e.label).collect();
             Ring::new(&labels)
         });
+        let name: Arc<str> = Arc::from(name.as_str());
         let upstream = Arc::new(Upstream {
-            name: Arc::from(name.as_str()),
-            header: HeaderValue::from_str(name).ok(),
+            health: health.cells_for(&name, &endpoints),
+            name: name.clone(),
+            header: HeaderValue::from_str(&name).ok(),
             endpoints,
             client,
             ring,
@@ -357,9 +374,8 @@ fn upstreams_of(
                 eject_for: spec.eject_for,
             },
             health_check: spec.health_check.clone(),
-            health: OnceLock::new(),
         });
-        upstreams.insert(name.clone(), upstream);
+        upstreams.insert(name.to_string(), upstream);
     }
     Ok(upstreams)
 }
@@ -379,8 +395,8 @@ fn detail_spans(config: &Config) -> switchyard_state::signals::Spans {
     }
 }
 
-/// One route of the table, with its signals registered (and told its experiments and whether
-/// it takes feedback).
+/// One route of the table, with the signals it records into: the live ones of its name, or new
+/// ones the boards adopt with the table.
 fn route_of(
     config: &Config,
     index: usize,
@@ -398,16 +414,15 @@ fn route_of(
         .cloned()
         .ok_or_else(|| unknown(format!("routes[{index}].upstream"), &spec.upstream))?;
     let name: Arc<str> = Arc::from(spec.name.as_str());
-    let route_signals = signals.route(&spec.name, spans);
+    let route_signals = signals.prepare_route(&spec.name, spans);
     let variants = variants_of(spec, &name, upstreams, signals)?;
-    route_signals.set_experiments(variants.iter().map(|v| v.stats.clone()).collect());
-    route_signals.set_takes_feedback(config.rules.iter().any(|rule| {
+    let takes_feedback = config.rules.iter().any(|rule| {
         matches!(
             rule.metric,
             switchyard_config::RuleMetric::FeedbackScore
                 | switchyard_config::RuleMetric::CompletionRate
         ) && rule.route.as_deref().is_none_or(|r| r == spec.name)
-    }));
+    });
     let green =
         match &spec.rollout {
             Some(rollout) => Some(upstreams.get(&rollout.green).cloned().ok_or_else(|| {
@@ -426,6 +441,8 @@ fn route_of(
     Ok(Route {
         in_flight: metrics::gauge!(switchyard_core::metrics::IN_FLIGHT_REQUESTS, "route" => name.clone()),
         signals: route_signals,
+        spans,
+        takes_feedback,
         rollout_split: format!("rollout:{name}"),
         control: Arc::from(switchyard_state::experiment::CONTROL),
         green,

@@ -1,7 +1,7 @@
 //! An upstream: its endpoints, its pooled client, its ring and health, and the choice of
 //! endpoint for a request.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use http::uri::{Authority, Scheme};
 use http::HeaderValue;
@@ -38,14 +38,14 @@ pub struct Upstream {
     pub ring: Option<Ring>,
     pub policy: HealthPolicy,
     pub health_check: Option<HealthCheck>,
-    /// Each endpoint's health, by index; set by the gateway's health registry when the table
-    /// is put in force, so it is shared with earlier and later tables.
-    pub health: OnceLock<Box<[Arc<EndpointHealth>]>>,
+    /// Each endpoint's health, by index: taken from the gateway's health registry when the
+    /// table is prepared, so it is shared with earlier and later tables.
+    pub health: Box<[Arc<EndpointHealth>]>,
 }
 
 impl Upstream {
     pub fn health_of(&self, index: usize) -> Option<&Arc<EndpointHealth>> {
-        self.health.get()?.get(index)
+        self.health.get(index)
     }
 }
 

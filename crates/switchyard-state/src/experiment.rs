@@ -324,32 +324,36 @@ impl std::fmt::Debug for Experiments {
 }
 
 impl Experiments {
-    /// The experiment of this name, made on first use; a reload keeps its figures as long
-    /// as the name and route stay the same.
-    pub fn get_or_make(
+    /// The experiment of this name for a table being prepared: the live one while the name
+    /// and route stay the same (a reload keeps its figures), else a new one that nothing
+    /// sees until [`Experiments::adopt`]. Changes nothing in force.
+    pub fn prepare(
         &self,
         name: &str,
         route: &Arc<str>,
         share: f64,
         alpha: f64,
     ) -> Arc<ExperimentStats> {
-        let mut all = lock(&self.by_name);
-        if let Some(existing) = all.get(name).filter(|e| e.route == *route) {
-            *lock(&existing.share) = share;
-            lock(&existing.test).set_alpha(alpha);
+        if let Some(existing) = lock(&self.by_name).get(name).filter(|e| e.route == *route) {
             return existing.clone();
         }
         let id = self
             .next_id
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let made = Arc::new(ExperimentStats::new(id, name, route, share, alpha));
-        all.insert(made.name.clone(), made.clone());
-        made
+        Arc::new(ExperimentStats::new(id, name, route, share, alpha))
     }
 
-    /// Forgets experiments no longer configured.
-    pub fn retain(&self, names: &[String]) {
-        lock(&self.by_name).retain(|name, _| names.iter().any(|n| **n == **name));
+    /// Puts a table's experiments in force with their share and significance level: they
+    /// are the registry from now on, and experiments no longer configured leave it (their
+    /// figures with them).
+    pub fn adopt(&self, experiments: &[(Arc<ExperimentStats>, f64, f64)]) {
+        let mut all = lock(&self.by_name);
+        all.clear();
+        for (stats, share, alpha) in experiments {
+            *lock(&stats.share) = *share;
+            lock(&stats.test).set_alpha(*alpha);
+            all.insert(stats.name.clone(), stats.clone());
+        }
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<ExperimentStats>> {

@@ -186,6 +186,21 @@ impl RouteSignals {
     }
 
     /// Whether a rule judges this route by feedback (`feedback_score`, `completion_rate`).
+    /// The context-fill threshold and window spans from now on. A new window length needs
+    /// rings of the new size; the history of the old ones is dropped rather than misread at
+    /// the wrong length.
+    fn set_spans(&self, spans: Spans) {
+        self.fill_threshold_bits
+            .store(spans.context_fill.to_bits(), Ordering::Relaxed);
+        let mut windows = lock(&self.windows);
+        if windows.spans != (spans.window, spans.baseline) {
+            windows.detail = Ring::new(spans.window);
+            windows.counts = CountRing::new(spans.window + spans.baseline);
+            windows.sides.clear();
+            windows.spans = (spans.window, spans.baseline);
+        }
+    }
+
     pub fn set_takes_feedback(&self, yes: bool) {
         self.takes_feedback.store(yes, Ordering::Relaxed);
     }
@@ -382,26 +397,20 @@ impl Signals {
 
     /// The route's signals, made on first use; the spans apply from now on.
     pub fn route(&self, name: &str, spans: Spans) -> Arc<RouteSignals> {
-        let mut routes = lock(&self.routes);
-        if let Some(existing) = routes.get(name) {
-            existing
-                .fill_threshold_bits
-                .store(spans.context_fill.to_bits(), Ordering::Relaxed);
-            let mut windows = lock(&existing.windows);
-            if windows.spans != (spans.window, spans.baseline) {
-                // A new window length needs rings of the new size; the history of the old
-                // ones is dropped rather than misread at the wrong length.
-                windows.detail = Ring::new(spans.window);
-                windows.counts = CountRing::new(spans.window + spans.baseline);
-                windows.sides.clear();
-                windows.spans = (spans.window, spans.baseline);
-            }
-            drop(windows);
+        let route = self.prepare_route(name, spans);
+        self.adopt_route(&route, spans);
+        route
+    }
+
+    /// The route's signals for a table being prepared: the live ones under this name, or
+    /// new ones that nothing sees until [`Signals::adopt_route`]. Changes nothing in force.
+    pub fn prepare_route(&self, name: &str, spans: Spans) -> Arc<RouteSignals> {
+        if let Some(existing) = lock(&self.routes).get(name) {
             return existing.clone();
         }
         let name: Arc<str> = Arc::from(name);
-        let signals = Arc::new(RouteSignals {
-            name: name.clone(),
+        Arc::new(RouteSignals {
+            name,
             id: self.next_route_id.fetch_add(1, Ordering::Relaxed),
             produced_changes: self.produced_changes.clone(),
             takes_feedback: AtomicBool::new(false),
@@ -417,16 +426,28 @@ impl Signals {
                 produced: HashMap::new(),
                 spans: (spans.window, spans.baseline),
             }),
-        });
+        })
+    }
+
+    /// Puts a route's prepared signals in force under its name, with `spans` from now on.
+    /// Signals new to the registry take the history file's entries waiting for their route.
+    pub fn adopt_route(&self, route: &Arc<RouteSignals>, spans: Spans) {
+        let mut routes = lock(&self.routes);
+        route.set_spans(spans);
+        if routes
+            .get(&route.name)
+            .is_some_and(|live| Arc::ptr_eq(live, route))
+        {
+            return;
+        }
         lock(&self.produced_pending).retain(|p| {
-            let mine = *p.route == *name;
+            let mine = *p.route == *route.name;
             if mine {
-                signals.restore_produced(&p.upstream, &p.class, p.last_seen);
+                route.restore_produced(&p.upstream, &p.class, p.last_seen);
             }
             !mine
         });
-        routes.insert(name, signals.clone());
-        signals
+        routes.insert(route.name.clone(), route.clone());
     }
 
     /// Every error class each route's upstreams produced, for the history file.
@@ -549,31 +570,4 @@ impl Signals {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn the_exporter_follows_the_config_and_keeps_its_queue_while_unchanged() {
-        let signals = Signals::new();
-        signals.set_telemetry(&Telemetry::default());
-        assert!(signals.exporter().is_none(), "no endpoint, no exporter");
-        let on = Telemetry {
-            otlp_endpoint: Some("http://127.0.0.1:9/v1/traces".parse().unwrap()),
-            ..Telemetry::default()
-        };
-        signals.set_telemetry(&on);
-        let first = signals.exporter().unwrap();
-        signals.set_telemetry(&on.clone());
-        assert!(Arc::ptr_eq(&first, &signals.exporter().unwrap()), "kept");
-        signals.set_telemetry(&Telemetry {
-            batch_size: 7,
-            ..on.clone()
-        });
-        assert!(
-            !Arc::ptr_eq(&first, &signals.exporter().unwrap()),
-            "replaced"
-        );
-        signals.set_telemetry(&Telemetry::default());
-        assert!(signals.exporter().is_none(), "turned off");
-    }
-}
+mod tests;

@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use switchyard_admin::{AdminParts, AdminState};
 use switchyard_config::Config;
 use switchyard_control::budget::{BudgetGate, BudgetStore, GateSettings};
@@ -17,14 +16,15 @@ use switchyard_control::fleet::Fleet;
 use switchyard_control::rollout::{RolloutState, RolloutStore};
 use switchyard_control::steer::Steering;
 use switchyard_control::{Alerts, Incidents, KillBoard, Notifier, Signals};
-use switchyard_proxy::{Gateway, Listener, Table};
+use switchyard_proxy::{Boards, Gateway, Listener, Table};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::reload::{self, Live, Sims};
 use crate::{alert_settings, ConfigReloader, StartError, BUDGET_SAVE_EVERY};
 
-/// Starts the embedded simulators and compiles the routing table against them.
+/// Starts the embedded simulators and prepares the first snapshot against them; the gateway's
+/// boards adopt it when the gateway is made.
 pub(crate) async fn compile_data_plane(
     config: &Config,
 ) -> Result<(Sims, Arc<Signals>, Table), StartError> {
@@ -32,7 +32,7 @@ pub(crate) async fn compile_data_plane(
     reload::ensure_sims(config, &mut sims).await?;
     let signals = Signals::new();
     signals.set_telemetry(&config.telemetry);
-    let table = Table::compile(config, &reload::sim_addrs(&sims), &signals)?;
+    let table = Boards::new(signals.clone()).prepare(config, &reload::sim_addrs(&sims))?;
     Ok((sims, signals, table))
 }
 
@@ -224,10 +224,6 @@ pub(crate) fn admin_state(
     path: Option<PathBuf>,
     parts: Assembled,
 ) -> Result<(Arc<ConfigReloader>, AdminState), StartError> {
-    let tokens = Arc::new(ArcSwap::from_pointee(config.admin.tokens.clone()));
-    let fallbacks = Arc::new(ArcSwap::from_pointee(switchyard_admin::fallback_kinds(
-        &config,
-    )));
     let state_dir = config.admin.state_dir.clone();
     let allowed_hosts = config.admin.allowed_hosts.clone();
     let reloader = Arc::new(ConfigReloader {
@@ -241,8 +237,6 @@ pub(crate) fn admin_state(
         signals: parts.signals,
         kills: parts.kills.clone(),
         controller: parts.controller.clone(),
-        tokens: tokens.clone(),
-        fallbacks: fallbacks.clone(),
         notifier: parts.notifier.clone(),
     });
     let admin_parts = AdminParts {
@@ -251,8 +245,6 @@ pub(crate) fn admin_state(
         // The recorder installed at the start (installing again returns the same handle).
         metrics: switchyard_admin::exposition::install(),
         kills: parts.kills,
-        tokens,
-        fallbacks,
         reloader: reloader.clone(),
         notifier: parts.notifier,
         controller: parts.controller,

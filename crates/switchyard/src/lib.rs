@@ -127,8 +127,14 @@ impl Running {
         }
         let _ = self.close_admin.send(true);
         let _ = self.admin_task.await;
-        for task in self.background {
+        for task in &self.background {
             task.abort();
+        }
+        // An aborted task stops at its next await: a controller tick that decided a moment
+        // ago is still writing the state file it decided, and must finish before the state
+        // dir is handed to whatever starts next.
+        for task in self.background {
+            let _ = task.await;
         }
         // The last tokens counted since the periodic save.
         let budget = self.budget;

@@ -9,9 +9,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use switchyard_admin::{ReloadOutcome, Reloader};
-use switchyard_config::{AdminToken, Config, UpstreamTarget};
+use switchyard_config::{Config, UpstreamTarget};
 use switchyard_control::budget::GateSettings;
 use switchyard_control::controller::Controller;
 use switchyard_control::fleet::budget::GateFleet;
@@ -34,8 +33,6 @@ pub struct ConfigReloader {
     pub(crate) signals: Arc<Signals>,
     pub(crate) kills: Arc<KillBoard>,
     pub(crate) controller: Arc<Controller>,
-    pub(crate) tokens: Arc<ArcSwap<Vec<AdminToken>>>,
-    pub(crate) fallbacks: Arc<ArcSwap<std::collections::BTreeMap<String, String>>>,
     /// Gets the new webhooks, and is told of every reload that was applied or rejected.
     pub(crate) notifier: Notifier,
 }
@@ -157,12 +154,23 @@ impl ConfigReloader {
         ensure_sims(&config, &mut live.sims)
             .await
             .map_err(|e| e.to_string())?;
-        let table = Table::compile(&config, &sim_addrs(&live.sims), &self.signals)
+        let snapshot = self
+            .gateway
+            .prepare(&config, &sim_addrs(&live.sims))
             .map_err(|e| format!("{}: {e}", config.origin))?;
-        // Nothing below can fail: the new config is all in force, or none of it is.
-        self.gateway.swap(table);
-        self.controller.apply(&config);
-        self.alerts.set_settings(alert_settings(&config));
+        self.put_in_force(snapshot, &config);
+        let version = config.version.clone();
+        live.config = config;
+        Ok(ReloadOutcome { version, previous })
+    }
+
+    /// The infallible half of a reload: the new config is all in force, or none of it is. The
+    /// snapshot (routes, tokens, kill plans) is swapped in and the boards adopt it; the
+    /// control plane's parts that keep settings of their own are told in the same step.
+    fn put_in_force(&self, snapshot: Table, config: &Config) {
+        self.gateway.swap(snapshot);
+        self.controller.apply(config);
+        self.alerts.set_settings(alert_settings(config));
         let now = switchyard_control::signals::now_secs();
         self.signals
             .budget()
@@ -174,9 +182,6 @@ impl ConfigReloader {
             }
             gate.configure(settings);
         }
-        self.tokens.store(Arc::new(config.admin.tokens.clone()));
-        self.fallbacks
-            .store(Arc::new(switchyard_admin::fallback_kinds(&config)));
         self.notifier.set_webhooks(config.notify.webhooks.clone());
         self.signals.set_telemetry(&config.telemetry);
         self.kills.publish(
@@ -186,9 +191,6 @@ impl ConfigReloader {
                 .map(|r| r.name.clone())
                 .collect::<Vec<_>>(),
         );
-        let version = config.version.clone();
-        live.config = config;
-        Ok(ReloadOutcome { version, previous })
     }
 
     /// A kill switch is a route's permanent property: a reload may not drop an engaged one.

@@ -1,6 +1,6 @@
 //! The harness: an admin server on 127.0.0.1:0 over a small gateway, and an HTTP client.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -8,7 +8,6 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -20,7 +19,7 @@ use switchyard_admin::{AdminParts, AdminState, ReloadOutcome, Reloader};
 use switchyard_config::{AdminToken, Config, Role, TokenKind};
 use switchyard_control::alerts::AlertSettings;
 use switchyard_control::{Alerts, KillBoard, Signals};
-use switchyard_proxy::{Gateway, Table};
+use switchyard_proxy::Gateway;
 use tokio::sync::oneshot;
 
 pub const OPERATOR: &str = "oncall-secret-0123456789";
@@ -151,7 +150,10 @@ impl Drop for Admin {
 pub fn state(dir: &Path) -> (AdminState, Arc<StubReloader>) {
     let config = config();
     let signals = Signals::new();
-    let table = Table::compile(&config, &HashMap::new(), &signals).unwrap();
+    let mut table = switchyard_proxy::Boards::new(signals.clone())
+        .prepare(&config, &HashMap::new())
+        .unwrap();
+    table.tokens = tokens();
     let kills = KillBoard::open(dir).unwrap();
     let steering = switchyard_control::steer::Steering::new();
     let gateway = Gateway::with_boards(table, signals.clone(), kills.clone(), steering.clone());
@@ -174,14 +176,11 @@ pub fn state(dir: &Path) -> (AdminState, Arc<StubReloader>) {
     let reloader = Arc::new(StubReloader {
         next: Mutex::new(Err("no reload expected".into())),
     });
-    let fallbacks: BTreeMap<String, String> = switchyard_admin::fallback_kinds(&config);
     let parts = AdminParts {
         gateway,
         alerts,
         metrics: switchyard_admin::exposition::install(),
         kills,
-        tokens: Arc::new(ArcSwap::from_pointee(tokens())),
-        fallbacks: Arc::new(ArcSwap::from_pointee(fallbacks)),
         reloader: reloader.clone(),
         notifier,
         controller,

@@ -90,7 +90,15 @@ upstream = "up"
 "#;
     let config =
         switchyard_config::Config::parse(text, "gateway.toml", std::path::Path::new(".")).unwrap();
-    let kinds = switchyard_admin::fallback_kinds(&config);
+    let signals = switchyard_control::Signals::new();
+    let table = switchyard_proxy::Boards::new(signals)
+        .prepare(&config, &std::collections::HashMap::new())
+        .unwrap();
+    let kinds: std::collections::BTreeMap<String, String> = table
+        .routes
+        .iter()
+        .map(|route| (route.name.to_string(), route.kill.kind()))
+        .collect();
     let expected: Vec<(&str, &str)> = vec![
         ("bare", "none"),
         ("fixed", "static"),

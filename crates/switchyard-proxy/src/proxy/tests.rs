@@ -14,7 +14,6 @@ use tower_service::Service;
 
 use super::Proxy;
 use crate::gateway::Gateway;
-use crate::table::Table;
 
 /// A gateway with one route `r` on `/v1/` to `upstream`, with `extra` in the route's table.
 fn proxy(upstream: &str, extra: &str) -> Proxy {
@@ -24,7 +23,9 @@ fn proxy(upstream: &str, extra: &str) -> Proxy {
     );
     let config = Config::parse(&toml, "test.toml", Path::new(".")).unwrap();
     let signals = Signals::new();
-    let table = Table::compile(&config, &HashMap::new(), &signals).unwrap();
+    let table = crate::Boards::new(signals.clone())
+        .prepare(&config, &HashMap::new())
+        .unwrap();
     let kills = KillBoard::in_memory();
     Proxy::new(Gateway::with_kill_board(table, signals, kills))
 }
