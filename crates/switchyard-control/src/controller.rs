@@ -19,6 +19,7 @@ mod rules;
 mod shared;
 #[cfg(test)]
 mod testing;
+mod throttles;
 mod tick;
 mod vocab;
 

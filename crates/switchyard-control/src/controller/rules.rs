@@ -207,17 +207,6 @@ impl Controller {
         acted
     }
 
-    /// The throttle in force on a route: the lowest rate any firing rule asks for.
-    pub(super) fn apply_throttles(&self, inner: &Inner, route: &str) {
-        let lowest = inner
-            .rules
-            .values()
-            .filter(|f| f.route == route)
-            .filter_map(|f| f.throttle_rps)
-            .reduce(f64::min);
-        self.steering.update(route, |s| s.throttle_rps = lowest);
-    }
-
     fn clear_rule(
         &self,
         inner: &mut Inner,

@@ -18,7 +18,7 @@ use super::rollouts::{advance_event, promote_event, rollback_event};
 use super::vocab::{Actor, Cause, DecisionKind, RollbackNews};
 use super::{lock, ActionError, Controller, Inner, Shift};
 use crate::fleet::rollouts::{
-    same_attempt, Decision, Proposal, RolloutHost, SharedDowngrade, SharedRollout,
+    same_attempt, Decision, Proposal, RolloutHost, SharedDowngrade, SharedRollout, SharedThrottle,
 };
 use crate::fleet::store::SharedState;
 use crate::fleet::streams::Sink;
@@ -37,6 +37,10 @@ pub(super) struct Link {
     pub(super) published: AtomicU64,
     /// The fleet's approved downgrades as last applied here.
     pub(super) downgrades: std::sync::Mutex<BTreeMap<String, SharedDowngrade>>,
+    /// The fleet's rule throttles as last adopted here.
+    pub(super) throttles: std::sync::Mutex<Vec<SharedThrottle>>,
+    /// A change to this replica's throttles in the fleet is on its way to Redis.
+    pub(super) throttling: std::sync::atomic::AtomicBool,
 }
 
 /// A decision the controller took for the fleet (Redis accepted it, or Redis was out of
@@ -88,6 +92,8 @@ impl Controller {
             audit: OnceLock::new(),
             published: AtomicU64::new(0),
             downgrades: std::sync::Mutex::default(),
+            throttles: std::sync::Mutex::default(),
+            throttling: std::sync::atomic::AtomicBool::new(false),
         });
         super::judge::spawn(self);
     }
@@ -111,7 +117,7 @@ impl Controller {
 
     /// The runtime, this controller and the fleet, to run a decision on (unit tests tick
     /// without a runtime, and without a fleet).
-    fn runner(&self) -> Option<(tokio::runtime::Handle, Arc<Controller>, Arc<Fleet>)> {
+    pub(super) fn runner(&self) -> Option<(tokio::runtime::Handle, Arc<Controller>, Arc<Fleet>)> {
         let link = self.fleet.get()?;
         let runtime = tokio::runtime::Handle::try_current().ok()?;
         Some((runtime, link.this.upgrade()?, link.fleet.clone()))
@@ -497,6 +503,7 @@ impl RolloutHost for Controller {
         let mut inner = lock(&self.inner);
         self.adopt_records(&mut inner, &shared.rollouts, &mut effects);
         self.adopt_downgrades(&mut inner, &shared.downgrades);
+        self.adopt_throttles(&inner, &shared.throttles);
         drop(inner);
         let _ = self.carry_out(effects); // logged; in force either way
     }

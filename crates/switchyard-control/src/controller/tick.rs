@@ -72,6 +72,7 @@ impl Controller {
             }
         }
         self.look_at_rules(inner, effects);
+        self.share_throttles(inner);
         self.publish_counts(inner);
         if inner.ticks.is_multiple_of(10) {
             self.evaluate_experiments();

@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::kill::{now_ms, Flip, KillBoard, KillSwitch};
 use crate::rollout::RolloutState;
 use members::Member;
-use rollouts::{Proposal, Refusal, RolloutHost, SharedDowngrade};
+use rollouts::{Proposal, Refusal, RolloutHost, SharedDowngrade, SharedThrottle};
 use store::{Names, SharedState, Versioned, Written};
 use switchyard_core::metrics as names;
 
@@ -60,6 +60,16 @@ pub enum Change {
     Lift {
         route: String,
     },
+    /// A rule's throttle in force on a route, held by the replica where the rule fires
+    /// (replaces the same holder's earlier one).
+    Throttle {
+        throttle: SharedThrottle,
+    },
+    /// A throttle's holder lifts it (its rule cleared), or the rollout lease's holder removes
+    /// the throttle of a replica no longer in the fleet.
+    Unthrottle {
+        throttle: SharedThrottle,
+    },
 }
 
 /// What a change did to the shared state.
@@ -79,6 +89,7 @@ pub enum Applied {
     Downgrade {
         before: Option<SharedDowngrade>,
     },
+    Throttles,
 }
 
 impl Change {
@@ -106,6 +117,22 @@ impl Change {
                 }),
                 None => Err(Refusal::NotInForce(route.clone())),
             },
+            Change::Throttle { throttle } => {
+                if state.throttles.contains(throttle) {
+                    return Err(Refusal::Throttled(throttle.route.clone()));
+                }
+                state.throttles.retain(|t| !t.same_holder(throttle));
+                state.throttles.push(throttle.clone());
+                Ok(Applied::Throttles)
+            }
+            Change::Unthrottle { throttle } => {
+                let before = state.throttles.len();
+                state.throttles.retain(|t| !t.same_holder(throttle));
+                if state.throttles.len() == before {
+                    return Err(Refusal::NoThrottle(throttle.route.clone()));
+                }
+                Ok(Applied::Throttles)
+            }
         }
     }
 }
@@ -445,6 +472,12 @@ impl Fleet {
     /// Makes a downgrade approval or lift fleet-wide: answered once Redis accepted it and
     /// this replica applied it.
     pub async fn downgrade(&self, change: Change) -> Result<(), FleetError> {
+        self.commit(change).await.map(|_| ())
+    }
+
+    /// Shares a rule's throttle, or lifts it: answered once Redis accepted it and this
+    /// replica applied it. A change that would change nothing is refused.
+    pub async fn throttle(&self, change: Change) -> Result<(), FleetError> {
         self.commit(change).await.map(|_| ())
     }
 

@@ -68,6 +68,10 @@ pub enum Refusal {
     },
     #[error("no downgrade is in force on route {0:?} in the fleet")]
     NotInForce(String),
+    #[error("the fleet holds no such throttle on route {0:?}")]
+    NoThrottle(String),
+    #[error("the fleet already holds this throttle on route {0:?}")]
+    Throttled(String),
     #[error("the fleet already has this rollout on route {0:?}")]
     Registered(String),
     #[error("already decided: route {route:?} is {phase} (decided by {replica})")]
@@ -176,6 +180,26 @@ pub struct SharedDowngrade {
     pub model: String,
     pub by: String,
     pub at_ms: u64,
+}
+
+/// A throttle a rule firing on one replica put in force on a route: every replica admits at
+/// most `rps` requests a second on the route while it lasts (the lowest of all the throttles
+/// in force there wins). The replica that holds it lifts it when its rule clears.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SharedThrottle {
+    pub route: String,
+    pub rule: String,
+    /// The replica whose rule fired.
+    pub replica: String,
+    pub rps: f64,
+    pub since_ms: u64,
+}
+
+impl SharedThrottle {
+    /// Whether `other` is the same rule's throttle from the same replica on the same route.
+    pub fn same_holder(&self, other: &SharedThrottle) -> bool {
+        self.route == other.route && self.rule == other.rule && self.replica == other.replica
+    }
 }
 
 /// What a replica's controller does with the fleet's rollouts.

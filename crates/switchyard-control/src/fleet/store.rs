@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use crate::kill::KillSwitch;
 
-use super::rollouts::{SharedDowngrade, SharedRollout};
+use super::rollouts::{SharedDowngrade, SharedRollout, SharedThrottle};
 
 /// The layout's version, part of every key, channel and script name.
 pub const LAYOUT: &str = "v1";
@@ -32,6 +32,10 @@ pub struct SharedState {
     /// Model downgrades an operator approved, by route.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub downgrades: BTreeMap<String, SharedDowngrade>,
+    /// Throttles the rules firing on each replica put in force, in force on every replica.
+    /// Absent from documents written before throttles were shared.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub throttles: Vec<SharedThrottle>,
 }
 
 /// A version of the shared state as Redis holds it.

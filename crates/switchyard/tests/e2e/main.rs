@@ -22,6 +22,7 @@ mod faults;
 mod fleet;
 mod fleet_budget;
 mod fleet_rollout;
+mod fleet_rules;
 mod limits;
 mod metering;
 mod notify;
