@@ -134,6 +134,27 @@ impl Controller {
         Ok(route)
     }
 
+    /// Fleet mode: an automatic downgrade just put in force here becomes the fleet's, as if
+    /// an operator had approved it (by `rule:<name>`), so every replica rewrites the route's
+    /// requests until an operator releases it on any replica. While Redis is out of reach it
+    /// stays on this replica and is replayed when Redis is back.
+    pub(super) fn share_downgrade(&self, rule: &str, route: &str, model: &str) {
+        let Some((runtime, _, fleet)) = self.runner() else {
+            return;
+        };
+        let by = Actor::Rule(rule.to_owned()).to_string();
+        let change = downgrade_change(rule, route, Some(model), &by);
+        runtime.spawn(async move {
+            match fleet.downgrade(change.clone()).await {
+                Ok(()) | Err(FleetError::Refused(_)) => {}
+                Err(error) => {
+                    tracing::warn!(%error, "automatic downgrade not shared; kept to replay when Redis is back");
+                    fleet.keep_pending(change);
+                }
+            }
+        });
+    }
+
     /// A webhook with no file to write first.
     fn tell(&self, news: crate::notify::Event) {
         let mut effects = Effects::default();

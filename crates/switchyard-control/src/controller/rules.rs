@@ -172,6 +172,7 @@ impl Controller {
                 inner
                     .downgrades
                     .insert(route.to_owned(), (rule.name.clone(), model.clone()));
+                self.share_downgrade(&rule.name, route, &model);
                 acted.downgrade_to = Some(model);
             }
             RuleAction::DowngradeModel => {

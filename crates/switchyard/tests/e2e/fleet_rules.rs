@@ -1,8 +1,10 @@
 //! Fleet mode: a rule's throttle fired on one replica is in force on every replica, and
-//! lifts everywhere when the rule clears where it fired.
+//! lifts everywhere when the rule clears where it fired; an automatic model downgrade fired
+//! on one replica is the fleet's until an operator releases it on any replica.
 
 use std::time::{Duration, Instant};
 
+use serde_json::json;
 use switchyard::Running;
 use switchyard_sim::Profile;
 
@@ -32,9 +34,30 @@ action = "throttle_and_alert"
 throttle_to = 0.5
 "#;
 
+const DOWNGRADE: &str = r#"
+[models."gpt-4o-mini"]
+context_window = 128000
+input_usd_per_mtok = 0.15
+output_usd_per_mtok = 0.6
+
+[[rules]]
+name = "cost_guard"
+metric = "cost_per_request"
+above = 0.000001
+window = "30s"
+min_requests = 3
+action = "downgrade_model"
+downgrade_to = "gpt-4o-mini"
+automatic = true
+"#;
+
 fn config(redis: &str, ns: &str, id: &str, upstream: &str) -> String {
+    config_with(redis, ns, id, upstream, RULE)
+}
+
+fn config_with(redis: &str, ns: &str, id: &str, upstream: &str, rules: &str) -> String {
     format!(
-        "{}{}{RULE}\n[fleet]\nredis_url = \"{redis}\"\nnamespace = \"{ns}\"\ninstance_id = \"{id}\"\n\
+        "{}{}{rules}\n[fleet]\nredis_url = \"{redis}\"\nnamespace = \"{ns}\"\ninstance_id = \"{id}\"\n\
          reconcile_interval = \"{INTERVAL_MS}ms\"\ncommand_timeout = \"200ms\"\n",
         admin_tokens(),
         one_route("support", upstream, ""),
@@ -140,4 +163,44 @@ async fn fleet_rules_a_throttle_fired_on_one_replica_holds_on_every_replica() {
     for _ in 0..5 {
         assert_eq!(ask(&b).await, 200, "B's throttle lifted");
     }
+}
+
+fn downgrade(gw: &Running) -> Option<String> {
+    gw.controller
+        .steering()
+        .get("support")
+        .and_then(|s| s.downgrade_to.as_deref().map(str::to_owned))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fleet_rules_an_automatic_downgrade_reaches_every_replica_until_released() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let (_sim, addr) = sim(Profile::default()).await;
+    let (ns, upstream) = (namespace(), format!("http://{addr}"));
+    let a = gateway(&config_with(&redis.url(), &ns, "a", &upstream, DOWNGRADE)).await;
+    let b = gateway(&config_with(&redis.url(), &ns, "b", &upstream, DOWNGRADE)).await;
+    for _ in 0..4 {
+        assert_eq!(ask(&a).await, 200);
+    }
+    wait(Duration::from_secs(8), "the downgrade on A", || {
+        downgrade(&a).as_deref() == Some("gpt-4o-mini")
+    })
+    .await;
+    assert!(b.controller.rules_firing().is_empty(), "B saw no traffic");
+    wait(Duration::from_secs(3), "A's downgrade on B", || {
+        downgrade(&b).as_deref() == Some("gpt-4o-mini")
+    })
+    .await;
+
+    // Released by an operator on B: lifted for both.
+    let path = "/admin/rules/cost_guard/release";
+    let released = admin(&b, "POST", path, OPERATOR, Some(json!({}))).await;
+    assert_eq!(released.status, 200, "{:?}", released.body);
+    assert_eq!(downgrade(&b), None);
+    wait(Duration::from_secs(3), "the downgrade lifted on A", || {
+        downgrade(&a).is_none()
+    })
+    .await;
 }
