@@ -10,6 +10,13 @@ and shutdown. Requests go one at a time on one keep-alive connection, with the a
 (level info), as in the default deployment.
 
     python3 benches/instructions.py BASE_BINARY NEW_BINARY [--small 500] [--large 3000]
+        [--base-extra FILE] [--new-extra FILE] [--redis]
+
+`--base-extra` and `--new-extra` append a TOML fragment to that side's config (the same binary
+may then be compared with itself under two configs, e.g. fleet mode against one gateway);
+`@REDIS_URL@` and `@NAMESPACE@` in a fragment are replaced by the redis-server `--redis`
+starts on a free port for the run (not instrumented) and by a namespace new for each gateway
+run, so no run reads another's state.
 
 Prints a Markdown table with integer totals and the ratio NEW / BASE, then a second one with
 the calls to malloc, calloc and realloc per request, read from the same callgrind runs (the
@@ -53,8 +60,8 @@ def wait_port(port: int, proc: subprocess.Popen, timeout: float = 120.0) -> None
     raise RuntimeError(f"nothing listening on {port} after {timeout}s")
 
 
-def config(work: Path, port: int, admin: int, sim: int) -> Path:
-    text = (BENCH / "gateway.toml.tmpl").read_text()
+def config(work: Path, port: int, admin: int, sim: int, extra: str) -> Path:
+    text = (BENCH / "gateway.toml.tmpl").read_text() + "\n" + extra
     for key, value in {
         "@PORT@": str(port),
         "@ADMIN_PORT@": str(admin),
@@ -148,9 +155,10 @@ def totals(out: Path) -> tuple:
     return total, allocs
 
 
-def measure(binary: str, sim_port: int, n: int, stream: bool, work: Path) -> tuple:
+def measure(binary: str, sim_port: int, n: int, stream: bool, work: Path, extra: str) -> tuple:
     port, admin = free_port(), free_port()
-    cfg = config(work, port, admin, sim_port)
+    extra = extra.replace("@NAMESPACE@", f"bench-{port}")
+    cfg = config(work, port, admin, sim_port, extra)
     out = work / f"callgrind.{port}.out"
     proc = subprocess.Popen(
         [
@@ -184,8 +192,27 @@ def main() -> int:
     parser.add_argument("new")
     parser.add_argument("--small", type=int, default=500)
     parser.add_argument("--large", type=int, default=3000)
+    parser.add_argument("--base-extra", type=Path)
+    parser.add_argument("--new-extra", type=Path)
+    parser.add_argument("--redis", action="store_true")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="switchyard-instr-"))
+    redis = None
+    redis_url = ""
+    if args.redis:
+        redis_port = free_port()
+        redis = subprocess.Popen(
+            ["redis-server", "--port", str(redis_port), "--save", "", "--appendonly", "no",
+             "--dir", str(work)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_port(redis_port, redis)
+        redis_url = f"redis://127.0.0.1:{redis_port}"
+    extras = {
+        name: path.read_text().replace("@REDIS_URL@", redis_url) if path else ""
+        for name, path in (("base", args.base_extra), ("new", args.new_extra))
+    }
     sim_port = free_port()
     sim = subprocess.Popen(
         [args.new, "sim", "--listen", f"127.0.0.1:{sim_port}", "--profile", "instant"],
@@ -201,8 +228,9 @@ def main() -> int:
             per_alloc = {}
             span = args.large - args.small
             for name, binary in (("base", args.base), ("new", args.new)):
-                small, small_allocs = measure(binary, sim_port, args.small, stream, work)
-                large, large_allocs = measure(binary, sim_port, args.large, stream, work)
+                extra = extras[name]
+                small, small_allocs = measure(binary, sim_port, args.small, stream, work, extra)
+                large, large_allocs = measure(binary, sim_port, args.large, stream, work, extra)
                 per[name] = (large - small) // span
                 per_alloc[name] = {
                     k: round((large_allocs.get(k, 0) - small_allocs.get(k, 0)) / span)
@@ -219,6 +247,9 @@ def main() -> int:
     finally:
         sim.terminate()
         sim.wait()
+        if redis is not None:
+            redis.terminate()
+            redis.wait()
     print("| request | base instructions | new instructions | new / base |")
     print("|---|---:|---:|---:|")
     for kind, base, new in rows:
