@@ -395,6 +395,17 @@ fn detail_spans(config: &Config) -> switchyard_state::signals::Spans {
     }
 }
 
+/// Whether a rule reads the applications' feedback on `route`.
+fn takes_feedback(config: &Config, route: &str) -> bool {
+    config.rules.iter().any(|rule| {
+        matches!(
+            rule.metric,
+            switchyard_config::RuleMetric::FeedbackScore
+                | switchyard_config::RuleMetric::CompletionRate
+        ) && rule.route.as_deref().is_none_or(|r| r == route)
+    })
+}
+
 /// One route of the table, with the signals it records into: the live ones of its name, or new
 /// ones the boards adopt with the table.
 fn route_of(
@@ -416,13 +427,6 @@ fn route_of(
     let name: Arc<str> = Arc::from(spec.name.as_str());
     let route_signals = signals.prepare_route(&spec.name, spans);
     let variants = variants_of(spec, &name, upstreams, signals)?;
-    let takes_feedback = config.rules.iter().any(|rule| {
-        matches!(
-            rule.metric,
-            switchyard_config::RuleMetric::FeedbackScore
-                | switchyard_config::RuleMetric::CompletionRate
-        ) && rule.route.as_deref().is_none_or(|r| r == spec.name)
-    });
     let green =
         match &spec.rollout {
             Some(rollout) => Some(upstreams.get(&rollout.green).cloned().ok_or_else(|| {
@@ -442,7 +446,7 @@ fn route_of(
         in_flight: metrics::gauge!(switchyard_core::metrics::IN_FLIGHT_REQUESTS, "route" => name.clone()),
         signals: route_signals,
         spans,
-        takes_feedback,
+        takes_feedback: takes_feedback(config, &spec.name),
         rollout_split: format!("rollout:{name}"),
         control: Arc::from(switchyard_state::experiment::CONTROL),
         green,
