@@ -1,7 +1,8 @@
 //! Fleet mode across separate processes: a real redis-server and three `switchyard serve`
 //! processes, each with its own config and state_dir, talked to over HTTP only. What one
 //! process is told through its admin API, the others do; a process killed with SIGKILL takes
-//! nothing shared with it; the enforced token budget holds across processes.
+//! nothing shared with it; a percent kill picks the same users everywhere; the enforced token
+//! budget holds across processes.
 
 mod harness;
 
@@ -174,6 +175,52 @@ async fn a_replica_killed_with_sigkill_takes_no_kill_with_it_and_a_new_one_start
         replica.until_fallback(false, PROPAGATION).await;
     }
     until_members(&joiner, &["g0", "g1", "g3"], PROPAGATION * 2).await;
+}
+
+#[tokio::test]
+async fn a_percent_kill_made_on_one_process_kills_the_same_users_on_every_process() {
+    let Some(f) = Fleet::start(3, Upstream::Embedded("instant"), "").await else {
+        return;
+    };
+    let [a, b, c] = &f.replicas[..] else {
+        unreachable!()
+    };
+    let body = json!({"reason": "canary", "percent": 30.0});
+    let killed = b.admin("POST", "/admin/routes/r/kill", Some(body)).await;
+    assert_eq!(killed.status, 200, "{:?}", killed.body);
+    for replica in [a, c] {
+        let started = std::time::Instant::now();
+        while replica.kill_switch().await["percent"] != 30.0 {
+            assert!(
+                started.elapsed() < PROPAGATION,
+                "replica {}: {}",
+                replica.id,
+                replica.kill_switch().await
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    // Each process picks the killed users by the same sticky hash of the user key.
+    let mut picked = Vec::new();
+    for replica in [a, b, c] {
+        let mut users = Vec::new();
+        for n in 0..60 {
+            let user = format!("user-{n}");
+            let answer = replica.ask_as(&user).await;
+            assert_eq!(answer.status, 200, "{:?}", answer.body);
+            if is_fallback(&answer) {
+                users.push(user);
+            }
+        }
+        picked.push(users);
+    }
+    assert!(
+        (8..=28).contains(&picked[0].len()),
+        "about 30 % of 60 users: {:?}",
+        picked[0]
+    );
+    assert_eq!(picked[0], picked[1], "A and B kill the same users");
+    assert_eq!(picked[1], picked[2], "B and C kill the same users");
 }
 
 /// The completion cap of every budget request.

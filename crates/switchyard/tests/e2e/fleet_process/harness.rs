@@ -168,12 +168,17 @@ impl Replica {
         self.child.wait().unwrap()
     }
 
-    /// A chat request on route `r`.
+    /// A chat request on route `r`, from user `u1`.
     pub async fn ask(&self) -> Answer {
+        self.ask_as("u1").await
+    }
+
+    /// A chat request on route `r`, from `user`.
+    pub async fn ask_as(&self, user: &str) -> Answer {
         post_json(
             self.traffic,
             "/v1/chat/completions",
-            &[("x-user-id", "u1")],
+            &[("x-user-id", user)],
             chat("gpt-4o", false),
         )
         .await
