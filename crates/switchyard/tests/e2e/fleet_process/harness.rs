@@ -5,9 +5,10 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -73,9 +74,13 @@ pub struct Replica {
     pub traffic: SocketAddr,
     pub admin: SocketAddr,
     child: Child,
-    /// Its log, kept read, so that the pipe never fills and blocks it.
+    /// Its log, line by line: a thread drains the pipe into this channel, so the process
+    /// never blocks on a full pipe.
     lines: UnboundedReceiver<String>,
-    stderr: Arc<Mutex<String>>,
+    /// Its stderr, whole once it exited.
+    stderr: Option<JoinHandle<String>>,
+    /// Its gateway.toml and state_dir, removed on drop.
+    dir: PathBuf,
 }
 
 impl Replica {
@@ -109,8 +114,9 @@ impl Replica {
             traffic: unbound,
             admin: unbound,
             lines: read_lines(child.stdout.take().unwrap()),
-            stderr: read_all(child.stderr.take().unwrap()),
+            stderr: Some(read_all(child.stderr.take().unwrap())),
             child,
+            dir,
         }
     }
 
@@ -129,12 +135,14 @@ impl Replica {
         })
         .await;
         let Ok(Some(line)) = serving else {
-            let status = self.crash();
+            // It may have exited already (a config error): kill only what still runs.
+            let _ = self.child.kill();
+            let status = self.child.wait().unwrap();
+            let stderr = self.stderr.take().unwrap().join().unwrap_or_default();
             panic!(
-                "replica {} did not serve within {START_BOUND:?} ({status})\n--- stdout\n{}\n--- stderr\n{}",
+                "replica {} did not serve (waited at most {START_BOUND:?}; {status})\n--- stdout\n{}\n--- stderr\n{stderr}",
                 self.id,
                 early.join("\n"),
-                self.stderr.lock().unwrap(),
             );
         };
         let serving: Value = serde_json::from_str(&line).unwrap();
@@ -220,15 +228,14 @@ impl Replica {
         String::from_utf8(get(self.admin, "/metrics").await.body.to_vec()).unwrap()
     }
 
-    /// Sends requests (bounded) until one is answered with (`true`) or without the fallback;
-    /// returns how long it took.
-    pub async fn until_fallback(&self, wanted: bool, within: Duration) -> Duration {
+    /// Sends requests (bounded) until one is answered with (`true`) or without the fallback.
+    pub async fn until_fallback(&self, wanted: bool, within: Duration) {
         let started = std::time::Instant::now();
         loop {
             let answer = self.ask().await;
             assert_eq!(answer.status, 200, "replica {}: {:?}", self.id, answer.body);
             if is_fallback(&answer) == wanted {
-                return started.elapsed();
+                return;
             }
             assert!(
                 started.elapsed() < within,
@@ -245,6 +252,7 @@ impl Drop for Replica {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -271,28 +279,20 @@ fn read_lines(stdout: impl Read + Send + 'static) -> UnboundedReceiver<String> {
     rx
 }
 
-/// The process's stderr, collected whole on a thread of its own.
-fn read_all(mut stderr: impl Read + Send + 'static) -> Arc<Mutex<String>> {
-    let text = Arc::new(Mutex::new(String::new()));
-    let sink = text.clone();
+/// The process's stderr, read whole on a thread of its own until the process exits.
+fn read_all(mut stderr: impl Read + Send + 'static) -> JoinHandle<String> {
     std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n @ 1..) = stderr.read(&mut buf) {
-            sink.lock()
-                .unwrap()
-                .push_str(&String::from_utf8_lossy(&buf[..n]));
-        }
-    });
-    text
+        let mut bytes = Vec::new();
+        let _ = stderr.read_to_end(&mut bytes);
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
 }
 
-/// A unique namespace per test, so tests share nothing.
+/// A unique namespace per test, so tests share nothing even on one Redis.
 fn namespace() -> String {
-    temp_dir("fleet-process-ns")
-        .file_name()
-        .unwrap()
-        .to_string_lossy()
-        .replace(|c: char| !c.is_ascii_alphanumeric(), "-")
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("fleet-process-{}-{n}", std::process::id())
 }
 
 /// A redis-server and the replicas sharing it. The replicas go first on drop.
