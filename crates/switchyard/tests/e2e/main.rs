@@ -21,6 +21,7 @@ mod experiments;
 mod faults;
 mod fleet;
 mod fleet_budget;
+mod fleet_process;
 mod fleet_rollout;
 mod fleet_rules;
 mod limits;
