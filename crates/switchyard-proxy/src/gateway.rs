@@ -6,6 +6,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response};
+use http_body_util::BodyExt;
 use switchyard_core::{Body, BoxError, RequestId};
 use switchyard_llm::DialectSetting;
 use switchyard_state::budget::BudgetGate;
@@ -13,30 +14,27 @@ use switchyard_state::fleet::FleetStanding;
 use switchyard_state::steer::Steering;
 use switchyard_state::{KillBoard, Signals};
 
-use crate::exchange::{Boards, Exchange};
+use crate::boards::Boards;
 use crate::lifecycle::Lifecycle;
 use crate::local;
 pub use crate::peer::Peer;
 use crate::registry::HealthRegistry;
 use crate::rescue::Refusal;
+use crate::stack::{Edge, Entry};
 use crate::table::Table;
 
 /// The gateway: the routing snapshot in force and the signals it feeds.
 #[derive(Debug)]
 pub struct Gateway {
     table: ArcSwap<Table>,
-    signals: Arc<Signals>,
-    kills: Arc<KillBoard>,
-    /// The controller's live decisions: rollout shares, throttles, downgrades.
-    steering: Arc<Steering>,
+    /// Signals, kill switches, steering and the budget: what every request reads.
+    boards: Arc<Boards>,
     /// Endpoint health and probes, kept across swaps by (upstream, endpoint).
     health: HealthRegistry,
     /// Starting, serving or draining: what /ready says before it dials an upstream.
     lifecycle: Lifecycle,
     /// Fleet mode: what `/ready` reports of the replica's standing.
     fleet: std::sync::OnceLock<Arc<dyn FleetStanding>>,
-    /// The token budget requests reserve from, when the assembly set one.
-    budget: std::sync::OnceLock<Arc<BudgetGate>>,
 }
 
 impl Gateway {
@@ -66,13 +64,15 @@ impl Gateway {
         health.adopt(&table);
         Arc::new(Gateway {
             table: ArcSwap::from_pointee(table),
-            signals,
-            kills,
-            steering,
+            boards: Arc::new(Boards {
+                signals,
+                kills,
+                steering,
+                budget: std::sync::OnceLock::new(),
+            }),
             health,
             lifecycle: Lifecycle::default(),
             fleet: std::sync::OnceLock::new(),
-            budget: std::sync::OnceLock::new(),
         })
     }
 
@@ -90,19 +90,19 @@ impl Gateway {
 
     /// Requests reserve their tokens from `gate` from now on (when it enforces a budget).
     pub fn set_budget(&self, gate: Arc<BudgetGate>) {
-        let _ = self.budget.set(gate);
+        let _ = self.boards.budget.set(gate);
     }
 
     pub fn budget(&self) -> Option<&Arc<BudgetGate>> {
-        self.budget.get()
+        self.boards.budget.get()
     }
 
     pub fn steering(&self) -> &Arc<Steering> {
-        &self.steering
+        &self.boards.steering
     }
 
     pub fn kills(&self) -> &Arc<KillBoard> {
-        &self.kills
+        &self.boards.kills
     }
 
     /// The snapshot in force.
@@ -120,7 +120,7 @@ impl Gateway {
     }
 
     pub fn signals(&self) -> &Arc<Signals> {
-        &self.signals
+        &self.boards.signals
     }
 
     /// Handles one request. Never fails: every problem becomes an answer.
@@ -140,7 +140,7 @@ impl Gateway {
                 req,
                 &table,
                 self.lifecycle.phase(),
-                &self.signals,
+                &self.boards.signals,
                 self.fleet.get(),
             )
             .await);
@@ -160,20 +160,7 @@ impl Gateway {
         };
         let (dialect, op) =
             switchyard_llm::classify(route.dialect, req.method().as_str(), req.uri().path());
-        let trace = crate::trace::hop(req.headers(), table.settings.sampling_ratio);
-        let exchange = Exchange {
-            boards: Boards {
-                signals: &self.signals,
-                kills: &self.kills,
-                steering: &self.steering,
-                budget: self.budget.get(),
-            },
-            table: &table,
-            route,
-            upstream: &route.upstream,
-            fallback: false,
-            dialect,
-            op,
+        let edge = Edge {
             started,
             peer,
             client: crate::headers::client_addr(
@@ -182,12 +169,24 @@ impl Gateway {
                 table.settings.trusted_hops,
             ),
             request_id,
-            variant: None,
-            capture: None,
-            steered: false,
-            trace,
+            dialect,
+            op,
+            trace: crate::trace::hop(req.headers(), table.settings.sampling_ratio),
+            host,
         };
-        Ok(exchange.run(req, host).await)
+        let index = table
+            .routes
+            .iter()
+            .position(|r| std::ptr::eq(r, route))
+            .unwrap_or_default();
+        let answer = route.stack.call(Entry {
+            table: table.clone(),
+            route: index,
+            boards: self.boards.clone(),
+            request: req.map(|body| body.map_err(Into::into).boxed_unsync()),
+            edge,
+        });
+        Ok(answer.await)
     }
 }
 

@@ -3,8 +3,8 @@
 pub mod access;
 mod admission;
 mod affinity;
+mod boards;
 mod context;
-mod exchange;
 mod forward;
 mod gateway;
 mod headers;
@@ -21,6 +21,8 @@ mod proxy;
 mod registry;
 mod rescue;
 mod server;
+mod stack;
+mod stage;
 mod table;
 mod trace;
 mod upstream;

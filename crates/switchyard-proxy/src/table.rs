@@ -17,6 +17,7 @@ use crate::forward;
 use crate::health::HealthPolicy;
 pub use crate::kill::CompiledFallback;
 use crate::kill::{kill_plan, KillPlan};
+use crate::stack::RouteStack;
 use crate::upstream::{Endpoint, Upstream};
 
 /// A failure to turn a valid config into a table (e.g. an embedded simulator has no address).
@@ -103,6 +104,8 @@ pub struct Route {
     pub admission: Arc<Admission>,
     pub signals: Arc<RouteSignals>,
     pub in_flight: metrics::Gauge,
+    /// The request path's stages, assembled once.
+    pub stack: RouteStack<Table>,
 }
 
 /// Data-path settings from `[server]`.
@@ -441,6 +444,7 @@ fn route_of(
         kill: kill_plan(&spec.kill_switch, upstreams),
         admission: Arc::new(Admission::new(&spec.name, &spec.limits)),
         upstream,
+        stack: RouteStack::assemble(),
     })
 }
 
