@@ -1,4 +1,5 @@
-//! The request path, outermost first: local answers, route, inspect, forward, meter.
+//! The gateway's edge: local answers, screening, the route; then the route's stack of
+//! stages (`stage`), which answers.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -174,6 +175,7 @@ impl Gateway {
             trace: crate::trace::hop(req.headers(), table.settings.sampling_ratio),
             host,
         };
+        // The stack reaches its route through its own `Arc` of the table, by index.
         let index = table
             .routes
             .iter()
@@ -183,6 +185,7 @@ impl Gateway {
             table: table.clone(),
             route: index,
             boards: self.boards.clone(),
+            // One body type for every route's stack, whatever body the embedding program uses.
             request: req.map(|body| body.map_err(Into::into).boxed_unsync()),
             edge,
         });
