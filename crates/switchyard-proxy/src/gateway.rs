@@ -22,7 +22,7 @@ pub use crate::peer::Peer;
 use crate::registry::HealthRegistry;
 use crate::rescue::Refusal;
 use crate::stack::{Edge, Entry};
-use crate::table::Table;
+use crate::table::{Route, Table};
 
 /// The gateway: the routing snapshot in force and the signals it feeds.
 #[derive(Debug)]
@@ -159,21 +159,9 @@ impl Gateway {
         let Some(route) = table.route_for(req.uri().path(), req.headers(), host.as_deref()) else {
             return Ok(refuse_unrouted(&req, Refusal::NoRoute, &request_id.1));
         };
-        let (dialect, op) =
-            switchyard_llm::classify(route.dialect, req.method().as_str(), req.uri().path());
         let edge = Edge {
-            started,
-            peer,
-            client: crate::headers::client_addr(
-                req.headers(),
-                peer.addr,
-                table.settings.trusted_hops,
-            ),
-            request_id,
-            dialect,
-            op,
-            trace: crate::trace::hop(req.headers(), table.settings.sampling_ratio),
             host,
+            ..edge(&req, &table, route, (started, peer), request_id)
         };
         // The stack reaches its route through its own `Arc` of the table, by index.
         let index = table
@@ -190,6 +178,28 @@ impl Gateway {
             edge,
         });
         Ok(answer.await)
+    }
+}
+
+/// What the edge learnt of a routed request: its client, dialect, operation and trace hop.
+fn edge<B>(
+    req: &Request<B>,
+    table: &Table,
+    route: &Route,
+    (started, peer): (std::time::Instant, Peer),
+    request_id: (RequestId, HeaderValue),
+) -> Edge {
+    let (dialect, op) =
+        switchyard_llm::classify(route.dialect, req.method().as_str(), req.uri().path());
+    Edge {
+        started,
+        peer,
+        client: crate::headers::client_addr(req.headers(), peer.addr, table.settings.trusted_hops),
+        request_id,
+        dialect,
+        op,
+        trace: crate::trace::hop(req.headers(), table.settings.sampling_ratio),
+        host: None,
     }
 }
 
