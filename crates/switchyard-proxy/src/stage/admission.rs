@@ -52,8 +52,8 @@ where
             Err(shed) => Then::stop(flow.stop(shed), inner),
             Ok(Door::Queue(wait)) => Then::wait(
                 Queued {
-                    flow: Some(flow),
                     wait,
+                    flow: Some(flow),
                 },
                 inner,
             ),
@@ -89,8 +89,10 @@ fn hold(mut flow: Flow, slot: Option<OwnedSemaphorePermit>) -> Result<Flow, Stop
 
 /// A request waiting in the route's queue for a concurrency slot.
 pub(crate) struct Queued {
-    flow: Option<Flow>,
+    // Declared first, dropped first: a request that leaves the queue gives its place back
+    // before its cancellation is recorded.
     wait: QueueWait,
+    flow: Option<Flow>,
 }
 
 impl Future for Queued {

@@ -62,8 +62,8 @@ where
         let verdict = Box::pin(async move { gate.admit(&id, tokens).await });
         Then::wait(
             Reserving {
-                flow: Some(flow),
                 verdict,
+                flow: Some(flow),
             },
             inner,
         )
@@ -72,8 +72,9 @@ where
 
 /// A request waiting for the gate's verdict.
 pub(crate) struct Reserving {
-    flow: Option<Flow>,
+    // Declared first, dropped first: the gate's call ends before the cancellation is recorded.
     verdict: Pin<Box<dyn Future<Output = Verdict> + Send>>,
+    flow: Option<Flow>,
 }
 
 impl Future for Reserving {
