@@ -22,8 +22,12 @@ use crate::upstream::Upstream;
 /// The `x-switchyard-variant` of requests outside every variant on a route with experiments.
 const CONTROL: HeaderValue = HeaderValue::from_static(switchyard_state::experiment::CONTROL);
 
-/// One request on its way through its route's stack.
-pub(crate) struct Flow {
+/// One request on its way through its route's stack: boxed once, so that handing it from
+/// stage to stage and keeping it in their futures moves a pointer.
+pub(crate) struct Flow(Box<FlowState>);
+
+/// What a [`Flow`] holds.
+pub(crate) struct FlowState {
     pub table: Arc<Table>,
     /// The route's index in `table.routes`.
     pub(super) route: usize,
@@ -99,7 +103,7 @@ impl Flow {
             reservation: None,
         };
         let upstream = on.upstream.clone();
-        Flow {
+        Flow(Box::new(FlowState {
             route,
             boards,
             parts,
@@ -114,9 +118,51 @@ impl Flow {
             capture: None,
             edge,
             table,
-        }
+        }))
     }
 
+    /// Ends the request with `answer`, for the edge rescue to shape.
+    pub fn stop(self, answer: impl Into<Answer>) -> Stopped {
+        Box::new(Stop {
+            answer: answer.into(),
+            flow: self,
+        })
+    }
+
+    /// The record that answers this request; nothing is recorded as cancelled any more.
+    pub fn into_record(self, status: u16, status_error: Option<ErrorClass>) -> Box<Record> {
+        let FlowState {
+            table,
+            ctx,
+            capture,
+            ..
+        } = *self.0;
+        let mut record = ctx.into_record();
+        record.model = table
+            .model(record.facts.model.as_deref().unwrap_or(""))
+            .cloned();
+        record.status = status;
+        record.status_error = status_error;
+        record.capture = capture.map(|text| Box::new((text, Vec::new())));
+        record
+    }
+}
+
+impl std::ops::Deref for Flow {
+    type Target = FlowState;
+
+    fn deref(&self) -> &FlowState {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Flow {
+    fn deref_mut(&mut self) -> &mut FlowState {
+        &mut self.0
+    }
+}
+
+impl FlowState {
     pub fn route(&self) -> &Route {
         &self.table.routes[self.route]
     }
@@ -154,14 +200,6 @@ impl Flow {
         }
     }
 
-    /// Ends the request with `answer`, for the edge rescue to shape.
-    pub fn stop(self, answer: impl Into<Answer>) -> Stopped {
-        Box::new(Stop {
-            answer: answer.into(),
-            flow: self,
-        })
-    }
-
     /// The request's facts from its head and, once read, its body.
     pub fn facts(&self, body: Option<&Bytes>) -> RequestFacts {
         RequestFacts {
@@ -176,23 +214,5 @@ impl Flow {
                 body,
             )
         }
-    }
-
-    /// The record that answers this request; nothing is recorded as cancelled any more.
-    pub fn into_record(self, status: u16, status_error: Option<ErrorClass>) -> Box<Record> {
-        let Flow {
-            table,
-            ctx,
-            capture,
-            ..
-        } = self;
-        let mut record = ctx.into_record();
-        record.model = table
-            .model(record.facts.model.as_deref().unwrap_or(""))
-            .cloned();
-        record.status = status;
-        record.status_error = status_error;
-        record.capture = capture.map(|text| Box::new((text, Vec::new())));
-        record
     }
 }

@@ -13,7 +13,7 @@ use pin_project_lite::pin_project;
 use switchyard_core::body;
 use tower_service::Service;
 
-use super::flow::{Flow, Stopped};
+use super::flow::{Flow, FlowState, Stopped};
 use crate::forward::{self, Attempt, Sent};
 use crate::headers::{append_list, strip_hop_by_hop, X_FORWARDED_HOST};
 use crate::rescue::Refusal;
@@ -46,6 +46,8 @@ impl Service<Flow> for Forward {
 
 /// The headers the upstream must see from the gateway, without the client's hop-by-hop.
 fn forward_headers(flow: &mut Flow) {
+    // The state itself, so its fields are borrowed apart.
+    let flow: &mut FlowState = flow;
     let headers = &mut flow.parts.headers;
     strip_hop_by_hop(headers);
     let peer = flow.edge.peer;
@@ -79,7 +81,8 @@ pin_project! {
         step: Step,
         flow: Option<Flow>,
         index: usize,
-        again: Option<(http::request::Parts, bytes::Bytes)>,
+        // Boxed: it exists only where a second attempt is possible.
+        again: Option<Box<(http::request::Parts, bytes::Bytes)>>,
         deadline: tokio::time::Instant,
     }
 }
@@ -104,7 +107,7 @@ impl Sending {
         {
             None => (Step::ended(Sent::NoEndpoint), 0, None),
             Some(first) => {
-                let again = forward::again(upstream, &parts, flow.replay.as_ref());
+                let again = forward::again(upstream, &parts, flow.replay.as_ref()).map(Box::new);
                 let at = (&flow.edge.request_id.1, deadline);
                 match forward::start(upstream, first, (parts, body), at) {
                     Ok(attempt) => (Step::First { attempt }, first, again),
@@ -166,15 +169,16 @@ impl Future for Sending {
 fn retry(
     flow: &Flow,
     index: &mut usize,
-    again: Option<(http::request::Parts, bytes::Bytes)>,
+    again: Option<Box<(http::request::Parts, bytes::Bytes)>>,
     deadline: tokio::time::Instant,
 ) -> Step {
     let upstream = &flow.upstream;
     let user_key = flow.ctx.facts().user_key.as_deref();
-    let Some(((parts, bytes), second)) = again.zip(upstream.choose(user_key, Some(*index))) else {
+    let Some((again, second)) = again.zip(upstream.choose(user_key, Some(*index))) else {
         return Step::ended(Sent::Connect);
     };
     tracing::debug!(upstream = %upstream.name, "connect failed; trying the next endpoint");
+    let (parts, bytes) = *again;
     *index = second;
     let at = (&flow.edge.request_id.1, deadline);
     match forward::start(upstream, second, (parts, body::full(bytes)), at) {

@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::flow::{Flow, Stopped};
+use super::flow::{Flow, FlowState, Stopped};
 use super::future::{Now, Then};
 use crate::rescue::{Answer, Refusal};
 use crate::table::CompiledFallback;
@@ -52,6 +52,8 @@ where
 /// The kill switch as it stands now. A request already on the fallback upstream passes:
 /// the switch that sent it there is the one being checked.
 pub(super) fn check(flow: &mut Flow) -> Result<(), Answer> {
+    // The state itself, so its fields are borrowed apart.
+    let flow: &mut FlowState = flow;
     if flow.fallback {
         return Ok(());
     }

@@ -4,9 +4,9 @@
 //! one place answers are counted, recorded and given the client's dialect.
 //!
 //! Every stage is always ready: admission waits inside the call, where its answer can be
-//! shaped. Stage futures are named types; a request allocates only for the stack's one
-//! boxed future, and for a wait that is not the stack's own (a queue slot, a budget
-//! reservation) when it has to wait.
+//! shaped. Stage futures are named types, nested in the stack's one boxed future; the
+//! request is boxed once too, so stages hand on a pointer. A wait that is not the stack's
+//! own (a queue slot, an enforced budget's reservation) is boxed only when it happens.
 
 mod admission;
 mod budget;
@@ -20,6 +20,8 @@ mod rescue;
 mod steer;
 #[cfg(test)]
 mod testing;
+#[cfg(test)]
+mod tests;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -11,7 +11,7 @@ use switchyard_core::{body, RequestFacts};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::flow::{Flow, Stopped};
+use super::flow::{Flow, FlowState, Stopped};
 use super::future::{Now, Then};
 use crate::table::Table;
 
@@ -57,6 +57,8 @@ where
 
 /// Places the request; returns the model it must be rewritten to, if any.
 fn steer(flow: &mut Flow) -> Option<Arc<str>> {
+    // The state itself, so its fields are borrowed apart.
+    let flow: &mut FlowState = flow;
     flow.steered = true;
     let route = &flow.table.routes[flow.route];
     let steer = flow.boards.steering.get(&route.name);
@@ -101,6 +103,8 @@ fn steer(flow: &mut Flow) -> Option<Arc<str>> {
 
 /// Writes `model` into a body known whole; the headers and the facts follow.
 fn rewrite(flow: &mut Flow, model: &str) {
+    // The state itself, so its fields are borrowed apart.
+    let flow: &mut FlowState = flow;
     let Some(bytes) = flow.replay.as_ref() else {
         return;
     };

@@ -69,8 +69,17 @@ pub fn chat(model: &str) -> Request<Full<Bytes>> {
         .unwrap()
 }
 
-/// The request entering route `r`'s stack.
+/// The request as it enters route `r`'s stack, opened.
 pub fn flow<B>(table: &Arc<Table>, boards: &Arc<Boards>, req: Request<B>) -> Flow
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    Flow::open(entry(table, boards, req))
+}
+
+/// The request entering route `r`'s stack.
+pub fn entry<B>(table: &Arc<Table>, boards: &Arc<Boards>, req: Request<B>) -> Entry<Table>
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
@@ -81,7 +90,7 @@ where
         req.uri().path(),
     );
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, 4000));
-    Flow::open(Entry {
+    Entry {
         table: table.clone(),
         route: 0,
         boards: boards.clone(),
@@ -96,7 +105,7 @@ where
             trace: switchyard_core::TraceContext::default(),
             host: None,
         },
-    })
+    }
 }
 
 /// The inner service: keeps every request that reaches it and answers 204.
