@@ -200,3 +200,6 @@ fn answer(flow: Flow, sent: Sent) -> Result<Forwarded<Incoming>, Stopped> {
     };
     Err(flow.stop(refusal))
 }
+
+#[cfg(test)]
+mod tests;

@@ -26,9 +26,14 @@ use crate::table::Table;
 /// A table with one route `r` on `/v1/` to upstream `up` (nothing listens there), with
 /// `extra` appended to the config.
 pub fn table(extra: &str) -> Arc<Table> {
+    table_to("http://127.0.0.1:9", extra)
+}
+
+/// A table with one route `r` on `/v1/` to upstream `up` at `url`.
+pub fn table_to(url: &str, extra: &str) -> Arc<Table> {
     let toml = format!(
-        "[server]\nmax_body_bytes = 1024\nbody_read_timeout = \"5s\"\n\n\
-         [upstreams.up]\nurl = \"http://127.0.0.1:9\"\n\n\
+        "[server]\nmax_body_bytes = 1024\nbody_read_timeout = \"5s\"\nupstream_timeout = \"3s\"\n\n\
+         [upstreams.up]\nurl = \"{url}\"\n\n\
          [upstreams.spare]\nurl = \"http://127.0.0.1:10\"\n\n\
          [[routes]]\nname = \"r\"\nupstream = \"up\"\nmatch = {{ path_prefix = \"/v1/\" }}\n\
          user_key = [\"header:x-user\"]\n{extra}"
