@@ -2,11 +2,15 @@
 //! concurrency limit with a bounded queue. Over a limit the answer is immediate; the upstream
 //! never sees more than it was promised.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Instant;
 
 use switchyard_config::Limits;
+use switchyard_state::Signals;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::limiter::{Gcra, Keyed, Single};
@@ -134,50 +138,86 @@ impl Admission {
         Ok(())
     }
 
-    /// A concurrency slot, waiting in the bounded queue if all are busy. `total_queued` is
-    /// the gateway-wide queue depth the saturation alert reads.
-    pub async fn enter(
-        &self,
-        total_queued: &AtomicU64,
-    ) -> Result<Option<OwnedSemaphorePermit>, Shed> {
+    /// A concurrency slot now, or a place in the bounded queue to wait for one; refused
+    /// when the queue is full. The place is the returned wait's: however the wait ends, it
+    /// is given back.
+    pub fn knock(self: &Arc<Self>, signals: &Arc<Signals>) -> Result<Door, Shed> {
         let Some(slots) = &self.slots else {
-            return Ok(None);
+            return Ok(Door::Slot(None));
         };
         if let Ok(permit) = slots.clone().try_acquire_owned() {
-            return Ok(Some(permit));
+            return Ok(Door::Slot(Some(permit)));
         }
         if self.queued.fetch_add(1, Ordering::AcqRel) >= self.limits.max_queue {
             self.queued.fetch_sub(1, Ordering::AcqRel);
             return Err(Shed::QueueFull);
         }
-        let _waiting = Waiting::new(self, total_queued);
-        match tokio::time::timeout(self.limits.queue_timeout, slots.clone().acquire_owned()).await {
-            Ok(Ok(permit)) => Ok(Some(permit)),
-            // The semaphore is never closed; treat it as a timeout should that change.
-            Ok(Err(_)) | Err(_) => Err(Shed::QueueTimeout),
+        let waiting = Waiting::new(self.clone(), signals.clone());
+        let (slots, timeout) = (slots.clone(), self.limits.queue_timeout);
+        // Tokio's acquire future has no name to keep it in; only a queued request pays
+        // for the box.
+        Ok(Door::Queue(QueueWait(Box::pin(async move {
+            let _waiting = waiting;
+            match tokio::time::timeout(timeout, slots.acquire_owned()).await {
+                Ok(Ok(permit)) => Ok(Some(permit)),
+                // The semaphore is never closed; treat it as a timeout should that change.
+                Ok(Err(_)) | Err(_) => Err(Shed::QueueTimeout),
+            }
+        }))))
+    }
+
+    /// A concurrency slot, waiting in the bounded queue if all are busy.
+    #[cfg(test)]
+    pub async fn enter(
+        self: &Arc<Self>,
+        signals: &Arc<Signals>,
+    ) -> Result<Option<OwnedSemaphorePermit>, Shed> {
+        match self.knock(signals)? {
+            Door::Slot(slot) => Ok(slot),
+            Door::Queue(wait) => wait.await,
         }
     }
 }
 
-/// Counts a request in the queue for as long as it waits, however the wait ends.
-struct Waiting<'a> {
-    admission: &'a Admission,
-    total: &'a AtomicU64,
+/// Where admission lets a request in: with a slot now (`None` without a concurrency
+/// limit), or into the queue.
+pub enum Door {
+    Slot(Option<OwnedSemaphorePermit>),
+    Queue(QueueWait),
 }
 
-impl<'a> Waiting<'a> {
-    fn new(admission: &'a Admission, total: &'a AtomicU64) -> Self {
-        total.fetch_add(1, Ordering::Relaxed);
-        admission.queued_gauge.increment(1.0);
-        Waiting { admission, total }
+/// A queued request's wait for a slot, up to `queue_timeout`.
+pub struct QueueWait(
+    Pin<Box<dyn Future<Output = Result<Option<OwnedSemaphorePermit>, Shed>> + Send>>,
+);
+
+impl Future for QueueWait {
+    type Output = Result<Option<OwnedSemaphorePermit>, Shed>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        self.0.as_mut().poll(cx)
     }
 }
 
-impl Drop for Waiting<'_> {
+/// Counts a request in the queue for as long as it waits, however the wait ends.
+struct Waiting {
+    admission: Arc<Admission>,
+    signals: Arc<Signals>,
+}
+
+impl Waiting {
+    fn new(admission: Arc<Admission>, signals: Arc<Signals>) -> Self {
+        signals.queued().fetch_add(1, Ordering::Relaxed);
+        admission.queued_gauge.increment(1.0);
+        Waiting { admission, signals }
+    }
+}
+
+impl Drop for Waiting {
     fn drop(&mut self) {
         self.admission.queued.fetch_sub(1, Ordering::AcqRel);
         self.admission.queued_gauge.decrement(1.0);
-        self.total.fetch_sub(1, Ordering::Relaxed);
+        self.signals.queued().fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -199,20 +239,20 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_queue_sheds_at_once_and_a_slow_slot_times_out() {
-        let total = AtomicU64::new(0);
-        let admission = Admission::new("t", &limits(Some(1), 1, None));
-        let held = admission.enter(&total).await.unwrap();
+        let signals = Signals::new();
+        let admission = Arc::new(Admission::new("t", &limits(Some(1), 1, None)));
+        let held = admission.enter(&signals).await.unwrap();
         assert!(held.is_some());
-        let waiter = admission.enter(&total);
+        let waiter = admission.enter(&signals);
         let (waited, shed) = tokio::join!(waiter, async {
             tokio::task::yield_now().await;
-            admission.enter(&total).await
+            admission.enter(&signals).await
         });
         assert_eq!(shed.unwrap_err(), Shed::QueueFull);
         assert_eq!(waited.unwrap_err(), Shed::QueueTimeout);
-        assert_eq!(total.load(Ordering::Relaxed), 0);
+        assert_eq!(signals.queued().load(Ordering::Relaxed), 0);
         drop(held);
-        assert!(admission.enter(&total).await.unwrap().is_some());
+        assert!(admission.enter(&signals).await.unwrap().is_some());
     }
 
     #[test]

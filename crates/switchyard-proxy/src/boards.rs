@@ -1,28 +1,42 @@
-//! The live state that outlives tables, kept by stable names (route, experiment, upstream and
-//! endpoint), and the two halves of a reload against it: `prepare`, fallible and without
-//! effects, and `reconcile`, infallible, run when the table is swapped in.
+//! The live state that outlives tables — route signals with their windows, experiment
+//! figures, endpoint health, kill switches, the controller's steering, the token budget —
+//! kept by stable names (route, experiment, upstream and endpoint), as every request reads
+//! it. How a table is prepared against it and put in force is in `reconcile`.
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use switchyard_config::Config;
-use switchyard_state::Signals;
+use switchyard_state::budget::BudgetGate;
+use switchyard_state::steer::Steering;
+use switchyard_state::{KillBoard, Signals};
 
 use crate::registry::HealthRegistry;
-use crate::table::{CompileError, Table};
 
-/// Route signals with their windows, experiment figures, endpoint health and probes.
+/// What outlives a table swap: one `Arc` the gateway holds and a request clones.
 #[derive(Debug)]
 pub struct Boards {
-    signals: Arc<Signals>,
-    health: HealthRegistry,
+    pub(crate) signals: Arc<Signals>,
+    pub(crate) kills: Arc<KillBoard>,
+    /// The controller's live decisions: rollout shares, throttles, downgrades.
+    pub(crate) steering: Arc<Steering>,
+    /// The token budget requests reserve from, when the assembly set one.
+    pub(crate) budget: OnceLock<Arc<BudgetGate>>,
+    /// Endpoint health and probes, by (upstream, endpoint).
+    pub(crate) health: HealthRegistry,
 }
 
 impl Boards {
+    /// Boards over `signals` with kill switches in memory and no steering yet: enough to
+    /// prepare a table before the gateway exists.
     pub fn new(signals: Arc<Signals>) -> Self {
+        Boards::with(signals, KillBoard::in_memory(), Steering::new())
+    }
+
+    pub fn with(signals: Arc<Signals>, kills: Arc<KillBoard>, steering: Arc<Steering>) -> Self {
         Boards {
             signals,
+            kills,
+            steering,
+            budget: OnceLock::new(),
             health: HealthRegistry::default(),
         }
     }
@@ -30,41 +44,4 @@ impl Boards {
     pub fn signals(&self) -> &Arc<Signals> {
         &self.signals
     }
-
-    /// A table for `config` that keeps the live state of every route, experiment and endpoint
-    /// still configured. Nothing in force changes, whether it succeeds or not. `sims` holds
-    /// the addresses of embedded simulators.
-    pub fn prepare(
-        &self,
-        config: &Config,
-        sims: &HashMap<String, SocketAddr>,
-    ) -> Result<Table, CompileError> {
-        Table::prepare(config, sims, &self.signals, &self.health)
-    }
-
-    /// Makes the boards match a table about to serve: its route signals are registered with
-    /// their window spans, experiments and feedback setting; its experiments are the registry
-    /// (figures of experiments no longer configured go); its endpoints' health is the health
-    /// registry, and the probes follow. Infallible, off the data path.
-    pub fn reconcile(&self, table: &Table) {
-        let mut experiments = Vec::new();
-        for route in &table.routes {
-            self.signals.adopt_route(&route.signals, route.spans);
-            route
-                .signals
-                .set_experiments(route.variants.iter().map(|v| v.stats.clone()).collect());
-            route.signals.set_takes_feedback(route.takes_feedback);
-            experiments.extend(
-                route
-                    .variants
-                    .iter()
-                    .map(|v| (v.stats.clone(), v.share, v.alpha)),
-            );
-        }
-        self.signals.experiments().adopt(&experiments);
-        self.health.adopt(&table.upstreams);
-    }
 }
-
-#[cfg(test)]
-mod tests;

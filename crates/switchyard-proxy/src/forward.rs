@@ -1,5 +1,6 @@
 //! Forward: the pooled client per upstream and the upstream request.
 
+use std::future::Future;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -7,6 +8,7 @@ use http::request::Parts;
 use http::uri::PathAndQuery;
 use http::{HeaderValue, Request, Response, Uri};
 use hyper::body::Incoming;
+use hyper_util::client::legacy::ResponseFuture;
 use switchyard_core::client::{https_client, ClientSettings};
 use switchyard_core::Body;
 
@@ -63,68 +65,63 @@ pub enum Sent {
     Failed(hyper_util::client::legacy::Error),
 }
 
-/// What one request needs to be sent, and sent again.
-pub struct Outbound<'a> {
-    pub parts: Parts,
-    pub body: Body,
-    /// The whole body when it is known (an inspected or empty one): a request refused at
-    /// connect was never sent, so it can go to the next endpoint of the ring.
-    pub replay: Option<Bytes>,
-    pub user_key: Option<&'a str>,
-    pub request_id: &'a HeaderValue,
-    /// For both attempts together.
-    pub deadline: tokio::time::Instant,
+/// One attempt on its way: the upstream's response headers, within the deadline.
+pub type Attempt = tokio::time::Timeout<ResponseFuture>;
+
+/// The copy of a request a second attempt sends, made before the first consumes it and
+/// only where a second attempt is possible: the body is known whole and there is another
+/// endpoint to try.
+pub fn again(upstream: &Upstream, parts: &Parts, replay: Option<&Bytes>) -> Option<(Parts, Bytes)> {
+    let bytes = replay.filter(|_| upstream.endpoints.len() >= 2)?.clone();
+    let mut again = Request::new(()).into_parts().0;
+    again.method = parts.method.clone();
+    again.uri = parts.uri.clone();
+    again.headers = parts.headers.clone();
+    Some((again, bytes))
 }
 
-/// Sends to the endpoint the ring picks; on a connect error, once more to the next one.
-/// Connect errors and 5xx answers count against the endpoint's health, other answers for it.
-pub async fn send(upstream: &Upstream, out: Outbound<'_>) -> Sent {
-    let Some(first) = upstream.choose(out.user_key, None) else {
-        return Sent::NoEndpoint;
-    };
-    // Copied before the first attempt consumes them, only where a second one is possible.
-    let again = out
-        .replay
-        .clone()
-        .filter(|_| upstream.endpoints.len() >= 2)
-        .map(|bytes| {
-            let mut parts = Request::new(()).into_parts().0;
-            parts.method = out.parts.method.clone();
-            parts.uri = out.parts.uri.clone();
-            parts.headers = out.parts.headers.clone();
-            (parts, bytes)
-        });
-    let at = (out.request_id, out.deadline);
-    match attempt(upstream, first, (out.parts, out.body), at).await {
-        Sent::Connect => {}
-        sent => return sent,
+/// Why an attempt could not start.
+#[derive(Debug, Clone, Copy)]
+pub enum Unsent {
+    NoEndpoint,
+    BadTarget,
+}
+
+impl From<Unsent> for Sent {
+    fn from(unsent: Unsent) -> Sent {
+        match unsent {
+            Unsent::NoEndpoint => Sent::NoEndpoint,
+            Unsent::BadTarget => Sent::BadTarget,
+        }
     }
-    // Chosen after the failure was counted, so an endpoint it just ejected is skipped too.
-    let Some(((parts, bytes), second)) = again.zip(upstream.choose(out.user_key, Some(first)))
-    else {
-        return Sent::Connect;
-    };
-    tracing::debug!(upstream = %upstream.name, "connect failed; trying the next endpoint");
-    let body = switchyard_core::body::full(bytes);
-    attempt(upstream, second, (parts, body), at).await
 }
 
-async fn attempt(
+/// Starts an attempt on endpoint `index`, or says why none can start.
+pub fn start(
     upstream: &Upstream,
     index: usize,
     (parts, body): (Parts, Body),
     (request_id, deadline): (&HeaderValue, tokio::time::Instant),
-) -> Sent {
+) -> Result<Attempt, Unsent> {
     let Some(endpoint) = upstream.endpoints.get(index) else {
-        return Sent::NoEndpoint;
+        return Err(Unsent::NoEndpoint);
     };
     let Ok(uri) = upstream_uri(endpoint, parts.uri.path_and_query()) else {
-        return Sent::BadTarget;
+        return Err(Unsent::BadTarget);
     };
     let mut req = Request::from_parts(parts, body);
     prepare(&mut req, uri, request_id);
+    Ok(tokio::time::timeout_at(
+        deadline,
+        upstream.client.request(req),
+    ))
+}
+
+/// How the attempt on endpoint `index` ended. Connect errors and 5xx answers count against
+/// the endpoint's health, other answers for it.
+pub fn settle(upstream: &Upstream, index: usize, ended: <Attempt as Future>::Output) -> Sent {
     let health = upstream.health_of(index);
-    match tokio::time::timeout_at(deadline, upstream.client.request(req)).await {
+    match ended {
         Err(_) => Sent::Timeout,
         Ok(Err(error)) if error.is_connect() => {
             if let Some(h) = health {

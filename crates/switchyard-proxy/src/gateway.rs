@@ -1,4 +1,5 @@
-//! The request path, outermost first: local answers, route, inspect, forward, meter.
+//! The gateway's edge: local answers, screening, the route; then the route's stack of
+//! stages (`stage`), which answers.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -6,6 +7,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response};
+use http_body_util::BodyExt;
 use switchyard_core::{Body, BoxError, RequestId};
 use switchyard_llm::DialectSetting;
 use switchyard_state::budget::BudgetGate;
@@ -14,28 +16,24 @@ use switchyard_state::steer::Steering;
 use switchyard_state::{KillBoard, Signals};
 
 use crate::boards::Boards;
-use crate::exchange::{self, Exchange};
 use crate::lifecycle::Lifecycle;
 use crate::local;
 pub use crate::peer::Peer;
 use crate::rescue::Refusal;
-use crate::table::Table;
+use crate::stack::{Edge, Entry};
+use crate::table::{Route, Table};
 
 /// The gateway: the routing snapshot in force and the signals it feeds.
 #[derive(Debug)]
 pub struct Gateway {
     table: ArcSwap<Table>,
-    /// Route signals, experiment figures and endpoint health, kept across swaps by name.
-    boards: Boards,
-    kills: Arc<KillBoard>,
-    /// The controller's live decisions: rollout shares, throttles, downgrades.
-    steering: Arc<Steering>,
+    /// Signals, kill switches, steering, the budget and endpoint health: what outlives a
+    /// table and every request reads.
+    boards: Arc<Boards>,
     /// Starting, serving or draining: what /ready says before it dials an upstream.
     lifecycle: Lifecycle,
     /// Fleet mode: what `/ready` reports of the replica's standing.
     fleet: std::sync::OnceLock<Arc<dyn FleetStanding>>,
-    /// The token budget requests reserve from, when the assembly set one.
-    budget: std::sync::OnceLock<Arc<BudgetGate>>,
 }
 
 impl Gateway {
@@ -61,16 +59,13 @@ impl Gateway {
         kills: Arc<KillBoard>,
         steering: Arc<Steering>,
     ) -> Arc<Self> {
-        let boards = Boards::new(signals);
+        let boards = Boards::with(signals, kills, steering);
         boards.reconcile(&table);
         Arc::new(Gateway {
             table: ArcSwap::from_pointee(table),
-            boards,
-            kills,
-            steering,
+            boards: Arc::new(boards),
             lifecycle: Lifecycle::default(),
             fleet: std::sync::OnceLock::new(),
-            budget: std::sync::OnceLock::new(),
         })
     }
 
@@ -88,19 +83,19 @@ impl Gateway {
 
     /// Requests reserve their tokens from `gate` from now on (when it enforces a budget).
     pub fn set_budget(&self, gate: Arc<BudgetGate>) {
-        let _ = self.budget.set(gate);
+        let _ = self.boards.budget.set(gate);
     }
 
     pub fn budget(&self) -> Option<&Arc<BudgetGate>> {
-        self.budget.get()
+        self.boards.budget.get()
     }
 
     pub fn steering(&self) -> &Arc<Steering> {
-        &self.steering
+        &self.boards.steering
     }
 
     pub fn kills(&self) -> &Arc<KillBoard> {
-        &self.kills
+        &self.boards.kills
     }
 
     /// The snapshot in force.
@@ -129,7 +124,7 @@ impl Gateway {
     }
 
     pub fn signals(&self) -> &Arc<Signals> {
-        self.boards.signals()
+        &self.boards.signals
     }
 
     /// Handles one request. Never fails: every problem becomes an answer.
@@ -149,7 +144,7 @@ impl Gateway {
                 req,
                 &table,
                 self.lifecycle.phase(),
-                self.boards.signals(),
+                &self.boards.signals,
                 self.fleet.get(),
             )
             .await);
@@ -167,36 +162,47 @@ impl Gateway {
         let Some(route) = table.route_for(req.uri().path(), req.headers(), host.as_deref()) else {
             return Ok(refuse_unrouted(&req, Refusal::NoRoute, &request_id.1));
         };
-        let (dialect, op) =
-            switchyard_llm::classify(route.dialect, req.method().as_str(), req.uri().path());
-        let trace = crate::trace::hop(req.headers(), table.settings.sampling_ratio);
-        let exchange = Exchange {
-            boards: exchange::Boards {
-                signals: self.boards.signals(),
-                kills: &self.kills,
-                steering: &self.steering,
-                budget: self.budget.get(),
-            },
-            table: &table,
-            route,
-            upstream: &route.upstream,
-            fallback: false,
-            dialect,
-            op,
-            started,
-            peer,
-            client: crate::headers::client_addr(
-                req.headers(),
-                peer.addr,
-                table.settings.trusted_hops,
-            ),
-            request_id,
-            variant: None,
-            capture: None,
-            steered: false,
-            trace,
+        let edge = Edge {
+            host,
+            ..edge(&req, &table, route, (started, peer), request_id)
         };
-        Ok(exchange.run(req, host).await)
+        // The stack reaches its route through its own `Arc` of the table, by index.
+        let index = table
+            .routes
+            .iter()
+            .position(|r| std::ptr::eq(r, route))
+            .unwrap_or_default();
+        let answer = route.stack.call(Entry {
+            table: table.clone(),
+            route: index,
+            boards: self.boards.clone(),
+            // One body type for every route's stack, whatever body the embedding program uses.
+            request: req.map(|body| body.map_err(Into::into).boxed_unsync()),
+            edge,
+        });
+        Ok(answer.await)
+    }
+}
+
+/// What the edge learnt of a routed request: its client, dialect, operation and trace hop.
+fn edge<B>(
+    req: &Request<B>,
+    table: &Table,
+    route: &Route,
+    (started, peer): (std::time::Instant, Peer),
+    request_id: (RequestId, HeaderValue),
+) -> Edge {
+    let (dialect, op) =
+        switchyard_llm::classify(route.dialect, req.method().as_str(), req.uri().path());
+    Edge {
+        started,
+        peer,
+        client: crate::headers::client_addr(req.headers(), peer.addr, table.settings.trusted_hops),
+        request_id,
+        dialect,
+        op,
+        trace: crate::trace::hop(req.headers(), table.settings.sampling_ratio),
+        host: None,
     }
 }
 

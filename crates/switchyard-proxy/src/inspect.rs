@@ -3,12 +3,19 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
 use bytes::Bytes;
 use http::HeaderMap;
+use http_body_util::combinators::Collect;
 use http_body_util::{BodyExt, Limited};
+use pin_project_lite::pin_project;
 use switchyard_config::UserKeySource;
-use switchyard_core::{BoxError, RequestFacts, RequestId, TraceContext};
+use switchyard_core::{Body, RequestFacts, RequestId, TraceContext};
 use switchyard_llm::{Dialect, Inspection, Operation};
+use tokio::time::Timeout;
 
 use crate::rescue::Refusal;
 use crate::table::{Route, Table};
@@ -16,40 +23,60 @@ use crate::table::{Route, Table};
 /// The label for models the config does not name: keeps metric cardinality bounded.
 pub const OTHER_MODEL: &str = "other";
 
+pin_project! {
+    /// An inspectable request body being read whole: the bytes, or why they will not come.
+    #[project = ReadProj]
+    pub enum ReadBody {
+        Refused { refusal: Refusal },
+        Reading { #[pin] read: Timeout<Collect<Limited<Body>>> },
+    }
+}
+
 /// Reads an inspectable request body, up to the limit; 413 beyond, before any upstream is
 /// dialled; 408 when it has not arrived whole within `timeout` (a body trickled in forever
 /// would hold the connection and its buffer).
-pub async fn read_body<B>(
-    body: B,
+pub fn read_body(
+    body: Body,
     headers: &HeaderMap,
     (limit, timeout): (usize, std::time::Duration),
-) -> Result<Bytes, Refusal>
-where
-    B: http_body::Body<Data = Bytes>,
-    B::Error: Into<BoxError>,
-{
+) -> ReadBody {
     let declared = headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > limit as u64) {
-        return Err(Refusal::BodyTooLarge);
+        return ReadBody::Refused {
+            refusal: Refusal::BodyTooLarge,
+        };
     }
-    let Ok(collected) = tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await
-    else {
-        return Err(Refusal::BodyTimeout);
-    };
-    match collected {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error)
-            if error
-                .downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            Err(Refusal::BodyTooLarge)
-        }
-        // A client that dies mid-upload must not become a forwarded, truncated request.
-        Err(_) => Err(Refusal::BadBody),
+    ReadBody::Reading {
+        read: tokio::time::timeout(timeout, Limited::new(body, limit).collect()),
+    }
+}
+
+impl Future for ReadBody {
+    type Output = Result<Bytes, Refusal>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let read = match self.project() {
+            ReadProj::Refused { refusal } => return Poll::Ready(Err(*refusal)),
+            ReadProj::Reading { read } => read,
+        };
+        let Ok(collected) = ready!(read.poll(cx)) else {
+            return Poll::Ready(Err(Refusal::BodyTimeout));
+        };
+        Poll::Ready(match collected {
+            Ok(collected) => Ok(collected.to_bytes()),
+            Err(error)
+                if error
+                    .downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some() =>
+            {
+                Err(Refusal::BodyTooLarge)
+            }
+            // A client that dies mid-upload must not become a forwarded, truncated request.
+            Err(_) => Err(Refusal::BadBody),
+        })
     }
 }
 

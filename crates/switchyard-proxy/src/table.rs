@@ -25,6 +25,7 @@ use crate::health::HealthPolicy;
 pub use crate::kill::CompiledFallback;
 use crate::kill::{kill_plan, KillPlan};
 use crate::registry::HealthRegistry;
+use crate::stack::RouteStack;
 use crate::upstream::{Endpoint, Upstream};
 
 /// A failure to turn a valid config into a table (e.g. an embedded simulator has no address).
@@ -117,6 +118,8 @@ pub struct Route {
     /// A rule reads the applications' feedback on this route.
     pub takes_feedback: bool,
     pub in_flight: metrics::Gauge,
+    /// The request path's stages, assembled once.
+    pub stack: RouteStack<Table>,
 }
 
 /// Data-path settings from `[server]`.
@@ -462,6 +465,7 @@ fn route_of(
         kill: kill_plan(&spec.kill_switch, upstreams),
         admission: Arc::new(Admission::new(&spec.name, &spec.limits)),
         upstream,
+        stack: RouteStack::assemble(),
     })
 }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 use switchyard_config::Config;
 use switchyard_state::Signals;
 
-use super::Boards;
+use crate::boards::Boards;
 use crate::health::HealthPolicy;
 use crate::table::Table;
 
