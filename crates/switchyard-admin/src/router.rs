@@ -225,6 +225,7 @@ mod tests {
     }
 
     /// The OpenAPI document and the router describe the same endpoints with the same methods.
+    // Long: one pass over every path and method of the document, then over the router's.
     #[test]
     fn the_openapi_document_covers_the_router() {
         let doc: serde_json::Value = serde_json::from_str(openapi::document_json()).unwrap();

@@ -27,6 +27,7 @@ fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()
 }
 
+// Long: one config, its expected values key by key.
 #[test]
 fn full_example_parses_to_expected_values() {
     let c = parse(FULL).unwrap();
@@ -140,6 +141,7 @@ fn full_example_parses_to_expected_values() {
     );
 }
 
+// Long: one config, its expected values key by key.
 #[test]
 fn defaults_fill_every_optional_key() {
     let c = parse(MINIMAL).unwrap();

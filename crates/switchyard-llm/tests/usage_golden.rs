@@ -184,6 +184,7 @@ fn every_single_byte_change_of_the_streams_agrees() {
     }
 }
 
+// Long: a list of cases, each checked the same way.
 #[test]
 fn odd_shapes_agree() {
     let bodies: &[&[u8]] = &[

@@ -9,6 +9,7 @@ use switchyard_config::*;
 
 use super::parse;
 
+// Long: one config, its expected values key by key.
 #[test]
 fn full_controls_example_loads() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/valid");

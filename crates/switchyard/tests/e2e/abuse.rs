@@ -34,6 +34,7 @@ enum Want {
     NoSmuggling,
 }
 
+// Long: a list of cases, each checked the same way.
 fn framing_cases() -> Vec<(&'static str, String, Want)> {
     let post = "POST /first HTTP/1.1\r\nHost: x\r\n";
     vec![

@@ -63,6 +63,7 @@ fn assert_within_twice(case: &str, (baseline, flooded): (Duration, Duration)) {
 
 /// HEADERS then RST_STREAM, over and over (CVE-2023-44487): the connection is told to calm
 /// down and closed, the upstream sees a bounded number of requests.
+// Long: one scenario told in order; each step starts from the state the previous one left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rapid_reset_is_cut_and_a_healthy_client_stays_served() {
     let (recorded, up) = recorder().await;
@@ -222,6 +223,7 @@ async fn settings_and_ping_floods_leave_a_healthy_client_served() {
 /// A thousand streams opened at once and held: streams past the connection's limit are
 /// refused, the rest wait on bodies that never come, and a healthy client is unaffected.
 /// Then a thousand real requests on one connection are all answered.
+// Long: one scenario told in order; each step starts from the state the previous one left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_concurrent_streams_are_bounded_and_all_answered() {
     let (sim, up) = sim(Profile::default()).await;

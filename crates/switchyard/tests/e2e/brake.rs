@@ -23,6 +23,7 @@ async fn kill(gw: &switchyard::Running, route: &str, body: serde_json::Value) ->
     answer
 }
 
+// Long: one scenario told in order; each step starts from the state the previous one left.
 #[tokio::test]
 async fn a_kill_under_load_takes_effect_on_the_next_request_and_fails_nothing() {
     let (sim, up) = sim(Profile::default()).await;

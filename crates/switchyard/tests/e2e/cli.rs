@@ -142,6 +142,7 @@ fn check_exposition(text: &str) {
     }
 }
 
+// Long: a list of cases, each checked the same way.
 #[tokio::test]
 async fn metrics_are_valid_prometheus_text() {
     let (_sim, up) = crate::common::sim(switchyard_sim::Profile::default()).await;

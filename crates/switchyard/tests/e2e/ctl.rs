@@ -61,6 +61,7 @@ async fn started() -> (Running, String) {
     (gw, url)
 }
 
+// Long: one scenario told in order; each step starts from the state the previous one left.
 #[tokio::test(flavor = "multi_thread")]
 async fn ctl_status_kill_status_revive_status() {
     let (_gw, url) = started().await;
@@ -134,6 +135,7 @@ async fn ctl_status_kill_status_revive_status() {
     assert!(!status.stdout.contains("KILLED"), "{status:?}");
 }
 
+// Long: one scenario told in order; each step starts from the state the previous one left.
 #[tokio::test(flavor = "multi_thread")]
 async fn ctl_incidents_ack_and_audit() {
     let (_gw, url) = started().await;

@@ -116,6 +116,7 @@ async fn experiment(gw: &Running, name: &str) -> serde_json::Value {
     answer.json()
 }
 
+// Long: one scenario told in order; each step starts from the state the previous one left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verdicts_follow_the_known_distributions_and_an_a_a_test_calls_no_difference() {
     // Completion rates: control 0.90, variant 0.70 (errors are not completions); A/A 0.75.
@@ -210,6 +211,7 @@ async fn verdicts_follow_the_known_distributions_and_an_a_a_test_calls_no_differ
     assert_eq!(unknown.json()["error"]["code"], "unknown_experiment");
 }
 
+// Long: one scenario told in order; each step starts from the state the previous one left.
 #[tokio::test]
 async fn variants_are_sticky_rewrite_the_request_and_take_feedback() {
     let (_control, control_addr) = sim(Profile::default()).await;

@@ -266,6 +266,7 @@ async fn totals(f: &Fleet) -> (u64, u64) {
     (used.unwrap_or(0), reserved.unwrap_or(0))
 }
 
+// Long: one scenario told in order; each step starts from the state the previous one left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exact_budget_admits_no_more_than_the_budget_across_three_processes() {
     const BURST: usize = 150;

@@ -177,6 +177,7 @@ fn entries<'a>(doc: &'a Value, key: &str, filter: impl Fn(&Value) -> bool + 'a) 
 
 const HOLD: &str = "stages = [50, 100]\nbake = \"1h\"\nmin_requests = 100000";
 
+// Long: one scenario told in order; each step starts from the state the previous one left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fleet_rollout_manual_rollback_and_promotion_reach_every_replica() {
     let Some(rig) = rig(3, HOLD).await else {
@@ -264,6 +265,7 @@ async fn fleet_rollout_manual_rollback_and_promotion_reach_every_replica() {
     assert!(by_replica.contains(&("promote", "g1")), "{audit}");
 }
 
+// Long: one scenario told in order; each step starts from the state the previous one left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fleet_rollout_automatic_rollback_happens_once_and_reaches_every_replica() {
     let Some(rig) = rig(3, HOLD).await else {

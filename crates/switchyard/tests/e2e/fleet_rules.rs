@@ -91,6 +91,7 @@ async fn wait(within: Duration, what: &str, mut check: impl FnMut() -> bool) {
     }
 }
 
+// Long: one scenario told in order; each step starts from the state the previous one left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fleet_rules_a_throttle_fired_on_one_replica_holds_on_every_replica() {
     let Some(redis) = RedisServer::start().await else {

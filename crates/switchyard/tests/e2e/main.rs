@@ -32,6 +32,7 @@ mod proxy;
 mod redis_server;
 mod reload;
 mod rollout;
+mod rollout_ops;
 mod rules;
 mod sdk;
 mod signing;

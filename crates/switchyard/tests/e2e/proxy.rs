@@ -214,6 +214,7 @@ async fn http2_cleartext_clients_are_served() {
     gw.stop().await;
 }
 
+// Long: one scenario told in order; each step starts from the state the previous one left.
 #[tokio::test]
 async fn a_tls_listener_serves_https_with_h2_and_http1() {
     use rustls::pki_types::pem::PemObject;

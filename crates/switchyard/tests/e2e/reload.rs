@@ -101,6 +101,7 @@ async fn twenty_five_reloads_under_load_fail_no_request() {
     Arc::try_unwrap(gw).ok().unwrap().stop().await;
 }
 
+// Long: a list of cases, each checked the same way.
 #[tokio::test]
 async fn invalid_configs_are_rejected_and_the_old_one_keeps_serving() {
     let (_sim, up) = sim(Profile::default()).await;
@@ -373,6 +374,7 @@ async fn rewrite_in_place(path: &Path, text: &str) {
     .unwrap();
 }
 
+// Long: one scenario told in order; each step starts from the state the previous one left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_in_place_rewrites_under_load_lose_no_request_and_parse_no_half_file() {
     let (_sim, up) = sim(Profile::default()).await;

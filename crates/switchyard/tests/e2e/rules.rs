@@ -70,6 +70,7 @@ async fn eventually<F: Fn(&[serde_json::Value]) -> bool>(
     }
 }
 
+// Long: one scenario told in order; each step starts from the state the previous one left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_explosion_throttles_the_route_until_it_clears() {
     let (sim_handle, addr) = sim(Profile {
@@ -156,6 +157,7 @@ throttle_to = 0.5
     }
 }
 
+// Long: one scenario told in order; each step starts from the state the previous one left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_downgrade_waits_for_an_operator_unless_it_is_automatic() {
     let (_sim, addr) = sim(Profile::default()).await;

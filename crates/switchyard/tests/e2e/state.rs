@@ -269,6 +269,7 @@ fn random_below(n: u64) -> u64 {
     u64::from(nanos) % n
 }
 
+// Long: one scenario told in order; each step starts from the state the previous one left.
 #[tokio::test]
 async fn sigkill_during_a_storm_of_kills_keeps_exactly_what_was_answered() {
     let dir = temp_dir("crash-storm");

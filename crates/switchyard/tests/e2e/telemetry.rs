@@ -31,6 +31,7 @@ fn is_hex(text: &str, len: usize) -> bool {
         && text.bytes().any(|c| c != b'0')
 }
 
+// Long: a list of cases, each checked the same way.
 #[tokio::test(flavor = "multi_thread")]
 async fn traceparent_is_continued_started_or_replaced() {
     let (_sim, up) = sim(Profile::default()).await;
@@ -125,6 +126,7 @@ async fn a_ratio_of_zero_samples_no_new_trace_but_honours_the_client() {
     gw.stop().await;
 }
 
+// Long: a list of cases, each checked the same way.
 #[tokio::test(flavor = "multi_thread")]
 async fn gen_ai_families_sit_beside_ours() {
     let (_sim, up) = sim(Profile {
@@ -295,6 +297,7 @@ fn unix_nanos() -> u64 {
         .as_nanos() as u64
 }
 
+// Long: one scenario told in order; each step starts from the state the previous one left.
 #[tokio::test(flavor = "multi_thread")]
 async fn spans_reach_a_real_otlp_receiver_with_the_gen_ai_attributes() {
     let Some(receiver) = tokio::task::block_in_place(Receiver::start) else {

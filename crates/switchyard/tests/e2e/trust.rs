@@ -20,6 +20,7 @@ fn agent_with_history() -> Profile {
     }
 }
 
+// Long: one scenario told in order; each step starts from the state the previous one left.
 #[tokio::test]
 async fn context_fill_follows_the_reported_prompt_tokens_not_the_short_request() {
     let (_sim, up) = sim(agent_with_history()).await;
@@ -129,6 +130,7 @@ async fn eventually_rule(gw: &Running, rule: &str) -> serde_json::Value {
     }
 }
 
+// Long: one scenario told in order; each step starts from the state the previous one left.
 #[tokio::test]
 async fn cached_prompt_tokens_are_priced_at_their_own_rates_in_both_dialects() {
     let (_sim, up) = sim(Profile {
@@ -238,6 +240,7 @@ upstream = "up"
     gw.stop().await;
 }
 
+// Long: one scenario told in order; each step starts from the state the previous one left.
 #[tokio::test]
 async fn time_to_first_token_waits_for_the_first_delta_not_the_first_byte() {
     let (_sim, up) = sim(Profile {
