@@ -226,6 +226,16 @@ pub(crate) fn admin_state(
 ) -> Result<(Arc<ConfigReloader>, AdminState), StartError> {
     let state_dir = config.admin.state_dir.clone();
     let allowed_hosts = config.admin.allowed_hosts.clone();
+    let plane = reload::ControlPlane {
+        gateway: &parts.gateway,
+        alerts: &parts.alerts,
+        signals: &parts.signals,
+        kills: &parts.kills,
+        controller: &parts.controller,
+        notifier: &parts.notifier,
+    };
+    // The same settings a reload gives, so the two can never differ.
+    reload::configure(plane, &config);
     let reloader = Arc::new(ConfigReloader {
         path,
         live: tokio::sync::Mutex::new(Live {

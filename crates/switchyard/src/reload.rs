@@ -169,28 +169,18 @@ impl ConfigReloader {
     /// control plane's parts that keep settings of their own are told in the same step.
     fn put_in_force(&self, snapshot: Table, config: &Config) {
         self.gateway.swap(snapshot);
-        self.controller.apply(config);
-        self.alerts.set_settings(alert_settings(config));
-        let now = switchyard_control::signals::now_secs();
-        self.signals
-            .budget()
-            .set_reset_at(config.budgets.reset_at, now);
-        if let Some(gate) = self.gateway.budget() {
-            let settings = GateSettings::from_config(&config.budgets);
-            if let Some(fleet) = gate.fleet() {
-                fleet.configure(settings.clone());
-            }
-            gate.configure(settings);
+        configure(self.control_plane(), config);
+    }
+
+    pub(crate) fn control_plane(&self) -> ControlPlane<'_> {
+        ControlPlane {
+            gateway: &self.gateway,
+            alerts: &self.alerts,
+            signals: &self.signals,
+            kills: &self.kills,
+            controller: &self.controller,
+            notifier: &self.notifier,
         }
-        self.notifier.set_webhooks(config.notify.webhooks.clone());
-        self.signals.set_telemetry(&config.telemetry);
-        self.kills.publish(
-            &config
-                .routes
-                .iter()
-                .map(|r| r.name.clone())
-                .collect::<Vec<_>>(),
-        );
     }
 
     /// A kill switch is a route's permanent property: a reload may not drop an engaged one.
@@ -206,6 +196,47 @@ impl ConfigReloader {
         }
         Ok(())
     }
+}
+
+/// The parts of a running gateway that keep settings of their own, outside the snapshot.
+pub(crate) struct ControlPlane<'a> {
+    pub(crate) gateway: &'a Gateway,
+    pub(crate) alerts: &'a Alerts,
+    pub(crate) signals: &'a Signals,
+    pub(crate) kills: &'a KillBoard,
+    pub(crate) controller: &'a Controller,
+    pub(crate) notifier: &'a Notifier,
+}
+
+/// Gives the control plane its settings from `config`: the controller's plans, alert
+/// thresholds, the budget, webhooks, telemetry, the kill board's routes. The start runs it
+/// once everything is assembled and every reload after its swap, so a setting added here is
+/// in force from the start and follows every reload. Running it twice with one config
+/// changes nothing (it is what a reload of an unchanged file does).
+pub(crate) fn configure(plane: ControlPlane<'_>, config: &Config) {
+    plane.controller.apply(config);
+    plane.alerts.set_settings(alert_settings(config));
+    let now = switchyard_control::signals::now_secs();
+    plane
+        .signals
+        .budget()
+        .set_reset_at(config.budgets.reset_at, now);
+    if let Some(gate) = plane.gateway.budget() {
+        let settings = GateSettings::from_config(&config.budgets);
+        if let Some(fleet) = gate.fleet() {
+            fleet.configure(settings.clone());
+        }
+        gate.configure(settings);
+    }
+    plane.notifier.set_webhooks(config.notify.webhooks.clone());
+    plane.signals.set_telemetry(&config.telemetry);
+    plane.kills.publish(
+        &config
+            .routes
+            .iter()
+            .map(|r| r.name.clone())
+            .collect::<Vec<_>>(),
+    );
 }
 
 /// Listeners and TLS are bound at start; say so instead of pretending they moved.
