@@ -9,20 +9,11 @@ use switchyard::Running;
 use switchyard_sim::Profile;
 
 use crate::common::*;
-use crate::redis_server::RedisServer;
+use crate::redis_server::{redis_namespace, RedisServer};
 
 const FALLBACK: &str =
     "[routes.kill_switch]\nfallback = { text = \"Resting; a person will answer.\" }\n";
 const INTERVAL_MS: u64 = 500;
-
-/// A unique namespace per test, so tests share nothing even on one Redis.
-fn namespace() -> String {
-    temp_dir("ns")
-        .file_name()
-        .unwrap()
-        .to_string_lossy()
-        .replace(|c: char| !c.is_ascii_alphanumeric(), "-")
-}
 
 async fn replica(redis_url: &str, ns: &str, id: &str, upstream: &str) -> Running {
     let config = format!(
@@ -44,7 +35,7 @@ struct Fleet {
 async fn fleet(n: usize) -> Option<Fleet> {
     let redis = RedisServer::start().await?;
     let (_sim, up) = sim(Profile::default()).await;
-    let (ns, upstream) = (namespace(), format!("http://{up}"));
+    let (ns, upstream) = (redis_namespace("ns"), format!("http://{up}"));
     let mut replicas = Vec::new();
     for i in 0..n {
         replicas.push(replica(&redis.url(), &ns, &format!("g{i}"), &upstream).await);
@@ -388,7 +379,7 @@ async fn without_redis_at_start_a_replica_serves_degraded() {
     let (_sim, up) = sim(Profile::default()).await;
     let gw = replica(
         &format!("redis://127.0.0.1:{closed}"),
-        &namespace(),
+        &redis_namespace("ns"),
         "lonely",
         &format!("http://{up}"),
     )

@@ -11,7 +11,7 @@ use switchyard_llm::{Dialect, Operation};
 use switchyard_sim::Profile;
 
 use crate::common::*;
-use crate::redis_server::RedisServer;
+use crate::redis_server::{redis_namespace, RedisServer};
 
 /// The completion cap every request here sets.
 const MAX_TOKENS: u64 = 100;
@@ -41,14 +41,6 @@ fn profile(ttfb_ms: f64) -> Profile {
         completion_tokens: 16,
         ..Profile::default()
     }
-}
-
-fn namespace() -> String {
-    temp_dir("budget-ns")
-        .file_name()
-        .unwrap()
-        .to_string_lossy()
-        .replace(|c: char| !c.is_ascii_alphanumeric(), "-")
 }
 
 async fn ask(gw: &Running) -> Answer {
@@ -119,7 +111,7 @@ struct Fleet {
 async fn fleet(n: usize, ttfb_ms: f64, budgets: &str) -> Option<Fleet> {
     let redis = RedisServer::start().await?;
     let (_sim, up) = sim(profile(ttfb_ms)).await;
-    let (ns, upstream) = (namespace(), format!("http://{up}"));
+    let (ns, upstream) = (redis_namespace("budget-ns"), format!("http://{up}"));
     let mut replicas = Vec::new();
     for i in 0..n {
         let gw = replica(&redis, &ns, &format!("g{i}"), &upstream, budgets).await;

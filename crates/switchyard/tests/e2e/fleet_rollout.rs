@@ -9,17 +9,9 @@ use switchyard::Running;
 use switchyard_sim::{ErrorKind, Profile, Sim};
 
 use crate::common::*;
-use crate::redis_server::RedisServer;
+use crate::redis_server::{redis_namespace, RedisServer};
 
 const INTERVAL_MS: u64 = 500;
-
-fn namespace() -> String {
-    temp_dir("ns-rollout")
-        .file_name()
-        .unwrap()
-        .to_string_lossy()
-        .replace(|c: char| !c.is_ascii_alphanumeric(), "-")
-}
 
 fn config(
     redis: &str,
@@ -90,7 +82,7 @@ async fn rig(n: usize, rollout: &str) -> Option<Rig> {
     let redis = RedisServer::start().await?;
     let (blue, blue_addr) = sim(Profile::default()).await;
     let (green, green_addr) = sim(Profile::default()).await;
-    let ns = namespace();
+    let ns = redis_namespace("ns-rollout");
     let mut replicas = Vec::new();
     for i in 0..n {
         let text = config(

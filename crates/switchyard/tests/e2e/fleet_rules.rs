@@ -9,17 +9,9 @@ use switchyard::Running;
 use switchyard_sim::Profile;
 
 use crate::common::*;
-use crate::redis_server::RedisServer;
+use crate::redis_server::{redis_namespace, RedisServer};
 
 const INTERVAL_MS: u64 = 500;
-
-fn namespace() -> String {
-    temp_dir("ns-rules")
-        .file_name()
-        .unwrap()
-        .to_string_lossy()
-        .replace(|c: char| !c.is_ascii_alphanumeric(), "-")
-}
 
 const RULE: &str = r#"
 [[rules]]
@@ -102,7 +94,7 @@ async fn fleet_rules_a_throttle_fired_on_one_replica_holds_on_every_replica() {
         ..Profile::default()
     })
     .await;
-    let (ns, upstream) = (namespace(), format!("http://{addr}"));
+    let (ns, upstream) = (redis_namespace("ns-rules"), format!("http://{addr}"));
     let a = gateway(&config(&redis.url(), &ns, "a", &upstream)).await;
     let b = gateway(&config(&redis.url(), &ns, "b", &upstream)).await;
     // Both replicas know each other before the rule fires.
@@ -179,7 +171,7 @@ async fn fleet_rules_an_automatic_downgrade_reaches_every_replica_until_released
         return;
     };
     let (_sim, addr) = sim(Profile::default()).await;
-    let (ns, upstream) = (namespace(), format!("http://{addr}"));
+    let (ns, upstream) = (redis_namespace("ns-rules"), format!("http://{addr}"));
     let a = gateway(&config_with(&redis.url(), &ns, "a", &upstream, DOWNGRADE)).await;
     let b = gateway(&config_with(&redis.url(), &ns, "b", &upstream, DOWNGRADE)).await;
     for _ in 0..4 {

@@ -160,3 +160,12 @@ impl RedisServer {
             .status();
     }
 }
+
+/// A namespace of its own for one test, so tests share nothing even on one Redis.
+pub fn redis_namespace(prefix: &str) -> String {
+    crate::common::temp_dir(prefix)
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .replace(|c: char| !c.is_ascii_alphanumeric(), "-")
+}
