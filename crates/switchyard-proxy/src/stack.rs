@@ -54,7 +54,7 @@ pub trait Assemble: Sized {
     fn route_stack() -> RouteStack<Self>;
 }
 
-/// A route's stack, assembled and boxed once when the table is compiled.
+/// A route's stack, assembled and boxed once when the table is prepared.
 pub struct RouteStack<T>(Box<dyn Stack<T>>);
 
 impl<T: Assemble> RouteStack<T> {

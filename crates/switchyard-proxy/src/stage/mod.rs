@@ -1,5 +1,5 @@
 //! A route's request path as a stack of tower layers, assembled once per route when the
-//! table is compiled and boxed once. Every stage takes the request as a [`Flow`] and hands
+//! table is prepared and boxed once. Every stage takes the request as a [`Flow`] and hands
 //! it on, or stops it with an answer that the edge [`rescue`](rescue::rescue) shapes: the
 //! one place answers are counted, recorded and given the client's dialect.
 //!
