@@ -159,19 +159,15 @@ impl Gateway {
                 .and_then(|h| h.to_str().ok())
                 .map(str::to_owned)
         });
-        let Some(route) = table.route_for(req.uri().path(), req.headers(), host.as_deref()) else {
+        let Some(index) = table.route_for(req.uri().path(), req.headers(), host.as_deref()) else {
             return Ok(refuse_unrouted(&req, Refusal::NoRoute, &request_id.1));
         };
+        let route = &table.routes[index];
         let edge = Edge {
             host,
             ..edge(&req, &table, route, (started, peer), request_id)
         };
         // The stack reaches its route through its own `Arc` of the table, by index.
-        let index = table
-            .routes
-            .iter()
-            .position(|r| std::ptr::eq(r, route))
-            .unwrap_or_default();
         let answer = route.stack.call(Entry {
             table: table.clone(),
             route: index,

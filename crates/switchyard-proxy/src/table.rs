@@ -188,14 +188,14 @@ impl Table {
         })
     }
 
-    /// The first route whose match holds for this request.
+    /// The index of the first route whose match holds for this request.
     pub fn route_for(
         &self,
         path: &str,
         headers: &http::HeaderMap,
         host: Option<&str>,
-    ) -> Option<&Route> {
-        self.routes.iter().find(|route| {
+    ) -> Option<usize> {
+        self.routes.iter().position(|route| {
             path.starts_with(route.path_prefix.as_str())
                 && route
                     .host
