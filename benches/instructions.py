@@ -103,6 +103,10 @@ ALLOCATORS = {
     "__libc_calloc": "calloc",
     "realloc": "realloc",
     "__libc_realloc": "realloc",
+    # The binary's own allocator (mimalloc): its entry points from Rust's GlobalAlloc.
+    "mi_malloc_aligned": "malloc",
+    "mi_zalloc_aligned": "calloc",
+    "mi_realloc_aligned": "realloc",
 }
 NAME = re.compile(r"\((\d+)\)(?:\s+(.*))?")
 
