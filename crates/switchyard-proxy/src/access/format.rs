@@ -29,6 +29,26 @@ fn padded(buf: &mut Vec<u8>, value: u64, width: usize) {
     buf.extend_from_slice(&digits[20 - used..]);
 }
 
+/// An integer in decimal.
+fn integer(buf: &mut Vec<u8>, value: impl itoa::Integer) {
+    buf.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+}
+
+/// A float in the notation Rust's `Debug` uses, which is how the text format prints `f64`
+/// fields: the shortest digits that read back the same, plain with at least one fractional
+/// digit from 1e-4 up to 1e16, exponent notation outside. In the plain range (and at zero)
+/// zmij, serde_json's float writer, writes it: the same text, except where two shortest
+/// candidates are exactly equally near the value, where the two may pick the other one (the
+/// last digit differs by one; both read back as the same `f64`). Outside it `Debug` does.
+pub(super) fn debug_f64(buf: &mut Vec<u8>, value: f64) {
+    let plain = value == 0.0 || (1e-4..1e16).contains(&value.abs());
+    if value.is_finite() && plain {
+        buf.extend_from_slice(zmij::Buffer::new().format_finite(value).as_bytes());
+    } else {
+        let _ = write!(buf, "{value:?}");
+    }
+}
+
 /// Days since 1970-01-01 as a proleptic Gregorian (year, month, day), by eras of 400 years.
 fn civil(days: i64) -> (i64, u64, u64) {
     let shifted = days + 719_468; // from 0000-03-01, so leap days fall at the end of a year
@@ -118,25 +138,33 @@ pub(super) fn text(buf: &mut Vec<u8>, now: Duration, line: &Line<'_>) {
     debug_str(buf, line.model);
     buf.extend_from_slice(b" response_model=");
     debug_str(buf, line.response_model);
-    let _ = write!(buf, " status={}", ex.status);
+    buf.extend_from_slice(b" status=");
+    integer(buf, ex.status);
     buf.extend_from_slice(b" outcome=");
     debug_str(buf, ex.outcome.as_str());
     buf.extend_from_slice(b" error_class=");
     debug_str(buf, line.error_class);
     buf.extend_from_slice(b" upstream_error=");
     debug_str(buf, line.upstream_error);
-    let _ = write!(
-        buf,
-        " prompt_tokens={} completion_tokens={} tokens_estimated={} context_fill={:?}",
-        ex.prompt_tokens, ex.completion_tokens, line.estimated, line.context_fill
-    );
+    buf.extend_from_slice(b" prompt_tokens=");
+    integer(buf, ex.prompt_tokens);
+    buf.extend_from_slice(b" completion_tokens=");
+    integer(buf, ex.completion_tokens);
+    buf.extend_from_slice(if line.estimated {
+        b" tokens_estimated=true context_fill="
+    } else {
+        b" tokens_estimated=false context_fill="
+    });
+    debug_f64(buf, line.context_fill);
     buf.extend_from_slice(b" fingerprint=");
     fingerprint_text(buf, line.fingerprint);
-    let _ = writeln!(
-        buf,
-        " latency_ms={:?} ttfb_ms={:?} ttft_ms={:?}",
-        line.latency_ms, line.ttfb_ms, line.ttft_ms
-    );
+    buf.extend_from_slice(b" latency_ms=");
+    debug_f64(buf, line.latency_ms);
+    buf.extend_from_slice(b" ttfb_ms=");
+    debug_f64(buf, line.ttfb_ms);
+    buf.extend_from_slice(b" ttft_ms=");
+    debug_f64(buf, line.ttft_ms);
+    buf.push(b'\n');
 }
 
 /// A JSON string or number exactly as serde_json writes it.
@@ -155,7 +183,17 @@ fn json_f64_field(buf: &mut Vec<u8>, key: &str, value: f64) {
     buf.extend_from_slice(b",\"");
     buf.extend_from_slice(key.as_bytes());
     buf.extend_from_slice(b"\":");
-    json_value(buf, &value);
+    json_f64(buf, value);
+}
+
+/// An `f64` as serde_json writes it.
+pub(super) fn json_f64(buf: &mut Vec<u8>, value: f64) {
+    // As serde_json writes an `f64`: zmij's shortest digits, `null` for NaN and infinities.
+    if value.is_finite() {
+        buf.extend_from_slice(zmij::Buffer::new().format_finite(value).as_bytes());
+    } else {
+        buf.extend_from_slice(b"null");
+    }
 }
 
 /// `{"timestamp":…,"level":"INFO","message":"request",…fields…,"target":"switchyard::access"}`.
@@ -175,15 +213,20 @@ pub(super) fn json(buf: &mut Vec<u8>, now: Duration, line: &Line<'_>) {
     json_str_field(buf, "variant", &ex.variant);
     json_str_field(buf, "model", line.model);
     json_str_field(buf, "response_model", line.response_model);
-    let _ = write!(buf, ",\"status\":{}", ex.status);
+    buf.extend_from_slice(b",\"status\":");
+    integer(buf, ex.status);
     json_str_field(buf, "outcome", ex.outcome.as_str());
     json_str_field(buf, "error_class", line.error_class);
     json_str_field(buf, "upstream_error", line.upstream_error);
-    let _ = write!(
-        buf,
-        ",\"prompt_tokens\":{},\"completion_tokens\":{},\"tokens_estimated\":{}",
-        ex.prompt_tokens, ex.completion_tokens, line.estimated
-    );
+    buf.extend_from_slice(b",\"prompt_tokens\":");
+    integer(buf, ex.prompt_tokens);
+    buf.extend_from_slice(b",\"completion_tokens\":");
+    integer(buf, ex.completion_tokens);
+    buf.extend_from_slice(if line.estimated {
+        b",\"tokens_estimated\":true"
+    } else {
+        b",\"tokens_estimated\":false"
+    });
     json_f64_field(buf, "context_fill", line.context_fill);
     buf.extend_from_slice(b",\"fingerprint\":");
     fingerprint_text(buf, line.fingerprint);

@@ -196,3 +196,66 @@ fn timestamps_match_tracing_subscribers_clock() {
         "{low} <= {theirs} <= {high}"
     );
 }
+
+/// Floats of every magnitude, sign and shape, and the millisecond values a line carries.
+fn floats() -> Vec<f64> {
+    let mut all = vec![
+        0.0,
+        -0.0,
+        1.0,
+        -1.0,
+        0.1,
+        0.5,
+        1e-4,
+        9.999e-5,
+        1e-5,
+        1e16,
+        9.999_999_999_999_998e15,
+        1e15,
+        123.456,
+        1e300,
+        5e-324,
+        f64::MAX,
+        f64::MIN_POSITIVE,
+        f64::EPSILON,
+        f64::NAN,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        0.3,
+        2.0 / 3.0,
+    ];
+    let mut rng = fastrand::Rng::with_seed(7);
+    for _ in 0..20_000 {
+        all.push(f64::from_bits(rng.u64(..)));
+        all.push(rng.f64() * 10f64.powi(rng.i32(-6..18)));
+        all.push(Duration::from_nanos(rng.u64(..10_000_000_000)).as_secs_f64() * 1000.0);
+        all.push(rng.u64(..1_000_000) as f64 / rng.u64(1..1_000_000) as f64);
+    }
+    all
+}
+
+#[test]
+fn floats_print_as_debug_and_serde_json_print_them() {
+    let mut ties = 0;
+    for value in floats() {
+        let mut text = Vec::new();
+        format::debug_f64(&mut text, value);
+        let (ours, debug) = (String::from_utf8(text).unwrap(), format!("{value:?}"));
+        if ours != debug {
+            // An exact tie between two shortest candidates: same length and notation, the
+            // last digit one apart, and the text reads back as the same value.
+            let (a, b) = (ours.as_bytes(), debug.as_bytes());
+            let last = a.len() - 1;
+            assert_eq!(a.len(), b.len(), "{ours} vs {debug}");
+            assert_eq!(a[..last], b[..last], "{ours} vs {debug}");
+            assert_eq!(a[last].abs_diff(b[last]), 1, "{ours} vs {debug}");
+            assert_eq!(ours.parse::<f64>().unwrap().to_bits(), value.to_bits());
+            ties += 1;
+        }
+        let mut json = Vec::new();
+        format::json_f64(&mut json, value);
+        let expected = serde_json::to_string(&value).unwrap();
+        assert_eq!(String::from_utf8(json).unwrap(), expected, "{value:e}");
+    }
+    assert!(ties < 400, "{ties} ties in 80,000 floats");
+}
