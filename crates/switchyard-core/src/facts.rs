@@ -10,7 +10,13 @@ pub struct RequestId(pub Arc<str>);
 impl RequestId {
     /// A fresh id: 128 random bits as 32 hex digits.
     pub fn generate(random: u128) -> Self {
-        RequestId(Arc::from(format!("{random:032x}")))
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut hex = [0u8; 32];
+        for (i, digit) in hex.iter_mut().enumerate() {
+            *digit = DIGITS[((random >> (4 * (31 - i))) & 0xf) as usize];
+        }
+        // Hex digits are ASCII.
+        RequestId(Arc::from(std::str::from_utf8(&hex).unwrap_or_default()))
     }
 }
 
@@ -80,4 +86,22 @@ pub struct RequestFacts {
     pub gen_ai_operation: Option<&'static str>,
     /// The gateway's span of this request's trace.
     pub trace: crate::TraceContext,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RequestId;
+
+    #[test]
+    fn generated_ids_are_32_lowercase_hex_digits_of_the_random_bits() {
+        for random in [
+            0,
+            1,
+            0xabc,
+            u128::MAX,
+            0x0123_4567_89ab_cdef_fedc_ba98_7654_3210,
+        ] {
+            assert_eq!(&*RequestId::generate(random).0, format!("{random:032x}"));
+        }
+    }
 }

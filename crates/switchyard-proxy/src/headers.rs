@@ -13,6 +13,8 @@ pub const X_VARIANT: HeaderName = HeaderName::from_static("x-switchyard-variant"
 pub const X_FALLBACK: HeaderName = HeaderName::from_static("x-switchyard-fallback");
 pub const X_ERROR: HeaderName = HeaderName::from_static("x-switchyard-error");
 pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
 /// Headers that describe one connection, never to be forwarded.
 const HOP_BY_HOP: [HeaderName; 6] = [
@@ -26,6 +28,11 @@ const HOP_BY_HOP: [HeaderName; 6] = [
 
 /// Removes hop-by-hop headers, including every header the `Connection` header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most requests carry none: one look at each name, instead of a hashed removal of each
+    // hop-by-hop name.
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -41,19 +48,48 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     headers.remove(header::PROXY_AUTHORIZATION);
 }
 
+/// The names [`strip_hop_by_hop`] removes, besides those `Connection` names.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name)
+        || name == header::TRAILER
+        || name == header::PROXY_AUTHENTICATE
+        || name == header::PROXY_AUTHORIZATION
+}
+
 /// Appends `value` to a comma-separated list header, keeping every line the client sent.
-pub fn append_list(headers: &mut HeaderMap, name: &'static str, value: &str) {
-    let mut joined = String::new();
-    for line in headers.get_all(name).iter().filter_map(|v| v.to_str().ok()) {
-        if !line.is_empty() {
-            joined.push_str(line);
-            joined.push_str(", ");
-        }
+pub fn append_list(headers: &mut HeaderMap, name: HeaderName, value: HeaderValue) {
+    let mut lines = headers
+        .get_all(&name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter(|line| !line.is_empty())
+        .peekable();
+    if lines.peek().is_none() {
+        headers.insert(name, value);
+        return;
     }
+    let mut joined = String::new();
+    for line in lines {
+        joined.push_str(line);
+        joined.push_str(", ");
+    }
+    let Ok(value) = value.to_str() else {
+        return;
+    };
     joined.push_str(value);
     if let Ok(v) = HeaderValue::from_str(&joined) {
-        headers.insert(HeaderName::from_static(name), v);
+        headers.insert(name, v);
     }
+}
+
+/// `X-Forwarded-For`'s entry for the peer: its address, written without a `String`.
+pub fn forwarded_for(ip: IpAddr) -> Option<HeaderValue> {
+    use std::io::Write;
+    let mut text = [0u8; 45]; // the longest IPv6 text form
+    let mut cursor = std::io::Cursor::new(&mut text[..]);
+    write!(cursor, "{ip}").ok()?;
+    let len = usize::try_from(cursor.position()).ok()?;
+    HeaderValue::from_bytes(&text[..len]).ok()
 }
 
 /// The client's address: the TCP peer's, or with `trusted_hops` proxies in front, the entry
@@ -103,16 +139,62 @@ mod tests {
     #[test]
     fn appends_to_lists() {
         let mut h = HeaderMap::new();
-        append_list(&mut h, "x-forwarded-for", "10.0.0.1");
-        append_list(&mut h, "x-forwarded-for", "127.0.0.1");
+        let xff = |v: &'static str| (X_FORWARDED_FOR, HeaderValue::from_static(v));
+        let (name, value) = xff("10.0.0.1");
+        append_list(&mut h, name, value);
+        let (name, value) = xff("127.0.0.1");
+        append_list(&mut h, name, value);
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
         h.append("x-forwarded-for", "10.9.9.9".parse().unwrap());
-        append_list(&mut h, "x-forwarded-for", "127.0.0.2");
+        let (name, value) = xff("127.0.0.2");
+        append_list(&mut h, name, value);
         assert_eq!(
             h["x-forwarded-for"],
             "10.0.0.1, 127.0.0.1, 10.9.9.9, 127.0.0.2"
         );
         assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
+        h.insert("x-forwarded-for", HeaderValue::from_static(""));
+        let (name, value) = xff("127.0.0.3");
+        append_list(&mut h, name, value);
+        assert_eq!(
+            h["x-forwarded-for"], "127.0.0.3",
+            "an empty line is dropped"
+        );
+    }
+
+    #[test]
+    fn the_peer_entry_is_the_address_as_text() {
+        for ip in [
+            "127.0.0.1",
+            "255.255.255.255",
+            "::1",
+            "2001:db8::ff00:42:8329",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(forwarded_for(ip).unwrap(), ip.to_string().as_str());
+        }
+        let longest: IpAddr = "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            forwarded_for(longest).unwrap(),
+            longest.to_string().as_str()
+        );
+    }
+
+    #[test]
+    fn requests_without_hop_by_hop_headers_are_left_alone() {
+        let mut h = HeaderMap::new();
+        h.insert("content-type", "application/json".parse().unwrap());
+        h.insert("x-kept", "yes".parse().unwrap());
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 2);
+        for name in ["proxy-authorization", "trailer", "proxy-connection"] {
+            let mut h = h.clone();
+            h.insert(name, "x".parse().unwrap());
+            strip_hop_by_hop(&mut h);
+            assert_eq!(h.len(), 2, "{name} is removed");
+        }
     }
 
     #[test]

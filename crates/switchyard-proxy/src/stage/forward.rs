@@ -15,7 +15,10 @@ use tower_service::Service;
 
 use super::flow::{Flow, FlowState, Stopped};
 use crate::forward::{self, Attempt, Sent};
-use crate::headers::{append_list, strip_hop_by_hop, X_FORWARDED_HOST};
+use crate::headers::{
+    append_list, forwarded_for, strip_hop_by_hop, X_FORWARDED_FOR, X_FORWARDED_HOST,
+    X_FORWARDED_PROTO,
+};
 use crate::rescue::Refusal;
 
 /// The upstream's response, with the request it answers.
@@ -51,12 +54,11 @@ fn forward_headers(flow: &mut Flow) {
     let headers = &mut flow.parts.headers;
     strip_hop_by_hop(headers);
     let peer = flow.edge.peer;
-    append_list(headers, "x-forwarded-for", &peer.addr.ip().to_string());
-    append_list(
-        headers,
-        "x-forwarded-proto",
-        if peer.tls { "https" } else { "http" },
-    );
+    if let Some(entry) = forwarded_for(peer.addr.ip()) {
+        append_list(headers, X_FORWARDED_FOR, entry);
+    }
+    let proto = HeaderValue::from_static(if peer.tls { "https" } else { "http" });
+    append_list(headers, X_FORWARDED_PROTO, proto);
     if let Some(host) = flow
         .edge
         .host
