@@ -9,7 +9,7 @@ use crate::exchange::Exchange;
 use crate::experiment::{
     upstream_key, ExperimentStats, Experiments, Feedback, FeedbackError, Joined,
 };
-use crate::handles::{Handles, LabelSet};
+use crate::handles::{Handles, LabelMap, LabelSet};
 use crate::telemetry::SpanExporter;
 use crate::tokens::Budget;
 use crate::window::{Bucket, CountRing, Ring};
@@ -48,8 +48,8 @@ struct Side {
 struct Windows {
     detail: Ring,
     counts: CountRing,
-    handles: HashMap<LabelSet, Handles>,
-    sides: HashMap<Arc<str>, Side>,
+    handles: LabelMap<LabelSet, Handles>,
+    sides: LabelMap<Arc<str>, Side>,
     recent: VecDeque<(u64, Exchange)>,
     /// Per upstream: the error classes it produced on this route and the last second it
     /// did, kept across reloads (and restarts, through the controller's history file) so a
@@ -420,8 +420,8 @@ impl Signals {
             windows: Mutex::new(Windows {
                 detail: Ring::new(spans.window),
                 counts: CountRing::new(spans.window + spans.baseline),
-                handles: HashMap::new(),
-                sides: HashMap::new(),
+                handles: LabelMap::default(),
+                sides: LabelMap::default(),
                 recent: VecDeque::with_capacity(RECENT),
                 produced: HashMap::new(),
                 spans: (spans.window, spans.baseline),
