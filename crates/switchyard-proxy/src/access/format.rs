@@ -1,5 +1,6 @@
 //! The two line formats, written by hand into a byte buffer.
 
+use std::cell::RefCell;
 use std::io::Write;
 use std::time::Duration;
 
@@ -68,9 +69,30 @@ fn civil(days: i64) -> (i64, u64, u64) {
     (year, month as u64, day as u64)
 }
 
+thread_local! {
+    /// The second the thread last wrote a line in, and its text up to the seconds: the
+    /// lines of one second share it, and the calendar is worked out once a second.
+    static SECOND: RefCell<(u64, Vec<u8>)> = const { RefCell::new((u64::MAX, Vec::new())) };
+}
+
 /// RFC 3339 UTC with microseconds, as tracing-subscriber's `SystemTime` timer prints it.
 pub(super) fn timestamp(buf: &mut Vec<u8>, since_epoch: Duration) {
     let secs = since_epoch.as_secs();
+    SECOND.with_borrow_mut(|(at, text)| {
+        if *at != secs {
+            text.clear();
+            to_the_second(text, secs);
+            *at = secs;
+        }
+        buf.extend_from_slice(text);
+    });
+    buf.push(b'.');
+    padded(buf, u64::from(since_epoch.subsec_micros()), 6);
+    buf.push(b'Z');
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` of a second since the epoch.
+fn to_the_second(buf: &mut Vec<u8>, secs: u64) {
     let (year, month, day) = civil(i64::try_from(secs / 86_400).unwrap_or(i64::MAX / 2));
     if year > 9999 {
         let _ = write!(buf, "+{year}");
@@ -88,9 +110,6 @@ pub(super) fn timestamp(buf: &mut Vec<u8>, since_epoch: Duration) {
     padded(buf, of_day / 60 % 60, 2);
     buf.push(b':');
     padded(buf, of_day % 60, 2);
-    buf.push(b'.');
-    padded(buf, u64::from(since_epoch.subsec_micros()), 6);
-    buf.push(b'Z');
 }
 
 /// A string as Rust's `Debug` writes it, which is how the text format prints `&str` fields.

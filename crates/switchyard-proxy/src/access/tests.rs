@@ -176,6 +176,17 @@ fn timestamps_are_rfc3339_utc_with_microseconds() {
 }
 
 #[test]
+fn lines_of_one_second_share_its_text_and_the_next_second_gets_its_own() {
+    let at = |secs: u64, micros: u32| stamp(Duration::new(secs, micros * 1_000));
+    assert_eq!(at(951_868_799, 1), "2000-02-29T23:59:59.000001Z");
+    assert_eq!(at(951_868_799, 2), "2000-02-29T23:59:59.000002Z");
+    assert_eq!(at(951_868_800, 0), "2000-03-01T00:00:00.000000Z");
+    assert_eq!(at(951_868_799, 3), "2000-02-29T23:59:59.000003Z");
+    assert_eq!(at(253_402_300_800, 0), "+10000-01-01T00:00:00.000000Z");
+    assert_eq!(at(253_402_300_800, 7), "+10000-01-01T00:00:00.000007Z");
+}
+
+#[test]
 fn timestamps_match_tracing_subscribers_clock() {
     let before = switchyard_core::clock::system_now()
         .duration_since(std::time::UNIX_EPOCH)
