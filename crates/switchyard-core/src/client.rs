@@ -45,21 +45,28 @@ where
 /// Builds the connector alone, for a caller that keeps its own connections (the pool setting
 /// is then the caller's to honour). Fails only when rustls refuses its own configuration.
 pub fn https_connector(settings: &ClientSettings) -> Result<HttpsConnector, rustls::Error> {
+    Ok(https_connector_with(settings, crate::tls::client_config()?))
+}
+
+/// [`https_connector`] trusting what `tls` trusts (tests that run their own CA).
+pub fn https_connector_with(
+    settings: &ClientSettings,
+    tls: rustls::ClientConfig,
+) -> HttpsConnector {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
     http.set_connect_timeout(settings.connect_timeout);
     http.set_keepalive(settings.tcp_keepalive);
-    let tls = crate::tls::client_config()?;
     let builder = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()
         .enable_http1();
-    Ok(if settings.http2 {
+    if settings.http2 {
         builder.enable_http2().wrap_connector(http)
     } else {
         builder.wrap_connector(http)
-    })
+    }
 }
 
 #[cfg(test)]

@@ -116,25 +116,29 @@ impl Pool {
     /// A pool for `endpoints`, dialing within `connect_timeout`. Fails only when rustls
     /// refuses its own configuration.
     pub fn new(connect_timeout: Duration, endpoints: &[Endpoint]) -> Result<Pool, rustls::Error> {
-        let settings = ClientSettings {
-            connect_timeout: Some(connect_timeout),
-            tcp_keepalive: Some(Duration::from_secs(60)),
-            http2: true,
-            pool_idle_timeout: Duration::from_secs(90),
-        };
+        let settings = settings(connect_timeout);
+        let connector = https_connector(&settings)?;
+        Ok(Pool::with_connector(connector, &settings, endpoints))
+    }
+
+    fn with_connector(
+        connector: HttpsConnector,
+        settings: &ClientSettings,
+        endpoints: &[Endpoint],
+    ) -> Pool {
         let mut h2 = http2::Builder::new(TokioExecutor::new());
         h2.timer(TokioTimer::new());
         let shared = Shared {
             slots: endpoints.iter().map(Slot::new).collect(),
-            connector: https_connector(&settings)?,
+            connector,
             h1: http1::Builder::new(),
             h2,
             idle_timeout: settings.pool_idle_timeout,
             sweeping: AtomicBool::new(false),
         };
-        Ok(Pool {
+        Pool {
             shared: Arc::new(shared),
-        })
+        }
     }
 
     /// Sends `req` (origin-form URI, `Host` unset) to endpoint `index`: on an idle connection
@@ -153,6 +157,17 @@ impl Pool {
             .iter()
             .filter(|p| !p.tx.is_closed())
             .count()
+    }
+}
+
+/// What the legacy client of an upstream was built with: the same dialing, the same idle
+/// timeout.
+fn settings(connect_timeout: Duration) -> ClientSettings {
+    ClientSettings {
+        connect_timeout: Some(connect_timeout),
+        tcp_keepalive: Some(Duration::from_secs(60)),
+        http2: true,
+        pool_idle_timeout: Duration::from_secs(90),
     }
 }
 

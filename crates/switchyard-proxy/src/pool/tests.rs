@@ -261,3 +261,85 @@ fn the_host_header_names_the_port_only_where_it_is_not_the_default() {
         assert_eq!(slot.dst.to_string(), format!("{scheme}://{authority}/"));
     }
 }
+
+/// An https upstream offering h2 by ALPN (the test certificate, for 127.0.0.1), answering
+/// each request with its version and URI; and how many connections it accepted.
+async fn h2_upstream() -> (SocketAddr, Arc<AtomicUsize>) {
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
+    let fixtures =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../switchyard/tests/fixtures");
+    let acceptor = crate::server::tls_acceptor(
+        &fixtures.join("test-cert.pem"),
+        &fixtures.join("test-key.pem"),
+    )
+    .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepts = Arc::new(AtomicUsize::new(0));
+    let counter = accepts.clone();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            counter.fetch_add(1, Ordering::SeqCst);
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let tls = acceptor.accept(stream).await.unwrap();
+                let answer = service_fn(|req: Request<Incoming>| async move {
+                    let text = format!("{:?} {}", req.version(), req.uri());
+                    Ok::<_, std::convert::Infallible>(Response::new(switchyard_core::body::full(
+                        Bytes::from(text),
+                    )))
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tls), answer)
+                    .await;
+            });
+        }
+    });
+    (addr, accepts)
+}
+
+#[tokio::test]
+async fn an_https_endpoint_picking_h2_shares_one_connection() {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let (addr, accepts) = h2_upstream().await;
+    let fixtures =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../switchyard/tests/fixtures");
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(fixtures.join("test-ca.pem")).unwrap())
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let settings = settings(Duration::from_secs(2));
+    let connector = switchyard_core::client::https_connector_with(&settings, tls);
+    let endpoint = Endpoint {
+        scheme: Scheme::HTTPS,
+        authority: Authority::try_from(addr.to_string()).unwrap(),
+        base_path: String::new(),
+        label: Arc::from("h2"),
+    };
+    let pool = Pool::with_connector(connector, &settings, &[endpoint]);
+    let (status, body) = fetch(&pool, "/v1/models?x=1").await;
+    assert_eq!(status, http::StatusCode::OK);
+    assert_eq!(body, format!("HTTP/2.0 https://{addr}/v1/models?x=1"));
+    let together: Vec<_> = (0..4)
+        .map(|_| {
+            let pool = pool.clone();
+            tokio::spawn(async move { fetch(&pool, "/").await })
+        })
+        .collect();
+    for task in together {
+        let (status, body) = task.await.unwrap();
+        assert_eq!(status, http::StatusCode::OK);
+        assert!(body.starts_with(b"HTTP/2.0"));
+    }
+    assert_eq!(fetch(&pool, "/").await.0, http::StatusCode::OK);
+    assert_eq!(accepts.load(Ordering::SeqCst), 1);
+}
