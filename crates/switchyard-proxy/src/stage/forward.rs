@@ -51,7 +51,11 @@ fn forward_headers(flow: &mut Flow) {
     let headers = &mut flow.parts.headers;
     strip_hop_by_hop(headers);
     let peer = flow.edge.peer;
-    append_list(headers, "x-forwarded-for", &peer.addr.ip().to_string());
+    append_list(
+        headers,
+        "x-forwarded-for",
+        IpText::of(peer.addr.ip()).as_str(),
+    );
     append_list(
         headers,
         "x-forwarded-proto",
@@ -70,6 +74,48 @@ fn forward_headers(flow: &mut Flow) {
     if let Some(variant) = flow.variant.and_then(|i| route.variants.get(i)) {
         for (name, value) in &variant.headers {
             flow.parts.headers.insert(name.clone(), value.clone());
+        }
+    }
+}
+
+/// An address as its `Display` writes it; an IPv4 one on the stack, without the formatting
+/// machinery (the common case, once per request).
+enum IpText {
+    V4 { text: [u8; 15], len: usize },
+    Other(String),
+}
+
+impl IpText {
+    fn of(ip: std::net::IpAddr) -> IpText {
+        let std::net::IpAddr::V4(v4) = ip else {
+            return IpText::Other(ip.to_string());
+        };
+        let (mut text, mut len) = ([0u8; 15], 0);
+        for (i, octet) in v4.octets().into_iter().enumerate() {
+            if i > 0 {
+                text[len] = b'.';
+                len += 1;
+            }
+            let digits = [octet / 100, octet / 10 % 10, octet % 10];
+            let skip = if octet >= 100 {
+                0
+            } else if octet >= 10 {
+                1
+            } else {
+                2
+            };
+            for digit in &digits[skip..] {
+                text[len] = b'0' + digit;
+                len += 1;
+            }
+        }
+        IpText::V4 { text, len }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            IpText::V4 { text, len } => std::str::from_utf8(&text[..*len]).unwrap_or_default(),
+            IpText::Other(text) => text,
         }
     }
 }

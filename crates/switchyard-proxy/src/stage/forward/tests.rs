@@ -132,3 +132,26 @@ fn the_origin_form_target_matches_the_absolute_uri_the_legacy_client_cut() {
         }
     }
 }
+
+#[test]
+fn an_address_is_written_as_its_display_writes_it() {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let mut addresses: Vec<IpAddr> = Vec::new();
+    for octet in 0..=255u8 {
+        for at in 0..4 {
+            let mut octets = [1, 20, 255, 0];
+            octets[at] = octet;
+            addresses.push(IpAddr::V4(Ipv4Addr::from(octets)));
+        }
+    }
+    addresses.extend([
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        IpAddr::V4(Ipv4Addr::BROADCAST),
+        IpAddr::V6(Ipv6Addr::LOCALHOST),
+        IpAddr::V6(Ipv4Addr::new(10, 0, 0, 1).to_ipv6_mapped()),
+        IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1)),
+    ]);
+    for ip in addresses {
+        assert_eq!(IpText::of(ip).as_str(), ip.to_string());
+    }
+}
