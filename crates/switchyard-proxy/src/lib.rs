@@ -16,6 +16,7 @@ mod limiter;
 mod local;
 mod meter;
 mod peer;
+mod pool;
 mod probe;
 mod proxy;
 mod reconcile;

@@ -85,3 +85,76 @@ async fn an_upstream_silent_past_the_upstream_timeout_is_a_timeout() {
     assert_eq!(started.elapsed(), Duration::from_secs(3));
     silent.abort();
 }
+
+/// The request target in origin form, as the legacy client made it from the absolute URI:
+/// its path and query, `/` where it had none.
+fn legacy_origin_form(endpoint: &crate::upstream::Endpoint, pq: Option<&str>) -> Option<String> {
+    let pq = pq.map(|p| http::uri::PathAndQuery::try_from(p).unwrap());
+    let uri = forward::upstream_uri(endpoint, pq.as_ref()).ok()?;
+    Some(
+        uri.path_and_query()
+            .map_or("/", http::uri::PathAndQuery::as_str)
+            .to_string(),
+    )
+}
+
+#[test]
+fn the_origin_form_target_matches_the_absolute_uri_the_legacy_client_cut() {
+    let bases = ["", "/v1", "/openai/deployments/x", "/a%20b"];
+    let paths = [
+        None,
+        Some("/"),
+        Some("*"),
+        Some("/v1/chat/completions"),
+        Some("/v1/chat/completions?api-version=2024-06-01&x=%2F"),
+        Some("/?"),
+        Some("/a//b/../c"),
+        Some("/%E2%82%AC?q=%20"),
+        Some("/path;params?query#"),
+    ];
+    for base in bases {
+        let endpoint = crate::upstream::Endpoint {
+            scheme: http::uri::Scheme::HTTP,
+            authority: http::uri::Authority::from_static("127.0.0.1:9"),
+            base_path: base.to_string(),
+            label: std::sync::Arc::from("x"),
+        };
+        for pq in paths {
+            let parsed = pq.map(|p| http::uri::PathAndQuery::try_from(p).unwrap());
+            let new = forward::upstream_target(&endpoint, parsed.as_ref())
+                .ok()
+                .map(|uri| uri.to_string());
+            assert_eq!(
+                new,
+                legacy_origin_form(&endpoint, pq),
+                "base {base:?}, path {pq:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn an_address_is_written_as_its_display_writes_it() {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let mut addresses: Vec<IpAddr> = Vec::new();
+    for octet in 0..=255u8 {
+        for at in 0..4 {
+            let mut octets = [1, 20, 255, 0];
+            octets[at] = octet;
+            addresses.push(IpAddr::V4(Ipv4Addr::from(octets)));
+        }
+    }
+    addresses.extend([
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        IpAddr::V4(Ipv4Addr::BROADCAST),
+        IpAddr::V6(Ipv6Addr::LOCALHOST),
+        IpAddr::V6(Ipv4Addr::new(10, 0, 0, 1).to_ipv6_mapped()),
+        IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1)),
+    ]);
+    for ip in addresses {
+        assert_eq!(
+            crate::headers::forwarded_for(ip).unwrap(),
+            ip.to_string().as_str()
+        );
+    }
+}
