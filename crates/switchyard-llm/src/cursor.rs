@@ -29,6 +29,14 @@ fn special(word: u64) -> u64 {
     zero(word ^ (ONES * u64::from(b'"'))) | zero(word ^ (ONES * u64::from(b'\\'))) | below_space
 }
 
+/// Eight bytes as a little-endian word.
+#[inline]
+fn word(chunk: &[u8]) -> u64 {
+    let mut bytes = [0; 8];
+    bytes.copy_from_slice(chunk);
+    u64::from_le_bytes(bytes)
+}
+
 impl<'a> Cursor<'a> {
     pub(crate) fn new(text: &'a str) -> Self {
         Cursor { text, pos: 0 }
@@ -65,20 +73,32 @@ impl<'a> Cursor<'a> {
     }
 
     /// A string starting at the cursor (on its quote); whether it holds escapes.
+    #[inline]
     pub(crate) fn string(&mut self) -> Option<bool> {
+        // Most keys and many values end, unescaped, within the word after the quote.
+        let i = self.pos + 1;
+        let Some(chunk) = self.bytes().get(i..i + 8) else {
+            return self.long_string(i);
+        };
+        let flags = special(word(chunk));
+        if flags == 0 {
+            return self.long_string(i + 8);
+        }
+        let end = i + (flags.trailing_zeros() / 8) as usize;
+        if self.bytes().get(end) != Some(&b'"') {
+            return self.long_string(end);
+        }
+        self.pos = end + 1;
+        Some(false)
+    }
+
+    /// The rest of [`Cursor::string`], from `i`, a byte of the string's first plain run.
+    #[inline(never)]
+    fn long_string(&mut self, mut i: usize) -> Option<bool> {
         let bytes = self.bytes();
-        let mut i = self.pos + 1;
         let mut escaped = false;
         loop {
-            for chunk in bytes.get(i..)?.chunks_exact(8) {
-                let word = u64::from_le_bytes(<[u8; 8]>::try_from(chunk).ok()?);
-                let flags = special(word);
-                if flags != 0 {
-                    i += (flags.trailing_zeros() / 8) as usize;
-                    break;
-                }
-                i += 8;
-            }
+            i = plain_end(bytes, i);
             match *bytes.get(i)? {
                 b'"' => {
                     self.pos = i + 1;
@@ -88,8 +108,7 @@ impl<'a> Cursor<'a> {
                     escaped = true;
                     i = escape_end(bytes, i + 1)?;
                 }
-                0..=0x1f => return None,
-                _ => i += 1,
+                _ => return None,
             }
         }
     }
@@ -287,6 +306,67 @@ impl<'a> Cursor<'a> {
     }
 }
 
+/// The first quote, backslash or control character at or after `i` (the end of a string's
+/// plain run), or `bytes.len()` when there is none. Control characters are never allowed in a
+/// string, so the caller refuses whatever it finds that is not a quote or a backslash.
+fn plain_end(bytes: &[u8], mut i: usize) -> usize {
+    // Short runs end within a word or two: a word at a time is cheapest for them.
+    for _ in 0..2 {
+        let Some(chunk) = bytes.get(i..i + 8) else {
+            return short_end(bytes, i);
+        };
+        let flags = special(word(chunk));
+        if flags != 0 {
+            return i + (flags.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    // Long text: blocks tested whole (the compiler vectorises the test) until one holds the
+    // end, then words again to find it in that block.
+    while let Some(block) = bytes.get(i..i + BLOCK) {
+        if block_stops(block) {
+            break;
+        }
+        i += BLOCK;
+    }
+    loop {
+        let Some(chunk) = bytes.get(i..i + 8) else {
+            return short_end(bytes, i);
+        };
+        let flags = special(word(chunk));
+        if flags != 0 {
+            return i + (flags.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+}
+
+/// The bytes of a long string tested at once.
+const BLOCK: usize = 32;
+
+/// Whether a block holds a byte a string's plain run stops at. Written without early exit
+/// (each byte's test, then one reduction) so that it compiles to a few vector instructions.
+#[inline]
+fn block_stops(block: &[u8]) -> bool {
+    let mut stop = [false; BLOCK];
+    for (flag, &b) in stop.iter_mut().zip(block) {
+        *flag = stops(b);
+    }
+    stop.iter().fold(false, |any, &flag| any | flag)
+}
+
+/// Whether a string's plain run stops at `b`.
+#[inline]
+fn stops(b: u8) -> bool {
+    (b == b'"') | (b == b'\\') | (b < 0x20)
+}
+
+/// [`plain_end`] over the last few bytes, fewer than a word.
+fn short_end(bytes: &[u8], i: usize) -> usize {
+    let rest = bytes.get(i..).unwrap_or_default();
+    i + rest.iter().position(|&b| stops(b)).unwrap_or(rest.len())
+}
+
 /// The index after an escape whose backslash is just before `i`.
 fn escape_end(bytes: &[u8], i: usize) -> Option<usize> {
     match bytes.get(i)? {
@@ -310,25 +390,4 @@ pub(crate) fn decoded(raw: &str, escaped: bool) -> Option<Cow<'_, str>> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::special;
-
-    #[test]
-    fn special_bytes_are_found_in_any_lane() {
-        for lane in 0..8 {
-            for byte in [b'"', b'\\', 0x00, 0x1f, b'\n'] {
-                let mut word = [b'a'; 8];
-                word[lane] = byte;
-                let first = special(u64::from_le_bytes(word)).trailing_zeros() / 8;
-                assert_eq!(first, lane as u32, "{byte:#x} in lane {lane}");
-                // Whatever follows it, the lowest flag is the first special byte.
-                word[7] = 0;
-                let first = special(u64::from_le_bytes(word)).trailing_zeros() / 8;
-                assert_eq!(first, lane as u32, "{byte:#x} in lane {lane}, NUL last");
-            }
-        }
-        assert_eq!(special(u64::from_le_bytes(*b" ~az09#]")), 0);
-        let high = [0x20, 0x7f, 0x80, 0xff, 0xc3, 0xa9, b'!', b'#'];
-        assert_eq!(special(u64::from_le_bytes(high)), 0);
-    }
-}
+mod tests;
