@@ -8,7 +8,9 @@ use serde_json::Value;
 
 use crate::dialect::{Dialect, Operation};
 use crate::json::{first_byte, raw_text_len, scalar, text_len, text_pieces, Str};
-use crate::text::{estimate_tokens_for_text, fingerprint_pieces, MESSAGE_OVERHEAD_TOKENS};
+use crate::text::{
+    estimate_tokens_for_text, fingerprint_pieces, fingerprint_text, MESSAGE_OVERHEAD_TOKENS,
+};
 
 mod scan;
 
@@ -125,7 +127,7 @@ impl<'a> Messages<'a> {
         if let Some(content) = content {
             self.size.add(measure(content, 0));
             if matches!(role, Some("system" | "developer")) {
-                text_pieces(content, &mut self.system);
+                push_pieces(content, &mut self.system);
             }
         }
         self.size.bytes += tool_calls.map_or(0, text_len);
@@ -224,14 +226,14 @@ fn finish(
             fields
                 .instructions
                 .iter()
-                .for_each(|i| text_pieces(i, &mut pieces));
+                .for_each(|i| push_pieces(i, &mut pieces));
             (estimate(&fields), &pieces[..])
         }
         Operation::Messages => {
             fields
                 .system
                 .iter()
-                .for_each(|s| text_pieces(s, &mut pieces));
+                .for_each(|s| push_pieces(s, &mut pieces));
             (estimate(&fields), &pieces[..])
         }
         _ => (estimate(&fields), &[][..]),
@@ -242,9 +244,43 @@ fn finish(
         stream: fields.stream.unwrap_or(false),
         include_usage: dialect == Dialect::OpenAi && fields.include_usage.unwrap_or(false),
         user: find_user(&fields, body, body_user_paths),
-        system_fingerprint: fingerprint_pieces(system),
+        system_fingerprint: fingerprint(system),
         prompt_tokens_estimate,
         max_tokens: max_tokens(&fields),
+    }
+}
+
+/// [`text_pieces`], with the common case, a string without escapes (its text is what lies
+/// between its quotes), taken without decoding.
+fn push_pieces<'a>(raw: &'a str, out: &mut Vec<Cow<'a, str>>) {
+    match unescaped(raw) {
+        Some(text) => out.push(Cow::Borrowed(text)),
+        None => text_pieces(raw, out),
+    }
+}
+
+/// [`scalar`], with a string without escapes taken without decoding.
+fn scalar_text(raw: &str) -> Option<String> {
+    match unescaped(raw) {
+        Some(text) => (!text.is_empty()).then(|| text.to_owned()),
+        None => scalar(raw),
+    }
+}
+
+/// The text of a raw JSON string that holds no escape; `None` for anything else. `raw` is
+/// valid JSON (checked by the scanner or by serde), so a string's last quote closes it.
+fn unescaped(raw: &str) -> Option<&str> {
+    let text = raw.strip_prefix('"')?.strip_suffix('"')?;
+    memchr::memchr(b'\\', text.as_bytes())
+        .is_none()
+        .then_some(text)
+}
+
+/// [`fingerprint_pieces`]; a single piece, the usual system prompt, hashed in one call.
+fn fingerprint(pieces: &[Cow<'_, str>]) -> Option<u64> {
+    match pieces {
+        [one] => (!one.is_empty()).then(|| fingerprint_text(one)),
+        _ => fingerprint_pieces(pieces),
     }
 }
 
@@ -396,7 +432,7 @@ fn find_user(fields: &Fields<'_>, body: &[u8], paths: &[String]) -> Option<Strin
     let mut tree: Option<Option<Value>> = None;
     for path in paths {
         let hit = match path.as_str() {
-            "user" => fields.user.and_then(scalar),
+            "user" => fields.user.and_then(scalar_text),
             "metadata.user_id" => fields.metadata.and_then(metadata_user_id),
             other => tree
                 .get_or_insert_with(|| serde_json::from_slice(body).ok())
@@ -414,7 +450,7 @@ fn find_user(fields: &Fields<'_>, body: &[u8], paths: &[String]) -> Option<Strin
 /// Metadata stays raw in the main parse so an odd shape there cannot fail the request parse.
 fn metadata_user_id(raw: &str) -> Option<String> {
     let meta = serde_json::from_str::<Metadata<'_>>(raw).ok()?;
-    meta.user_id.map(RawValue::get).and_then(scalar)
+    meta.user_id.map(RawValue::get).and_then(scalar_text)
 }
 
 fn lookup<'v>(root: &'v Value, path: &str) -> Option<&'v Value> {
@@ -432,3 +468,6 @@ fn value_text(value: &Value) -> Option<String> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests;
