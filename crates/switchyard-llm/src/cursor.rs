@@ -29,6 +29,9 @@ fn special(word: u64) -> u64 {
     zero(word ^ (ONES * u64::from(b'"'))) | zero(word ^ (ONES * u64::from(b'\\'))) | below_space
 }
 
+/// The words of a string tested inline.
+const WORDS: usize = 1;
+
 /// Eight bytes as a little-endian word.
 #[inline]
 fn word(chunk: &[u8]) -> u64 {
@@ -75,21 +78,24 @@ impl<'a> Cursor<'a> {
     /// A string starting at the cursor (on its quote); whether it holds escapes.
     #[inline]
     pub(crate) fn string(&mut self) -> Option<bool> {
-        // Most keys and many values end, unescaped, within the word after the quote.
-        let i = self.pos + 1;
-        let Some(chunk) = self.bytes().get(i..i + 8) else {
-            return self.long_string(i);
-        };
-        let flags = special(word(chunk));
-        if flags == 0 {
-            return self.long_string(i + 8);
+        // Keys and short values end, unescaped, within the two words after the quote.
+        let mut i = self.pos + 1;
+        for _ in 0..WORDS {
+            let Some(chunk) = self.bytes().get(i..i + 8) else {
+                return self.long_string(i);
+            };
+            let flags = special(word(chunk));
+            if flags != 0 {
+                let end = i + (flags.trailing_zeros() / 8) as usize;
+                if self.bytes().get(end) != Some(&b'"') {
+                    return self.long_string(end);
+                }
+                self.pos = end + 1;
+                return Some(false);
+            }
+            i += 8;
         }
-        let end = i + (flags.trailing_zeros() / 8) as usize;
-        if self.bytes().get(end) != Some(&b'"') {
-            return self.long_string(end);
-        }
-        self.pos = end + 1;
-        Some(false)
+        self.long_string(i)
     }
 
     /// The rest of [`Cursor::string`], from `i`, a byte of the string's first plain run.
@@ -194,11 +200,12 @@ impl<'a> Cursor<'a> {
         Some(start)
     }
 
-    /// An object at `depth`; `field` gets each key, decoded, and must read its value.
+    /// An object at `depth`; `field` gets each key, decoded (as UTF-8 bytes, to be matched
+    /// against byte strings), and must read its value.
     pub(crate) fn object(
         &mut self,
         depth: u32,
-        mut field: impl FnMut(&mut Self, &str) -> Option<()>,
+        mut field: impl FnMut(&mut Self, &[u8]) -> Option<()>,
     ) -> Option<()> {
         if depth > MAX_NESTING {
             return None;
@@ -214,9 +221,16 @@ impl<'a> Cursor<'a> {
             }
             let start = self.pos;
             let escaped = self.string()?;
-            let key = decoded(self.since(start)?, escaped)?;
+            // The bytes between the quotes are the key unless it holds escapes.
+            let decoded_key;
+            let key = if escaped {
+                decoded_key = decoded(self.since(start)?, true)?;
+                decoded_key.as_bytes()
+            } else {
+                self.bytes().get(start + 1..self.pos - 1)?
+            };
             self.eat(b':')?;
-            field(self, &key)?;
+            field(self, key)?;
             match self.peek()? {
                 b',' => self.pos += 1,
                 b'}' => {
@@ -287,13 +301,23 @@ impl<'a> Cursor<'a> {
         if self.null()? {
             return Some(None);
         }
+        let bytes = self.bytes();
         let start = self.pos;
-        self.number()?;
-        let digits = self.since(start)?;
-        if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        let mut i = start;
+        let mut value = 0u64;
+        while let Some(digit) = bytes.get(i).and_then(|b| b.checked_sub(b'0')) {
+            if digit > 9 {
+                break;
+            }
+            value = value.checked_mul(10)?.checked_add(u64::from(digit))?;
+            i += 1;
+        }
+        let leading_zero = bytes.get(start) == Some(&b'0') && i - start > 1;
+        if i == start || leading_zero || matches!(bytes.get(i), Some(b'.' | b'e' | b'E')) {
             return None;
         }
-        digits.parse().ok().map(Some)
+        self.pos = i;
+        Some(Some(value))
     }
 
     pub(crate) fn optional_bool(&mut self) -> Option<Option<bool>> {

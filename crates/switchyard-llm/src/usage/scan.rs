@@ -13,35 +13,35 @@ use super::{CachedDetails, Parts, RawUsage};
 use crate::cursor::Cursor;
 
 /// The index of a field serde's `Frame` knows, as a bit to refuse duplicates as serde does.
-fn frame_field(key: &str) -> Option<u32> {
+fn frame_field(key: &[u8]) -> Option<u32> {
     Some(match key {
-        "type" => 0,
-        "model" => 1,
-        "usage" => 2,
-        "choices" => 3,
-        "status" => 4,
-        "stop_reason" => 5,
-        "error" => 6,
-        "code" => 7,
-        "message" => 8,
-        "response" => 9,
-        "delta" => 10,
+        b"type" => 0,
+        b"model" => 1,
+        b"usage" => 2,
+        b"choices" => 3,
+        b"status" => 4,
+        b"stop_reason" => 5,
+        b"error" => 6,
+        b"code" => 7,
+        b"message" => 8,
+        b"response" => 9,
+        b"delta" => 10,
         _ => return None,
     })
 }
 
 /// The index of a field of `RawUsage`, as a bit.
-fn usage_field(key: &str) -> Option<u32> {
+fn usage_field(key: &[u8]) -> Option<u32> {
     Some(match key {
-        "prompt_tokens" => 0,
-        "completion_tokens" => 1,
-        "total_tokens" => 2,
-        "input_tokens" => 3,
-        "output_tokens" => 4,
-        "cache_creation_input_tokens" => 5,
-        "cache_read_input_tokens" => 6,
-        "prompt_tokens_details" => 7,
-        "input_tokens_details" => 8,
+        b"prompt_tokens" => 0,
+        b"completion_tokens" => 1,
+        b"total_tokens" => 2,
+        b"input_tokens" => 3,
+        b"output_tokens" => 4,
+        b"cache_creation_input_tokens" => 5,
+        b"cache_read_input_tokens" => 6,
+        b"prompt_tokens_details" => 7,
+        b"input_tokens_details" => 8,
         _ => return None,
     })
 }
@@ -90,7 +90,7 @@ pub(super) fn frame(json: &[u8]) -> Option<Parts<'_>> {
 /// A delta object's `stop_reason`, or `None` when serde must decide.
 pub(super) fn delta_stop_reason(raw: &str) -> Option<Option<Cow<'_, str>>> {
     let mut reason = None;
-    only_fields(raw, &["stop_reason"], |c, _| {
+    only_fields(raw, &[b"stop_reason"], |c, _| {
         reason = c.optional_str()?;
         Some(())
     })?;
@@ -100,7 +100,7 @@ pub(super) fn delta_stop_reason(raw: &str) -> Option<Option<Cow<'_, str>>> {
 /// An error object's `type` and the raw text of its `code`, or `None` when serde must decide.
 pub(super) fn error_object(raw: &str) -> Option<(Option<Cow<'_, str>>, Option<&str>)> {
     let (mut kind, mut code) = (None, None);
-    only_fields(raw, &["type", "code"], |c, bit| {
+    only_fields(raw, &[b"type", b"code"], |c, bit| {
         match bit {
             0 => kind = c.optional_str()?,
             _ => code = c.optional_raw(2)?,
@@ -114,7 +114,7 @@ pub(super) fn error_object(raw: &str) -> Option<(Option<Cow<'_, str>>, Option<&s
 /// index), once at most; other fields are skipped.
 fn only_fields<'a>(
     raw: &'a str,
-    known: &[&str],
+    known: &[&[u8]],
     mut field: impl FnMut(&mut Cursor<'a>, usize) -> Option<()>,
 ) -> Option<()> {
     let mut cursor = Cursor::new(raw);
@@ -183,7 +183,7 @@ impl Cursor<'_> {
         let mut details = CachedDetails::default();
         let mut seen = false;
         self.object(3, |c, key| {
-            if key != "cached_tokens" {
+            if key != b"cached_tokens" {
                 return c.value(4).map(drop);
             }
             if std::mem::replace(&mut seen, true) {
@@ -215,8 +215,8 @@ impl<'a> Cursor<'a> {
             let mut seen = 0u8;
             c.object(3, |c, key| {
                 let bit = match key {
-                    "index" => 1,
-                    "finish_reason" => 2,
+                    b"index" => 1,
+                    b"finish_reason" => 2,
                     _ => return c.value(4).map(drop),
                 };
                 if seen & bit != 0 {
