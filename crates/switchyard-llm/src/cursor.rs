@@ -284,22 +284,25 @@ impl<'a> Cursor<'a> {
     }
 
     pub(crate) fn optional_str(&mut self) -> Option<Option<Cow<'a, str>>> {
-        if self.null()? {
-            return Some(None);
-        }
-        if self.peek()? != b'"' {
-            return None;
+        match self.peek()? {
+            b'"' => {}
+            b'n' => return self.literal(b"null").map(|()| None),
+            _ => return None,
         }
         let start = self.pos;
-        let escaped = self.string()?;
-        decoded(self.since(start)?, escaped).map(Some)
+        if self.string()? {
+            return decoded(self.since(start)?, true).map(Some);
+        }
+        // Unescaped: the text between the quotes.
+        let text = self.text.get(start + 1..self.pos - 1)?;
+        Some(Some(Cow::Borrowed(text)))
     }
 
     /// `null`, or a whole number that fits a `u64`, as serde reads an `Option<u64>`. Any other
     /// number (a sign, a fraction, an exponent, more than `u64::MAX`) is serde's to refuse.
     pub(crate) fn optional_u64(&mut self) -> Option<Option<u64>> {
-        if self.null()? {
-            return Some(None);
+        if self.peek()? == b'n' {
+            return self.literal(b"null").map(|()| None);
         }
         let bytes = self.bytes();
         let start = self.pos;

@@ -118,7 +118,7 @@ struct Messages<'a> {
     /// Contents measured, tool calls by their JSON length.
     size: Measure,
     /// The text pieces of system and developer messages, for the fingerprint.
-    system: Vec<Cow<'a, str>>,
+    system: Pieces<'a>,
 }
 
 impl<'a> Messages<'a> {
@@ -127,7 +127,7 @@ impl<'a> Messages<'a> {
         if let Some(content) = content {
             self.size.add(measure(content, 0));
             if matches!(role, Some("system" | "developer")) {
-                push_pieces(content, &mut self.system);
+                self.system.add(content);
             }
         }
         self.size.bytes += tool_calls.map_or(0, text_len);
@@ -218,25 +218,22 @@ fn finish(
     body: &[u8],
     body_user_paths: &[String],
 ) -> Inspection {
-    let mut pieces = Vec::new();
-    let (prompt_tokens_estimate, system) = match op {
-        Operation::Other => (0, &[][..]),
-        Operation::ChatCompletions => (estimate(&fields), &fields.messages.system[..]),
+    let prompt_tokens_estimate = match op {
+        Operation::Other => 0,
+        _ => estimate(&fields),
+    };
+    let mut pieces = Pieces::default();
+    let system = match op {
+        Operation::ChatCompletions => &fields.messages.system,
         Operation::Responses => {
-            fields
-                .instructions
-                .iter()
-                .for_each(|i| push_pieces(i, &mut pieces));
-            (estimate(&fields), &pieces[..])
+            fields.instructions.iter().for_each(|i| pieces.add(i));
+            &pieces
         }
         Operation::Messages => {
-            fields
-                .system
-                .iter()
-                .for_each(|s| push_pieces(s, &mut pieces));
-            (estimate(&fields), &pieces[..])
+            fields.system.iter().for_each(|s| pieces.add(s));
+            &pieces
         }
-        _ => (estimate(&fields), &[][..]),
+        _ => &pieces,
     };
     Inspection {
         parsed: true,
@@ -244,18 +241,50 @@ fn finish(
         stream: fields.stream.unwrap_or(false),
         include_usage: dialect == Dialect::OpenAi && fields.include_usage.unwrap_or(false),
         user: find_user(&fields, body, body_user_paths),
-        system_fingerprint: fingerprint(system),
+        system_fingerprint: system.fingerprint(),
         prompt_tokens_estimate,
         max_tokens: max_tokens(&fields),
     }
 }
 
-/// [`text_pieces`], with the common case, a string without escapes (its text is what lies
-/// between its quotes), taken without decoding.
-fn push_pieces<'a>(raw: &'a str, out: &mut Vec<Cow<'a, str>>) {
-    match unescaped(raw) {
-        Some(text) => out.push(Cow::Borrowed(text)),
-        None => text_pieces(raw, out),
+/// Prompt text pieces, in order. The first is held apart: most prompts are one piece, which
+/// then needs no allocation.
+#[derive(Default)]
+struct Pieces<'a> {
+    first: Option<Cow<'a, str>>,
+    more: Vec<Cow<'a, str>>,
+}
+
+impl<'a> Pieces<'a> {
+    fn push(&mut self, piece: Cow<'a, str>) {
+        match self.first {
+            None => self.first = Some(piece),
+            Some(_) => self.more.push(piece),
+        }
+    }
+
+    /// The [`text_pieces`] of a raw value; the common case, a string without escapes (its text
+    /// is what lies between its quotes), is taken without decoding.
+    fn add(&mut self, raw: &'a str) {
+        if let Some(text) = unescaped(raw) {
+            return self.push(Cow::Borrowed(text));
+        }
+        let mut found = Vec::new();
+        text_pieces(raw, &mut found);
+        found.into_iter().for_each(|piece| self.push(piece));
+    }
+
+    /// [`fingerprint_pieces`] of the pieces; one piece is hashed in one call.
+    fn fingerprint(&self) -> Option<u64> {
+        let first = self.first.as_ref()?;
+        if self.more.is_empty() {
+            return (!first.is_empty()).then(|| fingerprint_text(first));
+        }
+        let all: Vec<Cow<'_, str>> = std::iter::once(first)
+            .chain(&self.more)
+            .map(|piece| Cow::Borrowed(&**piece))
+            .collect();
+        fingerprint_pieces(&all)
     }
 }
 
@@ -274,14 +303,6 @@ fn unescaped(raw: &str) -> Option<&str> {
     memchr::memchr(b'\\', text.as_bytes())
         .is_none()
         .then_some(text)
-}
-
-/// [`fingerprint_pieces`]; a single piece, the usual system prompt, hashed in one call.
-fn fingerprint(pieces: &[Cow<'_, str>]) -> Option<u64> {
-    match pieces {
-        [one] => (!one.is_empty()).then(|| fingerprint_text(one)),
-        _ => fingerprint_pieces(pieces),
-    }
 }
 
 /// The completion cap, the newer OpenAI name first; a value that is not a whole number

@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 
-use super::{fingerprint, push_pieces, scalar_text};
+use super::{scalar_text, Pieces};
 use crate::json::{scalar, text_pieces};
 use crate::text::fingerprint_pieces;
 
@@ -29,19 +29,38 @@ const RAWS: [&str; 16] = [
 #[test]
 fn unescaped_strings_read_as_decoding_them_would() {
     for raw in RAWS {
-        let (mut fast, mut slow) = (Vec::new(), Vec::new());
-        push_pieces(raw, &mut fast);
+        let mut fast = Pieces::default();
+        fast.add(raw);
+        let mut slow = Vec::new();
         text_pieces(raw, &mut slow);
+        let fast: Vec<_> = fast.first.into_iter().chain(fast.more).collect();
         assert_eq!(fast, slow, "{raw}");
         assert_eq!(scalar_text(raw), scalar(raw), "{raw}");
     }
 }
 
 #[test]
-fn one_piece_hashes_as_the_joined_pieces() {
-    let sets: [&[&str]; 6] = [&[], &[""], &["a"], &["", "a"], &["a", ""], &["a", "b"]];
+fn pieces_hash_as_the_joined_pieces() {
+    let sets: [&[&str]; 8] = [
+        &[],
+        &[""],
+        &["a"],
+        &["", "a"],
+        &["a", ""],
+        &["a", "b"],
+        &["a", "", "b"],
+        &["", "", ""],
+    ];
     for set in sets {
-        let pieces: Vec<Cow<'_, str>> = set.iter().map(|p| Cow::Borrowed(*p)).collect();
-        assert_eq!(fingerprint(&pieces), fingerprint_pieces(&pieces), "{set:?}");
+        let mut pieces = Pieces::default();
+        set.iter().for_each(|p| pieces.push(Cow::Borrowed(*p)));
+        let list: Vec<Cow<'_, str>> = set.iter().map(|p| Cow::Borrowed(*p)).collect();
+        assert_eq!(pieces.fingerprint(), fingerprint_pieces(&list), "{set:?}");
     }
+    // A prompt in blocks and one with escapes are read as text_pieces reads them.
+    let mut pieces = Pieces::default();
+    pieces.add(r#"[{"type":"text","text":"a"},{"type":"text","text":"b\nc"}]"#);
+    pieces.add(r#""d\te""#);
+    let list = [Cow::from("a"), Cow::from("b\nc"), Cow::from("d\te")];
+    assert_eq!(pieces.fingerprint(), fingerprint_pieces(&list));
 }
