@@ -157,7 +157,7 @@ pub fn inspect(
     body_user_paths: &[String],
 ) -> Inspection {
     match scan::fields(body) {
-        Some(fields) => finish(dialect, op, fields, body, body_user_paths),
+        Some(fields) => finish(dialect, op, &fields, body, body_user_paths),
         None => inspect_with_serde(dialect, op, body, body_user_paths),
     }
 }
@@ -202,7 +202,7 @@ pub fn inspect_with_serde(
         max_output_tokens: req.max_output_tokens.map(RawValue::get),
         messages,
     };
-    finish(dialect, op, fields, body, body_user_paths)
+    finish(dialect, op, &fields, body, body_user_paths)
 }
 
 /// Whether the scanner reads `body` itself, without serde's help.
@@ -214,13 +214,13 @@ pub fn scanner_reads(body: &[u8]) -> bool {
 fn finish(
     dialect: Dialect,
     op: Operation,
-    fields: Fields<'_>,
+    fields: &Fields<'_>,
     body: &[u8],
     body_user_paths: &[String],
 ) -> Inspection {
     let prompt_tokens_estimate = match op {
         Operation::Other => 0,
-        _ => estimate(&fields),
+        _ => estimate(fields),
     };
     let mut pieces = Pieces::default();
     let system = match op {
@@ -240,10 +240,10 @@ fn finish(
         model: fields.model.as_deref().map(str::to_string),
         stream: fields.stream.unwrap_or(false),
         include_usage: dialect == Dialect::OpenAi && fields.include_usage.unwrap_or(false),
-        user: find_user(&fields, body, body_user_paths),
+        user: find_user(fields, body, body_user_paths),
         system_fingerprint: system.fingerprint(),
         prompt_tokens_estimate,
-        max_tokens: max_tokens(&fields),
+        max_tokens: max_tokens(fields),
     }
 }
 
