@@ -48,12 +48,19 @@ fn usage_field(key: &[u8]) -> Option<u32> {
 
 /// What a JSON object says, or `None` when serde must decide.
 pub(super) fn frame(json: &[u8]) -> Option<Parts<'_>> {
+    // Filled where it is returned: `Parts` is large, and a copy costs as much as a field.
+    let mut found = Some(Parts::default());
+    fill(json, found.as_mut()?)?;
+    found
+}
+
+/// [`frame`] into `parts`.
+fn fill<'a>(json: &'a [u8], parts: &mut Parts<'a>) -> Option<()> {
     let text = std::str::from_utf8(json).ok()?;
     let mut cursor = Cursor::new(text);
     if cursor.peek()? != b'{' {
         return None;
     }
-    let mut parts = Parts::default();
     let mut seen = 0u16;
     cursor.object(1, |c, key| {
         let Some(bit) = frame_field(key) else {
@@ -66,7 +73,7 @@ pub(super) fn frame(json: &[u8]) -> Option<Parts<'_>> {
         match bit {
             0 => parts.kind = c.optional_str()?,
             1 => parts.model = c.optional_str()?,
-            2 => parts.usage = c.usage()?,
+            2 => c.usage(&mut parts.usage)?,
             3 => parts.choice_finish = c.choices()?,
             4 => parts.status = c.optional_str()?,
             5 => parts.stop_reason = c.optional_str()?,
@@ -84,7 +91,7 @@ pub(super) fn frame(json: &[u8]) -> Option<Parts<'_>> {
         }
         Some(())
     })?;
-    cursor.at_end().then_some(parts)
+    cursor.at_end().then_some(())
 }
 
 /// A delta object's `stop_reason`, or `None` when serde must decide.
@@ -136,15 +143,16 @@ fn only_fields<'a>(
 }
 
 impl Cursor<'_> {
-    /// `usage`: null, or an object of counts.
-    fn usage(&mut self) -> Option<Option<RawUsage>> {
+    /// `usage`: null, or an object of counts, read into `out`.
+    fn usage(&mut self, out: &mut Option<RawUsage>) -> Option<()> {
         if self.null()? {
-            return Some(None);
+            *out = None;
+            return Some(());
         }
         if self.peek()? != b'{' {
             return None;
         }
-        let mut usage = RawUsage::default();
+        let usage = out.insert(RawUsage::default());
         let mut seen = 0u16;
         self.object(2, |c, key| {
             let Some(bit) = usage_field(key) else {
@@ -167,8 +175,7 @@ impl Cursor<'_> {
             };
             *slot = c.optional_u64()?;
             Some(())
-        })?;
-        Some(Some(usage))
+        })
     }
 
     /// `prompt_tokens_details` / `input_tokens_details`: null, or an object with
