@@ -29,7 +29,8 @@ fn special(word: u64) -> u64 {
     zero(word ^ (ONES * u64::from(b'"'))) | zero(word ^ (ONES * u64::from(b'\\'))) | below_space
 }
 
-/// The words of a string tested inline.
+/// The words of a string tested inline, where most keys and enum values end; testing more
+/// inline made the callers larger and slower.
 const WORDS: usize = 1;
 
 /// Eight bytes as a little-endian word.
@@ -78,7 +79,7 @@ impl<'a> Cursor<'a> {
     /// A string starting at the cursor (on its quote); whether it holds escapes.
     #[inline]
     pub(crate) fn string(&mut self) -> Option<bool> {
-        // Keys and short values end, unescaped, within the two words after the quote.
+        // Keys and short values end, unescaped, within the first word after the quote.
         let mut i = self.pos + 1;
         for _ in 0..WORDS {
             let Some(chunk) = self.bytes().get(i..i + 8) else {
