@@ -29,6 +29,18 @@ fn special(word: u64) -> u64 {
     zero(word ^ (ONES * u64::from(b'"'))) | zero(word ^ (ONES * u64::from(b'\\'))) | below_space
 }
 
+/// The words of a string tested inline, where most keys and enum values end; testing more
+/// inline made the callers larger and slower.
+const WORDS: usize = 1;
+
+/// Eight bytes as a little-endian word.
+#[inline]
+fn word(chunk: &[u8]) -> u64 {
+    let mut bytes = [0; 8];
+    bytes.copy_from_slice(chunk);
+    u64::from_le_bytes(bytes)
+}
+
 impl<'a> Cursor<'a> {
     pub(crate) fn new(text: &'a str) -> Self {
         Cursor { text, pos: 0 }
@@ -65,20 +77,35 @@ impl<'a> Cursor<'a> {
     }
 
     /// A string starting at the cursor (on its quote); whether it holds escapes.
+    #[inline]
     pub(crate) fn string(&mut self) -> Option<bool> {
-        let bytes = self.bytes();
+        // Keys and short values end, unescaped, within the first word after the quote.
         let mut i = self.pos + 1;
+        for _ in 0..WORDS {
+            let Some(chunk) = self.bytes().get(i..i + 8) else {
+                return self.long_string(i);
+            };
+            let flags = special(word(chunk));
+            if flags != 0 {
+                let end = i + (flags.trailing_zeros() / 8) as usize;
+                if self.bytes().get(end) != Some(&b'"') {
+                    return self.long_string(end);
+                }
+                self.pos = end + 1;
+                return Some(false);
+            }
+            i += 8;
+        }
+        self.long_string(i)
+    }
+
+    /// The rest of [`Cursor::string`], from `i`, a byte of the string's first plain run.
+    #[inline(never)]
+    fn long_string(&mut self, mut i: usize) -> Option<bool> {
+        let bytes = self.bytes();
         let mut escaped = false;
         loop {
-            for chunk in bytes.get(i..)?.chunks_exact(8) {
-                let word = u64::from_le_bytes(<[u8; 8]>::try_from(chunk).ok()?);
-                let flags = special(word);
-                if flags != 0 {
-                    i += (flags.trailing_zeros() / 8) as usize;
-                    break;
-                }
-                i += 8;
-            }
+            i = plain_end(bytes, i);
             match *bytes.get(i)? {
                 b'"' => {
                     self.pos = i + 1;
@@ -88,8 +115,7 @@ impl<'a> Cursor<'a> {
                     escaped = true;
                     i = escape_end(bytes, i + 1)?;
                 }
-                0..=0x1f => return None,
-                _ => i += 1,
+                _ => return None,
             }
         }
     }
@@ -175,11 +201,12 @@ impl<'a> Cursor<'a> {
         Some(start)
     }
 
-    /// An object at `depth`; `field` gets each key, decoded, and must read its value.
+    /// An object at `depth`; `field` gets each key, decoded (as UTF-8 bytes, to be matched
+    /// against byte strings), and must read its value.
     pub(crate) fn object(
         &mut self,
         depth: u32,
-        mut field: impl FnMut(&mut Self, &str) -> Option<()>,
+        mut field: impl FnMut(&mut Self, &[u8]) -> Option<()>,
     ) -> Option<()> {
         if depth > MAX_NESTING {
             return None;
@@ -195,9 +222,16 @@ impl<'a> Cursor<'a> {
             }
             let start = self.pos;
             let escaped = self.string()?;
-            let key = decoded(self.since(start)?, escaped)?;
+            // The bytes between the quotes are the key unless it holds escapes.
+            let decoded_key;
+            let key = if escaped {
+                decoded_key = decoded(self.since(start)?, true)?;
+                decoded_key.as_bytes()
+            } else {
+                self.bytes().get(start + 1..self.pos - 1)?
+            };
             self.eat(b':')?;
-            field(self, &key)?;
+            field(self, key)?;
             match self.peek()? {
                 b',' => self.pos += 1,
                 b'}' => {
@@ -251,30 +285,43 @@ impl<'a> Cursor<'a> {
     }
 
     pub(crate) fn optional_str(&mut self) -> Option<Option<Cow<'a, str>>> {
-        if self.null()? {
-            return Some(None);
-        }
-        if self.peek()? != b'"' {
-            return None;
+        match self.peek()? {
+            b'"' => {}
+            b'n' => return self.literal(b"null").map(|()| None),
+            _ => return None,
         }
         let start = self.pos;
-        let escaped = self.string()?;
-        decoded(self.since(start)?, escaped).map(Some)
+        if self.string()? {
+            return decoded(self.since(start)?, true).map(Some);
+        }
+        // Unescaped: the text between the quotes.
+        let text = self.text.get(start + 1..self.pos - 1)?;
+        Some(Some(Cow::Borrowed(text)))
     }
 
     /// `null`, or a whole number that fits a `u64`, as serde reads an `Option<u64>`. Any other
     /// number (a sign, a fraction, an exponent, more than `u64::MAX`) is serde's to refuse.
     pub(crate) fn optional_u64(&mut self) -> Option<Option<u64>> {
-        if self.null()? {
-            return Some(None);
+        if self.peek()? == b'n' {
+            return self.literal(b"null").map(|()| None);
         }
+        let bytes = self.bytes();
         let start = self.pos;
-        self.number()?;
-        let digits = self.since(start)?;
-        if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        let mut i = start;
+        let mut value = 0u64;
+        while let Some(digit) = bytes.get(i).and_then(|b| b.checked_sub(b'0')) {
+            if digit > 9 {
+                break;
+            }
+            value = value.checked_mul(10)?.checked_add(u64::from(digit))?;
+            i += 1;
+        }
+        let leading_zero = bytes.get(start) == Some(&b'0') && i - start > 1;
+        if i == start || leading_zero || matches!(bytes.get(i), Some(b'.' | b'e' | b'E')) {
             return None;
         }
-        digits.parse().ok().map(Some)
+        self.pos = i;
+        Some(Some(value))
     }
 
     pub(crate) fn optional_bool(&mut self) -> Option<Option<bool>> {
@@ -285,6 +332,67 @@ impl<'a> Cursor<'a> {
             _ => None,
         }
     }
+}
+
+/// The first quote, backslash or control character at or after `i` (the end of a string's
+/// plain run), or `bytes.len()` when there is none. Control characters are never allowed in a
+/// string, so the caller refuses whatever it finds that is not a quote or a backslash.
+fn plain_end(bytes: &[u8], mut i: usize) -> usize {
+    // Short runs end within a word or two: a word at a time is cheapest for them.
+    for _ in 0..2 {
+        let Some(chunk) = bytes.get(i..i + 8) else {
+            return short_end(bytes, i);
+        };
+        let flags = special(word(chunk));
+        if flags != 0 {
+            return i + (flags.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    // Long text: blocks tested whole (the compiler vectorises the test) until one holds the
+    // end, then words again to find it in that block.
+    while let Some(block) = bytes.get(i..i + BLOCK) {
+        if block_stops(block) {
+            break;
+        }
+        i += BLOCK;
+    }
+    loop {
+        let Some(chunk) = bytes.get(i..i + 8) else {
+            return short_end(bytes, i);
+        };
+        let flags = special(word(chunk));
+        if flags != 0 {
+            return i + (flags.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+}
+
+/// The bytes of a long string tested at once.
+const BLOCK: usize = 32;
+
+/// Whether a block holds a byte a string's plain run stops at. Written without early exit
+/// (each byte's test, then one reduction) so that it compiles to a few vector instructions.
+#[inline]
+fn block_stops(block: &[u8]) -> bool {
+    let mut stop = [false; BLOCK];
+    for (flag, &b) in stop.iter_mut().zip(block) {
+        *flag = stops(b);
+    }
+    stop.iter().fold(false, |any, &flag| any | flag)
+}
+
+/// Whether a string's plain run stops at `b`.
+#[inline]
+fn stops(b: u8) -> bool {
+    (b == b'"') | (b == b'\\') | (b < 0x20)
+}
+
+/// [`plain_end`] over the last few bytes, fewer than a word.
+fn short_end(bytes: &[u8], i: usize) -> usize {
+    let rest = bytes.get(i..).unwrap_or_default();
+    i + rest.iter().position(|&b| stops(b)).unwrap_or(rest.len())
 }
 
 /// The index after an escape whose backslash is just before `i`.
@@ -310,25 +418,4 @@ pub(crate) fn decoded(raw: &str, escaped: bool) -> Option<Cow<'_, str>> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::special;
-
-    #[test]
-    fn special_bytes_are_found_in_any_lane() {
-        for lane in 0..8 {
-            for byte in [b'"', b'\\', 0x00, 0x1f, b'\n'] {
-                let mut word = [b'a'; 8];
-                word[lane] = byte;
-                let first = special(u64::from_le_bytes(word)).trailing_zeros() / 8;
-                assert_eq!(first, lane as u32, "{byte:#x} in lane {lane}");
-                // Whatever follows it, the lowest flag is the first special byte.
-                word[7] = 0;
-                let first = special(u64::from_le_bytes(word)).trailing_zeros() / 8;
-                assert_eq!(first, lane as u32, "{byte:#x} in lane {lane}, NUL last");
-            }
-        }
-        assert_eq!(special(u64::from_le_bytes(*b" ~az09#]")), 0);
-        let high = [0x20, 0x7f, 0x80, 0xff, 0xc3, 0xa9, b'!', b'#'];
-        assert_eq!(special(u64::from_le_bytes(high)), 0);
-    }
-}
+mod tests;

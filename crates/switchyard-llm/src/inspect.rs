@@ -8,7 +8,9 @@ use serde_json::Value;
 
 use crate::dialect::{Dialect, Operation};
 use crate::json::{first_byte, raw_text_len, scalar, text_len, text_pieces, Str};
-use crate::text::{estimate_tokens_for_text, fingerprint_pieces, MESSAGE_OVERHEAD_TOKENS};
+use crate::text::{
+    estimate_tokens_for_text, fingerprint_pieces, fingerprint_text, MESSAGE_OVERHEAD_TOKENS,
+};
 
 mod scan;
 
@@ -116,7 +118,7 @@ struct Messages<'a> {
     /// Contents measured, tool calls by their JSON length.
     size: Measure,
     /// The text pieces of system and developer messages, for the fingerprint.
-    system: Vec<Cow<'a, str>>,
+    system: Pieces<'a>,
 }
 
 impl<'a> Messages<'a> {
@@ -125,7 +127,7 @@ impl<'a> Messages<'a> {
         if let Some(content) = content {
             self.size.add(measure(content, 0));
             if matches!(role, Some("system" | "developer")) {
-                text_pieces(content, &mut self.system);
+                self.system.add(content);
             }
         }
         self.size.bytes += tool_calls.map_or(0, text_len);
@@ -155,7 +157,7 @@ pub fn inspect(
     body_user_paths: &[String],
 ) -> Inspection {
     match scan::fields(body) {
-        Some(fields) => finish(dialect, op, fields, body, body_user_paths),
+        Some(fields) => finish(dialect, op, &fields, body, body_user_paths),
         None => inspect_with_serde(dialect, op, body, body_user_paths),
     }
 }
@@ -200,7 +202,7 @@ pub fn inspect_with_serde(
         max_output_tokens: req.max_output_tokens.map(RawValue::get),
         messages,
     };
-    finish(dialect, op, fields, body, body_user_paths)
+    finish(dialect, op, &fields, body, body_user_paths)
 }
 
 /// Whether the scanner reads `body` itself, without serde's help.
@@ -212,40 +214,95 @@ pub fn scanner_reads(body: &[u8]) -> bool {
 fn finish(
     dialect: Dialect,
     op: Operation,
-    fields: Fields<'_>,
+    fields: &Fields<'_>,
     body: &[u8],
     body_user_paths: &[String],
 ) -> Inspection {
-    let mut pieces = Vec::new();
-    let (prompt_tokens_estimate, system) = match op {
-        Operation::Other => (0, &[][..]),
-        Operation::ChatCompletions => (estimate(&fields), &fields.messages.system[..]),
+    let prompt_tokens_estimate = match op {
+        Operation::Other => 0,
+        _ => estimate(fields),
+    };
+    let mut pieces = Pieces::default();
+    let system = match op {
+        Operation::ChatCompletions => &fields.messages.system,
         Operation::Responses => {
-            fields
-                .instructions
-                .iter()
-                .for_each(|i| text_pieces(i, &mut pieces));
-            (estimate(&fields), &pieces[..])
+            fields.instructions.iter().for_each(|i| pieces.add(i));
+            &pieces
         }
         Operation::Messages => {
-            fields
-                .system
-                .iter()
-                .for_each(|s| text_pieces(s, &mut pieces));
-            (estimate(&fields), &pieces[..])
+            fields.system.iter().for_each(|s| pieces.add(s));
+            &pieces
         }
-        _ => (estimate(&fields), &[][..]),
+        _ => &pieces,
     };
     Inspection {
         parsed: true,
         model: fields.model.as_deref().map(str::to_string),
         stream: fields.stream.unwrap_or(false),
         include_usage: dialect == Dialect::OpenAi && fields.include_usage.unwrap_or(false),
-        user: find_user(&fields, body, body_user_paths),
-        system_fingerprint: fingerprint_pieces(system),
+        user: find_user(fields, body, body_user_paths),
+        system_fingerprint: system.fingerprint(),
         prompt_tokens_estimate,
-        max_tokens: max_tokens(&fields),
+        max_tokens: max_tokens(fields),
     }
+}
+
+/// Prompt text pieces, in order. The first is held apart: most prompts are one piece, which
+/// then needs no allocation.
+#[derive(Default)]
+struct Pieces<'a> {
+    first: Option<Cow<'a, str>>,
+    more: Vec<Cow<'a, str>>,
+}
+
+impl<'a> Pieces<'a> {
+    fn push(&mut self, piece: Cow<'a, str>) {
+        match self.first {
+            None => self.first = Some(piece),
+            Some(_) => self.more.push(piece),
+        }
+    }
+
+    /// The [`text_pieces`] of a raw value; the common case, a string without escapes (its text
+    /// is what lies between its quotes), is taken without decoding.
+    fn add(&mut self, raw: &'a str) {
+        if let Some(text) = unescaped(raw) {
+            return self.push(Cow::Borrowed(text));
+        }
+        let mut found = Vec::new();
+        text_pieces(raw, &mut found);
+        found.into_iter().for_each(|piece| self.push(piece));
+    }
+
+    /// [`fingerprint_pieces`] of the pieces; one piece is hashed in one call.
+    fn fingerprint(&self) -> Option<u64> {
+        let first = self.first.as_ref()?;
+        if self.more.is_empty() {
+            return (!first.is_empty()).then(|| fingerprint_text(first));
+        }
+        let all: Vec<Cow<'_, str>> = std::iter::once(first)
+            .chain(&self.more)
+            .map(|piece| Cow::Borrowed(&**piece))
+            .collect();
+        fingerprint_pieces(&all)
+    }
+}
+
+/// [`scalar`], with a string without escapes taken without decoding.
+fn scalar_text(raw: &str) -> Option<String> {
+    match unescaped(raw) {
+        Some(text) => (!text.is_empty()).then(|| text.to_owned()),
+        None => scalar(raw),
+    }
+}
+
+/// The text of a raw JSON string that holds no escape; `None` for anything else. `raw` is
+/// valid JSON (checked by the scanner or by serde), so a string's last quote closes it.
+fn unescaped(raw: &str) -> Option<&str> {
+    let text = raw.strip_prefix('"')?.strip_suffix('"')?;
+    memchr::memchr(b'\\', text.as_bytes())
+        .is_none()
+        .then_some(text)
 }
 
 /// The completion cap, the newer OpenAI name first; a value that is not a whole number
@@ -396,7 +453,7 @@ fn find_user(fields: &Fields<'_>, body: &[u8], paths: &[String]) -> Option<Strin
     let mut tree: Option<Option<Value>> = None;
     for path in paths {
         let hit = match path.as_str() {
-            "user" => fields.user.and_then(scalar),
+            "user" => fields.user.and_then(scalar_text),
             "metadata.user_id" => fields.metadata.and_then(metadata_user_id),
             other => tree
                 .get_or_insert_with(|| serde_json::from_slice(body).ok())
@@ -414,7 +471,7 @@ fn find_user(fields: &Fields<'_>, body: &[u8], paths: &[String]) -> Option<Strin
 /// Metadata stays raw in the main parse so an odd shape there cannot fail the request parse.
 fn metadata_user_id(raw: &str) -> Option<String> {
     let meta = serde_json::from_str::<Metadata<'_>>(raw).ok()?;
-    meta.user_id.map(RawValue::get).and_then(scalar)
+    meta.user_id.map(RawValue::get).and_then(scalar_text)
 }
 
 fn lookup<'v>(root: &'v Value, path: &str) -> Option<&'v Value> {
@@ -432,3 +489,6 @@ fn value_text(value: &Value) -> Option<String> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -9,24 +9,27 @@
 use super::{Fields, Messages};
 use crate::cursor::Cursor;
 
-/// The fields serde's `Request` knows, as bits, to refuse duplicates as serde does.
-const TOP_FIELDS: [&str; 15] = [
-    "model",
-    "stream",
-    "stream_options",
-    "user",
-    "metadata",
-    "messages",
-    "system",
-    "instructions",
-    "tools",
-    "functions",
-    "input",
-    "prompt",
-    "max_tokens",
-    "max_completion_tokens",
-    "max_output_tokens",
-];
+/// The index of a field serde's `Request` knows, as a bit to refuse duplicates as serde does.
+fn top_field(key: &[u8]) -> Option<u32> {
+    Some(match key {
+        b"model" => 0,
+        b"stream" => 1,
+        b"stream_options" => 2,
+        b"user" => 3,
+        b"metadata" => 4,
+        b"messages" => 5,
+        b"system" => 6,
+        b"instructions" => 7,
+        b"tools" => 8,
+        b"functions" => 9,
+        b"input" => 10,
+        b"prompt" => 11,
+        b"max_tokens" => 12,
+        b"max_completion_tokens" => 13,
+        b"max_output_tokens" => 14,
+        _ => return None,
+    })
+}
 
 /// The fields of a request body, or `None` when serde must decide.
 pub(super) fn fields(body: &[u8]) -> Option<Fields<'_>> {
@@ -35,7 +38,7 @@ pub(super) fn fields(body: &[u8]) -> Option<Fields<'_>> {
     let mut fields = Fields::default();
     let mut seen = 0u16;
     cursor.object(1, |c, key| {
-        let Some(bit) = TOP_FIELDS.iter().position(|f| *f == key) else {
+        let Some(bit) = top_field(key) else {
             return c.value(2).map(drop);
         };
         if seen & (1 << bit) != 0 {
@@ -82,7 +85,7 @@ impl<'a> Cursor<'a> {
         let mut include_usage = None;
         let mut seen = false;
         self.object(2, |c, key| {
-            if key != "include_usage" {
+            if key != b"include_usage" {
                 return c.value(3).map(drop);
             }
             if std::mem::replace(&mut seen, true) {
@@ -110,9 +113,9 @@ impl<'a> Cursor<'a> {
             let mut seen = 0u8;
             c.object(3, |c, key| {
                 let bit = match key {
-                    "role" => 1,
-                    "content" => 2,
-                    "tool_calls" => 4,
+                    b"role" => 1,
+                    b"content" => 2,
+                    b"tool_calls" => 4,
                     _ => return c.value(4).map(drop),
                 };
                 if seen & bit != 0 {

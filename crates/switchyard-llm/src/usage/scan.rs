@@ -13,47 +13,54 @@ use super::{CachedDetails, Parts, RawUsage};
 use crate::cursor::Cursor;
 
 /// The index of a field serde's `Frame` knows, as a bit to refuse duplicates as serde does.
-fn frame_field(key: &str) -> Option<u32> {
+fn frame_field(key: &[u8]) -> Option<u32> {
     Some(match key {
-        "type" => 0,
-        "model" => 1,
-        "usage" => 2,
-        "choices" => 3,
-        "status" => 4,
-        "stop_reason" => 5,
-        "error" => 6,
-        "code" => 7,
-        "message" => 8,
-        "response" => 9,
-        "delta" => 10,
+        b"type" => 0,
+        b"model" => 1,
+        b"usage" => 2,
+        b"choices" => 3,
+        b"status" => 4,
+        b"stop_reason" => 5,
+        b"error" => 6,
+        b"code" => 7,
+        b"message" => 8,
+        b"response" => 9,
+        b"delta" => 10,
         _ => return None,
     })
 }
 
 /// The index of a field of `RawUsage`, as a bit.
-fn usage_field(key: &str) -> Option<u32> {
+fn usage_field(key: &[u8]) -> Option<u32> {
     Some(match key {
-        "prompt_tokens" => 0,
-        "completion_tokens" => 1,
-        "total_tokens" => 2,
-        "input_tokens" => 3,
-        "output_tokens" => 4,
-        "cache_creation_input_tokens" => 5,
-        "cache_read_input_tokens" => 6,
-        "prompt_tokens_details" => 7,
-        "input_tokens_details" => 8,
+        b"prompt_tokens" => 0,
+        b"completion_tokens" => 1,
+        b"total_tokens" => 2,
+        b"input_tokens" => 3,
+        b"output_tokens" => 4,
+        b"cache_creation_input_tokens" => 5,
+        b"cache_read_input_tokens" => 6,
+        b"prompt_tokens_details" => 7,
+        b"input_tokens_details" => 8,
         _ => return None,
     })
 }
 
 /// What a JSON object says, or `None` when serde must decide.
 pub(super) fn frame(json: &[u8]) -> Option<Parts<'_>> {
+    // Filled where it is returned: `Parts` is large, and a copy costs as much as a field.
+    let mut found = Some(Parts::default());
+    fill(json, found.as_mut()?)?;
+    found
+}
+
+/// [`frame`] into `parts`.
+fn fill<'a>(json: &'a [u8], parts: &mut Parts<'a>) -> Option<()> {
     let text = std::str::from_utf8(json).ok()?;
     let mut cursor = Cursor::new(text);
     if cursor.peek()? != b'{' {
         return None;
     }
-    let mut parts = Parts::default();
     let mut seen = 0u16;
     cursor.object(1, |c, key| {
         let Some(bit) = frame_field(key) else {
@@ -66,7 +73,7 @@ pub(super) fn frame(json: &[u8]) -> Option<Parts<'_>> {
         match bit {
             0 => parts.kind = c.optional_str()?,
             1 => parts.model = c.optional_str()?,
-            2 => parts.usage = c.usage()?,
+            2 => c.usage(&mut parts.usage)?,
             3 => parts.choice_finish = c.choices()?,
             4 => parts.status = c.optional_str()?,
             5 => parts.stop_reason = c.optional_str()?,
@@ -84,13 +91,13 @@ pub(super) fn frame(json: &[u8]) -> Option<Parts<'_>> {
         }
         Some(())
     })?;
-    cursor.at_end().then_some(parts)
+    cursor.at_end().then_some(())
 }
 
 /// A delta object's `stop_reason`, or `None` when serde must decide.
 pub(super) fn delta_stop_reason(raw: &str) -> Option<Option<Cow<'_, str>>> {
     let mut reason = None;
-    only_fields(raw, &["stop_reason"], |c, _| {
+    only_fields(raw, &[b"stop_reason"], |c, _| {
         reason = c.optional_str()?;
         Some(())
     })?;
@@ -100,7 +107,7 @@ pub(super) fn delta_stop_reason(raw: &str) -> Option<Option<Cow<'_, str>>> {
 /// An error object's `type` and the raw text of its `code`, or `None` when serde must decide.
 pub(super) fn error_object(raw: &str) -> Option<(Option<Cow<'_, str>>, Option<&str>)> {
     let (mut kind, mut code) = (None, None);
-    only_fields(raw, &["type", "code"], |c, bit| {
+    only_fields(raw, &[b"type", b"code"], |c, bit| {
         match bit {
             0 => kind = c.optional_str()?,
             _ => code = c.optional_raw(2)?,
@@ -114,7 +121,7 @@ pub(super) fn error_object(raw: &str) -> Option<(Option<Cow<'_, str>>, Option<&s
 /// index), once at most; other fields are skipped.
 fn only_fields<'a>(
     raw: &'a str,
-    known: &[&str],
+    known: &[&[u8]],
     mut field: impl FnMut(&mut Cursor<'a>, usize) -> Option<()>,
 ) -> Option<()> {
     let mut cursor = Cursor::new(raw);
@@ -136,15 +143,16 @@ fn only_fields<'a>(
 }
 
 impl Cursor<'_> {
-    /// `usage`: null, or an object of counts.
-    fn usage(&mut self) -> Option<Option<RawUsage>> {
+    /// `usage`: null, or an object of counts, read into `out`.
+    fn usage(&mut self, out: &mut Option<RawUsage>) -> Option<()> {
         if self.null()? {
-            return Some(None);
+            *out = None;
+            return Some(());
         }
         if self.peek()? != b'{' {
             return None;
         }
-        let mut usage = RawUsage::default();
+        let usage = out.insert(RawUsage::default());
         let mut seen = 0u16;
         self.object(2, |c, key| {
             let Some(bit) = usage_field(key) else {
@@ -167,8 +175,7 @@ impl Cursor<'_> {
             };
             *slot = c.optional_u64()?;
             Some(())
-        })?;
-        Some(Some(usage))
+        })
     }
 
     /// `prompt_tokens_details` / `input_tokens_details`: null, or an object with
@@ -183,7 +190,7 @@ impl Cursor<'_> {
         let mut details = CachedDetails::default();
         let mut seen = false;
         self.object(3, |c, key| {
-            if key != "cached_tokens" {
+            if key != b"cached_tokens" {
                 return c.value(4).map(drop);
             }
             if std::mem::replace(&mut seen, true) {
@@ -215,8 +222,8 @@ impl<'a> Cursor<'a> {
             let mut seen = 0u8;
             c.object(3, |c, key| {
                 let bit = match key {
-                    "index" => 1,
-                    "finish_reason" => 2,
+                    b"index" => 1,
+                    b"finish_reason" => 2,
                     _ => return c.value(4).map(drop),
                 };
                 if seen & bit != 0 {
