@@ -281,9 +281,13 @@ pin_project! {
     pub struct Metered<B> {
         #[pin]
         inner: B,
+        // Armed for the end of the allowed silence; frames do not move it: when it fires
+        // after a frame came, it is re-armed from that frame (`last_frame`).
         #[pin]
         idle: Sleep,
         idle_timeout: Duration,
+        // When the latest frame came, if one came since `idle` was last armed.
+        last_frame: Option<tokio::time::Instant>,
         scan: Scan,
         record: Option<Record>,
         // Bytes still due by the upstream's Content-Length: hyper stops polling a body whose
@@ -306,12 +310,22 @@ impl<B: HttpBody> Metered<B> {
         Metered {
             idle: tokio::time::sleep(idle_timeout),
             idle_timeout,
+            last_frame: None,
             remaining: inner.size_hint().exact(),
             inner,
             scan,
             record: Some(record),
         }
     }
+}
+
+/// When a silence that began at `at` runs out; decades away when the timeout does not fit the
+/// clock, as `tokio::time::sleep` reads it.
+fn deadline(at: tokio::time::Instant, timeout: Duration) -> tokio::time::Instant {
+    const DECADES: Duration = Duration::from_secs(30 * 365 * 86_400);
+    at.checked_add(timeout)
+        .or_else(|| at.checked_add(DECADES))
+        .unwrap_or(at)
 }
 
 /// The upstream fell silent for longer than `stream_idle_timeout`.
@@ -358,8 +372,7 @@ where
                         }
                     }
                 }
-                let deadline = tokio::time::Instant::now() + *this.idle_timeout;
-                this.idle.as_mut().reset(deadline);
+                *this.last_frame = Some(tokio::time::Instant::now());
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(error))) => {
@@ -375,7 +388,14 @@ where
                 Poll::Ready(None)
             }
             Poll::Pending => {
-                ready!(this.idle.poll(cx));
+                loop {
+                    ready!(this.idle.as_mut().poll(cx));
+                    // A frame came after the sleep was armed: the silence began with it.
+                    match this.last_frame.take() {
+                        Some(last) => this.idle.as_mut().reset(deadline(last, *this.idle_timeout)),
+                        None => break,
+                    }
+                }
                 if let Some(record) = this.record.take() {
                     record.finish(Outcome::Broken, Some(ErrorClass::Timeout), this.scan);
                 }
@@ -394,6 +414,9 @@ where
         self.inner.size_hint()
     }
 }
+
+#[cfg(test)]
+mod idle_tests;
 
 #[cfg(test)]
 mod tests {
