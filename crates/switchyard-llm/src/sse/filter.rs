@@ -47,33 +47,60 @@ const FINISH_REASON_KEY: &[u8] = b"\"finish_reason\"";
 /// Which of the keys above occur in `data`.
 fn quoted_keys(data: &[u8]) -> u8 {
     let mut found = Found::default();
-    let mut words = data.chunks_exact(8);
     let mut base = 0;
-    for word in words.by_ref() {
-        let mut flags = quotes(word);
-        while flags != 0 {
-            found.at(data, base + (flags.trailing_zeros() / 8) as usize);
-            flags &= flags - 1;
+    // Sixteen bytes a turn, each word paired with the word one byte later, whose lanes hold
+    // the byte after each quote.
+    while let Some(block) = data.get(base..base + 17) {
+        let word = |at: usize| {
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(&block[at..at + 8]);
+            u64::from_le_bytes(bytes)
+        };
+        let first = quotes(word(0)) & letters(word(1));
+        let second = quotes(word(8)) & letters(word(9));
+        if first | second != 0 {
+            found.flagged(data, base, first);
+            found.flagged(data, base + 8, second);
         }
-        base += 8;
+        base += 16;
     }
-    for (i, &byte) in words.remainder().iter().enumerate() {
+    for (i, &byte) in data.get(base..).unwrap_or_default().iter().enumerate() {
         if byte == b'"' {
-            found.at(data, base + i);
+            found.candidate(data, base + i);
         }
     }
     found.keys
 }
 
+const LOW: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+const ONES: u64 = 0x0101_0101_0101_0101;
+
 /// The high bit of each of eight bytes that is a quote; exact in every lane.
-fn quotes(word: &[u8]) -> u64 {
-    const LOW: u64 = 0x7f7f_7f7f_7f7f_7f7f;
-    let mut bytes = [0u8; 8];
-    bytes.copy_from_slice(word);
-    let x = u64::from_le_bytes(bytes) ^ 0x2222_2222_2222_2222;
+fn quotes(word: u64) -> u64 {
+    let x = word ^ (ONES * u64::from(b'"'));
     // A lane is zero (a quote) when neither its low seven bits nor its high bit are set.
     !(((x & LOW).wrapping_add(LOW)) | x) & !LOW
 }
+
+/// The high bit of each of eight bytes whose low seven bits are in `e..=u`, a range holding
+/// the letter after the quote of every key looked for. Lanes never borrow from each other.
+fn letters(word: u64) -> u64 {
+    let at_least_e = (word | !LOW).wrapping_sub(ONES * u64::from(b'e'));
+    let at_most_u = (ONES * (0x80 | u64::from(b'u'))).wrapping_sub(word & LOW);
+    at_least_e & at_most_u & !LOW
+}
+
+/// The letters a key looked for starts with, after its quote.
+static STARTS: [bool; 256] = {
+    let mut table = [false; 256];
+    let letters = b"meruf";
+    let mut i = 0;
+    while i < letters.len() {
+        table[letters[i] as usize] = true;
+        i += 1;
+    }
+    table
+};
 
 /// The keys found so far, and where a substring search for the keys whose value is checked
 /// would resume: such a search skips occurrences overlapping the one before.
@@ -85,7 +112,23 @@ struct Found {
 }
 
 impl Found {
+    /// Looks at each quote flagged (a high bit per lane) in the word at `base`.
+    fn flagged(&mut self, data: &[u8], base: usize, mut flags: u64) {
+        while flags != 0 {
+            self.candidate(data, base + (flags.trailing_zeros() / 8) as usize);
+            flags &= flags - 1;
+        }
+    }
+
+    /// Looks at the quote at `at` if a key looked for could start there.
+    fn candidate(&mut self, data: &[u8], at: usize) {
+        if data.get(at + 1).is_some_and(|&b| STARTS[usize::from(b)]) {
+            self.at(data, at);
+        }
+    }
+
     /// Looks at the quote at `at`.
+    #[cold]
     fn at(&mut self, data: &[u8], at: usize) {
         let rest = &data[at..];
         let Some(&next) = rest.get(1) else {

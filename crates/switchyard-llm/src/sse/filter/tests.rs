@@ -149,12 +149,35 @@ fn odd_shapes_agree() {
 
 #[test]
 fn quotes_are_found_in_every_lane_exactly() {
+    let word = |bytes: &[u8; 8]| u64::from_le_bytes(*bytes);
     for lane in 0..8 {
-        let mut word = *b"#!#!#!#!";
-        word[lane] = b'"';
-        assert_eq!(quotes(&word), 0x80 << (8 * lane), "lane {lane}");
+        let mut bytes = *b"#!#!#!#!";
+        bytes[lane] = b'"';
+        assert_eq!(quotes(word(&bytes)), 0x80 << (8 * lane), "lane {lane}");
     }
-    assert_eq!(quotes(b"\"#\"#\xa2\x22\x00\x01"), 0x0000_8000_0080_0080);
+    assert_eq!(
+        quotes(word(b"\"#\"#\xa2\x22\x00\x01")),
+        0x0000_8000_0080_0080
+    );
+}
+
+#[test]
+fn letters_flag_every_key_start_in_every_lane_whatever_the_neighbours() {
+    for lane in 0..8 {
+        for fill in [
+            0x00, 0x01, b'"', b'e', b'u', 0x7f, 0x80, 0xe5, 0xf5, 0xf6, 0xff,
+        ] {
+            for byte in 0..=255u8 {
+                let mut bytes = [fill; 8];
+                bytes[lane] = byte;
+                let flagged = letters(u64::from_le_bytes(bytes)) & (0x80 << (8 * lane)) != 0;
+                if STARTS[usize::from(byte)] {
+                    assert!(flagged, "{byte:#x} in lane {lane} among {fill:#x}");
+                }
+                assert_eq!(flagged, (b'e'..=b'u').contains(&(byte & 0x7f)), "{byte:#x}");
+            }
+        }
+    }
 }
 
 /// Whether the key (`USAGE_VALUE` or `FINISH_VALUE`) is found with a value that is not null.
