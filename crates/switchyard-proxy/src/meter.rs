@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
+use std::task::{ready, Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -288,6 +288,9 @@ pin_project! {
         idle_timeout: Duration,
         // When the latest frame came, if one came since `idle` was last armed.
         last_frame: Option<tokio::time::Instant>,
+        // The waker `idle` holds: while polls bring the same one and it has not fired, the
+        // sleep need not be polled again.
+        idle_waker: Option<Waker>,
         scan: Scan,
         record: Option<Record>,
         // Bytes still due by the upstream's Content-Length: hyper stops polling a body whose
@@ -311,10 +314,40 @@ impl<B: HttpBody> Metered<B> {
             idle: tokio::time::sleep(idle_timeout),
             idle_timeout,
             last_frame: None,
+            idle_waker: None,
             remaining: inner.size_hint().exact(),
             inner,
             scan,
             record: Some(record),
+        }
+    }
+}
+
+/// Ready once the upstream has been silent for `timeout`: since the sleep was armed if no
+/// frame came after, else since the last frame, from which the sleep is then re-armed.
+fn poll_silence(
+    mut idle: Pin<&mut Sleep>,
+    timeout: Duration,
+    last_frame: &mut Option<tokio::time::Instant>,
+    idle_waker: &mut Option<Waker>,
+    cx: &mut Context<'_>,
+) -> Poll<()> {
+    // The sleep already holds this task's waker: it wakes the task when it fires.
+    let holds = idle_waker.as_ref().is_some_and(|w| w.will_wake(cx.waker()));
+    if holds && !idle.is_elapsed() {
+        return Poll::Pending;
+    }
+    loop {
+        // Out of budget, the sleep answers without registering anything.
+        let budget = tokio::task::coop::has_budget_remaining();
+        if idle.as_mut().poll(cx).is_pending() {
+            *idle_waker = budget.then(|| cx.waker().clone());
+            return Poll::Pending;
+        }
+        // A frame came after the sleep was armed: the silence began with it.
+        match last_frame.take() {
+            Some(last) => idle.as_mut().reset(deadline(last, timeout)),
+            None => return Poll::Ready(()),
         }
     }
 }
@@ -388,14 +421,9 @@ where
                 Poll::Ready(None)
             }
             Poll::Pending => {
-                loop {
-                    ready!(this.idle.as_mut().poll(cx));
-                    // A frame came after the sleep was armed: the silence began with it.
-                    match this.last_frame.take() {
-                        Some(last) => this.idle.as_mut().reset(deadline(last, *this.idle_timeout)),
-                        None => break,
-                    }
-                }
+                let (idle, timeout) = (this.idle.as_mut(), *this.idle_timeout);
+                let (last, waker) = (this.last_frame, this.idle_waker);
+                ready!(poll_silence(idle, timeout, last, waker, cx));
                 if let Some(record) = this.record.take() {
                     record.finish(Outcome::Broken, Some(ErrorClass::Timeout), this.scan);
                 }

@@ -73,7 +73,7 @@ fn record() -> Record {
 /// Sends one frame after each of `gaps`, then falls silent (keeping the sender) or ends.
 /// Returns whether the body ended cleanly, and when.
 async fn stream(gaps: &[u64], end: bool) -> (bool, Duration) {
-    let (tx, rx) = mpsc::channel(16);
+    let (tx, rx) = mpsc::channel(1024);
     let started = Instant::now();
     let body = Metered::new(Channel(rx), Scan::None, record(), Duration::from_secs(1));
     let gaps = gaps.to_vec();
@@ -127,4 +127,27 @@ async fn a_gap_just_under_the_timeout_is_allowed_one_at_it_is_not() {
     let (ok, elapsed) = stream(&[999, 1001], true).await;
     assert!(!ok);
     assert!(near(elapsed, 1999), "{elapsed:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_first_look_at_the_timer_without_budget_still_arms_it() {
+    let (_tx, rx) = mpsc::channel::<Bytes>(1);
+    let timeout = Duration::from_secs(1);
+    let mut body = Box::pin(Metered::new(Channel(rx), Scan::None, record(), timeout));
+    let (spend, mut spent) = mpsc::channel::<()>(1024);
+    for _ in 0..1024 {
+        spend.try_send(()).unwrap();
+    }
+    let started = Instant::now();
+    let pending = std::future::poll_fn(|cx| {
+        // A ready channel answers Pending once the task's budget is spent.
+        while spent.poll_recv(cx).is_ready() {}
+        Poll::Ready(body.as_mut().poll_frame(cx).is_pending())
+    })
+    .await;
+    assert!(pending);
+    let result = tokio::time::timeout(Duration::from_secs(5), body.collect()).await;
+    let error = result.expect("the idle timeout fires").unwrap_err();
+    assert!(error.is::<IdleTimeout>(), "{error}");
+    assert!(near(started.elapsed(), 1000), "{:?}", started.elapsed());
 }
