@@ -13,17 +13,8 @@ macro_rules! needles {
 }
 
 needles! {
-    MODEL_KEY = b"\"model\"";
-    USAGE_KEY = b"\"usage\"";
-    FINISH_REASON_KEY = b"\"finish_reason\"";
-    ERROR_KEY = b"\"error\"";
     DELTA_KEY = b"\"delta\"";
     TEXT_KEY = b"\"text\"";
-    MESSAGE_START = b"message_start";
-    MESSAGE_DELTA = b"message_delta";
-    MESSAGE_STOP = b"message_stop";
-    RESPONSE_COMPLETED = b"\"response.completed\"";
-    RESPONSE_INCOMPLETE = b"\"response.incomplete\"";
     CONTENT_BLOCK_DELTA = b"\"content_block_delta\"";
 }
 

@@ -17,6 +17,9 @@ use serde_json::value::RawValue;
 use crate::dialect::Dialect;
 use crate::json::Str;
 use crate::needles::{self, CONTENT_BLOCK_DELTA, DELTA_KEY, TEXT_KEY};
+use crate::usage::Reader;
+
+mod scan;
 
 #[derive(Deserialize)]
 struct Chunk<'a> {
@@ -48,25 +51,41 @@ struct DeltaOut<'a> {
 
 /// Whether one complete event (its `event:` name, possibly empty, and its data) carries
 /// model output. Called only until the first such event, so its parse is paid once or
-/// twice per stream.
-pub(crate) fn is_output(dialect: Dialect, event_name: &[u8], data: &[u8]) -> bool {
+/// twice per stream. `reader` says who reads OpenAI chunks: the cursor (`output/scan.rs`),
+/// which leaves the shapes it does not handle to serde, or serde alone.
+pub(crate) fn is_output(reader: Reader, dialect: Dialect, event_name: &[u8], data: &[u8]) -> bool {
     match dialect {
         Dialect::Anthropic => {
             event_name == b"content_block_delta"
                 || (event_name.is_empty() && needles::has(&CONTENT_BLOCK_DELTA, data))
         }
-        Dialect::OpenAi => openai_output(event_name, data),
+        Dialect::OpenAi => openai_output(reader, event_name, data),
         Dialect::Opaque => false,
     }
 }
 
-fn openai_output(event_name: &[u8], data: &[u8]) -> bool {
+/// Whether the cursor decides an OpenAI chunk's output itself, without serde's help.
+pub(crate) fn scanner_decides(data: &[u8]) -> bool {
+    scan::chunk_output(data).is_some()
+}
+
+fn openai_output(reader: Reader, event_name: &[u8], data: &[u8]) -> bool {
     if event_name.starts_with(b"response.") {
         return event_name.ends_with(b".delta");
     }
     if !needles::has(&DELTA_KEY, data) && !needles::has(&TEXT_KEY, data) {
         return false;
     }
+    if reader == Reader::Scanner {
+        if let Some(output) = scan::chunk_output(data) {
+            return output;
+        }
+    }
+    serde_output(data)
+}
+
+/// The serde reading of a chunk, the reference the cursor is tested against.
+fn serde_output(data: &[u8]) -> bool {
     let Ok(chunk) = serde_json::from_slice::<Chunk<'_>>(data) else {
         return false;
     };
@@ -87,18 +106,35 @@ fn openai_output(event_name: &[u8], data: &[u8]) -> bool {
 
 /// A JSON string with at least one character.
 fn non_empty_string(raw: &RawValue) -> bool {
-    let s = raw.get();
+    non_empty_raw(raw.get())
+}
+
+/// [`non_empty_string`] of a raw value's text.
+fn non_empty_raw(s: &str) -> bool {
     s.starts_with('"') && s.len() > 2
 }
 
 /// Anything but `null` and empty arrays or objects.
 fn present(raw: &RawValue) -> bool {
-    !matches!(raw.get(), "null" | "[]" | "{}")
+    present_raw(raw.get())
+}
+
+/// [`present`] of a raw value's text.
+fn present_raw(s: &str) -> bool {
+    !matches!(s, "null" | "[]" | "{}")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The cursor's answer, checked against serde's.
+    fn is_output(dialect: Dialect, event_name: &[u8], data: &[u8]) -> bool {
+        let scanned = super::is_output(Reader::Scanner, dialect, event_name, data);
+        let reference = super::is_output(Reader::Serde, dialect, event_name, data);
+        assert_eq!(scanned, reference, "{:?}", String::from_utf8_lossy(data));
+        scanned
+    }
 
     fn openai(data: &str) -> bool {
         is_output(Dialect::OpenAi, b"", data.as_bytes())

@@ -1,15 +1,14 @@
 //! Incremental, observe-only scanner of SSE response streams for usage and outcome.
 
-use memchr::memmem::Finder;
 use memchr::{memchr, memchr2};
 
 use crate::dialect::Dialect;
-use crate::needles::{
-    self, ERROR_KEY, FINISH_REASON_KEY, MESSAGE_DELTA, MESSAGE_START, MESSAGE_STOP, MODEL_KEY,
-    RESPONSE_COMPLETED, RESPONSE_INCOMPLETE, USAGE_KEY,
-};
 use crate::output::is_output;
 use crate::usage::{Reader, Usage, UsageState};
+
+mod filter;
+
+use filter::worth_parsing;
 
 /// Longest line (and longest event data) kept. Longer ones are dropped and counted,
 /// so a broken or hostile upstream cannot make the scanner buffer without bound.
@@ -24,6 +23,8 @@ pub const MAX_LINE_BYTES: usize = 1 << 20;
 #[derive(Debug)]
 pub struct SseScanner {
     dialect: Dialect,
+    /// Who reads the events: the scanners, or serde alone.
+    reader: Reader,
     state: UsageState,
     /// The unfinished line carried over from the previous chunk.
     line: Vec<u8>,
@@ -56,6 +57,7 @@ impl SseScanner {
     fn reading_with(reader: Reader, dialect: Dialect) -> Self {
         Self {
             dialect,
+            reader,
             state: UsageState::new(reader),
             line: Vec::new(),
             discarding: false,
@@ -102,6 +104,13 @@ impl SseScanner {
     /// the first one marks the time to first token.
     pub fn saw_output(&self) -> bool {
         self.output_seen
+    }
+
+    /// Whether the JSON cursor decides itself if an event's data carries output, without
+    /// serde's help (OpenAI chunks).
+    #[doc(hidden)]
+    pub fn output_scanner_decides(data: &[u8]) -> bool {
+        crate::output::scanner_decides(data)
     }
 
     /// Lines and event payloads dropped for exceeding [`MAX_LINE_BYTES`].
@@ -201,7 +210,7 @@ impl SseScanner {
     fn interpret(&mut self) {
         let data = self.data.trim_ascii();
         if !self.output_seen {
-            self.output_seen = is_output(self.dialect, &self.event_name, data);
+            self.output_seen = is_output(self.reader, self.dialect, &self.event_name, data);
         }
         match self.dialect {
             Dialect::Opaque => return,
@@ -219,75 +228,5 @@ impl SseScanner {
         if worth_parsing(self.dialect, data, need_model) {
             self.state.apply_json(self.dialect, data);
         }
-    }
-}
-
-/// Cheap byte checks that let the bulk of content deltas skip JSON parsing.
-///
-/// A quoted key cannot occur unescaped inside a JSON string, so `"usage"` is only
-/// ever a key or a bare string value; false positives merely cost a parse.
-fn worth_parsing(dialect: Dialect, data: &[u8], need_model: bool) -> bool {
-    let has = |finder: &Finder<'_>| needles::has(finder, data);
-    if need_model && has(&MODEL_KEY) {
-        return true;
-    }
-    match dialect {
-        Dialect::Anthropic => {
-            has(&MESSAGE_START) || has(&MESSAGE_DELTA) || has(&MESSAGE_STOP) || has(&ERROR_KEY)
-        }
-        Dialect::OpenAi => {
-            // Chat chunks carry `"finish_reason":null` and often `"usage":null`.
-            has_value(data, &USAGE_KEY)
-                || has_value(data, &FINISH_REASON_KEY)
-                || has(&ERROR_KEY)
-                || has(&RESPONSE_COMPLETED)
-                || has(&RESPONSE_INCOMPLETE)
-        }
-        Dialect::Opaque => false,
-    }
-}
-
-/// True when the finder's key occurs as an object key whose value is not `null`.
-fn has_value(data: &[u8], key: &Finder<'_>) -> bool {
-    let len = key.needle().len();
-    key.find_iter(data).any(|at| {
-        let rest = data[at + len..].trim_ascii_start();
-        match rest.strip_prefix(b":") {
-            Some(value) => {
-                let value = value.trim_ascii_start();
-                !value.is_empty() && !value.starts_with(b"null")
-            }
-            None => false,
-        }
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn has_value_skips_nulls() {
-        assert!(!has_value(br#"{"finish_reason":null}"#, &FINISH_REASON_KEY));
-        assert!(!has_value(
-            br#"{"finish_reason" : null}"#,
-            &FINISH_REASON_KEY
-        ));
-        assert!(has_value(
-            br#"{"finish_reason": "stop"}"#,
-            &FINISH_REASON_KEY
-        ));
-        assert!(has_value(br#"{"a":null,"usage":{"x":1}}"#, &USAGE_KEY));
-        assert!(!has_value(br#"{"type":"usage"}"#, &USAGE_KEY));
-        assert!(!has_value(br#"{"usage":"#, &USAGE_KEY));
-    }
-
-    #[test]
-    fn content_deltas_are_not_parsed() {
-        let chunk = br#"{"model":"m","choices":[{"index":0,"delta":{"content":"x"},"finish_reason":null}],"usage":null}"#;
-        assert!(!worth_parsing(Dialect::OpenAi, chunk, false));
-        assert!(worth_parsing(Dialect::OpenAi, chunk, true));
-        let delta = br#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"hi"}}"#;
-        assert!(!worth_parsing(Dialect::Anthropic, delta, false));
     }
 }

@@ -33,6 +33,7 @@ fn agree_sse(stream: &[u8]) {
             String::from_utf8_lossy(stream)
         );
         assert_eq!(scanner.events(), reference.events());
+        assert_eq!(scanner.saw_output(), reference.saw_output());
     }
 }
 

@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
+use std::task::{ready, Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -281,9 +281,16 @@ pin_project! {
     pub struct Metered<B> {
         #[pin]
         inner: B,
+        // Armed for the end of the allowed silence; frames do not move it: when it fires
+        // after a frame came, it is re-armed from that frame (`last_frame`).
         #[pin]
         idle: Sleep,
         idle_timeout: Duration,
+        // When the latest frame came, if one came since `idle` was last armed.
+        last_frame: Option<tokio::time::Instant>,
+        // The waker `idle` holds: while polls bring the same one and it has not fired, the
+        // sleep need not be polled again.
+        idle_waker: Option<Waker>,
         scan: Scan,
         record: Option<Record>,
         // Bytes still due by the upstream's Content-Length: hyper stops polling a body whose
@@ -306,12 +313,52 @@ impl<B: HttpBody> Metered<B> {
         Metered {
             idle: tokio::time::sleep(idle_timeout),
             idle_timeout,
+            last_frame: None,
+            idle_waker: None,
             remaining: inner.size_hint().exact(),
             inner,
             scan,
             record: Some(record),
         }
     }
+}
+
+/// Ready once the upstream has been silent for `timeout`: since the sleep was armed if no
+/// frame came after, else since the last frame, from which the sleep is then re-armed.
+fn poll_silence(
+    mut idle: Pin<&mut Sleep>,
+    timeout: Duration,
+    last_frame: &mut Option<tokio::time::Instant>,
+    idle_waker: &mut Option<Waker>,
+    cx: &mut Context<'_>,
+) -> Poll<()> {
+    // The sleep already holds this task's waker: it wakes the task when it fires.
+    let holds = idle_waker.as_ref().is_some_and(|w| w.will_wake(cx.waker()));
+    if holds && !idle.is_elapsed() {
+        return Poll::Pending;
+    }
+    loop {
+        // Out of budget, the sleep answers without registering anything.
+        let budget = tokio::task::coop::has_budget_remaining();
+        if idle.as_mut().poll(cx).is_pending() {
+            *idle_waker = budget.then(|| cx.waker().clone());
+            return Poll::Pending;
+        }
+        // A frame came after the sleep was armed: the silence began with it.
+        match last_frame.take() {
+            Some(last) => idle.as_mut().reset(deadline(last, timeout)),
+            None => return Poll::Ready(()),
+        }
+    }
+}
+
+/// When a silence that began at `at` runs out; decades away when the timeout does not fit the
+/// clock, as `tokio::time::sleep` reads it.
+fn deadline(at: tokio::time::Instant, timeout: Duration) -> tokio::time::Instant {
+    const DECADES: Duration = Duration::from_secs(30 * 365 * 86_400);
+    at.checked_add(timeout)
+        .or_else(|| at.checked_add(DECADES))
+        .unwrap_or(at)
 }
 
 /// The upstream fell silent for longer than `stream_idle_timeout`.
@@ -358,8 +405,7 @@ where
                         }
                     }
                 }
-                let deadline = tokio::time::Instant::now() + *this.idle_timeout;
-                this.idle.as_mut().reset(deadline);
+                *this.last_frame = Some(tokio::time::Instant::now());
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(error))) => {
@@ -375,7 +421,9 @@ where
                 Poll::Ready(None)
             }
             Poll::Pending => {
-                ready!(this.idle.poll(cx));
+                let (idle, timeout) = (this.idle.as_mut(), *this.idle_timeout);
+                let (last, waker) = (this.last_frame, this.idle_waker);
+                ready!(poll_silence(idle, timeout, last, waker, cx));
                 if let Some(record) = this.record.take() {
                     record.finish(Outcome::Broken, Some(ErrorClass::Timeout), this.scan);
                 }
@@ -394,6 +442,9 @@ where
         self.inner.size_hint()
     }
 }
+
+#[cfg(test)]
+mod idle_tests;
 
 #[cfg(test)]
 mod tests {
