@@ -38,36 +38,24 @@ def main() -> None:
     header(meta)
 
     print("\n### Non-streaming chat completions (~1.9 KB body, keep-alive, `wrk -t1`)\n")
-    print("| conns | target | req/s | p50 ms | p99 ms | non-2xx | socket errors "
-          "| req/s per repeat (other CPU %) |")
-    print("|---:|---|---:|---:|---:|---:|---:|---|")
-    med = {}
-    for conns in sorted({c for c, _ in runs}):
-        for target in TARGETS:
-            rows = runs.get((conns, target))
-            if not rows:
-                continue
-            rps = statistics.median(float(r["rps"]) for r in rows)
-            p50 = statistics.median(int(r["p50_us"]) for r in rows) / 1000
-            p99 = statistics.median(int(r["p99_us"]) for r in rows) / 1000
-            non2xx = sum(int(r["non2xx"]) for r in rows)
-            sock = sum(int(r[k]) for r in rows for k in ("connect", "read", "write", "timeout"))
-            med[(conns, target)] = (rps, p50, p99)
-            each = ", ".join(f"{float(r['rps']):,.0f} ({r.get('other_cpu', '?')})" for r in rows)
-            print(f"| {conns} | {target} | {rps:,.0f} | {f(p50, 3)} | {f(p99, 3)} | {non2xx} "
-                  f"| {sock} | {each} |")
+    med = wrk_table(runs, TARGETS)
 
     print("\n### Derived (from the medians)\n")
     print("| conns | switchyard / nginx req/s | switchyard+log / nginx+log req/s "
-          "| p99 added: switchyard | switchyard+log | nginx | nginx+log |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
+          "| p50 added: switchyard | nginx | p99 added: switchyard | switchyard+log | nginx "
+          "| nginx+log |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for conns in sorted({c for c, _ in runs}):
         m = lambda t: med.get((conns, t))
         ratio = lambda a, b: f"{m(a)[0] / m(b)[0]:.2f}" if m(a) and m(b) else "—"
-        added = lambda t: f"{m(t)[2] - m('direct')[2]:+.3f} ms" if m(t) and m("direct") else "—"
+        added = lambda t, i=2: (f"{m(t)[i] - m('direct')[i]:+.3f} ms" if m(t) and m("direct")
+                                else "—")
         print(f"| {conns} | {ratio('switchyard', 'nginx')} | {ratio('switchyard+log', 'nginx+log')} "
+              f"| {added('switchyard', 1)} | {added('nginx', 1)} "
               f"| {added('switchyard')} | {added('switchyard+log')} | {added('nginx')} "
               f"| {added('nginx+log')} |")
+
+    streamed_throughput(out)
 
     streams = jsonl(out / "stream.jsonl")
     if streams:
@@ -124,6 +112,54 @@ def main() -> None:
     errors = [l for log in sorted((out / "raw").glob("nginx*-error.log"))
               for l in log.read_text().splitlines() if "[notice]" not in l and l.strip()]
     print(f"\nnginx error-log lines above notice: {len(errors)}")
+
+
+def wrk_table(runs: dict, targets) -> dict:
+    """Prints one row per (conns, target) of wrk runs, medians over the repeats; returns the
+    medians as (req/s, p50 ms, p99 ms)."""
+    print("| conns | target | req/s | p50 ms | p99 ms | non-2xx | socket errors "
+          "| req/s per repeat (other CPU %) |")
+    print("|---:|---|---:|---:|---:|---:|---:|---|")
+    med = {}
+    for conns in sorted({c for c, _ in runs}):
+        for target in targets:
+            rows = runs.get((conns, target))
+            if not rows:
+                continue
+            rps = statistics.median(float(r["rps"]) for r in rows)
+            p50 = statistics.median(int(r["p50_us"]) for r in rows) / 1000
+            p99 = statistics.median(int(r["p99_us"]) for r in rows) / 1000
+            non2xx = sum(int(r["non2xx"]) for r in rows)
+            sock = sum(int(r[k]) for r in rows for k in ("connect", "read", "write", "timeout"))
+            med[(conns, target)] = (rps, p50, p99)
+            each = ", ".join(f"{float(r['rps']):,.0f} ({r.get('other_cpu', '?')})" for r in rows)
+            print(f"| {conns} | {target} | {rps:,.0f} | {f(p50, 3)} | {f(p99, 3)} | {non2xx} "
+                  f"| {sock} | {each} |")
+    return med
+
+
+def streamed_throughput(out: Path) -> None:
+    """The streamed requests' throughput and latency (wrk-stream.txt), if the run had them."""
+    path = out / "wrk-stream.txt"
+    if not path.exists():
+        return
+    runs = defaultdict(list)
+    for line in path.read_text().splitlines():
+        row = kv(line)
+        runs[(int(row["conns"]), row["target"])].append(row)
+    print("\n### Streamed chat completions (the sim's instant stream: 12 SSE events, ~2.9 KB; "
+          "nginx unbuffered)\n")
+    med = wrk_table(runs, ("direct", "switchyard", "nginx"))
+    print("\n| conns | switchyard / nginx req/s | p50 added: switchyard | nginx "
+          "| p99 added: switchyard | nginx |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for conns in sorted({c for c, _ in runs}):
+        m = lambda t: med.get((conns, t))
+        ratio = f"{m('switchyard')[0] / m('nginx')[0]:.2f}" if m("switchyard") and m("nginx") else "—"
+        added = lambda t, i: (f"{m(t)[i] - m('direct')[i]:+.3f} ms" if m(t) and m("direct")
+                              else "—")
+        print(f"| {conns} | {ratio} | {added('switchyard', 1)} | {added('nginx', 1)} "
+              f"| {added('switchyard', 2)} | {added('nginx', 2)} |")
 
 
 def header(meta: dict[str, str]) -> None:

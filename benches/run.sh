@@ -286,6 +286,37 @@ done
 curl -sS --max-time 5 "http://127.0.0.1:$SY_ADMIN/metrics" >"$OUT/raw/switchyard-metrics.txt"
 echo "load_after_throughput=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/meta.txt"
 
+# --- 1b. throughput and latency, streamed (the sim's instant stream: 12 SSE events at once) --
+# The same request with "stream": true and include_usage; nginx on its unbuffered SSE server.
+STREAM_BODY=$WORK/chat-stream.json
+python3 - "$BENCH/chat.json" "$STREAM_BODY" <<'PY'
+import json, sys
+body = json.load(open(sys.argv[1]))
+body["stream"] = True
+body["stream_options"] = {"include_usage": True}
+json.dump(body, open(sys.argv[2], "w"))
+PY
+STREAM_TARGETS=("direct:$SIM" "switchyard:$SY" "nginx:$NGX_SSE")
+for round in $(seq "$REPEATS"); do
+    for t in "${STREAM_TARGETS[@]}"; do
+        name=${t%%:*}; url="http://127.0.0.1:${t##*:}/v1/chat/completions"
+        log "round $round/$REPEATS: $name, streamed"
+        timeout -k 5 $((WARMUP + 30)) wrk -t1 -c"$MAX_CONNS" -d"${WARMUP}s" \
+            -s "$BENCH/post.lua" "$url" -- "$STREAM_BODY" >/dev/null
+        for c in $CONNS; do
+            raw=$OUT/raw/wrk-stream-$round-$name-c$c.txt
+            before=$(cpu_mark $OURS)
+            timeout -k 5 $((DURATION + 30)) wrk -t1 -c"$c" -d"${DURATION}s" --latency \
+                -s "$BENCH/post.lua" "$url" -- "$STREAM_BODY" >"$raw"
+            other=$(other_cpu "$before" "$(cpu_mark $OURS)")
+            line=$(grep '^BENCH ' "$raw") || die "no summary in $raw"
+            echo "round=$round target=$name conns=$c other_cpu=$other ${line#BENCH }" |
+                tee -a "$OUT/wrk-stream.txt" >&2
+        done
+    done
+done
+echo "load_after_stream_throughput=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/meta.txt"
+
 # --- 2. streaming: time to first byte ------------------------------------------------------
 log "streaming TTFB"
 # completion_tokens caps the chunk count (one word per chunk at least), so raise it to match
