@@ -30,16 +30,7 @@ use switchyard_core::{Body, BoxError};
 use tokio::time::Instant;
 use tower_service::Service;
 
-/// One place an upstream answers (the pool keeps connections per endpoint).
-#[derive(Debug, Clone)]
-pub struct Endpoint {
-    pub scheme: Scheme,
-    pub authority: Authority,
-    /// A path prefix of the upstream's URL, without a trailing slash ("" for none).
-    pub base_path: String,
-    /// scheme://authority/base_path: the endpoint's name in health state and metrics.
-    pub label: Arc<str>,
-}
+use crate::upstream::Endpoint;
 
 /// The most idle HTTP/1.1 connections an endpoint keeps; a connection finishing its response
 /// while as many wait is closed. Far above what one gateway's traffic to one endpoint keeps

@@ -3,13 +3,24 @@
 
 use std::sync::Arc;
 
+use http::uri::{Authority, Scheme};
 use http::HeaderValue;
 use switchyard_config::HealthCheck;
 
 use crate::affinity::Ring;
 use crate::health::{self, EndpointHealth, HealthPolicy};
-pub use crate::pool::Endpoint;
 use crate::pool::Pool;
+
+/// One place an upstream answers.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub scheme: Scheme,
+    pub authority: Authority,
+    /// A path prefix of the upstream's URL, without a trailing slash ("" for none).
+    pub base_path: String,
+    /// scheme://authority/base_path: the endpoint's name in health state and metrics.
+    pub label: Arc<str>,
+}
 
 /// An upstream: its endpoints and its own connection pool.
 #[derive(Debug)]

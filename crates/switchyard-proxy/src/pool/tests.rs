@@ -269,24 +269,11 @@ async fn h2_upstream() -> (SocketAddr, Arc<AtomicUsize>) {
     use hyper_util::rt::TokioIo;
     let fixtures =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../switchyard/tests/fixtures");
-    let acceptor = {
-        use rustls::pki_types::pem::PemObject;
-        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-        let certs = CertificateDer::pem_file_iter(fixtures.join("test-cert.pem"))
-            .unwrap()
-            .collect::<Result<Vec<_>, _>>()
-            .unwrap();
-        let key = PrivateKeyDer::from_pem_file(fixtures.join("test-key.pem")).unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(certs, key)
-            .unwrap();
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        tokio_rustls::TlsAcceptor::from(Arc::new(config))
-    };
+    let acceptor = crate::server::tls_acceptor(
+        &fixtures.join("test-cert.pem"),
+        &fixtures.join("test-key.pem"),
+    )
+    .unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let accepts = Arc::new(AtomicUsize::new(0));
