@@ -191,9 +191,7 @@ async fn send(
     loop {
         let (conn, reused) = match slot.checkout(shared.idle_timeout) {
             Some(conn) => (conn, true),
-            // Boxed: dialling (TCP, TLS, the handshakes) is a large future, and held inline
-            // it would make every attempt's future, copied into its box, that large.
-            None => (Box::pin(shared.dial(index)).await?, false),
+            None => (shared.dial(index).await?, false),
         };
         let mut tx = match conn {
             Conn::H2(mut tx) => {
