@@ -9,11 +9,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 /// A pooled client for http and https URLs (rustls, web PKI roots) sending bodies of type `B`.
-pub type HttpsClient<B> = Client<HttpsConnector, B>;
-
-/// What every client dials with: TCP (resolving, connect timeout, keepalive, no delay), then
-/// rustls for https URLs, offering `h2` by ALPN where the settings say so.
-pub type HttpsConnector = hyper_rustls::HttpsConnector<HttpConnector>;
+pub type HttpsClient<B> = Client<hyper_rustls::HttpsConnector<HttpConnector>, B>;
 
 /// What differs between callers: how long to dial, TCP keepalive, whether to offer HTTP/2,
 /// and how long an idle pooled connection is kept.
@@ -34,39 +30,26 @@ where
     B: http_body::Body + Send,
     B::Data: Send,
 {
-    let connector = https_connector(settings)?;
-    Ok(Client::builder(TokioExecutor::new())
-        .timer(TokioTimer::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(settings.pool_idle_timeout)
-        .build(connector))
-}
-
-/// Builds the connector alone, for a caller that keeps its own connections (the pool setting
-/// is then the caller's to honour). Fails only when rustls refuses its own configuration.
-pub fn https_connector(settings: &ClientSettings) -> Result<HttpsConnector, rustls::Error> {
-    Ok(https_connector_with(settings, crate::tls::client_config()?))
-}
-
-/// [`https_connector`] trusting what `tls` trusts (tests that run their own CA).
-pub fn https_connector_with(
-    settings: &ClientSettings,
-    tls: rustls::ClientConfig,
-) -> HttpsConnector {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
     http.set_connect_timeout(settings.connect_timeout);
     http.set_keepalive(settings.tcp_keepalive);
+    let tls = crate::tls::client_config()?;
     let builder = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()
         .enable_http1();
-    if settings.http2 {
+    let connector = if settings.http2 {
         builder.enable_http2().wrap_connector(http)
     } else {
         builder.wrap_connector(http)
-    }
+    };
+    Ok(Client::builder(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(settings.pool_idle_timeout)
+        .build(connector))
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! Forward: the upstream request, sent through the upstream's connection pool.
+//! Forward: the pooled client per upstream and the upstream request.
 
 use std::future::Future;
 use std::time::Duration;
@@ -7,28 +7,21 @@ use bytes::Bytes;
 use http::request::Parts;
 use http::uri::PathAndQuery;
 use http::{HeaderValue, Request, Response, Uri};
-use switchyard_core::client::{https_client, ClientSettings, HttpsClient};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::ResponseFuture;
+use switchyard_core::client::{https_client, ClientSettings};
 use switchyard_core::Body;
 
-use crate::pool::{self, Pool, ResponseFuture, UpstreamBody};
-use crate::upstream::{Endpoint, Upstream};
+use crate::upstream::{Endpoint, Upstream, UpstreamClient};
 
-/// A health probe's pooled HTTP/1.1 and HTTP/2 client (https by rustls, webpki roots).
-pub type ProbeClient = HttpsClient<Body>;
-
-/// Builds a probe's client; the connect timeout is the probe's own.
-pub fn probe_client(connect_timeout: Duration) -> Result<ProbeClient, rustls::Error> {
+/// Builds an upstream's client (and a probe's); the connect timeout is the caller's own.
+pub fn client(connect_timeout: Duration) -> Result<UpstreamClient, rustls::Error> {
     https_client(&ClientSettings {
         connect_timeout: Some(connect_timeout),
         tcp_keepalive: Some(Duration::from_secs(60)),
         http2: true,
         pool_idle_timeout: Duration::from_secs(90),
     })
-}
-
-/// Builds an upstream's connection pool, one per endpoint, dialing within `connect_timeout`.
-pub fn pool(connect_timeout: Duration, endpoints: &[Endpoint]) -> Result<Pool, rustls::Error> {
-    Pool::new(connect_timeout, endpoints)
 }
 
 /// The upstream URI: the endpoint's base path joined with the client's path and query.
@@ -49,27 +42,11 @@ pub fn upstream_uri(
         .build()
 }
 
-/// The upstream request target in origin form: the endpoint's base path joined with the
-/// client's path and query (the pool adds the scheme and authority where HTTP/2 wants them).
-pub fn upstream_target(
-    endpoint: &Endpoint,
-    path_and_query: Option<&PathAndQuery>,
-) -> Result<Uri, http::Error> {
-    let joined = match path_and_query {
-        // The client's own, already parsed: shared, not parsed again.
-        Some(pq) if endpoint.base_path.is_empty() => pq.clone(),
-        Some(pq) => PathAndQuery::try_from(format!("{}{}", endpoint.base_path, pq.as_str()))?,
-        None if endpoint.base_path.is_empty() => PathAndQuery::from_static("/"),
-        None => PathAndQuery::try_from(format!("{}/", endpoint.base_path))?,
-    };
-    Ok(Uri::from(joined))
-}
-
 /// Sets the request's URI and the headers the upstream must see from us.
 pub fn prepare(req: &mut Request<Body>, uri: Uri, request_id: &HeaderValue) {
     *req.uri_mut() = uri;
-    // HTTP/1.1 to the upstream regardless of how the client spoke; the pool speaks h2 where
-    // ALPN picks it.
+    // HTTP/1.1 to the upstream regardless of how the client spoke; the pool upgrades to h2
+    // where ALPN offers it.
     *req.version_mut() = http::Version::HTTP_11;
     req.headers_mut().remove(http::header::HOST);
     req.headers_mut()
@@ -78,14 +55,14 @@ pub fn prepare(req: &mut Request<Body>, uri: Uri, request_id: &HeaderValue) {
 
 /// How sending to the upstream ended.
 pub enum Sent {
-    Response(Response<UpstreamBody>),
+    Response(Response<Incoming>),
     /// No endpoint at all (an upstream without endpoints cannot be configured).
     NoEndpoint,
     BadTarget,
     /// Refused or unreachable, on the retry too if there was one.
     Connect,
     Timeout,
-    Failed(pool::Error),
+    Failed(hyper_util::client::legacy::Error),
 }
 
 /// One attempt on its way: the upstream's response headers, within the deadline.
@@ -129,14 +106,14 @@ pub fn start(
     let Some(endpoint) = upstream.endpoints.get(index) else {
         return Err(Unsent::NoEndpoint);
     };
-    let Ok(uri) = upstream_target(endpoint, parts.uri.path_and_query()) else {
+    let Ok(uri) = upstream_uri(endpoint, parts.uri.path_and_query()) else {
         return Err(Unsent::BadTarget);
     };
     let mut req = Request::from_parts(parts, body);
     prepare(&mut req, uri, request_id);
     Ok(tokio::time::timeout_at(
         deadline,
-        upstream.client.send(index, req),
+        upstream.client.request(req),
     ))
 }
 

@@ -16,7 +16,6 @@ mod limiter;
 mod local;
 mod meter;
 mod peer;
-mod pool;
 mod probe;
 mod proxy;
 mod reconcile;

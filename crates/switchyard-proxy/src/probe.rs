@@ -10,9 +10,9 @@ use http::{Request, Uri};
 use switchyard_config::HealthCheck;
 use tokio::task::AbortHandle;
 
-use crate::forward::{self, ProbeClient};
+use crate::forward;
 use crate::health::{EndpointHealth, HealthPolicy};
-use crate::upstream::Upstream;
+use crate::upstream::{Upstream, UpstreamClient};
 
 /// Running probes by upstream name.
 pub type Probes = HashMap<Arc<str>, Running>;
@@ -75,7 +75,7 @@ fn start(plan: Plan, upstream: &Upstream) -> Option<Running> {
     let runtime = tokio::runtime::Handle::try_current().ok()?;
     let path = PathAndQuery::try_from(plan.check.path.as_str()).ok()?;
     // The probe's own pool, so its connect timeout is the probe timeout.
-    let client = match forward::probe_client(plan.check.timeout) {
+    let client = match forward::client(plan.check.timeout) {
         Ok(client) => client,
         Err(error) => {
             tracing::warn!(%error, upstream = %upstream.name, "health probe not started");
@@ -94,7 +94,7 @@ fn start(plan: Plan, upstream: &Upstream) -> Option<Running> {
     Some(Running { plan, tasks })
 }
 
-async fn probe_loop(client: ProbeClient, uri: Uri, cell: Arc<EndpointHealth>, plan: Plan) {
+async fn probe_loop(client: UpstreamClient, uri: Uri, cell: Arc<EndpointHealth>, plan: Plan) {
     let mut ticks = tokio::time::interval(plan.check.interval);
     // A stalled runtime must not fire a burst of probes to catch up.
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -109,7 +109,7 @@ async fn probe_loop(client: ProbeClient, uri: Uri, cell: Arc<EndpointHealth>, pl
 }
 
 /// A 2xx within the timeout is a success; anything else is a failure.
-async fn probe_once(client: &ProbeClient, uri: &Uri, timeout: Duration) -> bool {
+async fn probe_once(client: &UpstreamClient, uri: &Uri, timeout: Duration) -> bool {
     let Ok(req) = Request::get(uri.clone()).body(switchyard_core::body::empty()) else {
         return false;
     };

@@ -356,7 +356,7 @@ fn upstreams_of(
     let mut upstreams = HashMap::new();
     for (name, spec) in &config.upstreams {
         let endpoints = endpoints_of(name, &spec.target, sims)?;
-        let client = forward::pool(spec.connect_timeout, &endpoints).map_err(|e| CompileError {
+        let client = forward::client(spec.connect_timeout).map_err(|e| CompileError {
             key: format!("upstreams.{name}"),
             message: format!("TLS client: {e}"),
         })?;

@@ -1,4 +1,4 @@
-//! An upstream: its endpoints, its connection pool, its ring and health, and the choice of
+//! An upstream: its endpoints, its pooled client, its ring and health, and the choice of
 //! endpoint for a request.
 
 use std::sync::Arc;
@@ -6,10 +6,14 @@ use std::sync::Arc;
 use http::uri::{Authority, Scheme};
 use http::HeaderValue;
 use switchyard_config::HealthCheck;
+use switchyard_core::client::HttpsClient;
+use switchyard_core::Body;
 
 use crate::affinity::Ring;
 use crate::health::{self, EndpointHealth, HealthPolicy};
-use crate::pool::Pool;
+
+/// A pooled HTTP/1.1 and HTTP/2 client for one upstream (https by rustls, webpki roots).
+pub type UpstreamClient = HttpsClient<Body>;
 
 /// One place an upstream answers.
 #[derive(Debug, Clone)]
@@ -29,8 +33,7 @@ pub struct Upstream {
     /// `x-switchyard-upstream`, made once.
     pub header: Option<HeaderValue>,
     pub endpoints: Vec<Endpoint>,
-    /// Its connections, by endpoint index.
-    pub client: Pool,
+    pub client: UpstreamClient,
     /// The consistent-hash ring, for two endpoints or more.
     pub ring: Option<Ring>,
     pub policy: HealthPolicy,

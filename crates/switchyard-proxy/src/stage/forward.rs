@@ -8,6 +8,7 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use http::{HeaderValue, Request, Response};
+use hyper::body::Incoming;
 use pin_project_lite::pin_project;
 use switchyard_core::body;
 use tower_service::Service;
@@ -18,7 +19,6 @@ use crate::headers::{
     append_list, forwarded_for, strip_hop_by_hop, X_FORWARDED_FOR, X_FORWARDED_HOST,
     X_FORWARDED_PROTO,
 };
-use crate::pool::UpstreamBody;
 use crate::rescue::Refusal;
 
 /// The upstream's response, with the request it answers.
@@ -31,7 +31,7 @@ pub(crate) struct Forwarded<B> {
 pub(crate) struct Forward;
 
 impl Service<Flow> for Forward {
-    type Response = Forwarded<UpstreamBody>;
+    type Response = Forwarded<Incoming>;
     type Error = Stopped;
     type Future = Sending;
 
@@ -134,7 +134,7 @@ impl Step {
 }
 
 impl Future for Sending {
-    type Output = Result<Forwarded<UpstreamBody>, Stopped>;
+    type Output = Result<Forwarded<Incoming>, Stopped>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
@@ -189,7 +189,7 @@ fn retry(
     }
 }
 
-fn answer(flow: Flow, sent: Sent) -> Result<Forwarded<UpstreamBody>, Stopped> {
+fn answer(flow: Flow, sent: Sent) -> Result<Forwarded<Incoming>, Stopped> {
     let refusal = match sent {
         Sent::Response(response) => return Ok(Forwarded { response, flow }),
         Sent::NoEndpoint | Sent::Connect => Refusal::UpstreamConnect,
