@@ -340,12 +340,8 @@ impl<'a> Cursor<'a> {
 fn plain_end(bytes: &[u8], mut i: usize) -> usize {
     // Short runs end within a word or two: a word at a time is cheapest for them.
     for _ in 0..2 {
-        let Some(chunk) = bytes.get(i..i + 8) else {
-            return short_end(bytes, i);
-        };
-        let flags = special(word(chunk));
-        if flags != 0 {
-            return i + (flags.trailing_zeros() / 8) as usize;
+        if let Some(end) = end_in_word(bytes, i) {
+            return end;
         }
         i += 8;
     }
@@ -358,15 +354,22 @@ fn plain_end(bytes: &[u8], mut i: usize) -> usize {
         i += BLOCK;
     }
     loop {
-        let Some(chunk) = bytes.get(i..i + 8) else {
-            return short_end(bytes, i);
-        };
-        let flags = special(word(chunk));
-        if flags != 0 {
-            return i + (flags.trailing_zeros() / 8) as usize;
+        if let Some(end) = end_in_word(bytes, i) {
+            return end;
         }
         i += 8;
     }
+}
+
+/// The end of the plain run if it lies in the eight bytes at `i` (or in the shorter rest of
+/// `bytes`, where it always does), else `None`.
+#[inline(always)]
+fn end_in_word(bytes: &[u8], i: usize) -> Option<usize> {
+    let Some(chunk) = bytes.get(i..i + 8) else {
+        return Some(short_end(bytes, i));
+    };
+    let flags = special(word(chunk));
+    (flags != 0).then(|| i + (flags.trailing_zeros() / 8) as usize)
 }
 
 /// The bytes of a long string tested at once.

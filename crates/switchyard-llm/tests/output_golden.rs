@@ -3,6 +3,9 @@
 //! carries model output.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod corpus;
+
+use corpus::{each_byte_change, event_data, streams};
 use switchyard_llm::{Dialect, SseScanner};
 
 /// Both readers' verdict on one stream (whether any event carried output), checked equal.
@@ -27,34 +30,6 @@ fn agree(data: &[u8]) -> bool {
     event.extend_from_slice(b"\n\n");
     output(Dialect::Anthropic, &event);
     output(Dialect::OpenAi, &event)
-}
-
-fn streams() -> Vec<(String, Vec<u8>)> {
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
-    let mut files = Vec::new();
-    for dir in [
-        "crates/switchyard-llm/tests/fixtures",
-        "fuzz/corpus/sse_usage",
-    ] {
-        for entry in std::fs::read_dir(format!("{root}/{dir}")).unwrap() {
-            let path = entry.unwrap().path();
-            let name = path.display().to_string();
-            if dir.ends_with("sse_usage") || name.ends_with(".sse") {
-                files.push((name, std::fs::read(&path).unwrap()));
-            }
-        }
-    }
-    files.sort();
-    files
-}
-
-/// The data of each event of a stream.
-fn event_data(stream: &[u8]) -> Vec<Vec<u8>> {
-    let text = String::from_utf8_lossy(stream);
-    text.lines()
-        .filter_map(|line| line.strip_prefix("data:"))
-        .map(|data| data.trim().as_bytes().to_vec())
-        .collect()
 }
 
 #[test]
@@ -97,14 +72,9 @@ fn every_single_byte_change_of_the_corpus_agrees() {
     ];
     for (_, stream) in streams() {
         for data in event_data(&stream).into_iter().filter(|d| d.len() < 1200) {
-            let mut copy = data.clone();
-            for at in 0..data.len() {
-                for &byte in &replacements {
-                    copy[at] = byte;
-                    agree(&copy);
-                }
-                copy[at] = data[at];
-            }
+            each_byte_change(&data, &replacements, |copy| {
+                agree(copy);
+            });
         }
     }
 }

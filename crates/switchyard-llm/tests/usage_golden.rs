@@ -3,6 +3,9 @@
 //! (`usage_from_json_with_serde`, `SseScanner::with_serde`) in every dialect.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod corpus;
+
+use corpus::{bodies, each_byte_change, event_data, root, streams};
 use switchyard_llm::{
     usage_from_json, usage_from_json_with_serde, usage_scanner_reads, Dialect, SseScanner,
 };
@@ -35,50 +38,6 @@ fn agree_sse(stream: &[u8]) {
         assert_eq!(scanner.events(), reference.events());
         assert_eq!(scanner.saw_output(), reference.saw_output());
     }
-}
-
-fn root() -> String {
-    concat!(env!("CARGO_MANIFEST_DIR"), "/../..").to_owned()
-}
-
-fn files_in(dir: &str, keep: impl Fn(&str) -> bool) -> Vec<(String, Vec<u8>)> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(format!("{}/{dir}", root())).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.display().to_string();
-        if keep(&name) {
-            files.push((name, std::fs::read(&path).unwrap()));
-        }
-    }
-    files.sort();
-    files
-}
-
-/// Whole response bodies: the fixtures (real-shaped and the simulator's) and the fuzz seeds.
-fn bodies() -> Vec<(String, Vec<u8>)> {
-    let mut files = files_in("crates/switchyard-llm/tests/fixtures", |name| {
-        name.ends_with("_response.json")
-    });
-    files.extend(files_in("fuzz/corpus/usage_json", |_| true));
-    files
-}
-
-/// Event streams: the fixtures (real-shaped and the simulator's) and the SSE fuzz seeds.
-fn streams() -> Vec<(String, Vec<u8>)> {
-    let mut files = files_in("crates/switchyard-llm/tests/fixtures", |name| {
-        name.ends_with(".sse")
-    });
-    files.extend(files_in("fuzz/corpus/sse_usage", |_| true));
-    files
-}
-
-/// The data of each event of a stream, as the SSE scanner hands it over.
-fn event_data(stream: &[u8]) -> Vec<Vec<u8>> {
-    let text = String::from_utf8_lossy(stream);
-    text.lines()
-        .filter_map(|line| line.strip_prefix("data:"))
-        .map(|data| data.trim().as_bytes().to_vec())
-        .collect()
 }
 
 #[test]
@@ -159,14 +118,7 @@ fn every_single_byte_change_of_the_corpus_agrees() {
         samples.extend(event_data(&stream).into_iter().filter(|d| d.len() < 600));
     }
     for body in samples {
-        let mut copy = body.clone();
-        for at in 0..body.len() {
-            for &byte in &replacements {
-                copy[at] = byte;
-                agree_json(&copy);
-            }
-            copy[at] = body[at];
-        }
+        each_byte_change(&body, &replacements, agree_json);
     }
 }
 
@@ -174,14 +126,7 @@ fn every_single_byte_change_of_the_corpus_agrees() {
 fn every_single_byte_change_of_the_streams_agrees() {
     let replacements = [b'"', b'{', b'}', b'\n', b':', b'0', b'x', 0xff];
     for (_, stream) in streams().into_iter().filter(|(_, s)| s.len() < 4000) {
-        let mut copy = stream.clone();
-        for at in 0..stream.len() {
-            for &byte in &replacements {
-                copy[at] = byte;
-                agree_sse(&copy);
-            }
-            copy[at] = stream[at];
-        }
+        each_byte_change(&stream, &replacements, agree_sse);
     }
 }
 
