@@ -10,13 +10,15 @@ and shutdown. Requests go one at a time on one keep-alive connection, with the a
 (level info), as in the default deployment.
 
     python3 benches/instructions.py BASE_BINARY NEW_BINARY [--small 500] [--large 3000]
-        [--base-extra FILE] [--new-extra FILE] [--redis]
+        [--base-extra FILE] [--new-extra FILE] [--base-http1 ENGINE] [--new-http1 ENGINE]
+        [--redis]
 
 `--base-extra` and `--new-extra` append a TOML fragment to that side's config (the same binary
 may then be compared with itself under two configs, e.g. fleet mode against one gateway);
 `@REDIS_URL@` and `@NAMESPACE@` in a fragment are replaced by the redis-server `--redis`
 starts on a free port for the run (not instrumented) and by a namespace new for each gateway
-run, so no run reads another's state.
+run, so no run reads another's state. `--base-http1` / `--new-http1 builtin` set that side's
+`server.http1` (default: the key is left out, so hyper serves, and older builds still start).
 
 Prints a Markdown table with integer totals and the ratio NEW / BASE, then a second one with
 the calls to malloc, calloc and realloc per request, read from the same callgrind runs (the
@@ -60,8 +62,10 @@ def wait_port(port: int, proc: subprocess.Popen, timeout: float = 120.0) -> None
     raise RuntimeError(f"nothing listening on {port} after {timeout}s")
 
 
-def config(work: Path, port: int, admin: int, sim: int, extra: str) -> Path:
+def config(work: Path, port: int, admin: int, sim: int, extra: str, http1: str = "") -> Path:
     text = (BENCH / "gateway.toml.tmpl").read_text() + "\n" + extra
+    if http1:
+        text = text.replace("[server]\n", f'[server]\nhttp1 = "{http1}"\n', 1)
     for key, value in {
         "@PORT@": str(port),
         "@ADMIN_PORT@": str(admin),
@@ -159,10 +163,12 @@ def totals(out: Path) -> tuple:
     return total, allocs
 
 
-def measure(binary: str, sim_port: int, n: int, stream: bool, work: Path, extra: str) -> tuple:
+def measure(
+    binary: str, sim_port: int, n: int, stream: bool, work: Path, extra: str, http1: str = ""
+) -> tuple:
     port, admin = free_port(), free_port()
     extra = extra.replace("@NAMESPACE@", f"bench-{port}")
-    cfg = config(work, port, admin, sim_port, extra)
+    cfg = config(work, port, admin, sim_port, extra, http1)
     out = work / f"callgrind.{port}.out"
     proc = subprocess.Popen(
         [
@@ -198,6 +204,8 @@ def main() -> int:
     parser.add_argument("--large", type=int, default=3000)
     parser.add_argument("--base-extra", type=Path)
     parser.add_argument("--new-extra", type=Path)
+    parser.add_argument("--base-http1", default="")
+    parser.add_argument("--new-http1", default="")
     parser.add_argument("--redis", action="store_true")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="switchyard-instr-"))
@@ -233,8 +241,13 @@ def main() -> int:
             span = args.large - args.small
             for name, binary in (("base", args.base), ("new", args.new)):
                 extra = extras[name]
-                small, small_allocs = measure(binary, sim_port, args.small, stream, work, extra)
-                large, large_allocs = measure(binary, sim_port, args.large, stream, work, extra)
+                http1 = args.base_http1 if name == "base" else args.new_http1
+                small, small_allocs = measure(
+                    binary, sim_port, args.small, stream, work, extra, http1
+                )
+                large, large_allocs = measure(
+                    binary, sim_port, args.large, stream, work, extra, http1
+                )
                 per[name] = (large - small) // span
                 per_alloc[name] = {
                     k: round((large_allocs.get(k, 0) - small_allocs.get(k, 0)) / span)

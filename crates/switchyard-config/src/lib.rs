@@ -52,7 +52,7 @@ pub use route::{
 };
 pub use rules::{IncidentSettings, Rule, RuleAction, RuleMetric, Threshold};
 pub use server::{
-    Admin, Log, LogFormat, Server, Tls, DEFAULT_DRAIN_DELAY, DEFAULT_DRAIN_TIMEOUT,
+    Admin, Http1Engine, Log, LogFormat, Server, Tls, DEFAULT_DRAIN_DELAY, DEFAULT_DRAIN_TIMEOUT,
     MIN_HEADER_BYTES,
 };
 pub use telemetry::{

@@ -60,6 +60,9 @@ pub(crate) struct ServerSpec {
     /// client address is the TCP peer's, whatever the header says.
     #[schemars(with = "Option<u64>")]
     trusted_hops: Option<Spanned<u64>>,
+    /// What serves HTTP/1.1 on a plain-TCP listener: `hyper` (default) or `builtin`, the
+    /// gateway's own connection loop for the common case (it hands anything else to hyper).
+    http1: Option<Http1Engine>,
     /// Optional; without it the listener speaks plain HTTP.
     tls: Option<TlsSpec>,
 }
@@ -78,6 +81,7 @@ impl ServerSpec {
         drain_delay: None,
         drain_timeout: None,
         trusted_hops: None,
+        http1: None,
         tls: None,
     };
 }
@@ -143,6 +147,8 @@ pub struct Server {
     pub drain_timeout: Duration,
     /// How many X-Forwarded-For entries, counted from the right, trusted proxies appended.
     pub trusted_hops: usize,
+    /// What serves HTTP/1.1 on a plain-TCP listener.
+    pub http1: Http1Engine,
     pub tls: Option<Tls>,
 }
 
@@ -169,6 +175,19 @@ pub struct Log {
     pub level: String,
 }
 
+/// `server.http1`: what serves HTTP/1.1 on a plain-TCP listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Http1Engine {
+    /// hyper's HTTP/1.1 server, as for TLS and HTTP/2.
+    #[default]
+    Hyper,
+    /// The gateway's own connection loop: keep-alive requests whose body has a
+    /// Content-Length; anything else on the connection (chunked request bodies, `Expect`,
+    /// upgrades, HTTP/1.0, HTTP/2 prior knowledge, bodies that trickle) is handed to hyper.
+    Builtin,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -191,6 +210,7 @@ impl Default for Server {
             drain_delay: DEFAULT_DRAIN_DELAY,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             trusted_hops: 0,
+            http1: Http1Engine::Hyper,
             tls: None,
         }
     }
@@ -268,6 +288,7 @@ pub(crate) fn compile_server(spec: &ServerSpec, ctx: &Ctx) -> Result<Server, Con
             d.drain_timeout,
         )?,
         trusted_hops: trusted_hops(spec.trusted_hops.as_ref(), ctx)?,
+        http1: spec.http1.unwrap_or_default(),
         tls,
     })
 }

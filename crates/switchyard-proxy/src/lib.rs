@@ -7,6 +7,7 @@ mod boards;
 mod context;
 mod forward;
 mod gateway;
+mod h1;
 mod headers;
 mod health;
 mod inspect;

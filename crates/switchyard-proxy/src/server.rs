@@ -1,6 +1,7 @@
 //! Listeners: TCP or TLS, HTTP/1.1 and HTTP/2, with head-read and handshake bounds, and the
 //! drain that closes them.
 
+use std::any::TypeId;
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
@@ -16,12 +17,14 @@ use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::gateway::Gateway;
+use crate::h1;
 use crate::peer::Peer;
 use crate::proxy::Proxy;
 
@@ -46,6 +49,12 @@ pub struct Listener {
     pub tls: Option<TlsAcceptor>,
     pub header_read_timeout: Duration,
     pub max_header_bytes: usize,
+    /// `server.http1 = "builtin"`: plain-TCP HTTP/1.1 is served by the gateway's own
+    /// connection loop (see `h1`), when nothing wraps the gateway in layers of its own.
+    pub builtin_http1: bool,
+    /// The largest request body the built-in loop reads before calling the gateway; a larger
+    /// one is left to hyper.
+    pub max_body_bytes: usize,
 }
 
 /// A TLS acceptor for the PEM certificate chain and key, offering h2 and http/1.1.
@@ -108,14 +117,17 @@ where
     B::Error: Into<switchyard_core::BoxError>,
 {
     let layer = Arc::new(layer);
+    let builtin = builtin_settings::<L>(&listener);
     let Listener {
         tcp,
         tls,
         header_read_timeout,
         max_header_bytes,
+        ..
     } = listener;
     let builder = Arc::new(builder(header_read_timeout, max_header_bytes));
     let graceful = GracefulShutdown::new();
+    let (draining, drain) = watch::channel(false);
     // Every connection's task, so the ones that outlive the drain can be cut and counted.
     let mut connections = JoinSet::new();
     tokio::pin!(stop);
@@ -138,17 +150,46 @@ where
             addr,
             tls: tls.is_some(),
         };
-        let service = layer.layer(Proxy::for_peer(gateway.clone(), peer));
+        let proxy = Proxy::for_peer(gateway.clone(), peer);
+        let direct = builtin.map(|settings| (proxy.clone(), settings, drain.clone()));
+        let service = layer.layer(proxy);
         connections.spawn(connection(
             stream,
             peer,
             tls.clone(),
-            (service, builder.clone()),
+            (service, builder.clone(), direct),
             graceful.watcher(),
         ));
     };
     drop(tcp);
+    let _ = draining.send(true);
     finish(graceful, connections, drain_timeout).await
+}
+
+/// The built-in HTTP/1.1 loop's settings, if it serves this listener: asked for, plain TCP,
+/// and no layer of the embedding program's around the gateway (the loop calls the gateway
+/// itself; a layer's service takes hyper's request type).
+fn builtin_settings<L: 'static>(listener: &Listener) -> Option<h1::Settings> {
+    if !listener.builtin_http1 {
+        return None;
+    }
+    if listener.tls.is_some() {
+        tracing::warn!(
+            "server.http1 = \"builtin\" serves plain TCP only; hyper serves this TLS listener"
+        );
+        return None;
+    }
+    if TypeId::of::<L>() != TypeId::of::<tower_layer::Identity>() {
+        tracing::warn!(
+            "server.http1 = \"builtin\" is not used under an embedding layer; hyper serves"
+        );
+        return None;
+    }
+    Some(h1::Settings {
+        header_read_timeout: listener.header_read_timeout,
+        max_header_bytes: listener.max_header_bytes,
+        max_body_bytes: listener.max_body_bytes,
+    })
 }
 
 /// Asks every open connection to finish, waits up to `drain_timeout`, then cuts the rest.
@@ -162,10 +203,13 @@ async fn finish(
         drain_timeout = ?drain_timeout,
         "no longer accepting connections; waiting for requests in flight"
     );
-    if tokio::time::timeout(drain_timeout, graceful.shutdown())
-        .await
-        .is_ok()
-    {
+    // hyper's connections are told by `graceful`, the built-in loop's by the drain flag
+    // the caller set; both are done when their tasks end.
+    let all_done = async {
+        graceful.shutdown().await;
+        while connections.join_next().await.is_some() {}
+    };
+    if tokio::time::timeout(drain_timeout, all_done).await.is_ok() {
         return 0;
     }
     while connections.try_join_next().is_some() {}
@@ -179,12 +223,16 @@ async fn finish(
     cut
 }
 
+/// What the built-in HTTP/1.1 loop needs for one connection: the gateway for its peer, the
+/// limits, and the drain flag.
+type Direct = (Proxy, h1::Settings, watch::Receiver<bool>);
+
 /// One accepted connection, served until it closes (or the drain says to close it).
 async fn connection<S, B>(
     stream: TcpStream,
     peer: Peer,
     tls: Option<TlsAcceptor>,
-    (service, builder): (S, Arc<auto::Builder<TokioExecutor>>),
+    (service, builder, direct): (S, Arc<auto::Builder<TokioExecutor>>, Option<Direct>),
     watcher: Watcher,
 ) where
     S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
@@ -201,12 +249,21 @@ async fn connection<S, B>(
             service.call(req).await
         }
     });
-    let result = match tls {
-        None => {
+    let result = match (tls, direct) {
+        (None, Some((proxy, settings, drain))) => {
+            match h1::serve(stream, proxy, settings, drain).await {
+                h1::Ended::Closed => return,
+                h1::Ended::HandOver(rest) => {
+                    let conn = builder.serve_connection(TokioIo::new(rest), service);
+                    watcher.watch(conn.into_owned()).await
+                }
+            }
+        }
+        (None, None) => {
             let conn = builder.serve_connection(TokioIo::new(stream), service);
             watcher.watch(conn.into_owned()).await
         }
-        Some(acceptor) => {
+        (Some(acceptor), _) => {
             match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                 Ok(Ok(tls_stream)) => {
                     let conn = builder.serve_connection(TokioIo::new(tls_stream), service);

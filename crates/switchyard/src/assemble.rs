@@ -193,6 +193,8 @@ pub(crate) async fn bind_listeners(
         tls,
         header_read_timeout: config.server.header_read_timeout,
         max_header_bytes: config.server.max_header_bytes,
+        builtin_http1: config.server.http1 == switchyard_config::Http1Engine::Builtin,
+        max_body_bytes: config.server.max_body_bytes,
     };
     Ok((
         TrafficListener {

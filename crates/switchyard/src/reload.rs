@@ -249,6 +249,7 @@ fn warn_fixed_at_start(old: &Config, new: &Config) {
             old.admin.allowed_hosts != new.admin.allowed_hosts,
         ),
         ("server.tls", old.server.tls != new.server.tls),
+        ("server.http1", old.server.http1 != new.server.http1),
         (
             "admin.state_dir",
             old.admin.state_dir != new.admin.state_dir,

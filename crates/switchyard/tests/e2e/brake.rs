@@ -265,6 +265,7 @@ async fn a_kill_switch_survives_a_restart() {
                 .unwrap();
         config.server.listen = "127.0.0.1:0".parse().unwrap();
         config.admin.listen = "127.0.0.1:0".parse().unwrap();
+        crate::common::http1_from_env(&mut config);
         switchyard::start(config).await.unwrap()
     };
     let gw = start().await;

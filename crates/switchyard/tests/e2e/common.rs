@@ -34,7 +34,16 @@ pub async fn gateway(toml: &str) -> Running {
     config.server.listen = "127.0.0.1:0".parse().unwrap();
     config.admin.listen = "127.0.0.1:0".parse().unwrap();
     config.admin.state_dir = temp_dir("state");
+    http1_from_env(&mut config);
     switchyard::start(config).await.expect("gateway starts")
+}
+
+/// `SWITCHYARD_E2E_HTTP1=builtin` runs the suite's gateways on the built-in HTTP/1.1 path
+/// (`server.http1`), unless a test's own config chose one.
+pub fn http1_from_env(config: &mut Config) {
+    if std::env::var("SWITCHYARD_E2E_HTTP1").is_ok_and(|v| v == "builtin") {
+        config.server.http1 = switchyard_config::Http1Engine::Builtin;
+    }
 }
 
 /// A fresh directory under the system temp dir, unique to this call.

@@ -228,9 +228,11 @@ async fn oversized_head_uri_and_smuggling_attempts_get_4xx() {
     gw.stop().await;
 }
 
-/// Content-Length with Transfer-Encoding: the framing a smuggling attack relies on. hyper
-/// lets Transfer-Encoding win, drops Content-Length and closes the connection after the
-/// answer, so a request hidden behind it is never read (RFC 9112 §6.3).
+/// Content-Length with Transfer-Encoding: the framing a smuggling attack relies on. Either
+/// reading RFC 9112 §6.3 allows is safe, and each listener takes one: hyper lets
+/// Transfer-Encoding win, drops Content-Length and closes the connection after the answer;
+/// the built-in HTTP/1.1 path (`server.http1 = "builtin"`) refuses the request with a 400 and
+/// closes. Either way a request hidden behind it is never read.
 #[tokio::test]
 async fn content_length_with_transfer_encoding_cannot_smuggle_a_request() {
     let (sim, up) = sim(Profile::default()).await;
@@ -248,6 +250,11 @@ async fn content_length_with_transfer_encoding_cannot_smuggle_a_request() {
         1,
         "one answer, then the connection closes: {wire}"
     );
+    if wire.starts_with("HTTP/1.1 400 ") {
+        assert_eq!(sim.requests(), 0, "a refused request reached the upstream");
+        gw.stop().await;
+        return;
+    }
     let echo: serde_json::Value =
         serde_json::from_str(wire.split("\r\n\r\n").nth(1).unwrap()).unwrap();
     assert_eq!(echo["path"], "/first");

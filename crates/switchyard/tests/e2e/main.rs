@@ -10,6 +10,7 @@ mod abuse_upstream;
 mod affinity;
 mod alerts;
 mod brake;
+mod builtin_http1;
 mod cli;
 mod common;
 mod ctl;

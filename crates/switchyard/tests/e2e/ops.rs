@@ -115,7 +115,8 @@ async fn a_config_map_update_is_reloaded_through_the_data_symlink() {
     };
     let dir = crate::common::temp_dir("configmap");
     kubelet_update(&dir, 1, &body("0.01"), None);
-    let config = Config::load(&dir.join("gateway.toml")).unwrap();
+    let mut config = Config::load(&dir.join("gateway.toml")).unwrap();
+    crate::common::http1_from_env(&mut config);
     let running = switchyard::start(config).await.unwrap();
     let version = || async {
         crate::common::get(running.traffic, "/health").await.json()["config_version"].clone()

@@ -17,6 +17,7 @@ pub async fn gateway_from_file(text: &str) -> (switchyard::Running, PathBuf) {
     let mut config = switchyard_config::Config::load(&path).unwrap();
     config.server.listen = "127.0.0.1:0".parse().unwrap();
     config.admin.listen = "127.0.0.1:0".parse().unwrap();
+    crate::common::http1_from_env(&mut config);
     (
         switchyard::start_with(config, Some(path.clone()))
             .await

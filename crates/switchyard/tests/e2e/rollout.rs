@@ -18,6 +18,7 @@ async fn gateway_in(toml: &str, state_dir: &Path) -> Running {
     config.server.listen = "127.0.0.1:0".parse().unwrap();
     config.admin.listen = "127.0.0.1:0".parse().unwrap();
     config.admin.state_dir = state_dir.to_path_buf();
+    crate::common::http1_from_env(&mut config);
     switchyard::start(config).await.expect("gateway starts")
 }
 

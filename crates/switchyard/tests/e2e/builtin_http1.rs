@@ -1,0 +1,324 @@
+//! `server.http1 = "builtin"`: the gateway's own HTTP/1.1 loop, on raw sockets. What it does
+//! not serve itself goes to hyper on the same connection; what RFC 9112 §6 refuses, it
+//! refuses with a JSON body. (The whole suite also runs on it: SWITCHYARD_E2E_HTTP1=builtin.)
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use switchyard_sim::Profile;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::common::{chat, gateway, one_route, sim};
+use crate::wire::find;
+
+async fn builtin_gateway(profile: Profile) -> switchyard::Running {
+    let (_sim, up) = sim(profile).await;
+    let route = one_route("r", &format!("http://{up}"), "");
+    gateway(&format!(
+        "[server]\nhttp1 = \"builtin\"\ndrain_delay = \"0s\"\n{route}"
+    ))
+    .await
+}
+
+fn post(body: &str, extra: &str) -> String {
+    format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// Reads until `count` complete responses with a Content-Length or chunked body are in
+/// `got`, or the connection closes, or 5 s pass.
+async fn read_answers(stream: &mut TcpStream, count: usize) -> Vec<u8> {
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut chunk = [0u8; 8192];
+        while answers(&got).len() < count {
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&chunk[..n]),
+            }
+        }
+    })
+    .await;
+    got
+}
+
+/// The complete responses in `wire`: (status, head, body as framed).
+fn answers(wire: &[u8]) -> Vec<(u16, String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut rest = wire;
+    while let Some(end) = find(rest, b"\r\n\r\n") {
+        let head = String::from_utf8_lossy(&rest[..end]).to_lowercase();
+        let status = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let after = &rest[end + 4..];
+        let length = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .and_then(|v| v.trim().parse::<usize>().ok());
+        let (body, used) = if let Some(n) = length {
+            if after.len() < n {
+                break;
+            }
+            (after[..n].to_vec(), n)
+        } else if head.contains("transfer-encoding: chunked") {
+            match find(after, b"\r\n0\r\n\r\n")
+                .or_else(|| after.starts_with(b"0\r\n\r\n").then_some(0))
+            {
+                Some(at) if at == 0 && after.starts_with(b"0\r\n\r\n") => (Vec::new(), 5),
+                Some(at) => (after[..at + 2].to_vec(), at + 7),
+                None => break,
+            }
+        } else {
+            (Vec::new(), 0)
+        };
+        out.push((status, head, body));
+        rest = &after[used..];
+    }
+    out
+}
+
+async fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    stream
+}
+
+#[tokio::test]
+async fn keep_alive_and_pipelined_requests_are_answered_in_order_on_one_connection() {
+    let gw = builtin_gateway(Profile::default()).await;
+    let body = chat("gpt-4o", false).to_string();
+    let mut stream = connect(gw.traffic).await;
+    for _ in 0..3 {
+        stream.write_all(post(&body, "").as_bytes()).await.unwrap();
+        let wire = read_answers(&mut stream, 1).await;
+        let got = answers(&wire);
+        assert_eq!(got.len(), 1, "{}", String::from_utf8_lossy(&wire));
+        assert_eq!(got[0].0, 200, "{}", got[0].1);
+        assert!(got[0].1.contains("\r\ndate: "), "{}", got[0].1);
+        let json: serde_json::Value = serde_json::from_slice(&got[0].2).unwrap();
+        assert!(
+            json["usage"]["prompt_tokens"].as_u64().unwrap() > 0,
+            "{json}"
+        );
+    }
+    // Three at once, the last one split across writes.
+    let three = format!(
+        "{}{}{}",
+        post(&body, ""),
+        post(&body, "X-N: 2\r\n"),
+        post(&body, "X-N: 3\r\n")
+    );
+    let (first, last) = three.as_bytes().split_at(three.len() - 40);
+    stream.write_all(first).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    stream.write_all(last).await.unwrap();
+    let wire = read_answers(&mut stream, 3).await;
+    let got = answers(&wire);
+    assert_eq!(got.len(), 3, "{}", String::from_utf8_lossy(&wire));
+    assert!(got.iter().all(|(status, _, _)| *status == 200));
+    let ids: std::collections::HashSet<_> = got
+        .iter()
+        .map(|(_, head, _)| {
+            head.lines()
+                .find(|l| l.starts_with("x-request-id"))
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(ids.len(), 3, "three exchanges, three ids");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_stream_is_chunked_event_by_event_and_the_connection_is_kept() {
+    let profile = Profile {
+        stream_chunks: 4,
+        chunk_interval_ms: 30.0,
+        ..Profile::default()
+    };
+    let gw = builtin_gateway(profile).await;
+    let mut stream = connect(gw.traffic).await;
+    stream
+        .write_all(post(&chat("gpt-4o", true).to_string(), "").as_bytes())
+        .await
+        .unwrap();
+    // The head arrives before the events are all made: it is not held back for the body.
+    let mut first = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut first))
+        .await
+        .unwrap()
+        .unwrap();
+    let head = String::from_utf8_lossy(&first[..n]).to_lowercase();
+    assert!(head.starts_with("http/1.1 200 ok\r\n"), "{head}");
+    assert!(head.contains("transfer-encoding: chunked\r\n"), "{head}");
+    assert!(
+        !head.contains("[done]"),
+        "the whole stream came with the head: {head}"
+    );
+    let mut wire = first[..n].to_vec();
+    wire.extend(read_answers(&mut stream, 1).await);
+    let got = answers(&wire);
+    assert_eq!(got.len(), 1, "{}", String::from_utf8_lossy(&wire));
+    let body = String::from_utf8_lossy(&got[0].2).into_owned();
+    assert!(body.contains("data: [DONE]"), "{body}");
+    assert!(body.matches("data: ").count() >= 5, "{body}");
+    // The same connection carries the next request.
+    stream
+        .write_all(post(&chat("gpt-4o", false).to_string(), "").as_bytes())
+        .await
+        .unwrap();
+    let next = answers(&read_answers(&mut stream, 1).await);
+    assert_eq!(next.first().map(|a| a.0), Some(200));
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_chunked_request_body_is_served_by_hyper_on_the_same_connection() {
+    let gw = builtin_gateway(Profile::default()).await;
+    let body = chat("gpt-4o", false).to_string();
+    let mut stream = connect(gw.traffic).await;
+    stream.write_all(post(&body, "").as_bytes()).await.unwrap();
+    assert_eq!(
+        answers(&read_answers(&mut stream, 1).await)
+            .first()
+            .map(|a| a.0),
+        Some(200)
+    );
+    let chunked = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(chunked.as_bytes()).await.unwrap();
+    assert_eq!(
+        answers(&read_answers(&mut stream, 1).await)
+            .first()
+            .map(|a| a.0),
+        Some(200)
+    );
+    stream.write_all(post(&body, "").as_bytes()).await.unwrap();
+    assert_eq!(
+        answers(&read_answers(&mut stream, 1).await)
+            .first()
+            .map(|a| a.0),
+        Some(200)
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn refused_framing_gets_a_json_error_and_the_connection_closes() {
+    let gw = builtin_gateway(Profile::default()).await;
+    for (request, status, code) in [
+        ("POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n", 400, "bad_request"),
+        ("POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501, "unsupported_transfer_coding"),
+        ("POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400, "bad_request"),
+    ] {
+        let mut stream = connect(gw.traffic).await;
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut wire = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(3), stream.read_to_end(&mut wire)).await.is_ok();
+        assert!(closed, "{request:?}: the connection stays open");
+        let got = answers(&wire);
+        assert_eq!(got.len(), 1, "{}", String::from_utf8_lossy(&wire));
+        let (got_status, head, body) = &got[0];
+        assert_eq!(*got_status, status, "{head}");
+        assert!(head.contains(&format!("x-switchyard-error: {code}")), "{head}");
+        assert!(head.contains("connection: close"), "{head}");
+        let json: serde_json::Value = serde_json::from_slice(body).unwrap();
+        assert_eq!(json["error"]["code"], code, "{json}");
+    }
+    let big = format!(
+        "GET / HTTP/1.1\r\nHost: gw\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(70_000)
+    );
+    let mut stream = connect(gw.traffic).await;
+    stream.write_all(big.as_bytes()).await.unwrap();
+    let wire = read_answers(&mut stream, 1).await;
+    assert!(
+        wire.starts_with(b"HTTP/1.1 431 "),
+        "{}",
+        String::from_utf8_lossy(&wire[..wire.len().min(200)])
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_head_request_gets_no_body_and_the_next_request_is_read_right() {
+    let gw = builtin_gateway(Profile::default()).await;
+    let mut stream = connect(gw.traffic).await;
+    stream
+        .write_all(b"HEAD /v1/models HTTP/1.1\r\nHost: gw\r\n\r\nGET /v1/models HTTP/1.1\r\nHost: gw\r\n\r\n")
+        .await
+        .unwrap();
+    let mut wire = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        let mut chunk = [0u8; 8192];
+        while wire.windows(9).filter(|w| w == b"HTTP/1.1 ").count() < 2 || !wire.ends_with(b"}") {
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => wire.extend_from_slice(&chunk[..n]),
+            }
+        }
+    })
+    .await;
+    let text = String::from_utf8_lossy(&wire);
+    let second = text
+        .find("\r\n\r\nHTTP/1.1 ")
+        .map(|at| at + 4)
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        text[..second].ends_with("\r\n\r\n"),
+        "the HEAD answer carries a body: {text}"
+    );
+    assert_eq!(text[..second].matches("HTTP/1.1 ").count(), 1, "{text}");
+    assert!(text[second..].starts_with("HTTP/1.1 "), "{text}");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_drain_closes_idle_connections_and_lets_a_stream_finish() {
+    let profile = Profile {
+        stream_chunks: 5,
+        chunk_interval_ms: 100.0,
+        ..Profile::default()
+    };
+    let gw = builtin_gateway(profile).await;
+    let mut idle = connect(gw.traffic).await;
+    idle.write_all(post(&chat("gpt-4o", false).to_string(), "").as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(
+        answers(&read_answers(&mut idle, 1).await)
+            .first()
+            .map(|a| a.0),
+        Some(200)
+    );
+    let mut streaming = connect(gw.traffic).await;
+    streaming
+        .write_all(post(&chat("gpt-4o", true).to_string(), "").as_bytes())
+        .await
+        .unwrap();
+    let mut first = [0u8; 512];
+    let n = streaming.read(&mut first).await.unwrap();
+    assert!(first[..n].starts_with(b"HTTP/1.1 200"));
+    let drained = tokio::spawn(gw.drain());
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(2), idle.read_to_end(&mut rest)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0))),
+        "the idle connection stays open: {closed:?}"
+    );
+    let mut wire = first[..n].to_vec();
+    tokio::time::timeout(Duration::from_secs(5), streaming.read_to_end(&mut wire))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&wire);
+    assert!(
+        text.contains("data: [DONE]") && text.ends_with("0\r\n\r\n"),
+        "{text}"
+    );
+    assert_eq!(drained.await.unwrap().cut, 0);
+}
