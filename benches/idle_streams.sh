@@ -7,7 +7,7 @@
 #   bash benches/idle_streams.sh [BINARY]     # BINARY: default target/release/switchyard
 #
 # Env: STREAMS (9000: a proxied stream holds two descriptors and this machine's hard limit is
-# 20,000), HOLD (60), HEARTBEAT (15, seconds). One JSON line on stdout, also in
+# 20,000), HOLD (60), HEARTBEAT (15, seconds), HTTP1 (`server.http1`; unset: left out, hyper). One JSON line on stdout, also in
 # target/bench/idle_streams.jsonl. Needs python3 >= 3.11 and curl.
 set -euo pipefail
 
@@ -56,8 +56,10 @@ wait_port "$SIM"
 curl -sSf --max-time 5 -X PATCH "http://127.0.0.1:$SIM/sim/profile" \
     -d "{\"fail_mid_stream\":{\"mode\":\"hang\",\"after_chunks\":0},\"heartbeat_ms\":$((HEARTBEAT * 1000))}" >/dev/null
 
+http1=()
+[[ -n ${HTTP1:-} ]] && http1=(-e "/^\[server\]\$/a http1 = \"$HTTP1\"")
 sed -e "s|@PORT@|$GW|; s|@ADMIN_PORT@|$GW_ADMIN|; s|@LEVEL@|warn|; s|@SIM_PORT@|$SIM|" \
-    -e "s|@STATE_DIR@|$WORK/state|" "$BENCH/gateway.toml.tmpl" >"$WORK/gateway.toml"
+    -e "s|@STATE_DIR@|$WORK/state|" "${http1[@]}" "$BENCH/gateway.toml.tmpl" >"$WORK/gateway.toml"
 "$BIN" serve --config "$WORK/gateway.toml" >"$WORK/gateway.log" 2>&1 &
 GW_PID=$!; PIDS+=("$GW_PID")
 wait_port "$GW"

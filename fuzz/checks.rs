@@ -172,3 +172,8 @@ pub fn split(data: &[u8]) {
     assert!(switchyard_core::split::within(&user, &split, 1.0));
     assert!(!switchyard_core::split::within(&user, &split, 0.0));
 }
+
+/// The built-in HTTP/1.1 path's head: its framing decision and the request it builds.
+pub fn h1_head(data: &[u8]) {
+    switchyard_proxy::fuzz::h1_head(data);
+}

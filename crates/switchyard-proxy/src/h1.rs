@@ -12,7 +12,7 @@
 //! transfer coding other than chunked (501), and a head over `max_header_bytes` (431).
 
 mod encode;
-mod head;
+pub(crate) mod head;
 mod rewind;
 
 use std::convert::Infallible;

@@ -6,6 +6,7 @@ mod affinity;
 mod boards;
 mod context;
 mod forward;
+pub mod fuzz;
 mod gateway;
 mod h1;
 mod headers;

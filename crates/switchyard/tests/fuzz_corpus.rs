@@ -48,3 +48,8 @@ fn admin_bodies_corpus() {
 fn split_corpus() {
     replay("split", checks::split);
 }
+
+#[test]
+fn h1_head_corpus() {
+    replay("h1_head", checks::h1_head);
+}

@@ -71,7 +71,7 @@ impl Refusal {
 }
 
 /// A complete request head: where its parts lie in the bytes read, and its framing.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Head {
     /// Bytes of the head, the blank line included.
     pub(crate) len: usize,
