@@ -8,7 +8,8 @@
 #
 # Env: DURATION (s per wrk run), REPEATS, STREAMS (held SSE streams), CONNS (wrk connection
 # counts), WARMUP (s), STREAM_REQUESTS (requests per TTFB measurement), USERS (distinct user
-# keys the --bookkeeping requests cycle through).
+# keys the --bookkeeping requests cycle through), HTTP1 (the switchyard gateways'
+# `server.http1`, e.g. builtin; unset: the key is left out and hyper serves).
 # Results: Markdown on stdout and in target/bench/results.md; raw outputs in target/bench/raw/.
 # Load generator, proxies and upstream all share this machine's cores; nothing is pinned. Each
 # run records the CPU share used by processes that are not part of the benchmark ("other CPU").
@@ -121,8 +122,10 @@ start_switchyard() { # start_switchyard NAME PORT ADMIN_PORT LEVEL SIM_PORT STDO
                      # same gateway rather than copying it, so the configs cannot drift apart
     local conf=$WORK/$1.toml
     mkdir -p "$WORK/$1-state"
+    local http1=()
+    [[ -n ${HTTP1:-} ]] && http1=(-e "/^\[server\]\$/a http1 = \"$HTTP1\"")
     cat "$BENCH/gateway.toml.tmpl" ${7:+"$7"} |
-        sed -e "s|@PORT@|$2|; s|@ADMIN_PORT@|$3|; s|@LEVEL@|$4|; s|@SIM_PORT@|$5|" \
+        sed -e "s|@PORT@|$2|; s|@ADMIN_PORT@|$3|; s|@LEVEL@|$4|; s|@SIM_PORT@|$5|" "${http1[@]}" \
             -e "s|@STATE_DIR@|$WORK/$1-state|" >"$conf"
     "$BIN" check --config "$conf" >&2
     "$BIN" serve --config "$conf" >"$6" 2>"$WORK/$1.err.log" &
