@@ -15,7 +15,8 @@
 # Env: SOAK_MINUTES (30), SOAK_RATE (requests per second, 120), SOAK_MAX_RSS_SLOPE (MiB/h,
 # 1.0), SOAK_SETTLE (s to wait for descriptors and threads to come back after the load, 150:
 # idle upstream connections are kept 90 s), SOAK_FLEET (auto | 0 | 1), SOAK_THREAD_SLACK
-# (threads allowed above the idle figure after the load, 0).
+# (threads allowed above the idle figure after the load, 0), HTTP1 (`server.http1`; unset: left
+# out, hyper).
 # Verdict, per replica: no lost request (every one answered 200 whole, or the kill switch's
 # fallback), VmRSS slope after the warm-up (the first sixth) below SOAK_MAX_RSS_SLOPE, open
 # descriptors and threads back to their idle figure before the load once it stops, every event
@@ -31,6 +32,7 @@ MAX_SLOPE=${SOAK_MAX_RSS_SLOPE:-1.0}
 SETTLE=${SOAK_SETTLE:-150}
 FLEET=${SOAK_FLEET:-auto}
 THREAD_SLACK=${SOAK_THREAD_SLACK:-0}
+HTTP1_LINE=${HTTP1:+http1 = \"$HTTP1\"}
 OUT=$ROOT/target/soak
 
 die() { echo "soak: error: $*" >&2; exit 2; }
@@ -121,6 +123,7 @@ reconcile_interval = \"1s\"
 # benches/soak.sh: replica $1; rewritten by the soak (retry_after moves) to reload it.
 [server]
 listen = "127.0.0.1:$2"
+$HTTP1_LINE
 
 [admin]
 listen = "127.0.0.1:$3"

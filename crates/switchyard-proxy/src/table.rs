@@ -365,12 +365,15 @@ fn upstreams_of(
             Ring::new(&labels)
         });
         let name: Arc<str> = Arc::from(name.as_str());
+        let own = (config.server.http1 == switchyard_config::Http1Engine::Builtin)
+            .then(|| crate::h1_client::Own::new(endpoints.len(), spec.connect_timeout));
         let upstream = Arc::new(Upstream {
             health: health.cells_for(&name, &endpoints),
             name: name.clone(),
             header: HeaderValue::from_str(&name).ok(),
             endpoints,
             client,
+            own,
             ring,
             policy: HealthPolicy {
                 unhealthy_after: spec.unhealthy_after,

@@ -34,6 +34,9 @@ pub struct Upstream {
     pub header: Option<HeaderValue>,
     pub endpoints: Vec<Endpoint>,
     pub client: UpstreamClient,
+    /// With `server.http1 = "builtin"`: the built-in path's connections to the plain-`http`
+    /// endpoints, by index.
+    pub(crate) own: Option<crate::h1_client::Own>,
     /// The consistent-hash ring, for two endpoints or more.
     pub ring: Option<Ring>,
     pub policy: HealthPolicy,

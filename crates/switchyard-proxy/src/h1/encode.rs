@@ -89,27 +89,6 @@ pub(crate) fn asks_close(parts: &response::Parts) -> bool {
     })
 }
 
-/// The size line of a chunk of `len` bytes.
-pub(crate) fn chunk_size(out: &mut Vec<u8>, len: usize) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut digits = [0u8; 16];
-    let mut at = digits.len();
-    let mut n = len;
-    loop {
-        at -= 1;
-        digits[at] = HEX[n & 0xf];
-        n >>= 4;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[at..]);
-    out.extend_from_slice(b"\r\n");
-}
-
-/// The last chunk, with no trailers.
-pub(crate) const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
-
 thread_local! {
     /// The IMF-fixdate of the second last written on this thread.
     static DATE: RefCell<(u64, [u8; 29])> = const { RefCell::new((u64::MAX, [0; 29])) };
@@ -237,20 +216,5 @@ mod tests {
             .next()
             .unwrap();
         assert!(httpdate::parse_http_date(date).is_ok(), "{date}");
-    }
-
-    #[test]
-    fn chunk_sizes_are_lower_case_hex() {
-        for (len, want) in [
-            (0, "0\r\n"),
-            (9, "9\r\n"),
-            (255, "ff\r\n"),
-            (4096, "1000\r\n"),
-            (usize::MAX, "ffffffffffffffff\r\n"),
-        ] {
-            let mut out = Vec::new();
-            chunk_size(&mut out, len);
-            assert_eq!(String::from_utf8(out).unwrap(), want);
-        }
     }
 }

@@ -8,13 +8,12 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use http::{HeaderValue, Request, Response};
-use hyper::body::Incoming;
 use pin_project_lite::pin_project;
 use switchyard_core::body;
 use tower_service::Service;
 
 use super::flow::{Flow, FlowState, Stopped};
-use crate::forward::{self, Attempt, Sent};
+use crate::forward::{self, Attempt, Sent, UpstreamBody};
 use crate::headers::{
     append_list, forwarded_for, strip_hop_by_hop, X_FORWARDED_FOR, X_FORWARDED_HOST,
     X_FORWARDED_PROTO,
@@ -31,7 +30,7 @@ pub(crate) struct Forwarded<B> {
 pub(crate) struct Forward;
 
 impl Service<Flow> for Forward {
-    type Response = Forwarded<Incoming>;
+    type Response = Forwarded<UpstreamBody>;
     type Error = Stopped;
     type Future = Sending;
 
@@ -134,7 +133,7 @@ impl Step {
 }
 
 impl Future for Sending {
-    type Output = Result<Forwarded<Incoming>, Stopped>;
+    type Output = Result<Forwarded<UpstreamBody>, Stopped>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
@@ -189,7 +188,7 @@ fn retry(
     }
 }
 
-fn answer(flow: Flow, sent: Sent) -> Result<Forwarded<Incoming>, Stopped> {
+fn answer(flow: Flow, sent: Sent) -> Result<Forwarded<UpstreamBody>, Stopped> {
     let refusal = match sent {
         Sent::Response(response) => return Ok(Forwarded { response, flow }),
         Sent::NoEndpoint | Sent::Connect => Refusal::UpstreamConnect,

@@ -322,3 +322,209 @@ async fn a_drain_closes_idle_connections_and_lets_a_stream_finish() {
     );
     assert_eq!(drained.await.unwrap().cut, 0);
 }
+
+/// An upstream that answers `answer(n)` to the n-th request of each connection and, after
+/// `serve` of them, reads the next request and closes without answering (an idle connection
+/// closed as a request went out). An answer that says `connection: close` closes after it.
+/// Returns its address and how many connections it accepted and requests it read.
+async fn forgetful_upstream(
+    serve: usize,
+    answer: fn(usize) -> Vec<u8>,
+) -> (
+    SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let conns = std::sync::Arc::new(AtomicUsize::new(0));
+    let requests = std::sync::Arc::new(AtomicUsize::new(0));
+    let (c, r) = (conns.clone(), requests.clone());
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            c.fetch_add(1, Ordering::SeqCst);
+            let r = r.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                for n in 0.. {
+                    // One request: its head, then its Content-Length body.
+                    let total = loop {
+                        if let Some(end) = find(&buf, b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+                            let length = head
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length: "))
+                                .map_or(0, |v| v.trim().parse::<usize>().unwrap());
+                            if buf.len() >= end + 4 + length {
+                                break end + 4 + length;
+                            }
+                        }
+                        let mut chunk = [0u8; 8192];
+                        match stream.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(k) => buf.extend_from_slice(&chunk[..k]),
+                        }
+                    };
+                    buf.drain(..total);
+                    r.fetch_add(1, Ordering::SeqCst);
+                    if n == serve {
+                        return;
+                    }
+                    let answer = answer(n);
+                    if stream.write_all(&answer).await.is_err()
+                        || find(&answer, b"connection: close").is_some()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, conns, requests)
+}
+
+async fn gateway_to(up: SocketAddr) -> switchyard::Running {
+    let route = one_route("r", &format!("http://{up}"), r#"dialect = "opaque""#);
+    gateway(&format!("[server]\nhttp1 = \"builtin\"\n{route}")).await
+}
+
+#[tokio::test]
+async fn upstream_connections_are_kept_and_one_closed_under_a_request_is_replaced() {
+    use std::sync::atomic::Ordering;
+    let ok = |_| b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec();
+    let (up, conns, requests) = forgetful_upstream(3, ok).await;
+    let gw = gateway_to(up).await;
+    let mut stream = connect(gw.traffic).await;
+    for i in 0..8 {
+        stream
+            .write_all(b"POST /echo HTTP/1.1\r\nHost: gw\r\nContent-Length: 5\r\n\r\nhello")
+            .await
+            .unwrap();
+        let got = answers(&read_answers(&mut stream, 1).await);
+        assert_eq!(got.len(), 1, "request {i}");
+        assert_eq!(got[0].0, 200, "request {i}: {}", got[0].1);
+        assert_eq!(got[0].2, b"ok", "request {i}");
+    }
+    // Three answers a connection, the fourth request lost with it and sent again on the next.
+    assert_eq!(conns.load(Ordering::SeqCst), 3, "connections opened");
+    assert_eq!(
+        requests.load(Ordering::SeqCst),
+        10,
+        "8 answered + 2 sent again"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_new_connection_closed_under_a_request_is_a_502_not_a_retry() {
+    use std::sync::atomic::Ordering;
+    let (up, conns, requests) = forgetful_upstream(0, |_| Vec::new()).await;
+    let gw = gateway_to(up).await;
+    let mut stream = connect(gw.traffic).await;
+    stream
+        .write_all(b"POST /echo HTTP/1.1\r\nHost: gw\r\nContent-Length: 5\r\n\r\nhello")
+        .await
+        .unwrap();
+    let got = answers(&read_answers(&mut stream, 1).await);
+    assert_eq!(got.first().map(|a| a.0), Some(502));
+    assert!(
+        got[0].1.contains("x-switchyard-error: upstream_failed"),
+        "{}",
+        got[0].1
+    );
+    assert_eq!(
+        (
+            conns.load(Ordering::SeqCst),
+            requests.load(Ordering::SeqCst)
+        ),
+        (1, 1)
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn interim_chunked_trailered_and_close_delimited_answers_are_read() {
+    let script = |n: usize| -> Vec<u8> {
+        match n {
+            0 => b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\nHTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n6;x=y\r\n world\r\n0\r\nx-trailer: 1\r\n\r\n".to_vec(),
+            1 => b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nnext".to_vec(),
+            _ => b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nuntil the end".to_vec(),
+        }
+    };
+    let (up, conns, _) = forgetful_upstream(usize::MAX, script).await;
+    let gw = gateway_to(up).await;
+    let mut stream = connect(gw.traffic).await;
+    let mut bodies = Vec::new();
+    for i in 0..3 {
+        stream
+            .write_all(b"POST /echo HTTP/1.1\r\nHost: gw\r\nContent-Length: 2\r\n\r\nhi")
+            .await
+            .unwrap();
+        let wire = read_answers(&mut stream, 1).await;
+        let got = answers(&wire);
+        assert_eq!(
+            got.first().map(|a| a.0),
+            Some(200),
+            "{i}: {bodies:?} {}",
+            String::from_utf8_lossy(&wire)
+        );
+        bodies.push(String::from_utf8_lossy(&got[0].2).into_owned());
+    }
+    assert!(
+        bodies[0].contains("hello") && bodies[0].contains(" world"),
+        "{bodies:?}"
+    );
+    assert!(bodies[1].ends_with("next"), "{bodies:?}");
+    assert!(bodies[2].contains("until the end"), "{bodies:?}");
+    assert_eq!(
+        conns.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "one connection for all three"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_conflicting_length_is_a_502_and_a_length_beside_chunks_is_not_trusted_after() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static CALLS: AtomicUsize = AtomicUsize::new(0);
+    let script = |_| -> Vec<u8> {
+        match CALLS.fetch_add(1, Ordering::SeqCst) {
+            0 => b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\ncontent-length: 4\r\n\r\nabcd".to_vec(),
+            1 => b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 50\r\n\r\n3\r\nabc\r\n0\r\n\r\n".to_vec(),
+            _ => b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec(),
+        }
+    };
+    let (up, conns, _) = forgetful_upstream(usize::MAX, script).await;
+    let gw = gateway_to(up).await;
+    let mut stream = connect(gw.traffic).await;
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        stream
+            .write_all(b"POST /echo HTTP/1.1\r\nHost: gw\r\nContent-Length: 2\r\n\r\nhi")
+            .await
+            .unwrap();
+        let answer = answers(&read_answers(&mut stream, 1).await).remove(0);
+        got.push((
+            answer.0,
+            String::from_utf8_lossy(&answer.2).into_owned(),
+            answer.1,
+        ));
+    }
+    assert_eq!(got[0].0, 502, "{got:?}");
+    assert!(
+        got[0].2.contains("x-switchyard-error: upstream_failed"),
+        "{got:?}"
+    );
+    // Read as chunks (passed on chunked), not as the 50 bytes the length claimed.
+    assert_eq!(
+        (got[1].0, got[1].1.as_str()),
+        (200, "3\r\nabc\r\n"),
+        "{got:?}"
+    );
+    assert_eq!((got[2].0, got[2].1.as_str()), (200, "ok"), "{got:?}");
+    // Neither the refused answer's connection nor the one framed both ways is used again.
+    assert_eq!(conns.load(Ordering::SeqCst), 3);
+    gw.stop().await;
+}
