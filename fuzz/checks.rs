@@ -177,3 +177,8 @@ pub fn split(data: &[u8]) {
 pub fn h1_head(data: &[u8]) {
     switchyard_proxy::fuzz::h1_head(data);
 }
+
+/// The built-in HTTP/1.1 path's upstream answers: the head's framing and the body's decoding.
+pub fn h1_answer(data: &[u8]) {
+    switchyard_proxy::fuzz::h1_answer(data);
+}

@@ -26,7 +26,8 @@ use switchyard_core::{clock, Body, BoxError};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-pub(crate) use body::OwnBody;
+pub(crate) use body::{Decoded, Decoder, Framing, OwnBody};
+pub(crate) use head::answer_head;
 
 /// Idle connections kept per endpoint; more are closed as they come back.
 const MAX_IDLE: usize = 256;
@@ -344,19 +345,19 @@ async fn exchange(
             Err(error) => return Err((broken(error), got_any)),
         }
         // Interim answers (1xx) are skipped; the final one may already be in the buffer.
-        loop {
-            match head::response(&buf, head_only, MAX_HEAD) {
-                Ok(None) => break,
-                Ok(Some(head::Parsed::Informational(len))) => {
-                    let _ = buf.split_to(len);
-                }
-                Ok(Some(head::Parsed::Final(head))) => {
-                    let head_bytes = buf.split_to(head.len).freeze();
-                    let head = head.build(&head_bytes).map_err(|e| (broken(e), true))?;
-                    return Ok(Answer { head, stream, buf });
-                }
-                Err(error) => return Err((broken(error), true)),
+        match head::answer_head(&buf, head_only, MAX_HEAD) {
+            // Interim heads count too: an endless run of them is no answer.
+            Ok(None) if buf.len() > 2 * MAX_HEAD => {
+                return Err((broken("the upstream's answer heads are too large"), true));
             }
+            Ok(None) => {}
+            Ok(Some((interim, head))) => {
+                let _ = buf.split_to(interim);
+                let head_bytes = buf.split_to(head.len()).freeze();
+                let head = head.build(&head_bytes).map_err(|e| (broken(e), true))?;
+                return Ok(Answer { head, stream, buf });
+            }
+            Err(error) => return Err((broken(error), true)),
         }
         buf.reserve(READ_CHUNK);
     }

@@ -53,3 +53,8 @@ fn split_corpus() {
 fn h1_head_corpus() {
     replay("h1_head", checks::h1_head);
 }
+
+#[test]
+fn h1_answer_corpus() {
+    replay("h1_answer", checks::h1_answer);
+}

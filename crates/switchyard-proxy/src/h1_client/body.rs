@@ -52,14 +52,20 @@ enum State {
 #[derive(Debug)]
 pub(crate) struct OwnBody {
     stream: Option<TcpStream>,
-    buf: BytesMut,
-    state: State,
+    decoder: Decoder,
     /// Where the connection goes when the body ended cleanly; `None`: it closes.
     idle: Option<Arc<Idle>>,
 }
 
+/// A body's framing undone on the bytes read so far, without I/O.
+#[derive(Debug)]
+pub(crate) struct Decoder {
+    buf: BytesMut,
+    state: State,
+}
+
 /// What the bytes at hand gave.
-enum Decoded {
+pub(crate) enum Decoded {
     Data(Bytes),
     End,
     More,
@@ -72,19 +78,12 @@ impl OwnBody {
         framing: Framing,
         idle: Option<Arc<Idle>>,
     ) -> Self {
-        let state = match framing {
-            Framing::Length(0) => State::Done,
-            Framing::Length(n) => State::Length(n),
-            Framing::Chunked => State::Size,
-            Framing::UntilClose => State::UntilClose,
-        };
         let mut body = OwnBody {
             stream: Some(stream),
-            buf,
-            state,
+            decoder: Decoder::new(buf, framing),
             idle,
         };
-        if body.state == State::Done {
+        if body.decoder.state == State::Done {
             body.finish();
         }
         body
@@ -92,14 +91,55 @@ impl OwnBody {
 
     /// The body ended: the connection goes back to its idle list if nothing is left over.
     fn finish(&mut self) {
-        self.state = State::Done;
+        self.decoder.state = State::Done;
         let stream = self.stream.take();
-        if let (Some(stream), Some(idle), true) = (stream, self.idle.take(), self.buf.is_empty()) {
+        let clean = self.decoder.buf.is_empty();
+        if let (Some(stream), Some(idle), true) = (stream, self.idle.take(), clean) {
             idle.put(stream);
         }
     }
 
-    fn decode(&mut self) -> Result<Decoded, &'static str> {
+    /// The connection is of no further use: the body failed or the upstream closed it.
+    fn fail(&mut self) {
+        self.stream = None;
+        self.decoder.state = State::Done;
+    }
+}
+
+impl Decoder {
+    /// A decoder for a body framed so, `buf` holding what was read past the head.
+    pub(crate) fn new(buf: BytesMut, framing: Framing) -> Decoder {
+        let state = match framing {
+            Framing::Length(0) => State::Done,
+            Framing::Length(n) => State::Length(n),
+            Framing::Chunked => State::Size,
+            Framing::UntilClose => State::UntilClose,
+        };
+        Decoder { buf, state }
+    }
+
+    /// Bytes read from the connection, appended.
+    pub(crate) fn buf_mut(&mut self) -> &mut BytesMut {
+        &mut self.buf
+    }
+
+    /// Whether the body ended; bytes still in the buffer then belong to no answer.
+    pub(crate) fn is_done(&self) -> bool {
+        self.state == State::Done
+    }
+
+    /// Bytes read past the end of the body (or not yet decoded).
+    pub(crate) fn leftover(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Whether the body ends where the upstream closes the connection.
+    pub(crate) fn until_close(&self) -> bool {
+        self.state == State::UntilClose
+    }
+
+    /// The next piece of the body the bytes at hand give.
+    pub(crate) fn decode(&mut self) -> Result<Decoded, &'static str> {
         loop {
             match self.state {
                 State::Done => return Ok(Decoded::End),
@@ -151,6 +191,7 @@ impl OwnBody {
                         return Ok(Decoded::More);
                     };
                     if line.is_empty() {
+                        self.state = State::Done;
                         return Ok(Decoded::End);
                     }
                     let seen = seen + line.len();
@@ -166,6 +207,7 @@ impl OwnBody {
     /// The next line without its line ending, if a whole one is at hand.
     fn line(&mut self) -> Result<Option<Bytes>, &'static str> {
         match self.buf.iter().position(|&b| b == b'\n') {
+            Some(end) if end > MAX_LINE => Err("the upstream sent an overlong chunk line"),
             Some(end) => {
                 let mut line = self.buf.split_to(end + 1);
                 line.truncate(end);
@@ -202,9 +244,9 @@ impl http_body::Body for OwnBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
         loop {
-            match this.decode() {
+            match this.decoder.decode() {
                 Ok(Decoded::Data(data)) => {
-                    if this.state == State::Done {
+                    if this.decoder.is_done() {
                         this.finish();
                     }
                     return Poll::Ready(Some(Ok(Frame::data(data))));
@@ -215,41 +257,36 @@ impl http_body::Body for OwnBody {
                 }
                 Ok(Decoded::More) => {}
                 Err(why) => {
-                    this.stream = None;
-                    this.state = State::Done;
+                    this.fail();
                     return Poll::Ready(Some(Err(why.into())));
                 }
             }
             let Some(stream) = this.stream.as_ref() else {
                 return Poll::Ready(None);
             };
-            if this.buf.capacity() - this.buf.len() < 1024 {
-                this.buf.reserve(READ_CHUNK);
+            let buf = this.decoder.buf_mut();
+            if buf.capacity() - buf.len() < 1024 {
+                buf.reserve(READ_CHUNK);
             }
-            match stream.try_read_buf(&mut this.buf) {
-                Ok(0) if this.state == State::UntilClose => {
-                    this.stream = None;
-                    this.state = State::Done;
+            match stream.try_read_buf(buf) {
+                Ok(0) if this.decoder.until_close() => {
+                    this.fail();
                     return Poll::Ready(None);
                 }
                 Ok(0) => {
-                    this.stream = None;
-                    this.state = State::Done;
-                    return Poll::Ready(Some(Err(
-                        "the upstream closed the connection mid-body".into()
-                    )));
+                    this.fail();
+                    let why = "the upstream closed the connection mid-body";
+                    return Poll::Ready(Some(Err(why.into())));
                 }
                 Ok(_) => {}
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
                     if let Err(error) = ready!(stream.poll_read_ready(cx)) {
-                        this.stream = None;
-                        this.state = State::Done;
+                        this.fail();
                         return Poll::Ready(Some(Err(error.into())));
                     }
                 }
                 Err(error) => {
-                    this.stream = None;
-                    this.state = State::Done;
+                    this.fail();
                     return Poll::Ready(Some(Err(error.into())));
                 }
             }
@@ -257,11 +294,11 @@ impl http_body::Body for OwnBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.state == State::Done
+        self.decoder.is_done()
     }
 
     fn size_hint(&self) -> SizeHint {
-        match self.state {
+        match self.decoder.state {
             State::Done => SizeHint::with_exact(0),
             State::Length(n) => SizeHint::with_exact(n),
             _ => SizeHint::default(),

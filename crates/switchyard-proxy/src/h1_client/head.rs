@@ -55,7 +55,7 @@ pub(super) enum Parsed {
 }
 
 /// Where a final answer's parts lie in the bytes read, and how its body is framed.
-pub(super) struct Final {
+pub(crate) struct Final {
     pub(super) len: usize,
     status: StatusCode,
     fields: Vec<(Range<usize>, Range<usize>)>,
@@ -79,6 +79,23 @@ impl ResponseHead {
 
 /// Header fields an answer may carry.
 const MAX_FIELDS: usize = 100;
+
+/// Reads the final answer's head in `buf`, past any interim (1xx) ones: where it starts and
+/// what it says; `None` while incomplete.
+pub(crate) fn answer_head(
+    buf: &[u8],
+    head_only: bool,
+    max: usize,
+) -> Result<Option<(usize, Final)>, &'static str> {
+    let mut start = 0;
+    loop {
+        match response(&buf[start..], head_only, max)? {
+            None => return Ok(None),
+            Some(Parsed::Informational(len)) => start += len,
+            Some(Parsed::Final(head)) => return Ok(Some((start, head))),
+        }
+    }
+}
 
 /// Reads an answer head at the start of `buf`: `None` while incomplete.
 pub(super) fn response(
@@ -189,6 +206,24 @@ fn digits(value: &[u8]) -> Option<u64> {
 }
 
 impl Final {
+    /// The head's length in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    pub(crate) fn framing(&self) -> Framing {
+        self.framing
+    }
+
+    /// Whether the connection may carry another request once the body was read.
+    pub(crate) fn reusable(&self) -> bool {
+        self.reusable
+    }
+
     /// The head's parts, from the bytes it was read from.
     pub(super) fn build(self, bytes: &Bytes) -> Result<ResponseHead, &'static str> {
         let mut headers = HeaderMap::with_capacity(self.fields.len());
