@@ -163,37 +163,24 @@ pub(crate) async fn send(
     if let Some(whole) = &whole {
         out.extend_from_slice(whole);
     }
-    if let Some(stream) = idle.take() {
-        match exchange(
-            stream,
-            &out,
-            whole.is_none().then_some(&mut body),
-            length,
-            head_only,
-        )
-        .await
-        {
+    // A kept connection first, if there is one; a new one after a kept one failed unanswered.
+    let mut kept = idle.take();
+    loop {
+        let reused = kept.is_some();
+        let stream = match kept.take() {
+            Some(stream) => stream,
+            None => connect(authority, connect_timeout).await?,
+        };
+        let rest = whole.is_none().then_some(&mut body);
+        match exchange(stream, &out, rest, length, head_only).await {
             Ok(answer) => return Ok(answer.into_response(idle)),
             // Nothing of an answer came: the upstream closed the idle connection as the
             // request went out. Once more on a new one, if the request can be sent again.
-            Err((Failure::Broken(error), false)) if whole.is_some() => {
+            Err((Failure::Broken(error), false)) if reused && whole.is_some() => {
                 tracing::debug!(%error, "a reused upstream connection failed; on a new one");
             }
             Err((failure, _)) => return Err(failure),
         }
-    }
-    let stream = connect(authority, connect_timeout).await?;
-    match exchange(
-        stream,
-        &out,
-        whole.is_none().then_some(&mut body),
-        length,
-        head_only,
-    )
-    .await
-    {
-        Ok(answer) => Ok(answer.into_response(idle)),
-        Err((failure, _)) => Err(failure),
     }
 }
 

@@ -384,6 +384,24 @@ async fn forgetful_upstream(
     (addr, conns, requests)
 }
 
+/// `n` POSTs in turn on one connection to the gateway: each answer's status, body and head.
+async fn post_in_turn(gw: &switchyard::Running, n: usize) -> Vec<(u16, String, String)> {
+    let mut stream = connect(gw.traffic).await;
+    let mut got = Vec::new();
+    for _ in 0..n {
+        stream
+            .write_all(b"POST /echo HTTP/1.1\r\nHost: gw\r\nContent-Length: 2\r\n\r\nhi")
+            .await
+            .unwrap();
+        let wire = read_answers(&mut stream, 1).await;
+        let Some((status, head, body)) = answers(&wire).into_iter().next() else {
+            panic!("no answer: {}", String::from_utf8_lossy(&wire));
+        };
+        got.push((status, String::from_utf8_lossy(&body).into_owned(), head));
+    }
+    got
+}
+
 async fn gateway_to(up: SocketAddr) -> switchyard::Running {
     let route = one_route("r", &format!("http://{up}"), r#"dialect = "opaque""#);
     gateway(&format!("[server]\nhttp1 = \"builtin\"\n{route}")).await
@@ -454,23 +472,9 @@ async fn interim_chunked_trailered_and_close_delimited_answers_are_read() {
     };
     let (up, conns, _) = forgetful_upstream(usize::MAX, script).await;
     let gw = gateway_to(up).await;
-    let mut stream = connect(gw.traffic).await;
-    let mut bodies = Vec::new();
-    for i in 0..3 {
-        stream
-            .write_all(b"POST /echo HTTP/1.1\r\nHost: gw\r\nContent-Length: 2\r\n\r\nhi")
-            .await
-            .unwrap();
-        let wire = read_answers(&mut stream, 1).await;
-        let got = answers(&wire);
-        assert_eq!(
-            got.first().map(|a| a.0),
-            Some(200),
-            "{i}: {bodies:?} {}",
-            String::from_utf8_lossy(&wire)
-        );
-        bodies.push(String::from_utf8_lossy(&got[0].2).into_owned());
-    }
+    let got = post_in_turn(&gw, 3).await;
+    assert!(got.iter().all(|a| a.0 == 200), "{got:?}");
+    let bodies: Vec<&str> = got.iter().map(|a| a.1.as_str()).collect();
     assert!(
         bodies[0].contains("hello") && bodies[0].contains(" world"),
         "{bodies:?}"
@@ -498,20 +502,7 @@ async fn a_conflicting_length_is_a_502_and_a_length_beside_chunks_is_not_trusted
     };
     let (up, conns, _) = forgetful_upstream(usize::MAX, script).await;
     let gw = gateway_to(up).await;
-    let mut stream = connect(gw.traffic).await;
-    let mut got = Vec::new();
-    for _ in 0..3 {
-        stream
-            .write_all(b"POST /echo HTTP/1.1\r\nHost: gw\r\nContent-Length: 2\r\n\r\nhi")
-            .await
-            .unwrap();
-        let answer = answers(&read_answers(&mut stream, 1).await).remove(0);
-        got.push((
-            answer.0,
-            String::from_utf8_lossy(&answer.2).into_owned(),
-            answer.1,
-        ));
-    }
+    let got = post_in_turn(&gw, 3).await;
     assert_eq!(got[0].0, 502, "{got:?}");
     assert!(
         got[0].2.contains("x-switchyard-error: upstream_failed"),
