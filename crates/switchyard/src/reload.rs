@@ -140,7 +140,7 @@ impl ConfigReloader {
         };
         // A file without [server] or without routes is refused here (Config::load_text), so
         // an empty or half-written file never replaces a working config.
-        let config = match text {
+        let mut config = match text {
             Some(text) => Config::load_text(path, text),
             None => Config::load(path),
         }
@@ -151,6 +151,9 @@ impl ConfigReloader {
         validate_runtime(&config).await.map_err(|e| e.to_string())?;
         self.check_kill_switches(&config)?;
         warn_fixed_at_start(&live.config, &config);
+        // The HTTP/1.1 engine serves both sides of an exchange (the listener's and, for plain
+        // http endpoints, the upstream's): the one started with stays, whole, until a restart.
+        config.server.http1 = live.config.server.http1;
         ensure_sims(&config, &mut live.sims)
             .await
             .map_err(|e| e.to_string())?;

@@ -519,3 +519,36 @@ async fn a_conflicting_length_is_a_502_and_a_length_beside_chunks_is_not_trusted
     assert_eq!(conns.load(Ordering::SeqCst), 3);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_reload_does_not_switch_the_upstream_side_to_the_builtin_client() {
+    use crate::common::{admin, admin_tokens, temp_dir, OPERATOR};
+    // Each connection answers one request, then reads the next and closes unanswered: hyper's
+    // client answers that second request 502, the built-in client sends it again and gets 200.
+    let ok = |_| b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec();
+    let (up, _, _) = forgetful_upstream(1, ok).await;
+    let route = one_route("r", &format!("http://{up}"), r#"dialect = "opaque""#);
+    let text = |server: &str| {
+        format!(
+            "{}[admin]\nlisten = \"127.0.0.1:0\"\n[server]\n{server}{route}",
+            admin_tokens()
+        )
+    };
+    let path = temp_dir("engine-reload").join("gateway.toml");
+    std::fs::write(&path, text("")).unwrap();
+    let mut config = switchyard_config::Config::load(&path).unwrap();
+    config.server.listen = "127.0.0.1:0".parse().unwrap();
+    let gw = switchyard::start_with(config, Some(path.clone()))
+        .await
+        .unwrap();
+    std::fs::write(&path, text("http1 = \"builtin\"\n")).unwrap();
+    let reloaded = admin(&gw, "POST", "/admin/reload", OPERATOR, None).await;
+    assert_eq!(reloaded.status, 200, "{:?}", reloaded.body);
+    let statuses: Vec<u16> = post_in_turn(&gw, 2).await.iter().map(|a| a.0).collect();
+    assert_eq!(
+        statuses,
+        [200, 502],
+        "hyper's client still sends after the reload"
+    );
+    gw.stop().await;
+}
