@@ -6,8 +6,10 @@
 //! A connection is reused only after its answer was read to the end with nothing left over and
 //! the upstream did not ask to close. A reused connection that fails before a byte of the
 //! answer arrived (the upstream closed it while it sat idle) is replaced by a new one and the
-//! request sent again, once, when its body was known whole; nginx does the same with its cached
-//! connections.
+//! request sent again, once, when its body was known whole and sending it twice cannot do harm:
+//! none of it had been written, or it is replayable (`GET`, `HEAD`, `OPTIONS`, `TRACE`, or it
+//! carries an `Idempotency-Key`). A `POST` that went out is never sent twice: the upstream may
+//! have acted on it.
 
 mod body;
 mod head;
@@ -143,8 +145,7 @@ fn broken(what: impl Into<BoxError>) -> Failure {
 }
 
 /// Sends `req` to the endpoint at `authority` (`idle`: its idle connections) and reads the
-/// answer's head;
-/// the body follows as it is read.
+/// answer's head; the body follows as it is read.
 pub(crate) async fn send(
     idle: Arc<Idle>,
     authority: &Authority,
@@ -160,6 +161,7 @@ pub(crate) async fn send(
         .or(body.size_hint().exact());
     head::request(&mut out, &parts, authority, length);
     let head_only = parts.method == Method::HEAD;
+    let replayable = replayable(&parts.method, &parts.headers);
     if let Some(whole) = &whole {
         out.extend_from_slice(whole);
     }
@@ -175,8 +177,13 @@ pub(crate) async fn send(
         match exchange(stream, &out, rest, length, head_only).await {
             Ok(answer) => return Ok(answer.into_response(idle)),
             // Nothing of an answer came: the upstream closed the idle connection as the
-            // request went out. Once more on a new one, if the request can be sent again.
-            Err((Failure::Broken(error), false)) if reused && whole.is_some() => {
+            // request went out. Once more on a new one, if sending it again is harmless.
+            Err((Failure::Broken(error), reached))
+                if reused
+                    && whole.is_some()
+                    && (reached == Reached::Nothing
+                        || (reached == Reached::Sent && replayable)) =>
+            {
                 tracing::debug!(%error, "a reused upstream connection failed; on a new one");
             }
             Err((failure, _)) => return Err(failure),
@@ -303,48 +310,80 @@ impl Answer {
     }
 }
 
+/// How far an exchange got before it failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reached {
+    /// Not a byte of the request was written.
+    Nothing,
+    /// Some or all of the request went out; nothing of an answer came back.
+    Sent,
+    /// Part of an answer arrived.
+    Answer,
+}
+
+/// Whether a request may be sent twice without harm (RFC 9110 §9.2.1's safe methods, or one
+/// whose client made it idempotent with a key), as Go's HTTP client decides it too.
+fn replayable(method: &Method, headers: &HeaderMap) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+    ) || headers.contains_key("idempotency-key")
+        || headers.contains_key("x-idempotency-key")
+}
+
 /// Writes the request (`out`: its head, and its body if whole; else `body` follows) and reads
-/// the answer's head. On failure, whether any of the answer had arrived.
+/// the answer's head. On failure, how far it got.
 async fn exchange(
     mut stream: TcpStream,
     out: &[u8],
     body: Option<&mut Body>,
     length: Option<u64>,
     head_only: bool,
-) -> Result<Answer, (Failure, bool)> {
-    let fail = |error: io::Error| (broken(error), false);
-    stream.write_all(out).await.map_err(fail)?;
+) -> Result<Answer, (Failure, Reached)> {
+    let sent = |error: io::Error| (broken(error), Reached::Sent);
+    let first = stream
+        .write(out)
+        .await
+        .map_err(|error| (broken(error), Reached::Nothing))?;
+    stream.write_all(&out[first..]).await.map_err(sent)?;
     if let Some(body) = body {
         stream_body(&mut stream, body, length)
             .await
-            .map_err(|e| (e, false))?;
+            .map_err(|e| (e, Reached::Sent))?;
     }
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     loop {
         let read = tokio::io::AsyncReadExt::read_buf(&mut stream, &mut buf).await;
-        let got_any = !buf.is_empty();
+        let reached = if buf.is_empty() {
+            Reached::Sent
+        } else {
+            Reached::Answer
+        };
         match read {
             Ok(0) => {
                 let why = "the upstream closed the connection before answering";
-                return Err((broken(why), got_any));
+                return Err((broken(why), reached));
             }
             Ok(_) => {}
-            Err(error) => return Err((broken(error), got_any)),
+            Err(error) => return Err((broken(error), reached)),
         }
         // Interim answers (1xx) are skipped; the final one may already be in the buffer.
         match head::answer_head(&buf, head_only, MAX_HEAD) {
             // Interim heads count too: an endless run of them is no answer.
             Ok(None) if buf.len() > 2 * MAX_HEAD => {
-                return Err((broken("the upstream's answer heads are too large"), true));
+                let why = "the upstream's answer heads are too large";
+                return Err((broken(why), Reached::Answer));
             }
             Ok(None) => {}
             Ok(Some((interim, head))) => {
                 let _ = buf.split_to(interim);
                 let head_bytes = buf.split_to(head.len()).freeze();
-                let head = head.build(&head_bytes).map_err(|e| (broken(e), true))?;
+                let head = head
+                    .build(&head_bytes)
+                    .map_err(|e| (broken(e), Reached::Answer))?;
                 return Ok(Answer { head, stream, buf });
             }
-            Err(error) => return Err((broken(error), true)),
+            Err(error) => return Err((broken(error), Reached::Answer)),
         }
         buf.reserve(READ_CHUNK);
     }
