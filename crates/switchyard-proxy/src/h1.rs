@@ -259,7 +259,7 @@ async fn write(
                     continue;
                 }
                 if chunked {
-                    crate::chunked::chunk_size(out, data.len());
+                    crate::wire::chunk_size(out, data.len());
                     out.extend_from_slice(&data);
                     out.extend_from_slice(b"\r\n");
                 } else {
@@ -282,7 +282,7 @@ async fn write(
             }
             None => {
                 if chunked {
-                    out.extend_from_slice(crate::chunked::LAST_CHUNK);
+                    out.extend_from_slice(crate::wire::LAST_CHUNK);
                 }
                 let written = stream.write_all(out).await.is_ok();
                 out.clear();

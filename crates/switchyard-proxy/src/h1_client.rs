@@ -408,7 +408,7 @@ async fn stream_body(
             stream.write_all(&data).await.map_err(broken)?;
         } else {
             chunk.clear();
-            crate::chunked::chunk_size(&mut chunk, data.len());
+            crate::wire::chunk_size(&mut chunk, data.len());
             chunk.extend_from_slice(&data);
             chunk.extend_from_slice(b"\r\n");
             stream.write_all(&chunk).await.map_err(broken)?;
@@ -416,7 +416,7 @@ async fn stream_body(
     }
     if length.is_none() {
         stream
-            .write_all(crate::chunked::LAST_CHUNK)
+            .write_all(crate::wire::LAST_CHUNK)
             .await
             .map_err(broken)?;
     }

@@ -4,7 +4,6 @@ pub mod access;
 mod admission;
 mod affinity;
 mod boards;
-mod chunked;
 mod context;
 mod forward;
 pub mod fuzz;
@@ -31,6 +30,7 @@ mod stage;
 mod table;
 mod trace;
 mod upstream;
+mod wire;
 
 pub use admission::Shed;
 pub use boards::Boards;

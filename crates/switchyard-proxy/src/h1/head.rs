@@ -4,8 +4,10 @@
 use std::ops::Range;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version};
+use http::{Method, Request, Uri, Version};
 use http_body_util::Full;
+
+use crate::wire::{decimal, field_map, span};
 
 /// Header fields a request may carry; more is a 431, as hyper answers.
 pub(crate) const MAX_HEADERS: usize = 100;
@@ -143,12 +145,6 @@ pub(crate) fn parse(buf: &[u8], max_bytes: usize) -> Parsed {
     })
 }
 
-/// Where `part`, a slice of `base`, lies in it.
-fn span(base: &[u8], part: &[u8]) -> Range<usize> {
-    let start = (part.as_ptr() as usize).saturating_sub(base.as_ptr() as usize);
-    start..start + part.len()
-}
-
 /// What the fields say about the body and the connection.
 struct Framing {
     /// The body's length; `None` for a chunked body.
@@ -258,18 +254,7 @@ const KNOWN_CODINGS: [&[u8]; 6] = [
 
 /// A Content-Length value: decimal digits only, within u64 (no sign, no list).
 fn content_length(value: &[u8]) -> Result<u64, Refusal> {
-    const BAD: Refusal = Refusal::Malformed("Content-Length is not a decimal length");
-    if value.is_empty() {
-        return Err(BAD);
-    }
-    value.iter().try_fold(0u64, |n, &b| {
-        if !b.is_ascii_digit() {
-            return Err(BAD);
-        }
-        n.checked_mul(10)
-            .and_then(|n| n.checked_add(u64::from(b - b'0')))
-            .ok_or(BAD)
-    })
+    decimal(value).ok_or(Refusal::Malformed("Content-Length is not a decimal length"))
 }
 
 impl Head {
@@ -279,14 +264,7 @@ impl Head {
         let method = Method::from_bytes(&bytes[self.method.clone()])
             .map_err(|_| Refusal::Malformed("the method is malformed"))?;
         let uri = Uri::from_maybe_shared(bytes.slice(self.target.clone())).map_err(|_| TARGET)?;
-        let mut headers = HeaderMap::with_capacity(self.fields.len());
-        for (name, value) in &self.fields {
-            let name = HeaderName::from_bytes(&bytes[name.clone()])
-                .map_err(|_| Refusal::Malformed("a field name is malformed"))?;
-            let value = HeaderValue::from_maybe_shared(bytes.slice(value.clone()))
-                .map_err(|_| Refusal::Malformed("a field value is malformed"))?;
-            headers.append(name, value);
-        }
+        let headers = field_map(bytes, &self.fields).map_err(Refusal::Malformed)?;
         // The body was read whole before this; its length fits the buffer that holds it.
         let end = self.len + usize::try_from(self.body).unwrap_or(usize::MAX);
         let mut request = Request::new(Full::new(bytes.slice(self.len..end)));

@@ -5,9 +5,10 @@ use std::ops::Range;
 
 use bytes::Bytes;
 use http::uri::Authority;
-use http::{header, request, response, HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
+use http::{header, request, response, Response, StatusCode};
 
 use super::body::Framing;
+use crate::wire::{decimal, field_map, span};
 
 /// Writes the request line and fields; `length` is the body's, if known (else chunked).
 pub(super) fn request(
@@ -137,11 +138,6 @@ pub(super) fn response(
     })))
 }
 
-fn span(base: &[u8], part: &[u8]) -> Range<usize> {
-    let start = (part.as_ptr() as usize).saturating_sub(base.as_ptr() as usize);
-    start..start + part.len()
-}
-
 /// The body's framing and whether the upstream lets the connection live on.
 fn framing(
     fields: &[httparse::Header<'_>],
@@ -154,8 +150,8 @@ fn framing(
         let name = field.name.as_bytes();
         if name.eq_ignore_ascii_case(b"content-length") {
             for value in field.value.split(|&b| b == b',') {
-                let n =
-                    digits(value.trim_ascii()).ok_or("the upstream's Content-Length is invalid")?;
+                let n = decimal(value.trim_ascii())
+                    .ok_or("the upstream's Content-Length is invalid")?;
                 if length.is_some_and(|l| l != n) {
                     return Err("the upstream sent conflicting Content-Length");
                 }
@@ -194,17 +190,6 @@ fn framing(
     })
 }
 
-fn digits(value: &[u8]) -> Option<u64> {
-    if value.is_empty() {
-        return None;
-    }
-    value.iter().try_fold(0u64, |n, &b| {
-        b.is_ascii_digit()
-            .then(|| n.checked_mul(10)?.checked_add(u64::from(b - b'0')))
-            .flatten()
-    })
-}
-
 impl Final {
     /// The head's length in bytes.
     pub(crate) fn len(&self) -> usize {
@@ -226,14 +211,7 @@ impl Final {
 
     /// The head's parts, from the bytes it was read from.
     pub(super) fn build(self, bytes: &Bytes) -> Result<ResponseHead, &'static str> {
-        let mut headers = HeaderMap::with_capacity(self.fields.len());
-        for (name, value) in &self.fields {
-            let name = HeaderName::from_bytes(&bytes[name.clone()])
-                .map_err(|_| "the upstream sent a malformed field name")?;
-            let value = HeaderValue::from_maybe_shared(bytes.slice(value.clone()))
-                .map_err(|_| "the upstream sent a malformed field value")?;
-            headers.append(name, value);
-        }
+        let headers = field_map(bytes, &self.fields)?;
         let mut response = Response::new(());
         *response.status_mut() = self.status;
         *response.headers_mut() = headers;
