@@ -268,24 +268,31 @@ TARGETS=("direct:$SIM" "switchyard:$SY" "switchyard+log:$SYL" "nginx:$NGX" "ngin
 for t in "${TARGETS[@]}"; do check_target "${t%%:*}" "${t##*:}"; done
 
 MAX_CONNS=$(tr ' ' '\n' <<<"$CONNS" | sort -n | tail -1)
-for round in $(seq "$REPEATS"); do
-    for t in "${TARGETS[@]}"; do
-        name=${t%%:*}; url="http://127.0.0.1:${t##*:}/v1/chat/completions"
-        log "round $round/$REPEATS: $name"
-        timeout -k 5 $((WARMUP + 30)) wrk -t1 -c"$MAX_CONNS" -d"${WARMUP}s" \
-            -s "$BENCH/post.lua" "$url" -- "$BENCH/chat.json" >/dev/null
-        for c in $CONNS; do
-            raw=$OUT/raw/wrk-$round-$name-c$c.txt
-            before=$(cpu_mark $OURS)
-            timeout -k 5 $((DURATION + 30)) wrk -t1 -c"$c" -d"${DURATION}s" --latency \
-                -s "$BENCH/post.lua" "$url" -- "$BENCH/chat.json" >"$raw"
-            other=$(other_cpu "$before" "$(cpu_mark $OURS)")
-            line=$(grep '^BENCH ' "$raw") || die "no summary in $raw"
-            echo "round=$round target=$name conns=$c other_cpu=$other ${line#BENCH }" |
-                tee -a "$OUT/wrk.txt" >&2
+throughput() { # throughput BODY TAG TARGET...: per round, each target warmed up, then wrk at each
+               # connection count; raw output in raw/wrk-TAG..., one summary line each in
+               # wrk-TAG.txt (TAG: empty for JSON, "stream-" for streams)
+    local body=$1 tag=$2 round t name url c raw before other line
+    shift 2
+    for round in $(seq "$REPEATS"); do
+        for t in "$@"; do
+            name=${t%%:*}; url="http://127.0.0.1:${t##*:}/v1/chat/completions"
+            log "round $round/$REPEATS: $name${tag:+, streamed}"
+            timeout -k 5 $((WARMUP + 30)) wrk -t1 -c"$MAX_CONNS" -d"${WARMUP}s" \
+                -s "$BENCH/post.lua" "$url" -- "$body" >/dev/null
+            for c in $CONNS; do
+                raw=$OUT/raw/wrk-$tag$round-$name-c$c.txt
+                before=$(cpu_mark $OURS)
+                timeout -k 5 $((DURATION + 30)) wrk -t1 -c"$c" -d"${DURATION}s" --latency \
+                    -s "$BENCH/post.lua" "$url" -- "$body" >"$raw"
+                other=$(other_cpu "$before" "$(cpu_mark $OURS)")
+                line=$(grep '^BENCH ' "$raw") || die "no summary in $raw"
+                echo "round=$round target=$name conns=$c other_cpu=$other ${line#BENCH }" |
+                    tee -a "$OUT/wrk${tag:+-${tag%-}}.txt" >&2
+            done
         done
     done
-done
+}
+throughput "$BENCH/chat.json" "" "${TARGETS[@]}"
 curl -sS --max-time 5 "http://127.0.0.1:$SY_ADMIN/metrics" >"$OUT/raw/switchyard-metrics.txt"
 echo "load_after_throughput=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/meta.txt"
 
@@ -300,24 +307,7 @@ body["stream_options"] = {"include_usage": True}
 json.dump(body, open(sys.argv[2], "w"))
 PY
 STREAM_TARGETS=("direct:$SIM" "switchyard:$SY" "nginx:$NGX_SSE")
-for round in $(seq "$REPEATS"); do
-    for t in "${STREAM_TARGETS[@]}"; do
-        name=${t%%:*}; url="http://127.0.0.1:${t##*:}/v1/chat/completions"
-        log "round $round/$REPEATS: $name, streamed"
-        timeout -k 5 $((WARMUP + 30)) wrk -t1 -c"$MAX_CONNS" -d"${WARMUP}s" \
-            -s "$BENCH/post.lua" "$url" -- "$STREAM_BODY" >/dev/null
-        for c in $CONNS; do
-            raw=$OUT/raw/wrk-stream-$round-$name-c$c.txt
-            before=$(cpu_mark $OURS)
-            timeout -k 5 $((DURATION + 30)) wrk -t1 -c"$c" -d"${DURATION}s" --latency \
-                -s "$BENCH/post.lua" "$url" -- "$STREAM_BODY" >"$raw"
-            other=$(other_cpu "$before" "$(cpu_mark $OURS)")
-            line=$(grep '^BENCH ' "$raw") || die "no summary in $raw"
-            echo "round=$round target=$name conns=$c other_cpu=$other ${line#BENCH }" |
-                tee -a "$OUT/wrk-stream.txt" >&2
-        done
-    done
-done
+throughput "$STREAM_BODY" stream- "${STREAM_TARGETS[@]}"
 echo "load_after_stream_throughput=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/meta.txt"
 
 # --- 2. streaming: time to first byte ------------------------------------------------------
